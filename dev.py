@@ -1,0 +1,76 @@
+"""The project's two commands, needing nothing but Python 3 on the machine.
+
+    python3 dev.py demo   # set up .venv, install tfee, run the end-to-end demo
+    python3 dev.py test   # set up .venv, install tfee with test tools, lint, pytest
+
+The virtual environment is (re)installed only when setup.py or
+constraints.txt changed since the last install.
+"""
+
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+STAMP = VENV / ".tfee-install-stamp"
+LINTED = ["tfee", "tests", "examples", "benchmarks", "dev.py", "setup.py"]
+
+
+def run(*args):
+    print("+", " ".join(str(a) for a in args), flush=True)
+    subprocess.run([str(a) for a in args], cwd=ROOT, check=True, env=_env())
+
+
+def _env():
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def ensure_venv():
+    """Creates .venv and installs tfee with every extra, pinned by constraints.txt."""
+    wanted = hashlib.sha256(
+        (ROOT / "setup.py").read_bytes() + (ROOT / "constraints.txt").read_bytes()
+    ).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+        return
+    started = time.monotonic()
+    if not PYTHON.exists():
+        run(sys.executable, "-m", "venv", VENV)
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(
+        PYTHON, "-m", "pip", "install", "--quiet",
+        "-c", "constraints.txt", "-e", ".[test,demo]",
+    )  # fmt: skip
+    STAMP.write_text(wanted)
+    print(f"installed in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def demo():
+    ensure_venv()
+    run(PYTHON, "examples/demo.py")
+
+
+def test():
+    ensure_venv()
+    run(PYTHON, "-m", "ruff", "check", *LINTED)
+    run(PYTHON, "-m", "black", "--check", "--quiet", *LINTED)
+    run(PYTHON, "-m", "isort", "--check-only", "--quiet", *LINTED)
+    run(PYTHON, "-m", "pytest", "-q", "-n", "2", "--durations=15")
+
+
+COMMANDS = {"demo": demo, "test": test}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python3 dev.py {{{'|'.join(COMMANDS)}}}")
+    try:
+        COMMANDS[sys.argv[1]]()
+    except subprocess.CalledProcessError as error:
+        sys.exit(error.returncode)

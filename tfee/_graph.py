@@ -1,0 +1,152 @@
+"""Walking a functional model's graph: topological order, cut points, ancestry.
+
+Everything here reads the graph Keras already records (nodes and their input
+tensors); nothing is stored on the side.
+"""
+
+import dataclasses
+
+from tfee._keras import keras, tf
+
+__all__ = ["GraphNode", "ordered_nodes", "cut_point_layers", "ancestors"]
+
+# Layers that only rescale or gate their input: an exit is better attached
+# after them than before them (after a block's ReLU, not its Add).
+_PASS_THROUGH_LAYERS = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.PReLU,
+    keras.layers.ELU,
+    keras.layers.ThresholdedReLU,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphNode:
+    """One call of a layer inside a model, with the tensors it reads and writes."""
+
+    layer: object
+    node: object
+    position: int  # topological position in the model
+
+    @property
+    def name(self):
+        return self.layer.name
+
+    @property
+    def input_shapes(self):
+        return self.node.input_shapes
+
+    @property
+    def output_shapes(self):
+        return self.node.output_shapes
+
+
+def _tensor_key(tensor):
+    return id(tensor)
+
+
+def ordered_nodes(model):
+    """The model's layer calls in a topological order (inputs first)."""
+    nodes = []
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            nodes.append(node)
+    return [
+        GraphNode(layer=node.layer, node=node, position=i)
+        for i, node in enumerate(nodes)
+    ]
+
+
+def _node_inputs(node):
+    return [t for t in tf.nest.flatten(node.node.keras_inputs)]
+
+
+def _node_outputs(node):
+    return [t for t in tf.nest.flatten(node.node.outputs)]
+
+
+def cut_point_layers(model):
+    """Names of the layers whose output alone separates the input from the outputs.
+
+    An exit (and a stage boundary in staged inference) can only sit where one
+    tensor carries everything the rest of the network needs; inside a
+    residual block the skip connection also crosses, so block-internal layers
+    are not cut points.
+
+    Returns:
+      Layer names in topological order, input layers excluded.
+    """
+    nodes = ordered_nodes(model)
+    last_use = {}
+    for node in nodes:
+        for tensor in _node_inputs(node):
+            last_use[_tensor_key(tensor)] = node.position
+    for tensor in model.outputs:
+        last_use[_tensor_key(tensor)] = len(nodes)
+
+    live = {}
+    cuts = []
+    for node in nodes:
+        for tensor in _node_inputs(node):
+            key = _tensor_key(tensor)
+            if last_use.get(key) == node.position:
+                live.pop(key, None)
+        outputs = _node_outputs(node)
+        for tensor in outputs:
+            if _tensor_key(tensor) in last_use:
+                live[_tensor_key(tensor)] = tensor
+        if isinstance(node.layer, keras.layers.InputLayer):
+            continue
+        if len(outputs) == 1 and set(live) == {_tensor_key(outputs[0])}:
+            cuts.append(node.name)
+    return cuts
+
+
+def preferred_cut_points(model):
+    """Cut points where an exit is worth placing: not right before a BN/activation.
+
+    A cut point whose only consumer is a pass-through layer (BN, ReLU, dropout)
+    that is itself a cut point is skipped: the exit goes after that layer.
+    """
+    cuts = cut_point_layers(model)
+    cut_set = set(cuts)
+    consumers = {}
+    for node in ordered_nodes(model):
+        for tensor in _node_inputs(node):
+            producer = tensor._keras_history.layer.name
+            consumers.setdefault(producer, []).append(node.layer)
+    preferred = []
+    for name in cuts:
+        users = consumers.get(name, [])
+        if (
+            len(users) == 1
+            and isinstance(users[0], _PASS_THROUGH_LAYERS)
+            and users[0].name in cut_set
+        ):
+            continue
+        preferred.append(name)
+    return preferred
+
+
+def ancestors(tensor):
+    """Names of every layer the tensor depends on, its own producer included."""
+    seen = set()
+    stack = [tensor]
+    while stack:
+        current = stack.pop()
+        history = current._keras_history
+        layer = history.layer
+        if layer.name in seen:
+            continue
+        seen.add(layer.name)
+        node = layer._inbound_nodes[history.node_index]
+        stack.extend(tf.nest.flatten(node.keras_inputs))
+    return seen

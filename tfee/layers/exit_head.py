@@ -1,0 +1,160 @@
+"""The base class of tfee's exit heads: pooled features -> logits (+ confidence)."""
+
+import numpy as np
+
+from tfee._keras import keras, tf, tfmot
+
+__all__ = ["ExitHead"]
+
+
+class ExitHead(
+    keras.layers.Layer,
+    tfmot.sparsity.keras.PrunableLayer,
+    tfmot.clustering.keras.ClusterableLayer,
+):
+    """An exit head: a classifier attached to an intermediate feature map.
+
+    Subclasses turn the (batch, height, width, channels) feature map into a
+    (batch, features) matrix; this class owns the final linear classifier and
+    the optional learned confidence (Dense(1) + sigmoid, as in PTEENet and
+    EENet). Heads own their variables directly (not through nested Keras
+    layers) because tfmot's clustering wrapper swaps a layer's weights by
+    attribute name, and it can only reach attributes of the wrapped layer.
+
+    Input shape: (batch, height, width, channels).
+    Output: logits (batch, num_classes); with `with_confidence`, the list
+    [logits, confidence] where confidence is (batch, 1) in (0, 1).
+
+    Args:
+      num_classes: number of classes, a positive integer.
+      with_confidence: add a learned confidence output.
+      **kwargs: standard Layer arguments (name, trainable, dtype).
+    """
+
+    head_type = None  # Set by subclasses: the name used in `head="..."`.
+    # Attribute names of the variables tfmot may prune or cluster, in order.
+    _kernel_names = ("kernel", "confidence_kernel")
+
+    def __init__(self, num_classes, with_confidence=False, **kwargs):
+        super().__init__(**kwargs)
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, (int, np.integer))
+            or num_classes < 1
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: invalid value for `num_classes`, "
+                f"expected a positive integer. Received: num_classes={num_classes!r}"
+            )
+        if not isinstance(with_confidence, bool):
+            raise TypeError(
+                f"{type(self).__name__}: `with_confidence` must be a bool. "
+                f"Received: with_confidence={with_confidence!r}"
+            )
+        self.num_classes = int(num_classes)
+        self.with_confidence = with_confidence
+
+    # -- subclass hooks ----------------------------------------------------
+    def _build_features(self, input_shape):
+        """Creates the feature extractor's variables; returns the feature width."""
+        raise NotImplementedError
+
+    def _features(self, inputs, training):
+        """Maps (batch, h, w, c) to (batch, features)."""
+        raise NotImplementedError
+
+    def _feature_macs(self, input_shape, nonzero_fraction):
+        """MACs of `_features` for one sample; `nonzero_fraction(name)` for sparsity."""
+        raise NotImplementedError
+
+    # -- Layer API -----------------------------------------------------------
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        if shape.rank != 4 or any(d is None for d in shape[1:]):
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' needs a 4-D feature map "
+                "(batch, height, width, channels) with known height, width and "
+                f"channels. Received: input_shape={tuple(shape.as_list()) if shape.rank is not None else None}"
+            )
+        width = self._build_features(shape)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(width, self.num_classes),
+            initializer="glorot_uniform",
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.num_classes,), initializer="zeros"
+        )
+        if self.with_confidence:
+            self.confidence_kernel = self.add_weight(
+                name="confidence_kernel", shape=(width, 1), initializer="glorot_uniform"
+            )
+            self.confidence_bias = self.add_weight(
+                name="confidence_bias", shape=(1,), initializer="zeros"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        if training is None:
+            training = keras.backend.learning_phase()
+        features = self._features(inputs, training)
+        logits = tf.matmul(features, self.kernel) + self.bias
+        if not self.with_confidence:
+            return logits
+        confidence = tf.sigmoid(
+            tf.matmul(features, self.confidence_kernel) + self.confidence_bias
+        )
+        return [logits, confidence]
+
+    def compute_output_shape(self, input_shape):
+        batch = tf.TensorShape(input_shape)[0]
+        logits = tf.TensorShape([batch, self.num_classes])
+        if not self.with_confidence:
+            return logits
+        return [logits, tf.TensorShape([batch, 1])]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes, with_confidence=self.with_confidence
+        )
+        return config
+
+    # -- tfmot ---------------------------------------------------------------
+    def _owned_kernels(self):
+        return [
+            (name, getattr(self, name))
+            for name in self._kernel_names
+            if hasattr(self, name)
+        ]
+
+    def get_prunable_weights(self):
+        return [weight for _, weight in self._owned_kernels()]
+
+    def get_clusterable_weights(self):
+        return self._owned_kernels()
+
+    # -- cost ----------------------------------------------------------------
+    def macs(self, input_shape, sparse=False):
+        """Multiply-accumulates for one sample with the given input shape.
+
+        Args:
+          input_shape: (batch, height, width, channels); batch is ignored.
+          sparse: count only non-zero kernel weights (after pruning).
+
+        Returns:
+          An int.
+        """
+
+        def nonzero_fraction(name):
+            if not sparse or not hasattr(self, name):
+                return 1.0
+            values = np.asarray(keras.backend.get_value(getattr(self, name)))
+            return float(np.count_nonzero(values)) / max(values.size, 1)
+
+        width = self.kernel.shape[0]
+        macs = self._feature_macs(tf.TensorShape(input_shape), nonzero_fraction)
+        macs += width * self.num_classes * nonzero_fraction("kernel")
+        if self.with_confidence:
+            macs += width * nonzero_fraction("confidence_kernel")
+        return int(round(macs))

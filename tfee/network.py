@@ -1,0 +1,353 @@
+"""Attaching exits to a functional model, and reading them back from the graph.
+
+An early-exit network is a plain functional tf_keras model whose outputs are
+the logits of each exit, named `exit_1 ... exit_K` shallowest first (the
+deepest is the backbone's own classifier), followed by `confidence_k` for the
+heads that learn a confidence. Everything else (which layers are heads, where
+they attach, which layers form section k) is read from the graph.
+"""
+
+import dataclasses
+import re
+
+from tfee import _graph
+from tfee import cost
+from tfee._keras import keras, require_functional_model, tf
+from tfee.layers.exit_head import ExitHead
+from tfee.layers.head_factory import make_head
+from tfee.placement import Layers, Placement, PlacementContext
+
+__all__ = [
+    "ExitInfo",
+    "Section",
+    "attach_exits",
+    "detach_exits",
+    "exits",
+    "is_early_exit",
+    "sections",
+]
+
+_EXIT_NAME = re.compile(r"exit_(\d+)$")
+_CONFIDENCE_NAME = re.compile(r"confidence_(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitInfo:
+    """One exit of an early-exit network.
+
+    Attributes:
+      name: the output's name, "exit_k".
+      index: k, 1-based, shallowest first.
+      attach_layer: the backbone layer whose output the head reads (for the
+        deepest exit: the backbone's classifier).
+      head: the head layer's name (None for the deepest exit).
+      head_type: "linear", "sdn", "conv", a custom head's type, or "backbone".
+      confidence: the learned confidence output's name, or None.
+      cumulative_macs: MACs of a sample that leaves here (earlier heads included).
+    """
+
+    name: str
+    index: int
+    attach_layer: str
+    head: str
+    head_type: str
+    confidence: str
+    cumulative_macs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """Section k: the backbone layers between exit k-1 and exit k, plus head k."""
+
+    index: int
+    exit_name: str
+    backbone_layers: tuple
+    head_layers: tuple
+
+    @property
+    def layers(self):
+        return self.backbone_layers + self.head_layers
+
+
+def _final_logits(backbone):
+    """The backbone's classifier output as logits (softmax removed in our clone)."""
+    output = backbone.outputs[0]
+    layer = output._keras_history.layer
+    if isinstance(layer, keras.layers.Softmax) or (
+        isinstance(layer, keras.layers.Activation)
+        and layer.activation is keras.activations.softmax
+    ):
+        node = layer._inbound_nodes[output._keras_history.node_index]
+        return node.keras_inputs[0]
+    if getattr(layer, "activation", None) is keras.activations.softmax:
+        # The clone is ours: its classifier can emit logits instead.
+        layer.activation = keras.activations.linear
+    return output
+
+
+def _clone(model):
+    """A copy with its own variables (clone_model alone would share none, but
+    Sequential input layers and weights need care)."""
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    if isinstance(clone, keras.Sequential):
+        clone = keras.Model(clone.inputs, clone.outputs, name=clone.name)
+    return clone
+
+
+def _placement_context(backbone, logits, head, with_confidence):
+    nodes = _graph.ordered_nodes(backbone)
+    macs_by_layer = {
+        n.name: cost.layer_macs(n.layer, n.input_shapes, n.output_shapes)
+        for n in nodes
+        if not isinstance(n.layer, keras.layers.InputLayer)
+    }
+    node_by_name = {n.name: n for n in nodes}
+    logits_ancestors = _graph.ancestors(logits)
+    cut_points = _graph.cut_point_layers(backbone)
+    logits_layer = logits._keras_history.layer.name
+    candidates = []
+    for name in _graph.preferred_cut_points(backbone):
+        shape = tf.TensorShape(node_by_name[name].output_shapes)
+        if name == logits_layer or shape.rank != 4 or None in shape[1:]:
+            continue
+        if name not in logits_ancestors:
+            continue
+        upstream = _graph.ancestors(node_by_name[name].node.outputs)
+        cumulative = sum(macs_by_layer.get(a, 0) for a in upstream)
+        candidates.append((name, cumulative, tuple(shape.as_list())))
+    total = sum(macs_by_layer.get(a, 0) for a in logits_ancestors)
+    num_classes = logits.shape[-1]
+
+    def head_macs(shape):
+        layer = make_head(head, num_classes, with_confidence, name="_cost_probe")
+        layer.build(shape)
+        return layer.macs(shape)
+
+    return PlacementContext(
+        layer_names=tuple(n.name for n in nodes),
+        cut_points=tuple(cut_points),
+        candidates=tuple(candidates),
+        total_macs=total,
+        head_macs=head_macs,
+    )
+
+
+def attach_exits(
+    model,
+    placement,
+    head="sdn",
+    *,
+    with_confidence=False,
+    freeze_backbone=False,
+    name=None,
+):
+    """Adds exit heads to a functional model; returns a new early-exit network.
+
+    The input model is left unchanged: the network gets its own copy of the
+    backbone's weights. A classifier that ends in softmax is turned into
+    logits in that copy.
+
+    Args:
+      model: a single-input, single-output functional (or Sequential) tf_keras
+        model ending in a (batch, classes) classifier.
+      placement: a `tfee.Placement` (`Layers`, `FlopsFractions`, `PTEENet`) or
+        a list of layer names.
+      head: "linear", "sdn", "conv", an `ExitHead` subclass, or a callable
+        `(num_classes, with_confidence, name) -> ExitHead`.
+      with_confidence: give every added head a learned confidence output.
+      freeze_backbone: make the backbone's layers non-trainable, so training
+        updates only the heads (PTEENet's post-trained mode).
+      name: the returned model's name (default: "<model>_early_exit").
+
+    Returns:
+      A functional model with outputs `exit_1..exit_K` (logits, shallowest
+      first) followed by `confidence_k` for heads with learned confidence.
+
+    Raises:
+      TypeError: `model` is a Keras 3, subclassed or non-model object.
+      ValueError: the model has several inputs/outputs, already has exits, or
+        the placement names layers that cannot hold an exit.
+
+    Example:
+      >>> backbone = tfee.backbones.resnet_cifar(depth=20)
+      >>> net = tfee.attach_exits(backbone, tfee.FlopsFractions([0.3, 0.6]))
+      >>> net.output_names
+      ['exit_1', 'exit_2', 'exit_3']
+    """
+    api = "tfee.attach_exits"
+    require_functional_model(model, api)
+    if is_early_exit(model):
+        raise ValueError(
+            f"{api}: `model` already has exits ({model.output_names}); attach to "
+            "its backbone instead (tfee.detach_exits returns it)."
+        )
+    if isinstance(placement, (list, tuple)):
+        placement = Layers(placement)
+    if not isinstance(placement, Placement):
+        raise TypeError(
+            f"{api}: `placement` must be a tfee.Placement (Layers, FlopsFractions, "
+            f"PTEENet) or a list of layer names. Received: placement={placement!r}"
+        )
+    clashing = [
+        layer.name
+        for layer in model.layers
+        if _EXIT_NAME.match(layer.name) or _CONFIDENCE_NAME.match(layer.name)
+    ]
+    if clashing:
+        raise ValueError(
+            f"{api}: the model's layer names {clashing} collide with the exit "
+            "output names tfee creates (exit_k, confidence_k); rename them."
+        )
+    # Checked before cloning so that a bad head costs nothing.
+    make_head(head, 2, with_confidence, name="_validation_probe")
+
+    backbone = _clone(model)
+    logits = _final_logits(backbone)
+    if logits.shape.rank != 2:
+        raise ValueError(
+            f"{api}: `model` must end in a (batch, classes) classifier. "
+            f"Received: output shape {tuple(logits.shape.as_list())}"
+        )
+    context = _placement_context(backbone, logits, head, with_confidence)
+    attach_names = placement.resolve(context)
+    num_classes = logits.shape[-1]
+
+    if freeze_backbone:
+        for layer in backbone.layers:
+            layer.trainable = False
+
+    exit_outputs, confidence_outputs = [], []
+    for k, attach in enumerate(attach_names, start=1):
+        features = backbone.get_layer(attach).output
+        head_layer = make_head(head, num_classes, with_confidence, name=f"exit_{k}_head")
+        result = head_layer(features)
+        logits_k = result[0] if with_confidence else result
+        exit_outputs.append(keras.layers.Activation("linear", name=f"exit_{k}")(logits_k))
+        if with_confidence:
+            confidence_outputs.append(
+                keras.layers.Activation("linear", name=f"confidence_{k}")(result[1])
+            )
+    final_name = f"exit_{len(attach_names) + 1}"
+    exit_outputs.append(keras.layers.Activation("linear", name=final_name)(logits))
+    return keras.Model(
+        backbone.inputs,
+        exit_outputs + confidence_outputs,
+        name=name or f"{model.name}_early_exit",
+    )
+
+
+def is_early_exit(model):
+    """True if the model's outputs are named like a tfee early-exit network."""
+    names = getattr(model, "output_names", None) or []
+    exit_numbers = sorted(int(m.group(1)) for m in map(_EXIT_NAME.match, names) if m)
+    return len(exit_numbers) >= 2 and exit_numbers == list(range(1, len(exit_numbers) + 1))
+
+
+def _require_network(network, api):
+    require_functional_model(network, api, argument="network", single_output=False)
+    if not is_early_exit(network):
+        raise ValueError(
+            f"{api}: `network` is not a tfee early-exit network (outputs named "
+            "exit_1..exit_K); build one with tfee.attach_exits. Received outputs: "
+            f"{getattr(network, 'output_names', None)}"
+        )
+
+
+def _producer(tensor):
+    return tensor._keras_history.layer
+
+
+def _input_of(tensor):
+    history = tensor._keras_history
+    return history.layer._inbound_nodes[history.node_index].keras_inputs[0]
+
+
+def _structure(network, api):
+    """Per exit: (name, output tensor, head layer or None, attach tensor, confidence name)."""
+    _require_network(network, api)
+    outputs = dict(zip(network.output_names, network.outputs))
+    num_exits = sum(1 for n in outputs if _EXIT_NAME.match(n))
+    rows = []
+    for k in range(1, num_exits + 1):
+        exit_tensor = outputs[f"exit_{k}"]
+        head_output = _input_of(exit_tensor)
+        head_layer = _producer(head_output)
+        if isinstance(cost.unwrap(head_layer), ExitHead):
+            attach = _input_of(head_output)
+        else:
+            head_layer, attach = None, head_output
+        confidence = f"confidence_{k}" if f"confidence_{k}" in outputs else None
+        rows.append((f"exit_{k}", exit_tensor, head_layer, attach, confidence))
+    return rows, outputs
+
+
+def sections(network):
+    """The network cut at its exits: section k = backbone after exit k-1 up to
+    exit k, plus exit k's head layers.
+
+    Args:
+      network: a tfee early-exit network.
+
+    Returns:
+      A tuple of `Section`, one per exit, layer names in topological order.
+      The deepest section's backbone part ends with the classifier.
+    """
+    rows, outputs = _structure(network, "tfee.sections")
+    position = {n.name: n.position for n in _graph.ordered_nodes(network)}
+    inputs = {layer.name for layer in network.layers if isinstance(layer, keras.layers.InputLayer)}
+    result, previous = [], set(inputs)
+    for k, (exit_name, exit_tensor, _, attach, confidence) in enumerate(rows, start=1):
+        upstream = _graph.ancestors(attach) - inputs
+        head_tensors = [exit_tensor] + ([outputs[confidence]] if confidence else [])
+        head = set().union(*(_graph.ancestors(t) for t in head_tensors)) - upstream - inputs
+        order = position.__getitem__
+        result.append(
+            Section(
+                index=k,
+                exit_name=exit_name,
+                backbone_layers=tuple(sorted(upstream - previous, key=order)),
+                head_layers=tuple(sorted(head, key=order)),
+            )
+        )
+        previous = upstream | inputs
+    return tuple(result)
+
+
+def exits(network):
+    """The exits of an early-exit network, read from its graph.
+
+    Returns:
+      A tuple of `ExitInfo`, shallowest first.
+    """
+    rows, _ = _structure(network, "tfee.exits")
+    report = cost.analyze(network)
+    result = []
+    for k, ((name, _, head_layer, attach, confidence), exit_cost) in enumerate(
+        zip(rows, report.exits), start=1
+    ):
+        head_type = cost.unwrap(head_layer).head_type if head_layer else "backbone"
+        result.append(
+            ExitInfo(
+                name=name,
+                index=k,
+                attach_layer=_producer(attach).name,
+                head=head_layer.name if head_layer else None,
+                head_type=head_type,
+                confidence=confidence,
+                cumulative_macs=exit_cost.cumulative_macs,
+            )
+        )
+    return tuple(result)
+
+
+def detach_exits(network):
+    """The inverse of `attach_exits`: the backbone alone, as a new model.
+
+    The returned model has its own copy of the weights and outputs the deepest
+    exit's logits.
+    """
+    rows, _ = _structure(network, "tfee.detach_exits")
+    _, exit_tensor, _, logits, _ = rows[-1]
+    view = keras.Model(network.inputs, logits, name=network.name.replace("_early_exit", ""))
+    return _clone(view)
