@@ -4,12 +4,16 @@ The public API is re-exported here, one name per line; nothing private is
 reachable from this namespace.
 """
 
-from tfee import _keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfee import (  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    _keras,
+)
 from tfee import backbones
 from tfee import cost
 from tfee import data
 from tfee import layers
+from tfee import training
 from tfee._keras import keras
+from tfee._keras import tf
 from tfee.network import ExitInfo
 from tfee.network import Section
 from tfee.network import attach_exits
@@ -21,6 +25,9 @@ from tfee.placement import FlopsFractions
 from tfee.placement import Layers
 from tfee.placement import Placement
 from tfee.placement import PTEENet
+from tfee.stages import stage_models
+from tfee.training import callbacks
+from tfee.training import losses
 from tfee.version import __version__
 
 __all__ = [
@@ -33,12 +40,17 @@ __all__ = [
     "__version__",
     "attach_exits",
     "backbones",
+    "callbacks",
     "cost",
     "data",
     "detach_exits",
     "exits",
     "is_early_exit",
     "keras",
+    "tf",
     "layers",
+    "losses",
     "sections",
+    "stage_models",
+    "training",
 ]

@@ -6,7 +6,8 @@ tensors); nothing is stored on the side.
 
 import dataclasses
 
-from tfee._keras import keras, tf
+from tfee._keras import keras
+from tfee._keras import tf
 
 __all__ = ["GraphNode", "ordered_nodes", "cut_point_layers", "ancestors"]
 

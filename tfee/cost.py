@@ -23,7 +23,8 @@ import warnings
 import numpy as np
 
 from tfee import _graph
-from tfee._keras import keras, tf
+from tfee._keras import keras
+from tfee._keras import tf
 from tfee.layers.exit_head import ExitHead
 
 __all__ = [
@@ -44,7 +45,9 @@ _WARNED = set()
 
 def register_macs(layer_class, counter):
     """Registers `counter(layer, input_shapes, output_shapes, sparse) -> int`."""
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+    if not (
+        isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)
+    ):
         raise TypeError(
             "register_macs: `layer_class` must be a tf_keras Layer subclass. "
             f"Received: layer_class={layer_class!r}"
@@ -55,7 +58,9 @@ def register_macs(layer_class, counter):
 def unwrap(layer):
     """The layer inside tfmot's pruning, clustering or quantization wrappers."""
     while isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "layer"):
-        if isinstance(layer, (keras.layers.Bidirectional, keras.layers.TimeDistributed)):
+        if isinstance(
+            layer, (keras.layers.Bidirectional, keras.layers.TimeDistributed)
+        ):
             break
         layer = layer.layer
     return layer
@@ -273,7 +278,10 @@ def analyze(network, sparse=False):
         backbone = macs_of(section.backbone_layers)
         head = macs_of(section.head_layers)
         params, size = parameter_bytes(
-            [node_by_layer[n].layer for n in section.backbone_layers + section.head_layers]
+            [
+                node_by_layer[n].layer
+                for n in section.backbone_layers + section.head_layers
+            ]
         )
         section_costs.append(SectionCost(section.index, backbone, head, params, size))
         running += backbone + head

@@ -12,10 +12,14 @@ import re
 
 from tfee import _graph
 from tfee import cost
-from tfee._keras import keras, require_functional_model, tf
+from tfee._keras import keras
+from tfee._keras import require_functional_model
+from tfee._keras import tf
 from tfee.layers.exit_head import ExitHead
 from tfee.layers.head_factory import make_head
-from tfee.placement import Layers, Placement, PlacementContext
+from tfee.placement import Layers
+from tfee.placement import Placement
+from tfee.placement import PlacementContext
 
 __all__ = [
     "ExitInfo",
@@ -220,10 +224,14 @@ def attach_exits(
     exit_outputs, confidence_outputs = [], []
     for k, attach in enumerate(attach_names, start=1):
         features = backbone.get_layer(attach).output
-        head_layer = make_head(head, num_classes, with_confidence, name=f"exit_{k}_head")
+        head_layer = make_head(
+            head, num_classes, with_confidence, name=f"exit_{k}_head"
+        )
         result = head_layer(features)
         logits_k = result[0] if with_confidence else result
-        exit_outputs.append(keras.layers.Activation("linear", name=f"exit_{k}")(logits_k))
+        exit_outputs.append(
+            keras.layers.Activation("linear", name=f"exit_{k}")(logits_k)
+        )
         if with_confidence:
             confidence_outputs.append(
                 keras.layers.Activation("linear", name=f"confidence_{k}")(result[1])
@@ -241,7 +249,9 @@ def is_early_exit(model):
     """True if the model's outputs are named like a tfee early-exit network."""
     names = getattr(model, "output_names", None) or []
     exit_numbers = sorted(int(m.group(1)) for m in map(_EXIT_NAME.match, names) if m)
-    return len(exit_numbers) >= 2 and exit_numbers == list(range(1, len(exit_numbers) + 1))
+    return len(exit_numbers) >= 2 and exit_numbers == list(
+        range(1, len(exit_numbers) + 1)
+    )
 
 
 def _require_network(network, api):
@@ -295,12 +305,20 @@ def sections(network):
     """
     rows, outputs = _structure(network, "tfee.sections")
     position = {n.name: n.position for n in _graph.ordered_nodes(network)}
-    inputs = {layer.name for layer in network.layers if isinstance(layer, keras.layers.InputLayer)}
+    inputs = {
+        layer.name
+        for layer in network.layers
+        if isinstance(layer, keras.layers.InputLayer)
+    }
     result, previous = [], set(inputs)
     for k, (exit_name, exit_tensor, _, attach, confidence) in enumerate(rows, start=1):
         upstream = _graph.ancestors(attach) - inputs
         head_tensors = [exit_tensor] + ([outputs[confidence]] if confidence else [])
-        head = set().union(*(_graph.ancestors(t) for t in head_tensors)) - upstream - inputs
+        head = (
+            set().union(*(_graph.ancestors(t) for t in head_tensors))
+            - upstream
+            - inputs
+        )
         order = position.__getitem__
         result.append(
             Section(
@@ -349,5 +367,7 @@ def detach_exits(network):
     """
     rows, _ = _structure(network, "tfee.detach_exits")
     _, exit_tensor, _, logits, _ = rows[-1]
-    view = keras.Model(network.inputs, logits, name=network.name.replace("_early_exit", ""))
+    view = keras.Model(
+        network.inputs, logits, name=network.name.replace("_early_exit", "")
+    )
     return _clone(view)

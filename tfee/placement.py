@@ -2,7 +2,7 @@
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["FlopsFractions", "Layers", "PTEENet", "Placement", "PlacementContext"]
 
@@ -211,7 +211,11 @@ class PTEENet(FlopsFractions):
                 f"PTEENet: unknown `rule`, expected one of {_PTEENET_RULES}. "
                 f"Received: rule={rule!r}"
             )
-        if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
+        if (
+            isinstance(num_exits, bool)
+            or not isinstance(num_exits, int)
+            or num_exits < 1
+        ):
             raise ValueError(
                 "PTEENet: `num_exits` must be a positive integer. "
                 f"Received: num_exits={num_exits!r}"
@@ -223,7 +227,9 @@ class PTEENet(FlopsFractions):
             "linear": lambda i: (i + 1) / (n + 1),
             "golden": lambda i: _GOLDEN_RATIO ** (i - n),
         }[rule]
-        super().__init__([fraction(i) for i in range(n)], include_heads=True, match="reach")
+        super().__init__(
+            [fraction(i) for i in range(n)], include_heads=True, match="reach"
+        )
         self.rule = rule
         self.num_exits = num_exits
 

@@ -15,7 +15,9 @@ def _conv_bn(x, filters, strides, name, weight_decay):
         padding="same",
         use_bias=False,
         kernel_initializer="he_normal",
-        kernel_regularizer=keras.regularizers.l2(weight_decay) if weight_decay else None,
+        kernel_regularizer=(
+            keras.regularizers.l2(weight_decay) if weight_decay else None
+        ),
         name=f"{name}_conv",
     )(x)
     return keras.layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -48,7 +50,12 @@ def resnet_cifar(
     Returns:
       An uncompiled `keras.Model`.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, int)
+        or depth < 8
+        or (depth - 2) % 6
+    ):
         raise ValueError(
             "resnet_cifar: invalid value for `depth`, expected 6n + 2 with n >= 1 "
             f"(e.g. {_DEPTHS}). Received: depth={depth!r}"
@@ -79,9 +86,9 @@ def resnet_cifar(
                     kernel_initializer="he_normal",
                     name=f"{prefix}_shortcut_conv",
                 )(shortcut)
-                shortcut = keras.layers.BatchNormalization(name=f"{prefix}_shortcut_bn")(
-                    shortcut
-                )
+                shortcut = keras.layers.BatchNormalization(
+                    name=f"{prefix}_shortcut_bn"
+                )(shortcut)
             x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
             x = keras.layers.ReLU(name=f"{prefix}_out")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

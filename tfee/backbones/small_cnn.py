@@ -5,7 +5,9 @@ from tfee._keras import keras
 __all__ = ["small_cnn"]
 
 
-def small_cnn(num_classes=10, input_shape=(8, 8, 1), widths=(16, 32, 64), name="small_cnn"):
+def small_cnn(
+    num_classes=10, input_shape=(8, 8, 1), widths=(16, 32, 64), name="small_cnn"
+):
     """Conv-BN-ReLU blocks, one per width, halving the resolution after the first.
 
     Args:

@@ -28,7 +28,9 @@ def vgg(
       An uncompiled functional `keras.Model` that outputs logits. Layers are
       named `block{i}_conv`, `block{i}_bn`, `block{i}_relu` and `pool{j}`.
     """
-    if not config or any(c != "M" and (not isinstance(c, int) or c < 1) for c in config):
+    if not config or any(
+        c != "M" and (not isinstance(c, int) or c < 1) for c in config
+    ):
         raise ValueError(
             "vgg: `config` must be a non-empty sequence of positive channel counts "
             f"and 'M' (max pool). Received: config={config!r}"

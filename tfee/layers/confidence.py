@@ -1,6 +1,7 @@
 """Weightless confidence scores computed from an exit's logits."""
 
-from tfee._keras import keras, tf
+from tfee._keras import keras
+from tfee._keras import tf
 
 __all__ = ["Confidence", "CONFIDENCE_RULES", "confidence_from_logits"]
 

@@ -1,6 +1,7 @@
 """PTEENet's convolutional branch: 2 x (3x3 conv + BN + ReLU) + pool + dense."""
 
-from tfee._keras import keras, tf
+from tfee._keras import keras
+from tfee._keras import tf
 from tfee.layers.exit_head import ExitHead
 
 __all__ = ["ConvHead"]
@@ -129,9 +130,14 @@ class ConvHead(ExitHead):
     def _feature_macs(self, input_shape, nonzero_fraction):
         h, w, c = input_shape[1], input_shape[2], input_shape[3]
         f = self.filters or c
-        convs = 9 * h * w * (
-            c * f * nonzero_fraction("conv1_kernel")
-            + f * f * nonzero_fraction("conv2_kernel")
+        convs = (
+            9
+            * h
+            * w
+            * (
+                c * f * nonzero_fraction("conv1_kernel")
+                + f * f * nonzero_fraction("conv2_kernel")
+            )
         )
         # Batch normalization folds to one multiply-add per element; the
         # global pool reads each element once.

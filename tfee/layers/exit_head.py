@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from tfee._keras import keras, tf, tfmot
+from tfee._keras import keras
+from tfee._keras import tf
+from tfee._keras import tfmot
 
 __all__ = ["ExitHead"]
 

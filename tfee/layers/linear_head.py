@@ -1,6 +1,7 @@
 """The linear exit head: global average pooling + one dense layer."""
 
-from tfee._keras import keras, tf
+from tfee._keras import keras
+from tfee._keras import tf
 from tfee.layers.exit_head import ExitHead
 
 __all__ = ["LinearHead"]

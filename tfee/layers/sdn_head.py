@@ -1,6 +1,7 @@
 """The Shallow-Deep Network head: mixed max/average pooling to 4x4 + dense."""
 
-from tfee._keras import keras, tf
+from tfee._keras import keras
+from tfee._keras import tf
 from tfee.layers.exit_head import ExitHead
 
 __all__ = ["SDNHead"]

@@ -1,0 +1,1 @@
+"""tfee's benchmarks on the reference setup (shared/BENCHMARK.md)."""

@@ -1,0 +1,82 @@
+"""An early-exit network cut into stages that share its layers (and weights).
+
+Stage 1 maps the input to (features_1, exit_1 outputs); stage k maps
+features_(k-1) to (features_k, exit_k outputs); the last stage maps
+features_(K-1) to exit_K's logits. Running them in order recomputes nothing,
+so a runtime can stop after any stage: this is what staged inference in
+TensorFlow and the TFLite stage signatures are built from.
+"""
+
+from tfee import _graph
+from tfee import network as network_lib
+from tfee._keras import keras
+from tfee._keras import tf
+
+__all__ = ["stage_models"]
+
+
+def _rebuild(nodes, inputs_map):
+    """Calls `nodes`' layers again on new tensors; returns the id -> tensor map."""
+    tensors = dict(inputs_map)
+    for node in nodes:
+        call_args = node.node.call_args
+        call_kwargs = node.node.call_kwargs
+
+        def substitute(value):
+            if id(value) in tensors:
+                return tensors[id(value)]
+            return value
+
+        args = tf.nest.map_structure(substitute, call_args)
+        kwargs = tf.nest.map_structure(substitute, call_kwargs)
+        outputs = node.layer(*args, **kwargs)
+        for old, new in zip(
+            tf.nest.flatten(node.node.outputs), tf.nest.flatten(outputs)
+        ):
+            tensors[id(old)] = new
+    return tensors
+
+
+def stage_models(network):
+    """One Keras model per exit, chaining feature maps from stage to stage.
+
+    Args:
+      network: a tfee early-exit network.
+
+    Returns:
+      A list of K functional models sharing the network's layers. Each takes
+      one tensor (the image for stage 1, features_(k-1) after) and returns a
+      dict with "logits", "confidence" (only where the head learns one) and,
+      except for the last stage, "features" (the input of stage k+1).
+
+    Example:
+      >>> stages = tfee.stage_models(net)
+      >>> out = stages[0](images); out2 = stages[1](out["features"])
+    """
+    rows, outputs = network_lib._structure(network, "tfee.stage_models")
+    nodes = _graph.ordered_nodes(network)
+    models = []
+    previous = network.inputs[0]
+    for k, ((_, exit_tensor, _, attach, confidence), section) in enumerate(
+        zip(rows, network_lib.sections(network)), start=1
+    ):
+        is_last = k == len(rows)
+        if k == 1:
+            stage_input = keras.Input(
+                shape=previous.shape[1:], dtype=previous.dtype, name="image"
+            )
+        else:
+            stage_input = keras.Input(
+                shape=previous.shape[1:], dtype=previous.dtype, name=f"features_{k - 1}"
+            )
+        names = set(section.backbone_layers) | set(section.head_layers)
+        stage_nodes = [n for n in nodes if n.name in names]
+        tensors = _rebuild(stage_nodes, {id(previous): stage_input})
+        result = {"logits": tensors[id(exit_tensor)]}
+        if confidence:
+            result["confidence"] = tensors[id(outputs[confidence])]
+        if not is_last:
+            result["features"] = tensors[id(attach)]
+        models.append(keras.Model(stage_input, result, name=f"stage_{k}"))
+        previous = attach
+    return models

@@ -1,0 +1,70 @@
+"""Keras callbacks that drive early-exit training schedules."""
+
+from tfee._keras import keras
+from tfee.training.losses import SDN_MAX_WEIGHTS
+from tfee.training.losses import ExitCrossEntropy
+
+__all__ = ["SDNRamp"]
+
+
+class SDNRamp(keras.callbacks.Callback):
+    """Ramps internal exits' loss weights linearly, as Shallow-Deep Networks do.
+
+    At the start of epoch e, internal exit k gets weight
+    min(max_k, 0.01 + e * max_k / ramp_epochs); the deepest exit keeps its
+    weight. Works with the losses from `tfee.losses.joint(net, "sdn")`, and
+    resumes correctly under BackupAndRestore because it depends only on e.
+
+    Args:
+      max_weights: final weights of the internal exits, shallowest first
+        (default SDN's 0.15, 0.30, ..., spread evenly when there are not 6).
+      ramp_epochs: epochs to reach them (default: the fit's `epochs`).
+
+    Example:
+      >>> net.fit(train, epochs=30, callbacks=[tfee.callbacks.SDNRamp()])
+    """
+
+    def __init__(self, max_weights=None, ramp_epochs=None):
+        super().__init__()
+        if ramp_epochs is not None and (
+            not isinstance(ramp_epochs, int) or ramp_epochs < 1
+        ):
+            raise ValueError(
+                "SDNRamp: `ramp_epochs` must be a positive integer or None. "
+                f"Received: ramp_epochs={ramp_epochs!r}"
+            )
+        self.max_weights = None if max_weights is None else tuple(max_weights)
+        self.ramp_epochs = ramp_epochs
+
+    def _exit_losses(self):
+        losses = self.model.loss if isinstance(self.model.loss, dict) else {}
+        named = sorted(
+            (name, loss)
+            for name, loss in losses.items()
+            if name.startswith("exit_") and isinstance(loss, ExitCrossEntropy)
+        )
+        named.sort(key=lambda item: int(item[0].split("_")[1]))
+        if not named:
+            raise ValueError(
+                "SDNRamp needs the model compiled with tfee.losses.joint(...) losses; "
+                f"received loss={self.model.loss!r}"
+            )
+        return [loss for _, loss in named]
+
+    def _targets(self, count):
+        if self.max_weights is not None:
+            if len(self.max_weights) != count:
+                raise ValueError(
+                    f"SDNRamp: `max_weights` needs one weight per internal exit "
+                    f"({count}). Received: {len(self.max_weights)}"
+                )
+            return self.max_weights
+        if count == len(SDN_MAX_WEIGHTS):
+            return SDN_MAX_WEIGHTS
+        return tuple(0.9 * (k + 1) / count for k in range(count))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        internal = self._exit_losses()[:-1]
+        ramp = self.ramp_epochs or self.params.get("epochs") or 1
+        for loss, target in zip(internal, self._targets(len(internal))):
+            loss.weight.assign(min(target, 0.01 + epoch * target / ramp))

@@ -1,0 +1,100 @@
+"""Per-exit losses for `model.compile`: weighted joint cross-entropy (BranchyNet, SDN)."""
+
+import numpy as np
+
+from tfee._keras import keras
+from tfee._keras import tf
+
+__all__ = ["ExitCrossEntropy", "SDN_MAX_WEIGHTS", "joint"]
+
+# SDN's final weights for internal classifiers 1..6 (Kaya et al., ICML 2019).
+SDN_MAX_WEIGHTS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
+
+
+@keras.saving.register_keras_serializable(package="tfee")
+class ExitCrossEntropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy on one exit's logits, times a weight.
+
+    The weight lives in a non-trainable variable so that a callback (such as
+    `tfee.training.callbacks.SDNRamp`) can change it during `fit`.
+
+    Args:
+      weight: a non-negative float.
+      name: the loss name.
+    """
+
+    def __init__(self, weight=1.0, name="exit_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        _check_weight(weight, "weight", "ExitCrossEntropy")
+        self.weight = tf.Variable(float(weight), trainable=False, dtype=tf.float32)
+
+    def call(self, y_true, y_pred):
+        per_sample = keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred, from_logits=True
+        )
+        return self.weight * per_sample
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(weight=float(self.weight.numpy()))
+        return config
+
+
+def _check_weight(value, argument, api):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"{api}: `{argument}` must be a finite number >= 0. "
+            f"Received: {argument}={value!r}"
+        )
+
+
+def _exit_names(network):
+    return [name for name in network.output_names if name.startswith("exit_")]
+
+
+def joint(network, weights="uniform"):
+    """The joint training loss as a `compile(loss=...)` dict, one entry per exit.
+
+    Args:
+      network: a tfee early-exit network.
+      weights: "uniform" (every exit 1.0), "sdn" (internal exits start near 0
+        and are ramped to SDN's 0.15, 0.30, ... by the `SDNRamp` callback; the
+        deepest exit stays 1.0), or a list of one non-negative weight per exit
+        (BranchyNet's fixed weights).
+
+    Returns:
+      {exit name: ExitCrossEntropy}. Learned-confidence outputs get no loss here.
+
+    Example:
+      >>> net.compile("adam", loss=tfee.losses.joint(net, "sdn"), metrics=["accuracy"])
+      >>> net.fit(train, epochs=30, callbacks=[tfee.callbacks.SDNRamp()])
+    """
+    names = _exit_names(network)
+    if isinstance(weights, str):
+        if weights == "uniform":
+            values = [1.0] * len(names)
+        elif weights == "sdn":
+            values = [0.01] * (len(names) - 1) + [1.0]
+        else:
+            raise ValueError(
+                "tfee.losses.joint: `weights` must be 'uniform', 'sdn' or a list of "
+                f"{len(names)} non-negative numbers. Received: weights={weights!r}"
+            )
+    else:
+        values = list(weights)
+        if len(values) != len(names):
+            raise ValueError(
+                f"tfee.losses.joint: `weights` needs one weight per exit ({len(names)} "
+                f"for {names}). Received: {len(values)} weights {values!r}"
+            )
+        for value in values:
+            _check_weight(value, "weights", "tfee.losses.joint")
+    return {
+        name: ExitCrossEntropy(value, name=f"{name}_cross_entropy")
+        for name, value in zip(names, values)
+    }
