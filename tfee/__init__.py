@@ -14,6 +14,7 @@ from tfee import layers
 from tfee import training
 from tfee._keras import keras
 from tfee._keras import tf
+from tfee._keras import tfmot
 from tfee.network import ExitInfo
 from tfee.network import Section
 from tfee.network import attach_exits
@@ -48,9 +49,13 @@ __all__ = [
     "is_early_exit",
     "keras",
     "tf",
+    "tfmot",
     "layers",
     "losses",
     "sections",
     "stage_models",
     "training",
 ]
+
+# Private modules stay out of the public namespace (they remain importable).
+del _graph, _keras  # noqa: F821

@@ -180,12 +180,13 @@ def attach_exits(
       ['exit_1', 'exit_2', 'exit_3']
     """
     api = "tfee.attach_exits"
-    require_functional_model(model, api)
+    require_functional_model(model, api, single_output=False)
     if is_early_exit(model):
         raise ValueError(
             f"{api}: `model` already has exits ({model.output_names}); attach to "
             "its backbone instead (tfee.detach_exits returns it)."
         )
+    require_functional_model(model, api)
     if isinstance(placement, (list, tuple)):
         placement = Layers(placement)
     if not isinstance(placement, Placement):

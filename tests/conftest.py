@@ -1,0 +1,37 @@
+"""Shared fixtures: quiet TensorFlow, fixed seeds, tiny models."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import tfee  # noqa: E402
+from tfee import keras  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def tiny_cnn():
+    """An 8x8x1 CNN with blocks block1_out (8x8x4) and block2_out (4x4x8)."""
+    return tfee.backbones.small_cnn(num_classes=3, input_shape=(8, 8, 1), widths=(4, 8))
+
+
+@pytest.fixture
+def tiny_resnet():
+    """A ResNet-8 on 16x16x3 with width 4: residual graph, one block per stage."""
+    return tfee.backbones.resnet_cifar(
+        depth=8, num_classes=3, input_shape=(16, 16, 3), width=4
+    )
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).random((6, 8, 8, 1), dtype="float32")

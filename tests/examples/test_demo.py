@@ -1,0 +1,20 @@
+"""The README's demo runs end to end on the embedded digits."""
+
+from absl.testing import flagsaver
+
+from examples import demo
+
+
+def test_demo_trains_and_reports_every_exit():
+    rows, full_macs = demo.run_demo(epochs=1, head="linear", seed=0)
+    assert [info.name for info, _ in rows] == ["exit_1", "exit_2", "exit_3"]
+    assert all(0.0 <= accuracy <= 1.0 for _, accuracy in rows)
+    table = demo.format_table(rows, full_macs)
+    assert "block1_out" in table and "full network" in table
+
+
+def test_demo_main_prints_the_table(capsys):
+    with flagsaver.flagsaver(epochs=1, head="sdn"):
+        demo.FLAGS(["demo"])
+        demo.main([])
+    assert "exit_3" in capsys.readouterr().out
