@@ -1,0 +1,41 @@
+"""Exit policies, their evaluation from cached outputs, the oracle, calibration."""
+
+from tfee.policy.calibration import Front
+from tfee.policy.calibration import FrontPoint
+from tfee.policy.calibration import UnreachableTargetWarning
+from tfee.policy.calibration import calibrate
+from tfee.policy.calibration import front
+from tfee.policy.evaluation import Evaluation
+from tfee.policy.evaluation import evaluate
+from tfee.policy.evaluation import oracle
+from tfee.policy.evaluation import oracle_exit_indices
+from tfee.policy.evaluation import oracle_macs_at_accuracy
+from tfee.policy.outputs import ExitOutputs
+from tfee.policy.outputs import collect_outputs
+from tfee.policy.policies import PatiencePolicy
+from tfee.policy.policies import Policy
+from tfee.policy.policies import ThresholdPolicy
+from tfee.policy.policies import load_policy
+from tfee.policy.rules import RULES
+from tfee.policy.rules import confidence_scores
+
+__all__ = [
+    "Evaluation",
+    "ExitOutputs",
+    "Front",
+    "FrontPoint",
+    "PatiencePolicy",
+    "Policy",
+    "RULES",
+    "ThresholdPolicy",
+    "UnreachableTargetWarning",
+    "calibrate",
+    "collect_outputs",
+    "confidence_scores",
+    "evaluate",
+    "front",
+    "load_policy",
+    "oracle",
+    "oracle_exit_indices",
+    "oracle_macs_at_accuracy",
+]

@@ -1,0 +1,391 @@
+"""Calibration: thresholds chosen on validation outputs for a target.
+
+Two targets: a maximum accuracy drop versus the deepest exit, or a MACs
+budget (mean MACs per sample as a fraction of the backbone alone). The search
+is vectorised over cached outputs and grows linearly with
+(exits x candidate thresholds), never as a grid over all exits:
+
+  1. One shared threshold for every exit (SDN's setting), at `candidates`
+     quantiles of the pooled confidences: the accuracy-vs-MACs front and a
+     starting point that meets the target.
+  2. Coordinate search per exit (as in MSDNet's budgeted thresholds): each
+     exit's threshold in turn is moved to the candidate (a quantile of that
+     exit's own confidences, or "never") that best serves the target with
+     the other thresholds fixed; a few passes until nothing improves.
+
+A target no setting reaches gives an `UnreachableTargetWarning` and the
+closest setting (the most accurate, or the cheapest).
+"""
+
+import dataclasses
+import numbers
+import warnings
+
+import numpy as np
+
+from tfee.policy import evaluation as evaluate_lib
+from tfee.policy import outputs as outputs_lib
+from tfee.policy import policies
+from tfee.policy import rules as rules_lib
+
+__all__ = ["Front", "FrontPoint", "UnreachableTargetWarning", "calibrate", "front"]
+
+_CALIBRATION_RULES = rules_lib.RULES + ("patience",)
+_MAX_PASSES = 4
+_EPS = 1e-12
+
+
+class UnreachableTargetWarning(UserWarning):
+    """No policy setting meets the calibration target; the closest is returned."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontPoint:
+    """One setting on the accuracy-vs-MACs front."""
+
+    policy: policies.Policy
+    accuracy: float
+    mean_macs: float
+    macs_fraction: float
+
+    def to_dict(self):
+        return {
+            "policy": self.policy.to_dict(),
+            "accuracy": self.accuracy,
+            "mean_macs": self.mean_macs,
+            "macs_fraction": self.macs_fraction,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Front:
+    """The Pareto front (cheapest first) of one policy family on some outputs.
+
+    Attributes:
+      rule: the confidence rule (or "patience").
+      points: `FrontPoint`s no other evaluated setting beats on both
+        accuracy and MACs, sorted by MACs.
+      settings_evaluated: how many settings were tried.
+    """
+
+    rule: str
+    points: tuple
+    settings_evaluated: int
+
+    def to_dict(self):
+        return {
+            "rule": self.rule,
+            "settings_evaluated": self.settings_evaluated,
+            "points": [p.to_dict() for p in self.points],
+        }
+
+
+def _check_rule(rule, outputs, api):
+    if rule not in _CALIBRATION_RULES:
+        raise ValueError(
+            f"{api}: unknown `rule`, expected one of {_CALIBRATION_RULES}. "
+            f"Received: rule={rule!r}"
+        )
+    if rule == "learned" and outputs.confidences is None:
+        raise ValueError(
+            f"{api}: rule='learned' needs heads with a learned confidence "
+            "(attach_exits(..., with_confidence=True)); these outputs have none."
+        )
+
+
+def _check_candidates(candidates, api):
+    if (
+        isinstance(candidates, bool)
+        or not isinstance(candidates, numbers.Integral)
+        or candidates < 2
+    ):
+        raise ValueError(
+            f"{api}: `candidates` must be an int >= 2. Received: candidates={candidates!r}"
+        )
+
+
+def _scores(outputs, rule):
+    """(K-1, N) confidences of every exit but the deepest."""
+    confidences = None if outputs.confidences is None else outputs.confidences[:-1]
+    return rules_lib.confidence_scores(outputs.logits[:-1], rule, confidences)
+
+
+def _quantiles(values, candidates):
+    """`candidates` thresholds spanning the finite values, plus inf ("never")."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.array([np.inf])
+    levels = np.linspace(0.0, 1.0, candidates)
+    return np.unique(np.append(np.quantile(finite, levels), np.inf))
+
+
+def _policy(thresholds, rule):
+    return policies.ThresholdPolicy(
+        [None if not np.isfinite(t) else float(t) for t in thresholds], rule=rule
+    )
+
+
+def _assess(exit_indices, correct, macs):
+    """Accuracy and mean MACs of (T, N) exit assignments."""
+    samples = np.arange(correct.shape[1])
+    accuracy = correct[exit_indices, samples].mean(axis=-1)
+    cost = macs[exit_indices].mean(axis=-1)
+    return accuracy, cost
+
+
+def _pareto(accuracy, cost):
+    """Indices of settings no other beats on both, cheapest first."""
+    order = np.lexsort((-accuracy, cost))
+    kept, best = [], -np.inf
+    for i in order:
+        if accuracy[i] > best + _EPS:
+            kept.append(i)
+            best = accuracy[i]
+    return kept
+
+
+def _shared_family(outputs, rule, candidates):
+    """(thresholds (K-1, T) or patience values (T,), accuracy (T,), cost (T,))."""
+    correct = outputs.correct()
+    macs = outputs.exit_macs.astype(np.float64)
+    if rule == "patience":
+        settings = np.arange(1, outputs.num_exits + 1)
+        exits = np.stack(
+            [
+                policies.PatiencePolicy(int(p), outputs.num_exits).exit_indices(
+                    outputs.logits
+                )
+                for p in settings
+            ]
+        )
+        return settings, *_assess(exits, correct, macs)
+    scores = _scores(outputs, rule)
+    shared = _quantiles(scores, candidates)
+    thresholds = np.repeat(shared[None], outputs.num_exits - 1, axis=0)
+    exits = policies._first_passing(scores, thresholds)
+    return thresholds, *_assess(exits, correct, macs)
+
+
+def _make_policy(setting, rule, num_exits):
+    if rule == "patience":
+        return policies.PatiencePolicy(int(setting), num_exits)
+    return _policy(setting, rule)
+
+
+def front(outputs, rule="max_softmax", candidates=64):
+    """The accuracy-vs-MACs front of one shared threshold (or patience) sweep.
+
+    Args:
+      outputs: `ExitOutputs` from `tfee.collect_outputs`.
+      rule: a confidence rule ("max_softmax", "entropy", "margin",
+        "learned") or "patience" (every patience 1..K).
+      candidates: shared thresholds tried, at evenly spaced quantiles of the
+        pooled confidences.
+
+    Returns:
+      A `Front`.
+    """
+    api = "tfee.front"
+    _check_outputs(outputs, api)
+    _check_rule(rule, outputs, api)
+    _check_candidates(candidates, api)
+    settings, accuracy, cost = _shared_family(outputs, rule, candidates)
+    columns = settings if rule == "patience" else settings.T
+    points = tuple(
+        FrontPoint(
+            _make_policy(columns[i], rule, outputs.num_exits),
+            float(accuracy[i]),
+            float(cost[i]),
+            float(cost[i] / outputs.full_macs),
+        )
+        for i in _pareto(accuracy, cost)
+    )
+    return Front(rule, points, len(accuracy))
+
+
+class _Target:
+    """Ranks settings: feasible first, then the target's objective."""
+
+    def __init__(self, outputs, max_accuracy_drop, macs_budget):
+        self.deepest = float(outputs.correct()[-1].mean())
+        self.by_accuracy = max_accuracy_drop is not None
+        self.min_accuracy = (
+            self.deepest - max_accuracy_drop if self.by_accuracy else None
+        )
+        self.max_macs = None if self.by_accuracy else macs_budget * outputs.full_macs
+
+    def feasible(self, accuracy, cost):
+        if self.by_accuracy:
+            return accuracy >= self.min_accuracy - _EPS
+        return cost <= self.max_macs * (1 + _EPS)
+
+    def best(self, accuracy, cost):
+        """Index of the best setting (the first among equals) and its feasibility."""
+        feasible = self.feasible(accuracy, cost)
+        if feasible.any():
+            # Feasible settings only: the cheapest (then most accurate) within
+            # the accuracy drop, or the most accurate (then cheapest) within
+            # the budget.
+            if self.by_accuracy:
+                primary, secondary = np.where(feasible, cost, np.inf), -accuracy
+            else:
+                primary, secondary = np.where(feasible, -accuracy, np.inf), cost
+        elif self.by_accuracy:
+            primary, secondary = -accuracy, cost
+        else:
+            primary, secondary = cost, -accuracy
+        index = int(np.lexsort((secondary, primary))[0])
+        return index, bool(feasible[index])
+
+
+def _refine(outputs, rule, thresholds, target, candidates):
+    """Coordinate search over each exit's threshold, from `thresholds` (K-1,)."""
+    correct = outputs.correct().astype(np.float64)
+    macs = outputs.exit_macs.astype(np.float64)
+    scores = _scores(outputs, rule)
+    per_exit = [_quantiles(scores[k], candidates) for k in range(len(scores))]
+    samples = np.arange(outputs.num_samples)
+    thresholds = thresholds.copy()
+    for _ in range(_MAX_PASSES):
+        changed = False
+        for k in range(len(scores)):
+            without_k = thresholds.copy()
+            without_k[k] = np.inf
+            rest = policies._first_passing(scores, without_k)
+            reaches = rest >= k
+            rest_correct = correct[rest, samples]
+            rest_macs = macs[rest]
+            values = np.append(thresholds[k], per_exit[k])
+            with np.errstate(invalid="ignore"):
+                leave = reaches[None] & (scores[k][None] >= values[:, None])
+            accuracy = (
+                rest_correct.sum() + (leave * (correct[k] - rest_correct)).sum(axis=1)
+            ) / outputs.num_samples
+            cost = (
+                rest_macs.sum() + (leave * (macs[k] - rest_macs)).sum(axis=1)
+            ) / outputs.num_samples
+            index, _ = target.best(accuracy, cost)
+            if index != 0 and values[index] != thresholds[k]:
+                thresholds[k] = values[index]
+                changed = True
+        if not changed:
+            break
+    return thresholds
+
+
+def _check_outputs(outputs, api):
+    if not isinstance(outputs, outputs_lib.ExitOutputs):
+        raise TypeError(
+            f"{api}: `outputs` must be ExitOutputs from tfee.collect_outputs. "
+            f"Received: outputs={type(outputs).__name__}"
+        )
+
+
+def calibrate(
+    source,
+    dataset=None,
+    *,
+    rule="max_softmax",
+    max_accuracy_drop=None,
+    macs_budget=None,
+    candidates=64,
+    refine=True,
+    sparse=False,
+):
+    """Chooses a policy on validation data for an accuracy or a MACs target.
+
+    Args:
+      source: a tfee early-exit network (run once over `dataset`) or
+        `ExitOutputs` from `tfee.collect_outputs` (then dataset=None).
+      dataset: validation (images, labels) batches or arrays.
+      rule: "max_softmax", "entropy", "margin", "learned" (thresholds) or
+        "patience" (PABEE; the patience is searched instead).
+      max_accuracy_drop: the largest accepted accuracy loss versus the
+        deepest exit, as a fraction (0.005 = half a point); negative values
+        ask for more accuracy than the deepest exit.
+      macs_budget: the largest accepted mean MACs, as a fraction of the full
+        network (the backbone alone).
+      candidates: thresholds tried per exit (evenly spaced quantiles).
+      refine: run the per-exit coordinate search after the shared sweep.
+      sparse: count MACs of non-zero weights only (when running a network).
+
+    Returns:
+      The chosen `ThresholdPolicy` (or `PatiencePolicy`): the cheapest
+      setting within the accuracy drop, or the most accurate within the
+      budget.
+
+    Raises:
+      ValueError: not exactly one target, a target out of range, unknown
+        rule, or an empty dataset.
+
+    Warns:
+      UnreachableTargetWarning: no setting meets the target; the closest one
+        (most accurate, or cheapest) is returned.
+
+    Example:
+      >>> policy = tfee.calibrate(net, val_ds, max_accuracy_drop=0.005)
+      >>> print(tfee.evaluate(net, test_ds, policy))
+    """
+    api = "tfee.calibrate"
+    if (max_accuracy_drop is None) == (macs_budget is None):
+        raise ValueError(
+            f"{api}: pass exactly one target, `max_accuracy_drop` or `macs_budget`. "
+            f"Received: max_accuracy_drop={max_accuracy_drop!r}, "
+            f"macs_budget={macs_budget!r}"
+        )
+    if max_accuracy_drop is not None and (
+        isinstance(max_accuracy_drop, bool)
+        or not isinstance(max_accuracy_drop, numbers.Real)
+        or not -1.0 <= max_accuracy_drop <= 1.0
+    ):
+        raise ValueError(
+            f"{api}: `max_accuracy_drop` must be a fraction in [-1, 1] (0.005 = half "
+            f"a point). Received: max_accuracy_drop={max_accuracy_drop!r}"
+        )
+    if macs_budget is not None and (
+        isinstance(macs_budget, bool)
+        or not isinstance(macs_budget, numbers.Real)
+        or not macs_budget > 0
+        or not np.isfinite(macs_budget)
+    ):
+        raise ValueError(
+            f"{api}: `macs_budget` must be a positive fraction of the full "
+            f"network's MACs (0.6 = 60%). Received: macs_budget={macs_budget!r}"
+        )
+    _check_candidates(candidates, api)
+    outputs = evaluate_lib._as_outputs(source, dataset, api, sparse)
+    _check_rule(rule, outputs, api)
+    target = _Target(outputs, max_accuracy_drop, macs_budget)
+
+    settings, accuracy, cost = _shared_family(outputs, rule, candidates)
+    index, _ = target.best(accuracy, cost)
+    if rule == "patience":
+        policy = _make_policy(settings[index], rule, outputs.num_exits)
+    else:
+        thresholds = settings[:, index]
+        if refine:
+            thresholds = _refine(outputs, rule, thresholds, target, candidates)
+        policy = _policy(thresholds, rule)
+    result = evaluate_lib.summarize(
+        outputs,
+        policy.exit_indices(outputs.logits, outputs.confidences),
+        repr(policy),
+        with_oracle=False,
+    )
+    if not target.feasible(np.array(result.accuracy), np.array(result.mean_macs)):
+        if target.by_accuracy:
+            wanted = (
+                f"accuracy >= {target.min_accuracy:.4f} (deepest exit "
+                f"{target.deepest:.4f} - max_accuracy_drop {max_accuracy_drop:g})"
+            )
+        else:
+            wanted = f"mean MACs <= {macs_budget:g} x full ({target.max_macs:,.0f})"
+        warnings.warn(
+            UnreachableTargetWarning(
+                f"{api}: no {rule} setting reaches the target {wanted} on these "
+                f"outputs; returning the closest: accuracy {result.accuracy:.4f} at "
+                f"{result.macs_fraction:.3f} x full MACs ({policy!r})."
+            ),
+            stacklevel=2,
+        )
+    return policy

@@ -1,0 +1,265 @@
+"""Evaluating a policy from cached outputs, and the oracle bound.
+
+Every figure comes from one pass over the data (`collect_outputs`): accuracy,
+mean MACs (absolute and as a fraction of the backbone alone), the exit
+histogram, the accuracy of the samples that left at each exit, agreement with
+the deepest exit, and the oracle: each sample leaves at the earliest exit that
+is right (the deepest if none is).
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from tfee._keras import keras
+from tfee.policy import outputs as outputs_lib
+from tfee.policy import policies
+
+__all__ = [
+    "Evaluation",
+    "evaluate",
+    "oracle",
+    "oracle_exit_indices",
+    "oracle_macs_at_accuracy",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What a policy (or the oracle) does on a dataset.
+
+    Attributes:
+      name: what was evaluated (the policy's repr, or "oracle").
+      accuracy: top-1 accuracy of the cascade's answers.
+      mean_macs: mean MACs per sample (backbone to where it left + heads).
+      macs_fraction: mean_macs / full_macs.
+      exit_counts: samples that left at each exit.
+      exit_accuracy: accuracy of the samples that left at each exit (NaN
+        where none left).
+      agreement: fraction of samples whose answer equals the deepest exit's.
+      deepest_accuracy: accuracy of the deepest exit alone ("full accuracy").
+      single_exit_accuracy: each exit's accuracy on every sample.
+      exit_macs: cumulative MACs to each exit.
+      full_macs: MACs of the backbone alone.
+      num_samples: samples evaluated.
+      oracle: the oracle's `Evaluation` on the same outputs (None for the
+        oracle itself).
+    """
+
+    name: str
+    accuracy: float
+    mean_macs: float
+    macs_fraction: float
+    exit_counts: tuple
+    exit_accuracy: tuple
+    agreement: float
+    deepest_accuracy: float
+    single_exit_accuracy: tuple
+    exit_macs: tuple
+    full_macs: int
+    num_samples: int
+    oracle: "Evaluation" = None
+
+    @property
+    def accuracy_drop(self):
+        """Deepest exit's accuracy minus this accuracy (positive = worse)."""
+        return self.deepest_accuracy - self.accuracy
+
+    @property
+    def exit_fractions(self):
+        return tuple(c / self.num_samples for c in self.exit_counts)
+
+    def to_dict(self):
+        """Plain JSON-ready values (NaN becomes None)."""
+
+        def clean(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, (list, tuple)):
+                return [clean(v) for v in value]
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            return value
+
+        data = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "oracle"
+        }
+        data["accuracy_drop"] = self.accuracy_drop
+        data["exit_fractions"] = self.exit_fractions
+        data = clean(data)
+        data["oracle"] = None if self.oracle is None else self.oracle.to_dict()
+        return data
+
+    def __str__(self):
+        from tfee import report  # Imported here: report builds on this module.
+
+        return report.text_table(self)
+
+
+def _as_outputs(source, dataset, api, sparse):
+    if isinstance(source, outputs_lib.ExitOutputs):
+        if dataset is not None:
+            raise ValueError(
+                f"{api}: `source` is already cached ExitOutputs; pass dataset=None. "
+                f"Received: dataset={type(dataset).__name__}"
+            )
+        return source
+    if isinstance(source, keras.Model):
+        if dataset is None:
+            raise ValueError(
+                f"{api}: a network needs a `dataset` of (images, labels) to run on. "
+                "Received: dataset=None"
+            )
+        return outputs_lib.collect_outputs(source, dataset, sparse=sparse)
+    raise TypeError(
+        f"{api}: `source` must be a tfee early-exit network or ExitOutputs from "
+        f"tfee.collect_outputs. Received: source={type(source).__name__}"
+    )
+
+
+def summarize(outputs, exit_indices, name, with_oracle=True):
+    """The `Evaluation` of samples leaving at `exit_indices` (0-based, (N,))."""
+    exit_indices = np.asarray(exit_indices)
+    correct = outputs.correct()
+    samples = np.arange(outputs.num_samples)
+    answered = correct[exit_indices, samples]
+    finite = np.all(np.isfinite(outputs.logits), axis=-1)
+    predicted = np.where(finite, np.argmax(outputs.logits, axis=-1), -1)
+    agreement = np.mean(predicted[exit_indices, samples] == predicted[-1])
+    counts = np.bincount(exit_indices, minlength=outputs.num_exits)
+    right = np.bincount(exit_indices, weights=answered, minlength=outputs.num_exits)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_exit = np.where(counts > 0, right / np.maximum(counts, 1), np.nan)
+    mean_macs = float(np.mean(outputs.exit_macs[exit_indices]))
+    return Evaluation(
+        name=name,
+        accuracy=float(np.mean(answered)),
+        mean_macs=mean_macs,
+        macs_fraction=mean_macs / outputs.full_macs,
+        exit_counts=tuple(int(c) for c in counts),
+        exit_accuracy=tuple(float(a) for a in per_exit),
+        agreement=float(agreement),
+        deepest_accuracy=float(np.mean(correct[-1])),
+        single_exit_accuracy=tuple(float(a) for a in correct.mean(axis=1)),
+        exit_macs=tuple(int(m) for m in outputs.exit_macs),
+        full_macs=outputs.full_macs,
+        num_samples=outputs.num_samples,
+        oracle=oracle(outputs) if with_oracle else None,
+    )
+
+
+def check_policy(policy, outputs, api):
+    if not isinstance(policy, policies.Policy):
+        raise TypeError(
+            f"{api}: `policy` must be a tfee policy (ThresholdPolicy, "
+            f"PatiencePolicy). Received: policy={type(policy).__name__}"
+        )
+    if policy.num_exits != outputs.num_exits:
+        raise ValueError(
+            f"{api}: the policy is for {policy.num_exits} exits but the network "
+            f"has {outputs.num_exits}. Calibrate a policy for this network."
+        )
+    if getattr(policy, "rule", None) == "learned" and outputs.confidences is None:
+        raise ValueError(
+            f"{api}: the policy uses rule='learned' but the network's heads have "
+            "no learned confidence (attach_exits(..., with_confidence=True))."
+        )
+
+
+def evaluate(source, dataset=None, policy=None, *, sparse=False):
+    """Accuracy, mean MACs, exit histogram and the oracle of a policy.
+
+    Args:
+      source: a tfee early-exit network (run once over `dataset`) or
+        `ExitOutputs` from `tfee.collect_outputs` (then dataset=None).
+      dataset: (images, labels) batches as a tf.data.Dataset, or arrays.
+      policy: a `ThresholdPolicy` / `PatiencePolicy` for the same number of
+        exits.
+      sparse: count MACs of non-zero weights only (when running a network).
+
+    Returns:
+      An `Evaluation` (print it for a table).
+
+    Raises:
+      TypeError: `source` or `policy` of the wrong type.
+      ValueError: missing dataset, empty dataset, or a policy for a different
+        number of exits.
+
+    Example:
+      >>> outputs = tfee.collect_outputs(net, test_ds)
+      >>> result = tfee.evaluate(outputs, policy=policy)
+      >>> result.accuracy, result.macs_fraction, result.oracle.macs_fraction
+    """
+    api = "tfee.evaluate"
+    if policy is None:
+        raise ValueError(f"{api}: `policy` is required. Received: policy=None")
+    if not isinstance(policy, policies.Policy):
+        check_policy(policy, None, api)
+    outputs = _as_outputs(source, dataset, api, sparse)
+    check_policy(policy, outputs, api)
+    exit_indices = policy.exit_indices(outputs.logits, outputs.confidences)
+    return summarize(outputs, exit_indices, repr(policy))
+
+
+def oracle_exit_indices(outputs):
+    """Each sample's earliest correct exit (0-based), the deepest if none is."""
+    correct = outputs.correct()
+    correct[-1] = True
+    return np.argmax(correct, axis=0)
+
+
+def oracle(source, dataset=None):
+    """The oracle's `Evaluation`: each sample leaves at its earliest right exit.
+
+    No policy can reach the oracle's accuracy at lower cost; samples no exit
+    gets right leave at the deepest exit (shared/BENCHMARK.md).
+
+    Args:
+      source: a tfee early-exit network (with `dataset`) or `ExitOutputs`.
+      dataset: as for `evaluate`.
+    """
+    outputs = _as_outputs(source, dataset, "tfee.oracle", sparse=False)
+    return summarize(outputs, oracle_exit_indices(outputs), "oracle", False)
+
+
+def oracle_macs_at_accuracy(outputs, accuracy):
+    """The least mean MACs any label-aware exit assignment needs for `accuracy`.
+
+    This is the oracle "at the same accuracy" a policy is compared with: every
+    sample may leave at any exit, chosen knowing the label; samples that are
+    not needed for the target leave at the first exit (the cheapest), and the
+    samples needed are the ones whose earliest correct exit is cheapest. It
+    is a lower bound on the mean MACs of every policy with at least this
+    accuracy on these outputs. (The plain oracle sends samples no exit gets
+    right to the deepest exit; at its own accuracy this bound is cheaper.)
+
+    Args:
+      outputs: `ExitOutputs`.
+      accuracy: target accuracy in [0, 1].
+
+    Returns:
+      Mean MACs per sample (float), or None if no assignment reaches
+      `accuracy` (more than the samples any exit gets right).
+    """
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(
+            "tfee.oracle_macs_at_accuracy: `accuracy` must lie in [0, 1]. "
+            f"Received: accuracy={accuracy!r}"
+        )
+    correct = outputs.correct()
+    macs = outputs.exit_macs.astype(np.float64)
+    n = outputs.num_samples
+    # A small tolerance: accuracies computed as counts / n must not round up.
+    needed = int(math.ceil(accuracy * n - 1e-9))
+    free = int(correct[0].sum())
+    if needed <= free:
+        return float(macs[0])
+    rest = ~correct[0] & correct.any(axis=0)
+    first = np.argmax(correct[:, rest], axis=0)
+    extra = np.sort(macs[first] - macs[0])
+    if needed - free > len(extra):
+        return None
+    return float(macs[0] + extra[: needed - free].sum() / n)

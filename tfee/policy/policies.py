@@ -1,0 +1,544 @@
+"""Exit policies: when a sample may leave at an exit.
+
+A policy answers, exit by exit, which samples leave. Two families:
+
+  - `ThresholdPolicy`: leave at the first exit whose confidence under a rule
+    (max softmax, normalised entropy, margin, learned) reaches that exit's
+    threshold (SDN, BranchyNet, PTEENet, MSDNet's budgeted thresholds).
+  - `PatiencePolicy`: leave once `patience` consecutive exits agree on the
+    class (PABEE, Zhou et al., 2020).
+
+Every policy works two ways that give the same answer: vectorised over cached
+per-exit outputs (`exit_indices`, for evaluation and calibration), and
+streaming, one exit at a time (`initial_state` / `update`, for runtimes that
+stop computing once a sample has left). The deepest exit takes every sample
+still there. NaN or infinite confidences (or logits) never let a sample leave.
+"""
+
+import json
+import math
+import numbers
+import os
+import tempfile
+
+import numpy as np
+
+from tfee.policy import rules as rules_lib
+
+__all__ = ["PatiencePolicy", "Policy", "ThresholdPolicy", "load_policy"]
+
+_FORMAT = "tfee.policy"
+_VERSION = 1
+
+
+class _StreamState:
+    """Where a batch stands in a streaming cascade (opaque to callers).
+
+    `alive` marks the samples of the original batch that have not left yet.
+    `update` accepts either the whole original batch or only the samples still
+    alive (in their original order), so runtimes that forward the survivors
+    only and runtimes that run everything both work.
+    """
+
+    __slots__ = ("batch_size", "alive", "next_exit", "streak", "previous")
+
+    def __init__(self, batch_size, alive, next_exit, streak, previous):
+        self.batch_size = batch_size
+        self.alive = alive
+        self.next_exit = next_exit
+        self.streak = streak
+        self.previous = previous
+
+    def rows(self, batch, api):
+        """Indices into the original batch of the `batch` rows just received."""
+        alive_rows = np.flatnonzero(self.alive)
+        if batch == len(alive_rows):
+            return alive_rows
+        if batch == self.batch_size:
+            return np.arange(self.batch_size)
+        raise ValueError(
+            f"{api}: the logits hold {batch} samples, but this state's batch has "
+            f"{self.batch_size} samples of which {len(alive_rows)} have not left; "
+            "pass either all of them or only those still in the cascade."
+        )
+
+    def __repr__(self):
+        return (
+            f"_StreamState(batch_size={self.batch_size}, "
+            f"remaining={int(self.alive.sum())}, next_exit={self.next_exit})"
+        )
+
+
+def _check_num_exits(num_exits, api):
+    if (
+        isinstance(num_exits, bool)
+        or not isinstance(num_exits, numbers.Integral)
+        or num_exits < 1
+    ):
+        raise ValueError(
+            f"{api}: `num_exits` must be a positive integer. "
+            f"Received: num_exits={num_exits!r}"
+        )
+    return int(num_exits)
+
+
+def _stack_logits(logits, api):
+    """Per-exit logits as one float array (exits, samples, classes)."""
+    if isinstance(logits, np.ndarray):
+        array = logits
+    else:
+        array = np.stack([np.asarray(x) for x in logits])
+    if array.ndim != 3:
+        raise ValueError(
+            f"{api}: `logits` must be a sequence of (samples, classes) arrays, one "
+            f"per exit. Received: shape {array.shape}"
+        )
+    return array
+
+
+class Policy:
+    """Base class of exit policies; see the module docstring.
+
+    Subclasses implement `_decide(state, rows, exit_index, logits, confidence)`
+    returning the leave mask of the given rows and the new per-row fields,
+    `exit_indices`, and `to_dict` / `_from_dict`.
+    """
+
+    kind = None
+
+    def __init__(self, num_exits):
+        self._num_exits = num_exits
+
+    @property
+    def num_exits(self):
+        """K: the number of exits (the deepest takes every remaining sample)."""
+        return self._num_exits
+
+    # Streaming.
+    def initial_state(self, batch_size):
+        """The state of a fresh batch of `batch_size` samples, before exit 0.
+
+        Args:
+          batch_size: a positive int.
+
+        Returns:
+          An opaque state for `update`.
+        """
+        api = f"{type(self).__name__}.initial_state"
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, numbers.Integral)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                f"{api}: `batch_size` must be a positive integer. "
+                f"Received: batch_size={batch_size!r}"
+            )
+        return _StreamState(
+            batch_size=int(batch_size),
+            alive=np.ones(batch_size, bool),
+            next_exit=0,
+            streak=np.zeros(batch_size, np.int64),
+            previous=np.full(batch_size, -1, np.int64),
+        )
+
+    def update(self, state, exit_index, logits, confidence=None):
+        """Decides which samples leave at exit `exit_index`.
+
+        Args:
+          state: from `initial_state` or the previous `update`; not modified.
+          exit_index: 0-based exit index; exits must be visited in order.
+          logits: array (batch, classes) of this exit, for either every sample
+            of the original batch or only those that have not left yet (in
+            their original order).
+          confidence: the head's learned confidence, (batch,) or (batch, 1),
+            or None.
+
+        Returns:
+          (leave, new_state): leave is a bool array (batch,) marking the rows
+          of `logits` that leave here. At the deepest exit every row still in
+          the cascade leaves. In whole-batch mode rows that left earlier are
+          False.
+
+        Raises:
+          TypeError: `state` is not a policy state.
+          ValueError: exit index out of range or out of order, or logits whose
+            batch matches neither the batch nor the samples still there.
+        """
+        api = f"{type(self).__name__}.update"
+        if not isinstance(state, _StreamState):
+            raise TypeError(
+                f"{api}: `state` must come from policy.initial_state or a previous "
+                f"update. Received: state={type(state).__name__}"
+            )
+        if (
+            isinstance(exit_index, bool)
+            or not isinstance(exit_index, numbers.Integral)
+            or not 0 <= exit_index < self.num_exits
+        ):
+            raise ValueError(
+                f"{api}: `exit_index` must be an int in [0, {self.num_exits - 1}] "
+                f"(0-based, this policy has {self.num_exits} exits). "
+                f"Received: exit_index={exit_index!r}"
+            )
+        if exit_index != state.next_exit:
+            raise ValueError(
+                f"{api}: exits must be visited in order; this state expects "
+                f"exit_index={state.next_exit}. Received: exit_index={exit_index}"
+            )
+        logits = np.asarray(logits)
+        if logits.ndim != 2:
+            raise ValueError(
+                f"{api}: `logits` must have shape (batch, classes). "
+                f"Received: logits.shape={logits.shape}"
+            )
+        if confidence is not None:
+            confidence = np.asarray(confidence).reshape(len(logits), -1)[:, 0]
+        rows = state.rows(len(logits), api)
+        alive_here = state.alive[rows]
+        if exit_index == self.num_exits - 1:
+            leave = alive_here.copy()
+            streak, previous = state.streak, state.previous
+        else:
+            leave, streak, previous = self._decide(
+                state, rows, exit_index, logits, confidence
+            )
+            leave = leave & alive_here
+        alive = state.alive.copy()
+        alive[rows[leave]] = False
+        new_state = _StreamState(
+            state.batch_size, alive, exit_index + 1, streak, previous
+        )
+        return leave, new_state
+
+    def _decide(self, state, rows, exit_index, logits, confidence):
+        raise NotImplementedError
+
+    # Vectorised.
+    def exit_indices(self, logits, confidences=None):
+        """The 0-based exit where each sample leaves, from all exits' outputs.
+
+        Args:
+          logits: K arrays (samples, classes), or one array (K, samples,
+            classes), shallowest exit first.
+          confidences: learned confidences (K, samples) (NaN where a head has
+            none), or None.
+
+        Returns:
+          An int array (samples,).
+        """
+        raise NotImplementedError
+
+    def _check_exits(self, logits, api):
+        logits = _stack_logits(logits, api)
+        if len(logits) != self.num_exits:
+            raise ValueError(
+                f"{api}: this policy is for {self.num_exits} exits but the outputs "
+                f"have {len(logits)}. Calibrate a policy for this network."
+            )
+        return logits
+
+    # Serialisation.
+    def to_dict(self):
+        raise NotImplementedError
+
+    def to_json(self):
+        """The policy as a JSON string (see `Policy.from_json`)."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path):
+        """Writes `to_json()` to `path` atomically (load with `tfee.load_policy`)."""
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial")
+        try:
+            with os.fdopen(handle, "w") as f:
+                f.write(self.to_json())
+            os.replace(partial, path)
+        except BaseException:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
+
+    @classmethod
+    def from_json(cls, text_or_path):
+        """A policy from a JSON string or a file written by `save`.
+
+        Args:
+          text_or_path: JSON text (starting with "{") or a file path.
+
+        Returns:
+          A `ThresholdPolicy` or `PatiencePolicy`.
+
+        Raises:
+          ValueError: the text is not a tfee policy, or names an unknown type.
+        """
+        api = "tfee.Policy.from_json"
+        if not isinstance(text_or_path, (str, os.PathLike)):
+            raise TypeError(
+                f"{api}: expects JSON text or a file path. "
+                f"Received: {type(text_or_path).__name__}"
+            )
+        text = os.fspath(text_or_path)
+        if not text.lstrip().startswith("{"):
+            if not os.path.isfile(text):
+                raise ValueError(f"{api}: no such policy file. Received: {text!r}")
+            with open(text) as f:
+                text = f.read()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{api}: not valid JSON ({error})") from error
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ValueError(
+                f'{api}: not a tfee policy (expected "format": "{_FORMAT}").'
+            )
+        kinds = {c.kind: c for c in (ThresholdPolicy, PatiencePolicy)}
+        if data.get("type") not in kinds:
+            raise ValueError(
+                f"{api}: unknown policy type, expected one of {sorted(kinds)}. "
+                f"Received: type={data.get('type')!r}"
+            )
+        policy = kinds[data["type"]]._from_dict(data)
+        if cls is not Policy and not isinstance(policy, cls):
+            raise ValueError(
+                f"{api}: the JSON holds a {type(policy).__name__}, not a "
+                f"{cls.__name__}."
+            )
+        return policy
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    def __hash__(self):
+        return hash(self.to_json())
+
+
+class ThresholdPolicy(Policy):
+    """Leave at the first exit whose confidence reaches that exit's threshold.
+
+    Args:
+      thresholds: K-1 values in [0, 1], one per exit except the deepest (which
+        takes every remaining sample); None means "never leave here". A
+        sample leaves at exit k if its confidence >= thresholds[k].
+      rule: "max_softmax" (SDN), "entropy" (1 - normalised entropy,
+        BranchyNet), "margin", or "learned" (the head's confidence output,
+        PTEENet / EENet).
+
+    Raises:
+      ValueError: unknown rule, or a threshold outside [0, 1] (or NaN).
+
+    Example:
+      >>> policy = tfee.ThresholdPolicy([0.9, 0.8], rule="max_softmax")
+      >>> policy.num_exits
+      3
+    """
+
+    kind = "threshold"
+
+    def __init__(self, thresholds, rule="max_softmax"):
+        api = "tfee.ThresholdPolicy"
+        rules_lib.check_rule(rule, api)
+        if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__len__"):
+            raise TypeError(
+                f"{api}: `thresholds` must be a list of K-1 numbers in [0, 1] or "
+                f"None. Received: thresholds={thresholds!r}"
+            )
+        low, high = rules_lib.THRESHOLD_RANGE
+        clean = []
+        for k, value in enumerate(thresholds):
+            if value is None:
+                clean.append(None)
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(
+                    f"{api}: thresholds must be numbers or None. "
+                    f"Received: thresholds[{k}]={value!r}"
+                )
+            if math.isnan(value) or not low <= value <= high:
+                raise ValueError(
+                    f"{api}: thresholds for rule {rule!r} must lie in [{low:g}, "
+                    f"{high:g}] (or be None for 'never leave here'). "
+                    f"Received: thresholds[{k}]={value!r}"
+                )
+            clean.append(float(value))
+        super().__init__(len(clean) + 1)
+        self.thresholds = tuple(clean)
+        self.rule = rule
+
+    @classmethod
+    def shared(cls, threshold, num_exits, rule="max_softmax"):
+        """One threshold for every exit but the deepest (SDN's setting)."""
+        num_exits = _check_num_exits(num_exits, "tfee.ThresholdPolicy.shared")
+        return cls([threshold] * (num_exits - 1), rule=rule)
+
+    def _threshold_array(self):
+        return np.array(
+            [np.inf if t is None else t for t in self.thresholds], dtype=np.float64
+        )
+
+    def _decide(self, state, rows, exit_index, logits, confidence):
+        threshold = self.thresholds[exit_index]
+        if threshold is None:
+            leave = np.zeros(len(logits), bool)
+        else:
+            score = rules_lib.confidence_scores(
+                logits,
+                self.rule,
+                confidence if self.rule == "learned" else None,
+            )
+            with np.errstate(invalid="ignore"):
+                leave = np.isfinite(score) & (score >= threshold)
+        return leave, state.streak, state.previous
+
+    def exit_indices(self, logits, confidences=None):
+        api = "ThresholdPolicy.exit_indices"
+        logits = self._check_exits(logits, api)
+        if self.rule == "learned" and confidences is None:
+            raise ValueError(
+                f"{api}: rule='learned' needs the learned confidences. "
+                "Received: confidences=None"
+            )
+        scores = rules_lib.confidence_scores(
+            logits[:-1],
+            self.rule,
+            None if self.rule != "learned" else np.asarray(confidences)[:-1],
+        )
+        return _first_passing(scores, self._threshold_array())
+
+    def to_dict(self):
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "type": self.kind,
+            "num_exits": self.num_exits,
+            "rule": self.rule,
+            "thresholds": list(self.thresholds),
+        }
+
+    @classmethod
+    def _from_dict(cls, data):
+        policy = cls(data.get("thresholds", []), rule=data.get("rule"))
+        _check_saved_exits(policy, data)
+        return policy
+
+    def __repr__(self):
+        shown = ", ".join("None" if t is None else f"{t:.4g}" for t in self.thresholds)
+        return f"ThresholdPolicy([{shown}], rule={self.rule!r})"
+
+
+def _first_passing(scores, thresholds):
+    """Index of the first exit whose score reaches its threshold (else the last).
+
+    Args:
+      scores: (K-1, N) confidences, NaN never passes.
+      thresholds: (K-1,) or (K-1, T) thresholds (inf never passes).
+
+    Returns:
+      (N,) or (T, N) ints in [0, K-1].
+    """
+    with np.errstate(invalid="ignore"):
+        if thresholds.ndim == 1:
+            passes = scores >= thresholds[:, None]
+        else:
+            passes = scores[:, None, :] >= thresholds[:, :, None]
+    passes = np.concatenate([passes, np.ones((1,) + passes.shape[1:], bool)])
+    return np.argmax(passes, axis=0)
+
+
+def _check_saved_exits(policy, data):
+    if "num_exits" in data and data["num_exits"] != policy.num_exits:
+        raise ValueError(
+            "tfee.Policy.from_json: the file says num_exits="
+            f"{data['num_exits']} but holds settings for {policy.num_exits} exits."
+        )
+
+
+class PatiencePolicy(Policy):
+    """Leave once `patience` consecutive exits agree on the class (PABEE).
+
+    Zhou et al. (2020), "BERT loses patience". A sample leaves at exit k when
+    exits k-patience+1 .. k all predict the same class (PABEE's patience t is
+    `patience - 1` here); exits with non-finite logits break the streak. The
+    deepest exit takes every remaining sample.
+
+    Args:
+      patience: how many consecutive exits must agree, 1..num_exits
+        (1 = everyone leaves at the first exit).
+      num_exits: K, the network's number of exits.
+
+    Raises:
+      ValueError: patience or num_exits not a positive int, or
+        patience > num_exits.
+    """
+
+    kind = "patience"
+
+    def __init__(self, patience, num_exits):
+        api = "tfee.PatiencePolicy"
+        num_exits = _check_num_exits(num_exits, api)
+        if (
+            isinstance(patience, bool)
+            or not isinstance(patience, numbers.Integral)
+            or not 1 <= patience <= num_exits
+        ):
+            raise ValueError(
+                f"{api}: `patience` must be an int in [1, num_exits={num_exits}]. "
+                f"Received: patience={patience!r}"
+            )
+        super().__init__(num_exits)
+        self.patience = int(patience)
+        self.rule = "patience"
+
+    def _decide(self, state, rows, exit_index, logits, confidence):
+        predicted = rules_lib.predictions(logits)
+        valid = predicted >= 0
+        same = valid & (predicted == state.previous[rows])
+        streak = state.streak.copy()
+        previous = state.previous.copy()
+        streak[rows] = np.where(same, state.streak[rows] + 1, valid.astype(np.int64))
+        previous[rows] = predicted
+        return streak[rows] >= self.patience, streak, previous
+
+    def exit_indices(self, logits, confidences=None):
+        api = "PatiencePolicy.exit_indices"
+        logits = self._check_exits(logits, api)
+        predicted = rules_lib.predictions(logits)
+        streak = np.zeros(predicted.shape[1], np.int64)
+        previous = np.full(predicted.shape[1], -1)
+        passes = np.zeros(predicted.shape, bool)
+        for k in range(self.num_exits):
+            valid = predicted[k] >= 0
+            streak = np.where(
+                valid & (predicted[k] == previous), streak + 1, valid.astype(np.int64)
+            )
+            previous = predicted[k]
+            passes[k] = streak >= self.patience
+        passes[-1] = True
+        return np.argmax(passes, axis=0)
+
+    def to_dict(self):
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "type": self.kind,
+            "num_exits": self.num_exits,
+            "patience": self.patience,
+        }
+
+    @classmethod
+    def _from_dict(cls, data):
+        return cls(data.get("patience"), data.get("num_exits"))
+
+    def __repr__(self):
+        return f"PatiencePolicy(patience={self.patience}, num_exits={self.num_exits})"
+
+
+def load_policy(path):
+    """Reads a policy written by `policy.save(path)` (or JSON text).
+
+    Example:
+      >>> policy.save("policy.json"); tfee.load_policy("policy.json") == policy
+      True
+    """
+    return Policy.from_json(path)

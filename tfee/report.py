@@ -1,0 +1,284 @@
+"""Reports of a policy's evaluation: a text table, a JSON file and PNG plots.
+
+Plots use matplotlib's object API with the Agg canvas only, so they work on
+machines without a display and never change pyplot's global backend.
+"""
+
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = [
+    "plot_exit_histogram",
+    "plot_front",
+    "text_table",
+    "write_json",
+    "write_report",
+]
+
+
+def _evaluation_type():
+    from tfee.policy import evaluation as evaluate_lib
+
+    return evaluate_lib.Evaluation
+
+
+def _check_evaluation(evaluation, api, argument="evaluation"):
+    if not isinstance(evaluation, _evaluation_type()):
+        raise TypeError(
+            f"{api}: `{argument}` must be a tfee Evaluation (from tfee.evaluate). "
+            f"Received: {argument}={type(evaluation).__name__}"
+        )
+
+
+def _percent(value):
+    return (
+        "    -" if value is None or not math.isfinite(value) else f"{100 * value:5.1f}"
+    )
+
+
+def text_table(evaluation):
+    """A plain-text report: summary lines, then one row per exit.
+
+    Args:
+      evaluation: a `tfee.Evaluation`.
+
+    Returns:
+      A string.
+    """
+    _check_evaluation(evaluation, "tfee.report.text_table")
+    e = evaluation
+    lines = [
+        f"policy: {e.name}",
+        f"accuracy {100 * e.accuracy:.2f}% (deepest exit {100 * e.deepest_accuracy:.2f}%,"
+        f" drop {100 * e.accuracy_drop:+.2f} points), agreement with the deepest exit "
+        f"{100 * e.agreement:.1f}%",
+        f"mean MACs {e.mean_macs:,.0f} = {100 * e.macs_fraction:.1f}% of the full network"
+        f" ({e.full_macs:,} MACs), {e.num_samples} samples",
+    ]
+    if e.oracle is not None:
+        lines.append(
+            f"oracle: accuracy {100 * e.oracle.accuracy:.2f}% at "
+            f"{100 * e.oracle.macs_fraction:.1f}% of the full MACs"
+        )
+    lines.append(
+        f"{'exit':<6}{'% MACs':>8}{'exit acc %':>12}{'left':>8}{'left %':>8}"
+        f"{'acc of left %':>15}"
+        + (f"{'oracle left %':>15}" if e.oracle is not None else "")
+    )
+    for k in range(len(e.exit_counts)):
+        row = (
+            f"{k + 1:<6}{_percent(e.exit_macs[k] / e.full_macs):>8}"
+            f"{_percent(e.single_exit_accuracy[k]):>12}{e.exit_counts[k]:>8}"
+            f"{_percent(e.exit_fractions[k]):>8}{_percent(e.exit_accuracy[k]):>15}"
+        )
+        if e.oracle is not None:
+            row += f"{_percent(e.oracle.exit_fractions[k]):>15}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _atomic(path, write):
+    """Calls write(temp_path), then moves the file to `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = os.path.splitext(path)[1]
+    handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial" + suffix)
+    os.close(handle)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    return path
+
+
+def _jsonable(value):
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, data):
+    """Writes `data` (dicts, lists, numbers, objects with `to_dict`) as JSON.
+
+    NaN and infinities become null. The file is written atomically.
+
+    Returns:
+      `path`.
+    """
+
+    def write(partial):
+        with open(partial, "w") as f:
+            json.dump(_jsonable(data), f, indent=2)
+            f.write("\n")
+
+    return _atomic(path, write)
+
+
+def _save_figure(figure, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    return _atomic(path, lambda partial: figure.savefig(partial, format="png", dpi=120))
+
+
+def plot_front(path, evaluation, front=None, title=None):
+    """Accuracy vs MACs: the front, the chosen policy, the oracle, each exit.
+
+    Args:
+      path: the .png to write.
+      evaluation: the chosen policy's `tfee.Evaluation` (with its oracle).
+      front: a `tfee.policy.Front` measured on the same data, or None.
+      title: the plot's title.
+
+    Returns:
+      `path`.
+    """
+    from matplotlib.figure import Figure
+
+    api = "tfee.report.plot_front"
+    _check_evaluation(evaluation, api)
+    e = evaluation
+    figure = Figure(figsize=(6.4, 4.6))
+    axes = figure.subplots()
+    if front is not None and front.points:
+        axes.plot(
+            [100 * p.macs_fraction for p in front.points],
+            [100 * p.accuracy for p in front.points],
+            "-",
+            color="tab:blue",
+            marker=".",
+            label=f"front ({front.rule})",
+        )
+    axes.plot(
+        [100 * m / e.full_macs for m in e.exit_macs],
+        [100 * a for a in e.single_exit_accuracy],
+        "s",
+        color="tab:gray",
+        label="single exits",
+    )
+    for k, (m, a) in enumerate(zip(e.exit_macs, e.single_exit_accuracy), start=1):
+        axes.annotate(
+            str(k),
+            (100 * m / e.full_macs, 100 * a),
+            fontsize=7,
+            xytext=(3, -9),
+            textcoords="offset points",
+        )
+    if e.oracle is not None:
+        axes.plot(
+            100 * e.oracle.macs_fraction,
+            100 * e.oracle.accuracy,
+            "^",
+            color="tab:green",
+            markersize=9,
+            label="oracle",
+        )
+    axes.plot(
+        100 * e.macs_fraction,
+        100 * e.accuracy,
+        "*",
+        color="tab:red",
+        markersize=13,
+        label="chosen policy",
+    )
+    axes.set_xlabel("mean MACs (% of the full network)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title(title or "accuracy vs MACs")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def plot_exit_histogram(path, evaluation, title=None):
+    """Bar chart of the share of samples leaving at each exit (and the oracle's).
+
+    Returns:
+      `path`.
+    """
+    from matplotlib.figure import Figure
+
+    _check_evaluation(evaluation, "tfee.report.plot_exit_histogram")
+    e = evaluation
+    figure = Figure(figsize=(6.4, 3.8))
+    axes = figure.subplots()
+    positions = np.arange(1, len(e.exit_counts) + 1)
+    width = 0.4 if e.oracle is not None else 0.7
+    axes.bar(
+        positions - (width / 2 if e.oracle is not None else 0),
+        [100 * f for f in e.exit_fractions],
+        width,
+        color="tab:red",
+        label="policy",
+    )
+    if e.oracle is not None:
+        axes.bar(
+            positions + width / 2,
+            [100 * f for f in e.oracle.exit_fractions],
+            width,
+            color="tab:green",
+            label="oracle",
+        )
+    axes.set_xticks(positions)
+    axes.set_xlabel("exit")
+    axes.set_ylabel("samples leaving (%)")
+    axes.set_title(title or "exit histogram")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def write_report(directory, evaluation, front=None, extra=None, prefix=""):
+    """Writes the table (.txt), JSON and both plots into `directory`.
+
+    Args:
+      directory: output folder (created if missing).
+      evaluation: the `tfee.Evaluation` to report.
+      front: an optional `tfee.policy.Front` for the accuracy-vs-MACs plot.
+      extra: optional JSON-ready dict stored under "extra".
+      prefix: file-name prefix, e.g. "test_".
+
+    Returns:
+      A dict name -> path of the files written ("table", "json", "front",
+      "histogram").
+    """
+    _check_evaluation(evaluation, "tfee.report.write_report")
+    paths = {
+        "table": os.path.join(directory, f"{prefix}report.txt"),
+        "json": os.path.join(directory, f"{prefix}report.json"),
+        "front": os.path.join(directory, f"{prefix}accuracy_vs_macs.png"),
+        "histogram": os.path.join(directory, f"{prefix}exit_histogram.png"),
+    }
+    table = text_table(evaluation)
+
+    def write_table(partial):
+        with open(partial, "w") as f:
+            f.write(table + "\n")
+
+    _atomic(paths["table"], write_table)
+    data = {"evaluation": evaluation}
+    if front is not None:
+        data["front"] = front
+    if extra is not None:
+        data["extra"] = extra
+    write_json(paths["json"], data)
+    plot_front(paths["front"], evaluation, front)
+    plot_exit_histogram(paths["histogram"], evaluation)
+    return paths
