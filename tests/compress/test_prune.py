@@ -1,0 +1,211 @@
+"""Pruning early-exit networks: scopes, orders, schedules, resume, errors."""
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.compress
+from tests.compress import _tiny
+from tfee import keras
+
+
+def _prune(net, sparsity, **kwargs):
+    kwargs.setdefault("epochs", 1)
+    kwargs.setdefault("verbose", 0)
+    return tfee.compress.prune(net, _tiny.dataset(), sparsity, **kwargs)
+
+
+def test_global_scope_reaches_the_target_with_one_threshold_across_layers():
+    result = _prune(_tiny.network(), 0.6, scope="global")
+    report = result.report
+    assert report.overall == pytest.approx(0.6, abs=0.02)
+    # One threshold over all layers gives each layer its own sparsity.
+    assert max(report.layers.values()) - min(report.layers.values()) > 0.1
+
+
+def test_layer_scope_prunes_every_layer_to_the_target():
+    result = _prune(_tiny.network(), 0.5, scope="layer")
+    for name, sparsity in result.report.layers.items():
+        assert sparsity == pytest.approx(0.5, abs=0.02), name
+
+
+def test_section_scope_reaches_each_sections_target():
+    result = _prune(_tiny.network(), {1: 0.3, 2: 0.8}, scope="section")
+    sections = {s["index"]: s["total"] for s in result.report.sections}
+    assert sections[1] == pytest.approx(0.3, abs=0.02)
+    assert sections[2] == pytest.approx(0.8, abs=0.02)
+
+
+def test_heads_and_backbone_keys_prune_by_role():
+    result = _prune(_tiny.network(), {"heads": 0.75, "backbone": 0.0}, scope="section")
+    assert result.report.heads["exit_1"] == pytest.approx(0.75, abs=0.02)
+    assert result.report.layers["block1_conv"] == 0.0
+
+
+def test_ordered_keeps_heads_unchanged_while_the_backbone_is_pruned():
+    net = _tiny.network()
+    before = net.get_layer("exit_1_head").get_weights()
+    seen = {}
+
+    class AfterPhaseOne(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:  # Phase 1 (backbone) is the first `epochs` epochs.
+                layers = {tfee.cost.unwrap(x).name: x for x in self.model.layers}
+                seen["head"] = tfee.cost.unwrap(layers["exit_1_head"]).get_weights()
+                seen["backbone"] = tfee.cost.unwrap(
+                    layers["block2_conv"]
+                ).kernel.numpy()
+
+    result = _prune(net, 0.7, order="ordered", epochs=1, callbacks=[AfterPhaseOne()])
+    for old, new in zip(before, seen["head"]):
+        np.testing.assert_array_equal(old, new)
+    assert np.mean(seen["backbone"] == 0) > 0.5
+    assert result.report.heads["exit_1"] == pytest.approx(0.7, abs=0.02)
+
+
+def test_frozen_backbone_weights_stay_bit_identical_with_confidence_heads():
+    net = _tiny.network(with_confidence=True, freeze_backbone=True)
+    before = _tiny.weights_by_layer(net)
+    result = _prune(net, 0.8)
+    after = _tiny.weights_by_layer(result.network)
+    for name in ("block1_conv", "block1_bn", "block2_conv", "logits"):
+        for old, new in zip(before[name], after[name]):
+            np.testing.assert_array_equal(old, new)
+    assert result.report.heads["exit_1"] == pytest.approx(0.8, abs=0.02)
+    assert "block1_conv" in result.report.frozen
+
+
+def test_prune_leaves_its_input_unchanged_and_returns_a_stripped_network():
+    net = _tiny.network()
+    before = net.get_weights()
+    result = _prune(net, 0.5)
+    for old, new in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert not any(
+        "prune_low_magnitude" in layer.name for layer in result.network.layers
+    )
+    assert result.network.output_names == net.output_names
+
+
+def test_sparse_macs_fall_below_dense_macs_for_every_exit():
+    result = _prune(_tiny.network(), 0.8)
+    for row in result.report.exits:
+        assert row["sparse_macs"] < row["dense_macs"]
+
+
+def test_rounds_prune_the_same_fraction_of_the_remaining_weights():
+    schedule = tfee.compress.Rounds(rounds=2, steps_per_round=3)
+    assert schedule.sparsity(0, 0.75) == pytest.approx(0.5)
+    assert schedule.sparsity(1, 0.75) is None
+    assert schedule.sparsity(3, 0.75) == pytest.approx(0.75)
+    assert schedule.sparsity(6, 0.75) is None
+    assert schedule.length == 6
+
+
+def test_polynomial_decay_reaches_the_target_at_its_end_step():
+    schedule = tfee.compress.PolynomialDecay(begin_step=0, end_step=10, frequency=5)
+    assert schedule.sparsity(0, 0.8) == pytest.approx(0.0)
+    assert 0 < schedule.sparsity(5, 0.8) < 0.8
+    assert schedule.sparsity(10, 0.8) == pytest.approx(0.8)
+
+
+def test_update_pruning_step_initialises_wrappers_added_in_a_later_phase():
+    net = _tiny.network()
+    pruned, _ = tfee.compress.prune_low_magnitude(net, 0.5)
+    wrappers = tfee.compress.callbacks.pruning_wrappers(pruned)
+    wrappers[0].pruning_step.assign(7)  # Phase 1 ran; the others were added later.
+    callback = tfee.compress.UpdatePruningStep()
+    callback.set_model(pruned)
+    callback.on_train_begin()
+    assert [int(w.pruning_step.numpy()) for w in wrappers] == [7] * len(wrappers)
+
+
+def test_an_interrupted_run_resumes_its_schedule(tmp_path):
+    net = _tiny.network()
+    pruned, scheduler = tfee.compress.prune_low_magnitude(
+        net, 0.75, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
+    )
+    pruned.compile("adam", loss=tfee.losses.joint(pruned))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("interrupted")
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        pruned.fit(
+            _tiny.dataset(),
+            epochs=3,
+            callbacks=[scheduler, backup, Interrupt()],
+            verbose=0,
+        )
+    for wrapper in tfee.compress.callbacks.pruning_wrappers(pruned):
+        wrapper.pruning_step.assign(0)  # A restart must not trust in-memory state.
+    pruned.fit(_tiny.dataset(), epochs=3, callbacks=[scheduler, backup], verbose=0)
+    steps = {
+        int(w.pruning_step.numpy())
+        for w in tfee.compress.callbacks.pruning_wrappers(pruned)
+    }
+    assert steps == {6}
+    report = tfee.compress.sparsity_report(tfee.compress.strip(pruned))
+    assert report.overall == pytest.approx(0.75, abs=0.02)
+
+
+@pytest.mark.parametrize("sparsity", [1.0, -0.1, "0.5", True])
+def test_sparsity_outside_zero_to_one_is_rejected(sparsity):
+    with pytest.raises(ValueError, match=r"`sparsity` must be a number in \[0, 1\)"):
+        tfee.compress.prune_low_magnitude(_tiny.network(), sparsity)
+
+
+def test_unknown_section_keys_are_rejected():
+    with pytest.raises(ValueError, match=r"unknown section keys \[7, 'neck'\]"):
+        tfee.compress.prune_low_magnitude_sections(
+            _tiny.network(), {1: 0.5, 7: 0.5, "neck": 0.2}
+        )
+
+
+def test_layers_tfmot_cannot_prune_are_named():
+    @keras.saving.register_keras_serializable(package="tests")
+    class Scale(keras.layers.Layer):
+        def build(self, shape):
+            self.scale = self.add_weight(name="scale", shape=(shape[-1],))
+
+        def call(self, x):
+            return x * self.scale
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = Scale(name="odd_scale")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    net = tfee.attach_exits(backbone, ["conv"], head="linear")
+    with pytest.raises(
+        ValueError, match=r"tfmot cannot prune the layers \['odd_scale'\]"
+    ):
+        tfee.compress.prune_low_magnitude(net, 0.5)
+
+
+def test_a_schedule_that_ends_before_it_begins_is_rejected():
+    with pytest.raises(ValueError, match="the schedule ends before it begins"):
+        tfee.compress.PolynomialDecay(begin_step=10, end_step=5)
+
+
+def test_a_schedule_longer_than_the_training_is_rejected():
+    with pytest.raises(
+        ValueError, match="the schedule needs 40 steps but a phase trains 2"
+    ):
+        tfee.compress.prune(
+            _tiny.network(),
+            _tiny.dataset(),
+            0.5,
+            epochs=1,
+            schedule=tfee.compress.Rounds(rounds=10, steps_per_round=4),
+        )
+
+
+def test_unknown_scope_and_order_are_rejected():
+    with pytest.raises(ValueError, match="`scope` must be one of"):
+        tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, scope="block")
+    with pytest.raises(ValueError, match="`order` must be one of"):
+        tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, order="heads_first")

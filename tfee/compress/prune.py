@@ -1,0 +1,319 @@
+"""Magnitude pruning of early-exit networks: global, per layer or per section,
+with heads and backbone pruned together or in order.
+
+Görmez & Koyuncu, "Pruning Early Exit Networks" (2022), compare pruning the
+backbone and the exit heads at once ("together") with pruning the backbone
+first and then the heads with the backbone frozen ("ordered"), both with
+unstructured magnitude pruning in rounds of (prune, fine-tune) under one
+global threshold. tfmot's wrappers do the masking; the thresholds, phases and
+schedules are tfee's (see `PruningScheduler`).
+"""
+
+import dataclasses
+import numbers
+
+from tfee import network as network_lib
+from tfee import training
+from tfee._keras import keras
+from tfee._keras import require_functional_model
+from tfee._keras import tfmot
+from tfee.compress import scopes
+from tfee.compress._copy import copy_network
+from tfee.compress._copy import steps_per_epoch as _steps_per_epoch
+from tfee.compress._tfmot import ClusterWeights
+from tfee.compress._tfmot import PruneLowMagnitude
+from tfee.compress.callbacks import Phase
+from tfee.compress.callbacks import PruningScheduler
+from tfee.compress.callbacks import _ControlledSparsity
+from tfee.compress.schedules import Rounds
+from tfee.compress.schedules import Schedule
+from tfee.compress.sparsity import sparsity_report
+
+__all__ = [
+    "ORDERS",
+    "PruningResult",
+    "prune",
+    "prune_low_magnitude",
+    "prune_low_magnitude_sections",
+    "strip",
+]
+
+ORDERS = ("together", "ordered")
+
+
+def _check_sparsity(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0 <= value < 1
+    ):
+        return "a number in [0, 1)"
+    return None
+
+
+def _check_network(network, api):
+    require_functional_model(network, api, argument="network", single_output=False)
+    network_lib.sections(network)  # Raises unless it is an early-exit network.
+    wrapped = [
+        layer.name
+        for layer in network.layers
+        if isinstance(
+            layer,
+            (PruneLowMagnitude, ClusterWeights),
+        )
+    ]
+    if wrapped:
+        raise ValueError(
+            f"{api}: `network` already has tfmot wrappers on {wrapped}; strip them "
+            "first with tfee.compress.strip."
+        )
+
+
+def prune_low_magnitude(
+    network,
+    sparsity,
+    *,
+    scope="global",
+    order="together",
+    schedule=None,
+    phase_steps=None,
+):
+    """Wraps a copy of `network` for pruning; returns it with the callback that prunes.
+
+    The lower-level entry point for callers who drive `fit` themselves:
+
+        pruned, scheduler = tfee.compress.prune_low_magnitude(net, 0.8)
+        pruned.compile("adam", loss=tfee.losses.joint(pruned))
+        pruned.fit(train_ds, epochs=4, callbacks=[scheduler])
+        small = tfee.compress.strip(pruned)
+
+    Args:
+      network: a tfee early-exit network (left unchanged).
+      sparsity: the target: a number in [0, 1) or, for scope "layer" or
+        "section", a dict (see `tfee.compress.scopes`).
+      scope: "global" (one magnitude threshold across all layers), "layer"
+        (each layer to the target) or "section".
+      order: "together" (backbone and heads at once) or "ordered" (phase 1
+        prunes the backbone with the heads frozen and only the deepest exit's
+        loss; phase 2 prunes the heads with the backbone frozen). Ordered
+        runs need `compile(loss=tfee.losses.joint(pruned))`.
+      schedule: a `tfee.compress.Schedule` per phase (default: prune to the
+        target at the first step, `ConstantSparsity`-like `Rounds(1, ...)`).
+      phase_steps: for "ordered": the step at which phase 2 (heads) begins.
+
+    Returns:
+      (pruned model, `PruningScheduler`). Layers the caller froze are not
+      wrapped and never change.
+
+    Raises:
+      ValueError: bad sparsity, scope, order, section keys or schedule;
+        layers tfmot cannot prune (named).
+    """
+    api = "tfee.compress.prune_low_magnitude"
+    _check_network(network, api)
+    if order not in ORDERS:
+        raise ValueError(
+            f"{api}: `order` must be one of {list(ORDERS)}. Received: order={order!r}"
+        )
+    if schedule is None:
+        schedule = Rounds(rounds=1, steps_per_round=1)
+    if not isinstance(schedule, Schedule):
+        raise TypeError(
+            f"{api}: `schedule` must be a tfee.compress.Schedule (Rounds, "
+            f"ConstantSparsity, PolynomialDecay). Received: schedule={schedule!r}"
+        )
+    groups, frozen = scopes.resolve(
+        network,
+        sparsity,
+        scope,
+        api=api,
+        argument="sparsity",
+        check=_check_sparsity,
+        weights_of=scopes.prunable_weights,
+    )
+    roles = scopes.layer_roles(network)
+    if order == "together":
+        phases = [Phase(tuple(groups), schedule)]
+    else:
+        if (
+            isinstance(phase_steps, bool)
+            or not isinstance(phase_steps, int)
+            or phase_steps < 1
+        ):
+            raise ValueError(
+                f"{api}: order='ordered' needs `phase_steps`, the training step at "
+                f"which the heads' phase begins (a positive integer). Received: "
+                f"phase_steps={phase_steps!r}"
+            )
+        if schedule.length is None or schedule.length > phase_steps:
+            raise ValueError(
+                f"{api}: the schedule must end within a phase ({phase_steps} steps) "
+                f"for order='ordered'. Received: schedule={schedule!r} "
+                f"(length {schedule.length})"
+            )
+        split = scopes.split_by_role(network, groups)
+        heads = tuple(n for n, (_, role) in roles.items() if role == "heads")
+        backbone = tuple(n for n, (_, role) in roles.items() if role == "backbone")
+        exit_names = [s.exit_name for s in network_lib.sections(network)]
+        phases = [
+            Phase(
+                tuple(g for g in split if g.role == "backbone"),
+                schedule,
+                0,
+                frozen=heads,
+                loss_weights={name: 0.0 for name in exit_names[:-1]},
+            ),
+            Phase(
+                tuple(g for g in split if g.role == "heads"),
+                schedule,
+                phase_steps,
+                frozen=backbone,
+            ),
+        ]
+    to_wrap = {name for group in groups for name in group.layers}
+    dense = copy_network(network)
+
+    def wrap(layer):
+        if layer.name in to_wrap:
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                layer, pruning_schedule=_ControlledSparsity()
+            )
+        return layer
+
+    pruned = keras.models.clone_model(dense, clone_function=wrap)
+    scheduler = PruningScheduler(phases)
+    scheduler.frozen = tuple(frozen)
+    return pruned, scheduler
+
+
+def prune_low_magnitude_sections(network, sparsities, **kwargs):
+    """`prune_low_magnitude` with scope "section": `sparsities` maps section
+    numbers (and/or "backbone", "heads") to target sparsities, e.g.
+    `{1: 0.5, 2: 0.7, 3: 0.9}`. Each section reaches its own target under
+    one threshold shared by its layers."""
+    return prune_low_magnitude(network, sparsities, scope="section", **kwargs)
+
+
+def strip(network):
+    """The inverse of `prune_low_magnitude` / `cluster_weights`: a copy of
+    `network` without tfmot pruning or clustering wrappers, ready to export.
+
+    Args:
+      network: a model, wrapped or not (left unchanged).
+
+    Returns:
+      A plain functional model with its own weights (pruned weights are zero,
+      clustered weights hold their centroids).
+    """
+    require_functional_model(
+        network, "tfee.compress.strip", argument="network", single_output=False
+    )
+    stripped = tfmot.clustering.keras.strip_clustering(network)
+    stripped = tfmot.sparsity.keras.strip_pruning(stripped)
+    return copy_network(stripped)
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningResult:
+    """What `prune` returns: the stripped network and its `SparsityReport`."""
+
+    network: object
+    report: object
+    history: tuple
+
+
+def prune(
+    network,
+    train_data,
+    sparsity=0.8,
+    *,
+    scope="global",
+    order="together",
+    schedule=None,
+    epochs=2,
+    steps_per_epoch=None,
+    optimizer=None,
+    loss=None,
+    validation_data=None,
+    callbacks=(),
+    verbose="auto",
+):
+    """Prunes an early-exit network with fine-tuning; returns it stripped, with a report.
+
+    Görmez & Koyuncu (2022): unstructured magnitude pruning in rounds of
+    (prune a fraction of the remaining weights, fine-tune), one global
+    threshold, heads and backbone "together" or "ordered".
+
+    Args:
+      network: a trained tfee early-exit network (left unchanged; it can serve
+        as the dense baseline afterwards).
+      train_data: a finite tf.data.Dataset of (images, labels) batches.
+      sparsity: the target; see `prune_low_magnitude`.
+      scope: "global", "layer" or "section".
+      order: "together" or "ordered" (each phase then trains `epochs` epochs).
+      schedule: a `tfee.compress.Schedule` per phase (default: one round per
+        epoch, `Rounds(epochs, steps_per_epoch)`).
+      epochs: fine-tuning epochs per phase.
+      steps_per_epoch: batches per epoch, when `train_data` cannot tell.
+      optimizer: an optimizer or its name (default Adam 1e-4).
+      loss: `compile` losses (default `tfee.losses.joint(network)`, uniform).
+      validation_data: passed to `fit`.
+      callbacks: more Keras callbacks (e.g. BackupAndRestore).
+      verbose: passed to `fit`.
+
+    Returns:
+      A `PruningResult(network, report, history)`: the stripped network, its
+      `SparsityReport` and the fit history dicts.
+
+    Raises:
+      ValueError / TypeError: see `prune_low_magnitude`; a schedule longer
+        than the training.
+
+    Example:
+      >>> result = tfee.compress.prune(net, train_ds, 0.8, order="ordered")
+      >>> print(result.report.table())
+    """
+    api = "tfee.compress.prune"
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"{api}: `epochs` must be a positive integer. Received: epochs={epochs!r}"
+        )
+    steps = _steps_per_epoch(train_data, steps_per_epoch, api)
+    phase_steps = epochs * steps
+    if schedule is None:
+        schedule = Rounds(rounds=epochs, steps_per_round=steps)
+    if isinstance(schedule, Schedule) and (
+        schedule.length is not None and schedule.length > phase_steps
+    ):
+        raise ValueError(
+            f"{api}: the schedule needs {schedule.length} steps but a phase trains "
+            f"{phase_steps} ({epochs} epochs x {steps} steps). Received: "
+            f"schedule={schedule!r}"
+        )
+    pruned, scheduler = prune_low_magnitude(
+        network,
+        sparsity,
+        scope=scope,
+        order=order,
+        schedule=schedule,
+        phase_steps=phase_steps,
+    )
+    if optimizer is None:
+        optimizer = keras.optimizers.Adam(1e-4)
+    pruned.compile(
+        optimizer=optimizer,
+        loss=loss if loss is not None else training.losses.joint(pruned),
+    )
+    total = epochs * (2 if order == "ordered" else 1)
+    history = pruned.fit(
+        train_data,
+        epochs=total,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation_data,
+        callbacks=[scheduler, *callbacks],
+        verbose=verbose,
+    )
+    stripped = strip(pruned)
+    return PruningResult(
+        stripped, sparsity_report(stripped, scheduler.frozen), (history.history,)
+    )
