@@ -1,14 +1,24 @@
 """Compressing early-exit networks: pruning and section-wise clustering (tfmot)."""
 
+from tfee.compress import metrics
+from tfee.compress import ratio
 from tfee.compress import scopes
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
 from tfee.compress.callbacks import UpdatePruningStep
+from tfee.compress.cluster import ClusteringResult
+from tfee.compress.cluster import cluster
+from tfee.compress.cluster import cluster_weights
+from tfee.compress.metrics import ExitAccuracy
+from tfee.compress.metrics import exit_accuracy
 from tfee.compress.prune import PruningResult
 from tfee.compress.prune import prune
 from tfee.compress.prune import prune_low_magnitude
 from tfee.compress.prune import prune_low_magnitude_sections
 from tfee.compress.prune import strip
+from tfee.compress.ratio import CompressionReport
+from tfee.compress.ratio import compression_report
+from tfee.compress.ratio import tflite_bytes
 from tfee.compress.schedules import ConstantSparsity
 from tfee.compress.schedules import PolynomialDecay
 from tfee.compress.schedules import Rounds
@@ -18,6 +28,16 @@ from tfee.compress.sparsity import gzip_bytes
 from tfee.compress.sparsity import sparsity_report
 
 __all__ = [
+    "ClusteringResult",
+    "CompressionReport",
+    "ExitAccuracy",
+    "cluster",
+    "cluster_weights",
+    "compression_report",
+    "exit_accuracy",
+    "metrics",
+    "ratio",
+    "tflite_bytes",
     "ConstantSparsity",
     "Phase",
     "PolynomialDecay",

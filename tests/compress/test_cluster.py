@@ -1,0 +1,79 @@
+"""Section-wise clustering (ESCEPE), compression ratio and their errors."""
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.compress
+from tests.compress import _tiny
+
+
+def _distinct(layer, name):
+    return len(np.unique(getattr(tfee.cost.unwrap(layer), name).numpy()))
+
+
+def test_each_section_gets_its_own_number_of_clusters():
+    wrapped = tfee.compress.cluster_weights(
+        _tiny.network(with_confidence=True), {1: 4, 2: 2}, init="linear"
+    )
+    small = tfee.compress.strip(wrapped)
+    assert _distinct(small.get_layer("block1_conv"), "kernel") <= 4
+    assert _distinct(small.get_layer("exit_1_head"), "kernel") <= 4
+    assert _distinct(small.get_layer("block2_conv"), "kernel") <= 2
+    assert _distinct(small.get_layer("logits"), "kernel") <= 2
+    # Non-weight layers pass through unwrapped.
+    assert type(wrapped.get_layer("block1_out")).__name__ == "ReLU"
+    assert type(wrapped.get_layer("block1_bn")).__name__ == "BatchNormalization"
+
+
+def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
+    net = _tiny.network()
+    result = tfee.compress.cluster(
+        net,
+        _tiny.dataset(),
+        {1: 4, 2: 4},
+        init="linear",
+        evaluation_data=_tiny.dataset(),
+        verbose=0,
+    )
+    assert result.stages == ((1,), (2,))
+    for name in ("block1_conv", "block2_conv", "logits"):
+        assert _distinct(result.network.get_layer(name), "kernel") <= 4
+    assert set(result.after.exits) == {"exit_1", "exit_2"}
+    assert 0 <= result.after.ensemble <= 1
+    assert result.compression.ratio > 1
+    assert result.compression.sections[0]["clusters"] <= 4
+
+
+def test_preserve_sparsity_keeps_pruned_weights_at_zero():
+    pruned = tfee.compress.prune(
+        _tiny.network(), _tiny.dataset(), 0.6, epochs=1, verbose=0
+    )
+    zeros = pruned.network.get_layer("block2_conv").kernel.numpy() == 0
+    result = tfee.compress.cluster(
+        pruned.network,
+        _tiny.dataset(),
+        4,
+        staged=False,
+        distill=False,
+        init="linear",
+        preserve_sparsity=True,
+        verbose=0,
+    )
+    kernel = result.network.get_layer("block2_conv").kernel.numpy()
+    assert np.all(kernel[zeros] == 0)
+
+
+def test_fewer_than_two_clusters_are_rejected():
+    with pytest.raises(ValueError, match=r"`clusters\[2\]` must be an integer >= 2"):
+        tfee.compress.cluster_weights(_tiny.network(), {1: 8, 2: 1})
+
+
+def test_more_clusters_than_weights_in_a_layer_are_rejected():
+    with pytest.raises(ValueError, match="layer 'block1_conv' has 36 weights"):
+        tfee.compress.cluster_weights(_tiny.network(), {1: 64})
+
+
+def test_unknown_sections_are_rejected():
+    with pytest.raises(ValueError, match=r"unknown section keys \[3\]"):
+        tfee.compress.cluster_weights(_tiny.network(), {1: 4, 3: 4})

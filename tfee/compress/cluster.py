@@ -1,0 +1,293 @@
+"""Section-wise weight clustering of early-exit networks (ESCEPE).
+
+Khalilian Gourtani & Meratnia, "ESCEPE" (EdgeSys 2023): the network is cut
+into sections at its exits, each section's weights are clustered to its own
+number of centroids (sections feeding shallow exits are protected), and the
+network is retrained after each clustering stage with knowledge distillation
+from the uncompressed network. tfmot's `cluster_weights` does the clustering.
+"""
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from tfee._keras import keras
+from tfee._keras import tf
+from tfee._keras import tfmot
+from tfee.compress import metrics
+from tfee.compress import ratio
+from tfee.compress import scopes
+from tfee.compress._copy import copy_network
+from tfee.compress.prune import _check_network
+from tfee.compress.prune import strip
+
+__all__ = ["CENTROID_INITS", "ClusteringResult", "cluster", "cluster_weights"]
+
+_Init = tfmot.clustering.keras.CentroidInitialization
+CENTROID_INITS = {
+    "kmeans++": _Init.KMEANS_PLUS_PLUS,
+    "linear": _Init.LINEAR,
+    "density": _Init.DENSITY_BASED,
+    "random": _Init.RANDOM,
+}
+
+
+def _check_clusters(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
+        return "an integer >= 2 (the number of clusters)"
+    return None
+
+
+def _resolve(network, clusters, api):
+    scope = "section"
+    targets = clusters
+    if isinstance(clusters, dict) and any(
+        isinstance(k, str) and k not in scopes.ROLES for k in clusters
+    ):
+        scope = "layer"
+    groups, frozen = scopes.resolve(
+        network,
+        targets,
+        scope,
+        api=api,
+        argument="clusters",
+        check=_check_clusters,
+        weights_of=scopes.clusterable_weights,
+    )
+    per_layer = {}
+    for group in groups:
+        for name in group.layers:
+            per_layer[name] = group.target
+    layers = {layer.name: layer for layer in network.layers}
+    for name, count in per_layer.items():
+        for weight_name, weight in scopes.clusterable_weights(layers[name]):
+            size = int(np.prod(weight.shape))
+            if count > size:
+                raise ValueError(
+                    f"{api}: layer '{name}' has {size} weights in "
+                    f"'{weight_name}', fewer than the {count} clusters asked for it; "
+                    "lower its count in `clusters`."
+                )
+    return groups, per_layer, frozen
+
+
+def cluster_weights(
+    network, clusters, *, init="kmeans++", preserve_sparsity=False, per_channel=False
+):
+    """Wraps a copy of `network` for clustering, section by section.
+
+    Args:
+      network: a tfee early-exit network (left unchanged).
+      clusters: an int for every section, or a dict {section k: count,
+        "backbone": count, "heads": count} (sections left out stay
+        unclustered), or {layer name: count}.
+      init: centroid initialisation: "kmeans++", "linear", "density",
+        "random", or a `tfmot.clustering.keras.CentroidInitialization`.
+      preserve_sparsity: keep pruned (zero) weights at zero.
+      per_channel: one set of centroids per output channel (tfmot does this
+        for Conv2D layers; other layers are clustered per tensor).
+
+    Returns:
+      A model whose clusterable layers are wrapped by tfmot; train it, then
+      `tfee.compress.strip` it. Non-weight layers (activations, adds, BN) and
+      frozen layers pass through unwrapped.
+
+    Raises:
+      ValueError: fewer than 2 clusters, more clusters than weights in a
+        layer, unknown sections or init, layers tfmot cannot cluster (named).
+    """
+    api = "tfee.compress.cluster_weights"
+    _check_network(network, api)
+    initialisation = CENTROID_INITS.get(init, init)
+    if initialisation not in CENTROID_INITS.values():
+        raise ValueError(
+            f"{api}: `init` must be one of {sorted(CENTROID_INITS)} or a "
+            f"CentroidInitialization. Received: init={init!r}"
+        )
+    _, per_layer, _ = _resolve(network, clusters, api)
+    dense = copy_network(network)
+
+    def wrap(layer):
+        if layer.name not in per_layer:
+            return layer
+        wrapper = tfmot.clustering.keras.cluster_weights(
+            layer,
+            number_of_clusters=per_layer[layer.name],
+            cluster_centroids_init=initialisation,
+            preserve_sparsity=preserve_sparsity,
+            cluster_per_channel=per_channel,
+        )
+        try:
+            wrapper.build(layer.input_shape)
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(
+                f"{api}: tfmot could not initialise {per_layer[layer.name]} "
+                f"centroids for layer '{layer.name}' with init={init!r} "
+                f"(too few distinct or non-zero weights). Use init='linear' or "
+                f"fewer clusters. tfmot said: {error.message.splitlines()[0]}"
+            ) from None
+        return wrapper
+
+    return keras.models.clone_model(dense, clone_function=wrap)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusteringResult:
+    """What `cluster` returns.
+
+    Attributes:
+      network: the stripped, clustered network.
+      before: `metrics.ExitAccuracy` of the input network (None without
+        `evaluation_data`).
+      after: the same for the clustered network.
+      compression: a `ratio.CompressionReport` of the clustered network.
+      stages: the section keys clustered at each stage.
+    """
+
+    network: object
+    before: object
+    after: object
+    compression: object
+    stages: tuple
+
+
+def _retrain(
+    student, teacher, data, epochs, optimizer, distill, temperature, kd_weight, verbose
+):
+    fresh = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    if distill:
+        from tfee.training import Distiller
+
+        trainer = Distiller(
+            student, teacher=teacher, temperature=temperature, kd_weight=kd_weight
+        )
+        trainer.compile(optimizer=fresh)
+        trainer.fit(data, epochs=epochs, verbose=verbose)
+    else:
+        from tfee.training import losses
+
+        student.compile(optimizer=fresh, loss=losses.joint(student))
+        student.fit(data, epochs=epochs, verbose=verbose)
+
+
+def cluster(
+    network,
+    train_data,
+    clusters,
+    *,
+    staged=True,
+    distill=True,
+    teacher="dense",
+    epochs=1,
+    init="kmeans++",
+    preserve_sparsity=False,
+    per_channel=False,
+    optimizer=None,
+    temperature=3.0,
+    kd_weight=0.3,
+    evaluation_data=None,
+    verbose="auto",
+):
+    """ESCEPE: clusters an early-exit network section by section, retraining
+    with knowledge distillation after each stage; returns it stripped.
+
+    Args:
+      network: a trained tfee early-exit network (left unchanged).
+      train_data: a tf.data.Dataset of (images, labels) batches.
+      clusters: per-section counts, see `cluster_weights`.
+      staged: cluster one section key per stage, shallowest first, freezing
+        the sections already clustered (ESCEPE); False clusters all at once.
+      distill: retrain with `tfee.training.Distiller`; False uses plain
+        cross-entropy on every exit.
+      teacher: "dense" (a frozen copy of the input network), None
+        (self-distillation from the deepest exit) or a model.
+      epochs: retraining epochs per stage.
+      init, preserve_sparsity, per_channel: see `cluster_weights`.
+      optimizer: an optimizer to copy for every stage (default Adam 1e-4).
+      temperature, kd_weight: distillation settings (ESCEPE: 3 and 0.3).
+      evaluation_data: if given, per-exit and ensemble accuracy before/after.
+      verbose: passed to `fit`.
+
+    Returns:
+      A `ClusteringResult`.
+
+    Example:
+      >>> result = tfee.compress.cluster(pruned, train, {1: 32, 2: 16, 3: 8},
+      ...                                preserve_sparsity=True)
+      >>> print(result.compression.ratio)
+    """
+    api = "tfee.compress.cluster"
+    _check_network(network, api)
+    groups, _, _ = _resolve(network, clusters, api)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(
+            f"{api}: `epochs` must be an integer >= 0. Received: epochs={epochs!r}"
+        )
+    if isinstance(teacher, str):
+        if teacher != "dense":
+            raise ValueError(
+                f"{api}: `teacher` must be 'dense', None or a model. "
+                f"Received: teacher={teacher!r}"
+            )
+        teacher = copy_network(network)
+        teacher.trainable = False
+    optimizer = optimizer or keras.optimizers.Adam(1e-4)
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    before = (
+        metrics.exit_accuracy(network, evaluation_data) if evaluation_data else None
+    )
+
+    if isinstance(clusters, dict):
+        keys = sorted(clusters, key=lambda k: (isinstance(k, str), str(k).zfill(8)))
+    else:
+        keys = [group.name for group in groups]
+    stages = [[k] for k in keys] if staged else [list(keys)]
+    current = copy_network(network)
+    original_trainable = {layer.name: layer.trainable for layer in current.layers}
+    done = set()
+    for stage in stages:
+        if isinstance(clusters, dict):
+            spec = {k: clusters[k] for k in stage}
+        else:
+            spec = clusters
+        wrapped = cluster_weights(
+            current,
+            spec,
+            init=init,
+            preserve_sparsity=preserve_sparsity,
+            per_channel=per_channel,
+        )
+        if epochs:
+            _retrain(
+                wrapped,
+                teacher,
+                train_data,
+                epochs,
+                optimizer,
+                distill,
+                temperature,
+                kd_weight,
+                verbose,
+            )
+        current = strip(wrapped)
+        if staged:
+            # Clustered sections keep their centroids exactly: freeze them.
+            _, layer_counts, _ = _resolve(network, spec, api)
+            done.update(layer_counts)
+            for layer in current.layers:
+                if layer.name in done:
+                    layer.trainable = False
+        if not isinstance(clusters, dict):
+            break
+    for layer in current.layers:
+        layer.trainable = original_trainable.get(layer.name, layer.trainable)
+    after = metrics.exit_accuracy(current, evaluation_data) if evaluation_data else None
+    return ClusteringResult(
+        network=current,
+        before=before,
+        after=after,
+        compression=ratio.compression_report(current),
+        stages=tuple(tuple(s) for s in stages),
+    )

@@ -1,0 +1,52 @@
+"""Per-exit and ensemble accuracy, before and after compression."""
+
+import dataclasses
+
+import numpy as np
+
+from tfee import network as network_lib
+
+__all__ = ["ExitAccuracy", "exit_accuracy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitAccuracy:
+    """Top-1 accuracy of every exit, and of their ensemble.
+
+    Attributes:
+      exits: {exit name: accuracy}, shallowest first.
+      ensemble: accuracy of the mean of the exits' softmax probabilities
+        (ESCEPE's "ensemble" accuracy).
+    """
+
+    exits: dict
+    ensemble: float
+
+
+def _softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def exit_accuracy(network, dataset):
+    """Per-exit and ensemble accuracy of an early-exit network on (images, labels).
+
+    Args:
+      network: a tfee early-exit network.
+      dataset: a tf.data.Dataset of (images, labels) batches.
+
+    Returns:
+      An `ExitAccuracy`.
+    """
+    names = [s.exit_name for s in network_lib.sections(network)]
+    labels = np.concatenate([np.asarray(y) for _, y in dataset]).reshape(-1)
+    outputs = network.predict(dataset, verbose=0)
+    outputs = dict(zip(network.output_names, outputs))
+    logits = [np.asarray(outputs[name]) for name in names]
+    exits = {
+        name: float(np.mean(np.argmax(x, -1) == labels))
+        for name, x in zip(names, logits)
+    }
+    ensemble = np.mean([_softmax(x) for x in logits], axis=0)
+    return ExitAccuracy(exits, float(np.mean(np.argmax(ensemble, -1) == labels)))

@@ -1,0 +1,121 @@
+"""Compression ratio: fp32 weights vs the deployable artifact, and the entropy bound.
+
+The ratio is fp32 bytes of all weights / bytes of the exported .tflite after
+gzip -9 (clustered weights repeat a few values, so they compress). The
+entropy bound counts, per section, H(cluster indices) bits per clustered
+weight plus an fp32 codebook, and 32 bits for every other weight: the size an
+ideal entropy coder of the indices would reach.
+"""
+
+import dataclasses
+import gzip
+
+import numpy as np
+
+from tfee import cost
+from tfee import network as network_lib
+from tfee._keras import keras
+from tfee._keras import tf
+from tfee.compress import scopes
+
+__all__ = ["CompressionReport", "compression_report", "tflite_bytes"]
+
+
+def tflite_bytes(model):
+    """The .tflite flatbuffer of a stripped model (float, no optimisation)."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    return converter.convert()
+
+
+def _entropy_bits(values):
+    _, counts = np.unique(values, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum()), len(counts)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressionReport:
+    """Sizes of a (clustered) early-exit network.
+
+    Attributes:
+      fp32_bytes: 4 bytes per weight of the whole network.
+      tflite_bytes: the exported .tflite.
+      gzip_bytes: the .tflite after gzip -9 (the deployable artifact).
+      ratio: fp32_bytes / gzip_bytes.
+      entropy_bytes: the entropy bound of the whole network.
+      entropy_ratio: fp32_bytes / entropy_bytes.
+      bits_per_weight: 8 * gzip_bytes / weights.
+      sections: per section: index, weights, clusters (largest distinct count
+        in a clustered kernel), entropy_bits (mean per clustered weight),
+        fp32_bytes, entropy_bytes, entropy_ratio.
+    """
+
+    fp32_bytes: int
+    tflite_bytes: int
+    gzip_bytes: int
+    ratio: float
+    entropy_bytes: float
+    entropy_ratio: float
+    bits_per_weight: float
+    sections: tuple
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def compression_report(network, artifact=None):
+    """Measures how far a stripped early-exit network compresses.
+
+    Args:
+      network: a stripped tfee early-exit network.
+      artifact: the .tflite bytes to measure (default: converted here with
+        `TFLiteConverter.from_keras_model`).
+
+    Returns:
+      A `CompressionReport`.
+    """
+    layers = {layer.name: layer for layer in network.layers}
+    sections = []
+    total_weights = total_entropy = 0
+    for section in network_lib.sections(network):
+        weights = bits = clustered = 0.0
+        clusters = 0
+        for name in section.layers:
+            layer = cost.unwrap(layers[name])
+            kernels = {id(w) for _, w in (scopes.clusterable_weights(layer) or [])}
+            for weight in layer.weights:
+                values = np.asarray(keras.backend.get_value(weight)).ravel()
+                weights += values.size
+                if id(weight) in kernels:
+                    entropy, distinct = _entropy_bits(values)
+                    clusters = max(clusters, distinct)
+                    bits += values.size * entropy + 32 * distinct
+                    clustered += values.size
+                else:
+                    bits += 32 * values.size
+        entropy_bytes = bits / 8
+        sections.append(
+            dict(
+                index=section.index,
+                weights=int(weights),
+                clusters=clusters,
+                fp32_bytes=int(4 * weights),
+                entropy_bytes=entropy_bytes,
+                entropy_ratio=4 * weights / entropy_bytes if entropy_bytes else 0.0,
+            )
+        )
+        total_weights += weights
+        total_entropy += entropy_bytes
+    flatbuffer = artifact if artifact is not None else tflite_bytes(network)
+    packed = len(gzip.compress(flatbuffer, compresslevel=9))
+    fp32 = int(4 * total_weights)
+    return CompressionReport(
+        fp32_bytes=fp32,
+        tflite_bytes=len(flatbuffer),
+        gzip_bytes=packed,
+        ratio=fp32 / packed,
+        entropy_bytes=total_entropy,
+        entropy_ratio=fp32 / total_entropy if total_entropy else 0.0,
+        bits_per_weight=8 * packed / total_weights if total_weights else 0.0,
+        sections=tuple(sections),
+    )
