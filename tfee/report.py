@@ -202,7 +202,7 @@ def plot_front(path, evaluation, front=None, title=None):
     axes.set_ylabel("accuracy (%)")
     axes.set_title(title or "accuracy vs MACs")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     return _save_figure(figure, path)
 

@@ -1,0 +1,328 @@
+"""Calibration and dynamic inference on the reference network (shared/BENCHMARK.md).
+
+Loads the trained reference network (never trains it: fails, or waits with
+--wait_minutes, while /tmp/tfee-reference/reference_full.keras is missing),
+runs it once over the validation and test splits, calibrates max-softmax
+thresholds on validation for at most --target_drop accuracy loss versus the
+deepest exit (and, separately, for a --macs_budget), and reports on test:
+accuracy, mean MACs as a share of the full network, the exit histogram, the
+oracle, and the oracle at the same accuracy. Then it times dynamic inference
+in TensorFlow (`tfee.inference.DynamicPredictor`) against the full model at
+batch 1 and batch 128, alternating the two, medians.
+
+"Oracle at the same accuracy": the least mean MACs of any per-sample exit
+assignment chosen with the labels that is right on at least as many test
+samples as the calibrated policy (`tfee.policy.oracle_macs_at_accuracy`):
+samples it does not need leave at the first exit, the needed ones at their
+earliest correct exit, cheapest first. No policy can be cheaper at that
+accuracy; the plain oracle (hopeless samples at the deepest exit) is reported
+beside it.
+
+    .venv/bin/python -m benchmarks.calibration            # the reference network
+    .venv/bin/python -m benchmarks.calibration --quick    # smoke check only
+"""
+
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+
+import tfee
+import tfee.inference
+import tfee.policy
+from benchmarks import reference
+from tfee import report
+from tfee import tf
+
+FLAGS = flags.FLAGS
+flags.DEFINE_float("target_drop", 0.005, "Accepted accuracy drop vs the deepest exit.")
+flags.DEFINE_float(
+    "budget_fraction", 0.6, "MACs budget (fraction of full) for the second target."
+)
+flags.DEFINE_integer(
+    "wait_minutes", 0, "Wait this long for the trained network to appear."
+)
+flags.DEFINE_integer("batch1_samples", 1000, "Test samples timed one at a time.")
+flags.DEFINE_integer("batch128_batches", 30, "Batches of 128 timed.")
+flags.DEFINE_string("results_dir", reference.RESULTS, "Where the JSON and PNGs go.")
+
+MAX_MACS_FRACTION = 0.60
+MAX_ORACLE_RATIO = 1.5
+
+
+def wait_for_network(cache_dir, quick, minutes):
+    """The cached network's path; waits for it, never trains it."""
+    path = os.path.join(cache_dir, f"reference_{'quick' if quick else 'full'}.keras")
+    deadline = time.time() + 60 * minutes
+    while not os.path.exists(path):
+        if time.time() >= deadline:
+            raise SystemExit(
+                f"benchmarks.calibration: the trained reference network {path} does not "
+                "exist yet. Train it with `python -m benchmarks.reference` (about an "
+                "hour) or pass --wait_minutes while it trains; this script never trains."
+            )
+        print(f"waiting for {path} ...", flush=True)
+        time.sleep(30)
+    return path
+
+
+def normalised(images, mean, std):
+    return ((images.astype("float32") / 255.0 - mean) / std).astype("float32")
+
+
+def time_alternately(functions, batches):
+    """Median seconds of each function over `batches`, rotating their order."""
+    times = [[] for _ in functions]
+    for i, batch in enumerate(batches):
+        for j in range(len(functions)):
+            which = (i + j) % len(functions)
+            started = time.perf_counter()
+            functions[which](batch)
+            times[which].append(time.perf_counter() - started)
+    return [statistics.median(t) for t in times]
+
+
+def calibration_seconds(outputs, target_drop, repeats=3):
+    """Median wall time of one calibration (shared sweep + per-exit search)."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tfee.policy.calibrate(outputs, max_accuracy_drop=target_drop)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def resampled(outputs, samples, seed=0):
+    """`samples` samples drawn with replacement (timing only)."""
+    picked = np.random.default_rng(seed).choice(outputs.num_samples, samples)
+    confidences = (
+        None if outputs.confidences is None else outputs.confidences[:, picked]
+    )
+    return tfee.policy.ExitOutputs(
+        outputs.logits[:, picked],
+        confidences,
+        outputs.labels[picked],
+        outputs.exit_macs,
+        outputs.full_macs,
+    )
+
+
+def summary(result):
+    return {
+        "accuracy": result.accuracy,
+        "deepest_accuracy": result.deepest_accuracy,
+        "accuracy_drop_points": 100 * result.accuracy_drop,
+        "mean_macs": result.mean_macs,
+        "macs_fraction": result.macs_fraction,
+        "exit_fractions": result.exit_fractions,
+    }
+
+
+def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
+    wait_for_network(cache_dir, quick, wait_minutes)
+    network = reference.reference_network(archive, cache_dir, quick)
+    splits, mean, std = reference.reference_data(archive, cache_dir, quick)
+    print("collecting outputs (one pass over validation and test) ...", flush=True)
+    val_outputs = tfee.policy.collect_outputs(
+        network, reference.pipeline(*splits["validation"], mean, std, training=False)
+    )
+    test_outputs = tfee.policy.collect_outputs(
+        network, reference.pipeline(*splits["test"], mean, std, training=False)
+    )
+
+    print("calibrating ...", flush=True)
+    started = time.perf_counter()
+    policy = tfee.policy.calibrate(val_outputs, max_accuracy_drop=target_drop)
+    val_seconds = time.perf_counter() - started
+    val_result = tfee.policy.evaluate(val_outputs, policy=policy)
+    test_result = tfee.policy.evaluate(test_outputs, policy=policy)
+    oracle_macs = tfee.policy.oracle_macs_at_accuracy(
+        test_outputs, test_result.accuracy
+    )
+    budget_policy = tfee.policy.calibrate(val_outputs, macs_budget=budget_fraction)
+    budget_test = tfee.policy.evaluate(test_outputs, policy=budget_policy)
+    shared_policy = tfee.policy.calibrate(
+        val_outputs, max_accuracy_drop=target_drop, refine=False
+    )
+    shared_test = tfee.policy.evaluate(test_outputs, policy=shared_policy)
+    hindsight = tfee.policy.evaluate(
+        test_outputs,
+        policy=tfee.policy.calibrate(test_outputs, max_accuracy_drop=target_drop),
+    )
+    timing_outputs = (
+        test_outputs
+        if test_outputs.num_samples == 10000
+        else resampled(test_outputs, 10000)
+    )
+    seconds_10k = calibration_seconds(timing_outputs, target_drop)
+
+    print("timing dynamic inference against the full model ...", flush=True)
+    test_images = normalised(splits["test"][0], mean, std)
+    predictor = tfee.inference.DynamicPredictor(network, policy)
+    spec = tf.TensorSpec([None, *network.input_shape[1:]], tf.float32)
+    full = tf.function(lambda x: network(x, training=False), input_signature=[spec])
+
+    backbone = tfee.detach_exits(network)
+    plain = tf.function(lambda x: backbone(x, training=False), input_signature=[spec])
+
+    def run_full(batch):
+        return [o.numpy() for o in full(batch)]
+
+    def run_backbone(batch):
+        return plain(batch).numpy()
+
+    def run_dynamic(batch):
+        return predictor.predict_batch(batch)
+
+    for size in (1, 128):
+        run_full(test_images[:size])
+        run_backbone(test_images[:size])
+        run_dynamic(test_images[:size])
+    ones = [
+        test_images[i : i + 1]
+        for i in range(min(FLAGS.batch1_samples, len(test_images)))
+    ]
+    timed = (run_dynamic, run_backbone, run_full)
+    dynamic_1, backbone_1, full_1 = time_alternately(timed, ones)
+    batches = [
+        test_images[i : i + 128]
+        for i in range(0, min(len(test_images), 128 * FLAGS.batch128_batches), 128)
+        if len(test_images[i : i + 128]) == 128
+    ]
+    dynamic_128, backbone_128, full_128 = time_alternately(timed, batches)
+    check = predictor.predict(test_images[:512], batch_size=128)
+    expected = policy.exit_indices(test_outputs.logits[:, :512])
+    same_exits = float(np.mean(check.exit_indices == expected))
+
+    macs_fraction = test_result.macs_fraction
+    ratio = None if oracle_macs is None else test_result.mean_macs / oracle_macs
+    result = {
+        "setup": "reference" if not quick else "quick (smoke check only, not a result)",
+        "target": {"max_accuracy_drop": target_drop, "calibrated_on": "validation"},
+        "policy": policy.to_dict(),
+        "validation": summary(val_result),
+        "test": summary(test_result),
+        "test_exit_accuracy_of_leavers": test_result.exit_accuracy,
+        "test_single_exit_accuracy": test_result.single_exit_accuracy,
+        "test_oracle": {
+            "accuracy": test_result.oracle.accuracy,
+            "macs_fraction": test_result.oracle.macs_fraction,
+        },
+        "test_oracle_at_policy_accuracy": {
+            "definition": "least mean MACs of any label-aware exit assignment with at "
+            "least the policy's test accuracy (tfee.policy.oracle_macs_at_accuracy)",
+            "macs_fraction": (
+                None if oracle_macs is None else oracle_macs / test_outputs.full_macs
+            ),
+            "policy_over_oracle_macs": ratio,
+        },
+        "checks": {
+            "test_drop_within_target_points": 100 * test_result.accuracy_drop
+            <= 100 * target_drop + 1e-9,
+            f"macs_fraction_at_most_{MAX_MACS_FRACTION}": macs_fraction
+            <= MAX_MACS_FRACTION,
+            f"oracle_ratio_at_most_{MAX_ORACLE_RATIO}": ratio is not None
+            and ratio <= MAX_ORACLE_RATIO,
+        },
+        "shared_threshold_only": {
+            "policy": shared_policy.to_dict(),
+            "test": summary(shared_test),
+        },
+        "budget_target": {
+            "macs_budget": budget_fraction,
+            "policy": budget_policy.to_dict(),
+            "validation_macs_fraction": tfee.policy.evaluate(
+                val_outputs, policy=budget_policy
+            ).macs_fraction,
+            "test": summary(budget_test),
+        },
+        "hindsight_calibrated_on_test": {
+            "note": "thresholds chosen on the test split itself: an upper bound on what "
+            "calibration could reach, not a result",
+            "test": summary(hindsight),
+        },
+        "calibration_seconds": {
+            "validation": val_seconds,
+            "validation_samples": val_outputs.num_samples,
+            "samples_10000_exits_7_median_of_3": seconds_10k,
+            "timing_data": (
+                "test outputs"
+                if timing_outputs is test_outputs
+                else "10,000 samples resampled from the test outputs"
+            ),
+            "exits": test_outputs.num_exits,
+        },
+        "dynamic_inference": {
+            "note": "TensorFlow on CPU: DynamicPredictor (tf.function per stage, "
+            "survivors only) vs the backbone without exits (the full model) and vs the "
+            "full early-exit network (every head), tf.function each, order rotated, "
+            "medians",
+            "batch1_samples": len(ones),
+            "batch1_dynamic_ms": 1000 * dynamic_1,
+            "batch1_backbone_ms": 1000 * backbone_1,
+            "batch1_all_exits_ms": 1000 * full_1,
+            "batch1_speedup_vs_backbone": backbone_1 / dynamic_1,
+            "batch128_batches": len(batches),
+            "batch128_dynamic_ms": 1000 * dynamic_128,
+            "batch128_backbone_ms": 1000 * backbone_128,
+            "batch128_all_exits_ms": 1000 * full_128,
+            "batch128_speedup_vs_backbone": backbone_128 / dynamic_128,
+            "exit_indices_equal_policy_on_first_512": same_exits,
+        },
+        "full_macs": test_outputs.full_macs,
+        "exit_macs": test_outputs.exit_macs.tolist(),
+        "record": reference.machine_record(),
+    }
+    tag = "_quick" if quick else ""
+    os.makedirs(FLAGS.results_dir, exist_ok=True)
+    report.write_json(os.path.join(FLAGS.results_dir, f"calibration{tag}.json"), result)
+    front = tfee.policy.front(test_outputs)
+    report.plot_front(
+        os.path.join(FLAGS.results_dir, f"calibration_accuracy_vs_macs{tag}.png"),
+        test_result,
+        front,
+        title="CIFAR-10 ResNet-20, 7 SDN exits: test split"
+        + (" (quick)" if quick else ""),
+    )
+    report.plot_exit_histogram(
+        os.path.join(FLAGS.results_dir, f"calibration_exit_histogram{tag}.png"),
+        test_result,
+        title="exits taken on test (policy calibrated on validation)",
+    )
+    print(report.text_table(test_result))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "test",
+                    "test_oracle_at_policy_accuracy",
+                    "checks",
+                    "calibration_seconds",
+                    "dynamic_inference",
+                )
+            },
+            indent=2,
+        )
+    )
+    return result
+
+
+def main(argv):
+    del argv
+    run(
+        FLAGS.quick,
+        FLAGS.cache_dir,
+        FLAGS.archive,
+        FLAGS.target_drop,
+        FLAGS.budget_fraction,
+        FLAGS.wait_minutes,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
