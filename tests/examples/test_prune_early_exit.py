@@ -1,0 +1,33 @@
+"""End-to-end: examples/prune_early_exit.py on the digits, 1 epoch each."""
+
+import json
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+
+from examples import prune_early_exit
+
+
+@pytest.mark.slow
+def test_both_orders_write_one_plot_and_json(tmp_path):
+    prune_early_exit.FLAGS(["prune_early_exit"])
+    with flagsaver.flagsaver(
+        train_epochs=1, prune_epochs=1, sparsity=0.5, output_dir=str(tmp_path)
+    ):
+        prune_early_exit.main([])
+    result = json.loads((tmp_path / "curves.json").read_text())
+    assert set(result["orders"]) == {"together", "ordered"}
+    for row in result["orders"].values():
+        assert row["overall_sparsity"] == pytest.approx(0.5, abs=0.02)
+        assert len(row["exit_accuracy"]) == 3
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cascade_curve_at_threshold_zero_uses_the_first_exit_only():
+    logits = [np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([[0.0, 2.0], [0.0, 2.0]])]
+    points = prune_early_exit.cascade_curve(
+        logits, np.array([0, 0]), [1.0, 3.0], [0.0, 1.01]
+    )
+    assert points[0] == (0.5, 1.0)
+    assert points[1] == (0.0, 3.0)
