@@ -1,10 +1,15 @@
 """Keras callbacks that drive early-exit training schedules."""
 
+import re
+
 from tfee._keras import keras
 from tfee.training.losses import SDN_MAX_WEIGHTS
 from tfee.training.losses import ExitCrossEntropy
 
 __all__ = ["SDNRamp"]
+
+# Also matches tfmot-wrapped output names such as prune_low_magnitude_exit_2.
+_EXIT = re.compile(r"exit_(\d+)$")
 
 
 class SDNRamp(keras.callbacks.Callback):
@@ -38,12 +43,14 @@ class SDNRamp(keras.callbacks.Callback):
 
     def _exit_losses(self):
         losses = self.model.loss if isinstance(self.model.loss, dict) else {}
-        named = sorted(
-            (name, loss)
-            for name, loss in losses.items()
-            if name.startswith("exit_") and isinstance(loss, ExitCrossEntropy)
-        )
-        named.sort(key=lambda item: int(item[0].split("_")[1]))
+        named = [
+            (int(match.group(1)), loss)
+            for match, loss in (
+                (_EXIT.search(name), loss) for name, loss in losses.items()
+            )
+            if match and isinstance(loss, ExitCrossEntropy)
+        ]
+        named.sort(key=lambda item: item[0])
         if not named:
             raise ValueError(
                 "SDNRamp needs the model compiled with tfee.losses.joint(...) losses; "

@@ -4,6 +4,8 @@ import numpy as np
 
 from tfee._keras import keras
 from tfee._keras import tf
+from tfee.training._wrapper import output_roles
+from tfee.training._wrapper import require_trainable
 
 __all__ = ["ExitCrossEntropy", "SDN_MAX_WEIGHTS", "joint"]
 
@@ -53,8 +55,13 @@ def _check_weight(value, argument, api):
         )
 
 
-def _exit_names(network):
-    return [name for name in network.output_names if name.startswith("exit_")]
+def _exit_outputs(network):
+    """(output name, tfee exit name) pairs; tfmot-wrapped names count too."""
+    return [
+        (name, role)
+        for name, role in zip(network.output_names, output_roles(network))
+        if role and role.startswith("exit_")
+    ]
 
 
 def joint(network, weights="uniform"):
@@ -70,11 +77,17 @@ def joint(network, weights="uniform"):
     Returns:
       {exit name: ExitCrossEntropy}. Learned-confidence outputs get no loss here.
 
+    Raises:
+      ValueError: `weights` is unknown, of the wrong length or negative, or
+        the network has no trainable weights left.
+
     Example:
       >>> net.compile("adam", loss=tfee.losses.joint(net, "sdn"), metrics=["accuracy"])
       >>> net.fit(train, epochs=30, callbacks=[tfee.callbacks.SDNRamp()])
     """
-    names = _exit_names(network)
+    outputs = _exit_outputs(network)
+    names = [role for _, role in outputs]
+    require_trainable(network, "tfee.losses.joint")
     if isinstance(weights, str):
         if weights == "uniform":
             values = [1.0] * len(names)
@@ -95,6 +108,6 @@ def joint(network, weights="uniform"):
         for value in values:
             _check_weight(value, "weights", "tfee.losses.joint")
     return {
-        name: ExitCrossEntropy(value, name=f"{name}_cross_entropy")
-        for name, value in zip(names, values)
+        name: ExitCrossEntropy(value, name=f"{role}_cross_entropy")
+        for (name, role), value in zip(outputs, values)
     }

@@ -1,0 +1,176 @@
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import tfee
+from tests.training import _tiny
+from tfee import keras
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops a fit by raising after epoch `after` (0-based), like a crash."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+        self.weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.after:
+            self.weights = [w.copy() for w in self.model.get_weights()]
+            raise RuntimeError("interrupted")
+
+
+class _Record(keras.callbacks.Callback):
+    def __init__(self, losses):
+        super().__init__()
+        self.losses = losses
+        self.start_weights = None
+        self.epochs = []
+
+    def on_train_begin(self, logs=None):
+        self.start_weights = self.model.get_weights()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append((epoch, float(self.losses["exit_1"].weight.numpy())))
+
+
+def _joint(net, weights="sdn"):
+    loss = tfee.losses.joint(net, weights)
+    net.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=loss,
+        metrics={name: ["accuracy"] for name in loss},
+    )
+    return loss
+
+
+def test_backup_and_restore_resumes_epochs_weights_and_ramp(tmp_path):
+    _, _, dataset = _tiny.data()
+    backup = str(tmp_path / "backup")
+    net = _tiny.network(seed=0)
+    _joint(net)
+    interrupt = _Interrupt(after=1)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        net.fit(
+            dataset,
+            epochs=4,
+            verbose=0,
+            callbacks=[
+                keras.callbacks.BackupAndRestore(backup),
+                tfee.callbacks.SDNRamp(max_weights=[0.8]),
+                interrupt,
+            ],
+        )
+
+    resumed = _tiny.network(seed=1)
+    losses = _joint(resumed)
+    record = _Record(losses)
+    history = resumed.fit(
+        dataset,
+        epochs=4,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(backup),
+            tfee.callbacks.SDNRamp(max_weights=[0.8]),
+            record,
+        ],
+    )
+    assert history.epoch == [2, 3]
+    assert all(
+        np.array_equal(a, b) for a, b in zip(interrupt.weights, record.start_weights)
+    )
+    assert record.epochs == [(2, pytest.approx(0.41)), (3, pytest.approx(0.61))]
+
+
+def test_early_stopping_watches_one_exits_validation_accuracy():
+    _, _, dataset = _tiny.data()
+    net = _tiny.network()
+    _joint(net, "uniform")
+    # An unreachable baseline stops after the second epoch, but only if the
+    # monitored name exists (a missing one only warns and never stops).
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_exit_2_accuracy", mode="max", baseline=1.5, patience=1
+    )
+    history = net.fit(
+        dataset, validation_data=dataset, epochs=5, callbacks=[stop], verbose=0
+    )
+    assert len(history.epoch) == 2
+
+
+def test_early_stopping_watches_a_wrappers_exit_metric():
+    _, _, dataset = _tiny.data()
+    distiller = tfee.training.Distiller(_tiny.network())
+    distiller.compile(optimizer="adam")
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_exit_1_accuracy", mode="max", baseline=1.5, patience=1
+    )
+    history = distiller.fit(
+        dataset, validation_data=dataset, epochs=5, callbacks=[stop], verbose=0
+    )
+    assert len(history.epoch) == 2
+
+
+def test_model_checkpoint_saves_a_network_that_loads_back(tmp_path):
+    images, _, dataset = _tiny.data()
+    net = _tiny.network()
+    _joint(net)
+    path = str(tmp_path / "best.keras")
+    net.fit(
+        dataset,
+        validation_data=dataset,
+        epochs=1,
+        verbose=0,
+        callbacks=[
+            tfee.callbacks.SDNRamp(),
+            keras.callbacks.ModelCheckpoint(path, monitor="val_exit_2_accuracy"),
+        ],
+    )
+    loaded = keras.models.load_model(path)
+    for a, b in zip(loaded.predict(images, verbose=0), net.predict(images, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_model_checkpoint_saves_a_wrappers_weights(tmp_path):
+    images, _, dataset = _tiny.data()
+    trainer = tfee.training.EENet(_tiny.network(with_confidence=True))
+    trainer.compile(optimizer="adam")
+    path = str(tmp_path / "weights.ckpt")
+    trainer.fit(
+        dataset,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)],
+    )
+    fresh = _tiny.network(seed=5, with_confidence=True)
+    restored = tfee.training.EENet(fresh)
+    restored.load_weights(path).expect_partial()
+    np.testing.assert_allclose(
+        fresh.predict(images, verbose=0)[0],
+        trainer.network.predict(images, verbose=0)[0],
+        rtol=1e-5,
+    )
+
+
+def test_tensorboard_writes_event_files_when_tensorboard_is_installed(tmp_path):
+    _, _, dataset = _tiny.data()
+    trainer = tfee.training.EENet(_tiny.network(with_confidence=True))
+    trainer.compile(optimizer="adam")
+    board = keras.callbacks.TensorBoard(str(tmp_path))
+    if importlib.util.find_spec("tensorboard") is None:
+        # TF 2.21 no longer ships tensorboard: tf.summary.scalar says so.
+        with pytest.raises(Exception, match="TensorBoard is not installed"):
+            trainer.fit(dataset, epochs=1, verbose=0, callbacks=[board])
+        return
+    trainer.fit(
+        dataset, validation_data=dataset, epochs=1, verbose=0, callbacks=[board]
+    )
+    events = [
+        name
+        for _, _, files in os.walk(tmp_path)
+        for name in files
+        if name.startswith("events.out.tfevents")
+    ]
+    assert len(events) >= 2  # train and validation

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+import tfee
+from tests.training import _tiny
+from tfee import keras
+
+
+def _compile(net, weights):
+    net.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss=tfee.losses.joint(net, weights),
+        metrics={name: ["accuracy"] for name in net.output_names},
+    )
+
+
+def test_fit_on_tf_data_logs_every_exits_loss_and_accuracy_in_history():
+    net = _tiny.network()
+    _, _, dataset = _tiny.data()
+    _compile(net, "uniform")
+    history = net.fit(dataset, validation_data=dataset, epochs=2, verbose=0)
+    for name in ("exit_1", "exit_2"):
+        for key in (f"{name}_loss", f"{name}_accuracy", f"val_{name}_accuracy"):
+            assert len(history.history[key]) == 2
+
+
+def test_fixed_weights_scale_each_exits_cross_entropy():
+    net = _tiny.network()
+    images, labels, dataset = _tiny.data()
+    _compile(net, [2.0, 0.0])
+    result = net.evaluate(dataset, return_dict=True, verbose=0)
+    logits = net.predict(images, verbose=0)[0]
+    expected = keras.losses.sparse_categorical_crossentropy(
+        labels, logits, from_logits=True
+    ).numpy()
+    assert result["exit_2_loss"] == pytest.approx(0.0)
+    assert result["loss"] == pytest.approx(2 * expected.mean(), rel=1e-4)
+
+
+def test_sdn_ramp_raises_internal_weights_linearly_and_keeps_the_deepest():
+    net = _tiny.network()
+    _, _, dataset = _tiny.data()
+    _compile(net, "sdn")
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seen.append(
+            [float(loss.weight.numpy()) for loss in net.loss.values()]
+        )
+    )
+    net.fit(
+        dataset,
+        epochs=3,
+        callbacks=[tfee.callbacks.SDNRamp(max_weights=[0.6]), record],
+        verbose=0,
+    )
+    assert np.allclose([s[0] for s in seen], [0.01, 0.21, 0.41])
+    assert [s[1] for s in seen] == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([1.0], r"one weight per exit \(2"),
+        ([1.0, -0.5], "finite number >= 0"),
+        ("ramp", "'uniform', 'sdn' or a list"),
+    ],
+)
+def test_bad_loss_weights_raise_clear_errors(weights, message):
+    with pytest.raises(ValueError, match=message):
+        tfee.losses.joint(_tiny.network(), weights)
+
+
+def test_joint_loss_refuses_a_network_with_nothing_left_to_train():
+    net = _tiny.network()
+    net.trainable = False
+    with pytest.raises(ValueError, match="nothing left to train"):
+        tfee.losses.joint(net)

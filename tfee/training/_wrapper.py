@@ -1,0 +1,175 @@
+"""A `keras.Model` wrapper whose loss sees every exit at once.
+
+A per-output Keras loss cannot see the other outputs, so losses that mix
+exits (EENet's cascade, distillation from the deepest exit) live in a model
+that wraps the functional network and owns `train_step` / `test_step`. The
+wrapper trains the network's own variables in place, so `fit`, callbacks,
+`tf.data` and `tf.distribute` all work as with the network itself.
+"""
+
+import re
+
+from tfee._keras import keras
+from tfee._keras import require_functional_model
+from tfee._keras import tf
+
+__all__ = []
+
+# tfmot's prune_low_magnitude / cluster_weights over a whole model wrap the
+# exit_k output layers too, which renames the outputs.
+_ROLE = re.compile(r"^(?:prune_low_magnitude_|cluster_)*((?:exit|confidence)_\d+)$")
+
+
+def require_trainable(network, api, argument="network"):
+    """Raises if `network` has no trainable weights left (e.g. fully frozen)."""
+    if not network.trainable_weights:
+        raise ValueError(
+            f"{api}: `{argument}` has nothing left to train: all of its weights are "
+            "frozen (trainable=False). Attach exits with "
+            "`tfee.attach_exits(..., freeze_backbone=True)` to train only the heads, "
+            f"or unfreeze some layers. Received: {argument}={network.name!r} with "
+            f"{len(network.non_trainable_weights)} non-trainable and 0 trainable "
+            "weights"
+        )
+
+
+def output_roles(network):
+    """The outputs' tfee names (exit_k, confidence_k, or None), in output order.
+
+    Names wrapped by tfmot (prune_low_magnitude_exit_1) count as exit_1.
+    """
+    return [
+        match.group(1) if match else None
+        for match in map(_ROLE.match, network.output_names)
+    ]
+
+
+def exit_names(network):
+    return [r for r in output_roles(network) if r and r.startswith("exit_")]
+
+
+def require_network(network, api, argument="network"):
+    """Raises unless `network` is a (possibly tfmot-wrapped) early-exit network."""
+    require_functional_model(network, api, argument=argument, single_output=False)
+    names = exit_names(network)
+    if len(names) < 2 or names != [f"exit_{k}" for k in range(1, len(names) + 1)]:
+        raise ValueError(
+            f"{api}: `{argument}` is not a tfee early-exit network (outputs named "
+            "exit_1..exit_K); build one with tfee.attach_exits. Received outputs: "
+            f"{network.output_names}"
+        )
+
+
+class ExitLossModel(keras.Model):
+    """Base class: per-sample loss from all outputs at once, per-exit metrics.
+
+    Subclasses implement `_per_sample_losses(x, y, outputs, training)` and
+    return a dict whose "loss" entry is a (batch,) tensor; every other entry
+    is a (batch,) tensor logged under its key as a running mean.
+    """
+
+    def __init__(self, network, api, extra_metrics=(), **kwargs):
+        super().__init__(**kwargs)
+        require_network(network, api)
+        require_trainable(network, api)
+        self._api = api
+        self._exit_names = exit_names(network)
+        self._output_index = {
+            role: i for i, role in enumerate(output_roles(network)) if role
+        }
+        self._trackers = {
+            name: keras.metrics.Mean(name=name) for name in ("loss",) + extra_metrics
+        }
+        self._accuracies = [
+            keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy")
+            for name in self._exit_names
+        ]
+
+    def _network(self):
+        raise NotImplementedError
+
+    def compile(self, optimizer="rmsprop", metrics=None, **kwargs):
+        """Configures training; the loss is the wrapper's own.
+
+        Args:
+          optimizer: any Keras optimizer (or its name).
+          metrics: not accepted: every exit's accuracy is logged already.
+          **kwargs: passed to `keras.Model.compile` (e.g. `steps_per_execution`,
+            `jit_compile`, `run_eagerly`); `loss` and `loss_weights` are not
+            accepted.
+        """
+        for key in ("loss", "loss_weights"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"{self._api}.compile: `{key}` is defined by {self._api} "
+                    f"itself and cannot be given. Received: {key}={kwargs[key]!r}"
+                )
+            kwargs.pop(key, None)
+        if metrics:
+            raise ValueError(
+                f"{self._api}.compile: `metrics` is not accepted; every exit's "
+                f"accuracy is logged as exit_k_accuracy. Received: metrics={metrics!r}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values()) + self._accuracies
+
+    def call(self, inputs, training=None):
+        return self._network()(inputs, training=training)
+
+    def _exit_logits(self, outputs):
+        return [outputs[self._output_index[n]] for n in self._exit_names]
+
+    def _output(self, outputs, name):
+        return outputs[self._output_index[name]]
+
+    def _step(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            raise ValueError(
+                f"{self._api}: the data must yield (images, labels) pairs; "
+                "received images only"
+            )
+        y = tf.reshape(tf.cast(y, tf.int32), [-1])
+        network = self._network()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            outputs = network(x, training=training)
+            if not isinstance(outputs, (list, tuple)):
+                outputs = [outputs]
+            terms = self._per_sample_losses(x, y, list(outputs), training)
+            weights = (
+                tf.ones_like(terms["loss"])
+                if sample_weight is None
+                else tf.reshape(tf.cast(sample_weight, terms["loss"].dtype), [-1])
+            )
+            loss = tf.reduce_mean(terms["loss"] * weights)
+            if network.losses:
+                loss += tf.add_n(network.losses)
+            # Gradients are summed over replicas, so each replica's loss is
+            # divided by their number (what Keras's compiled loss does).
+            scaled = loss / tf.cast(replicas, loss.dtype)
+        if training:
+            # Variables outside this loss (e.g. learned confidences under
+            # distillation) get no gradient and are left alone, silently.
+            variables = network.trainable_variables
+            gradients = tape.gradient(scaled, variables)
+            self.optimizer.apply_gradients(
+                [(g, v) for g, v in zip(gradients, variables) if g is not None]
+            )
+        for name, value in terms.items():
+            if name == "loss":
+                self._trackers["loss"].update_state(loss)
+            else:
+                self._trackers[name].update_state(value, sample_weight=weights)
+        for metric, logits in zip(self._accuracies, self._exit_logits(outputs)):
+            metric.update_state(y, logits, sample_weight=sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)
