@@ -280,7 +280,7 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
     tag = "_quick" if quick else ""
     os.makedirs(FLAGS.results_dir, exist_ok=True)
     report.write_json(os.path.join(FLAGS.results_dir, f"calibration{tag}.json"), result)
-    front = tfee.policy.front(test_outputs)
+    front = tfee.policy.front(test_outputs, refine=True)
     report.plot_front(
         os.path.join(FLAGS.results_dir, f"calibration_accuracy_vs_macs{tag}.png"),
         test_result,

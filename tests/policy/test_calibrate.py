@@ -110,3 +110,15 @@ def test_calibration_ignores_samples_with_non_finite_outputs():
     policy = tfee.policy.calibrate(broken, macs_budget=0.6)
     exits = policy.exit_indices(broken.logits)
     assert (exits[:10] == broken.num_exits - 1).all()
+
+
+def test_refined_front_dominates_the_shared_front(outputs):
+    shared = tfee.policy.front(outputs, candidates=32)
+    refined = tfee.policy.front(outputs, candidates=32, refine=True, budgets=6)
+    assert refined.settings_evaluated > shared.settings_evaluated
+    for point in shared.points:
+        best = max(p.accuracy for p in refined.points if p.mean_macs <= point.mean_macs)
+        assert best >= point.accuracy
+    assert any(len(set(p.policy.thresholds)) > 1 for p in refined.points)
+    for point in refined.points:
+        assert evaluate(outputs, point.policy).accuracy == pytest.approx(point.accuracy)

@@ -172,25 +172,46 @@ def _make_policy(setting, rule, num_exits):
     return _policy(setting, rule)
 
 
-def front(outputs, rule="max_softmax", candidates=64):
-    """The accuracy-vs-MACs front of one shared threshold (or patience) sweep.
+def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
+    """The accuracy-vs-MACs front over threshold (or patience) settings.
 
     Args:
       outputs: `ExitOutputs` from `tfee.collect_outputs`.
       rule: a confidence rule ("max_softmax", "entropy", "margin",
         "learned") or "patience" (every patience 1..K).
-      candidates: shared thresholds tried, at evenly spaced quantiles of the
-        pooled confidences.
+      candidates: thresholds tried, at evenly spaced quantiles of the
+        confidences (pooled for the shared sweep, per exit when refining).
+      refine: also run calibration's per-exit search for `budgets` MACs
+        budgets spread over the shared front, and keep the settings it finds
+        (the front `calibrate` actually draws from). Ignored for "patience".
+      budgets: how many budgets `refine` searches.
 
     Returns:
-      A `Front`.
+      A `Front`: the settings no other evaluated setting beats on both
+      accuracy and MACs, cheapest first.
     """
     api = "tfee.front"
     _check_outputs(outputs, api)
     _check_rule(rule, outputs, api)
     _check_candidates(candidates, api)
     settings, accuracy, cost = _shared_family(outputs, rule, candidates)
-    columns = settings if rule == "patience" else settings.T
+    columns = list(settings if rule == "patience" else settings.T)
+    if refine and rule != "patience":
+        shared = _pareto(accuracy, cost)
+        picks = np.unique(np.linspace(0, len(shared) - 1, budgets).round().astype(int))
+        extra = []
+        for i in (shared[p] for p in picks):
+            target = _Target(outputs, None, cost[i] / outputs.full_macs)
+            extra.append(_refine(outputs, rule, settings[:, i], target, candidates))
+        if extra:
+            thresholds = np.stack(extra, axis=1)
+            exits = policies._first_passing(_scores(outputs, rule), thresholds)
+            more_accuracy, more_cost = _assess(
+                exits, outputs.correct(), outputs.exit_macs.astype(np.float64)
+            )
+            columns += list(thresholds.T)
+            accuracy = np.concatenate([accuracy, more_accuracy])
+            cost = np.concatenate([cost, more_cost])
     points = tuple(
         FrontPoint(
             _make_policy(columns[i], rule, outputs.num_exits),
