@@ -143,6 +143,9 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
     oracle_macs = tfee.policy.oracle_macs_at_accuracy(
         test_outputs, test_result.accuracy
     )
+    oracle_macs_deepest = tfee.policy.oracle_macs_at_accuracy(
+        test_outputs, test_result.accuracy, hopeless_at_deepest=True
+    )
     budget_policy = tfee.policy.calibrate(val_outputs, macs_budget=budget_fraction)
     budget_test = tfee.policy.evaluate(test_outputs, policy=budget_policy)
     shared_policy = tfee.policy.calibrate(
@@ -219,6 +222,22 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
                 None if oracle_macs is None else oracle_macs / test_outputs.full_macs
             ),
             "policy_over_oracle_macs": ratio,
+            "with_hopeless_samples_at_deepest": {
+                "definition": "the same, but samples no exit gets right pay the "
+                "deepest exit (the plain oracle's convention); not a strict bound",
+                "macs_fraction": (
+                    None
+                    if oracle_macs_deepest is None
+                    else oracle_macs_deepest / test_outputs.full_macs
+                ),
+                "policy_over_oracle_macs": (
+                    None
+                    if oracle_macs_deepest is None
+                    else test_result.mean_macs / oracle_macs_deepest
+                ),
+            },
+            "policy_over_plain_oracle_macs": test_result.mean_macs
+            / test_result.oracle.mean_macs,
         },
         "checks": {
             "test_drop_within_target_points": 100 * test_result.accuracy_drop

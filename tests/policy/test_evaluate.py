@@ -61,6 +61,20 @@ def test_oracle_at_the_same_accuracy_is_a_lower_bound_for_every_policy():
     assert tfee.policy.oracle_macs_at_accuracy(outputs, 1.0) is None
 
 
+def test_oracle_at_its_own_accuracy_matches_the_oracle_when_hopeless_go_deepest(
+    crafted,
+):
+    plain = tfee.policy.oracle(crafted)
+    same = tfee.policy.oracle_macs_at_accuracy(
+        crafted, plain.accuracy, hopeless_at_deepest=True
+    )
+    assert same == pytest.approx(plain.mean_macs)
+    strict = tfee.policy.oracle_macs_at_accuracy(crafted, plain.accuracy)
+    assert strict == pytest.approx((10 + 10 + 10 + 10) / 4)
+    with pytest.raises(ValueError, match=r"`accuracy` must lie in \[0, 1\]"):
+        tfee.policy.oracle_macs_at_accuracy(crafted, 1.5)
+
+
 def test_evaluating_a_policy_for_a_different_number_of_exits_raises(crafted):
     with pytest.raises(ValueError, match="policy is for 4 exits but the network has 3"):
         tfee.policy.evaluate(crafted, policy=ThresholdPolicy([0.5] * 3))

@@ -225,7 +225,7 @@ def oracle(source, dataset=None):
     return summarize(outputs, oracle_exit_indices(outputs), "oracle", False)
 
 
-def oracle_macs_at_accuracy(outputs, accuracy):
+def oracle_macs_at_accuracy(outputs, accuracy, hopeless_at_deepest=False):
     """The least mean MACs any label-aware exit assignment needs for `accuracy`.
 
     This is the oracle "at the same accuracy" a policy is compared with: every
@@ -233,12 +233,14 @@ def oracle_macs_at_accuracy(outputs, accuracy):
     not needed for the target leave at the first exit (the cheapest), and the
     samples needed are the ones whose earliest correct exit is cheapest. It
     is a lower bound on the mean MACs of every policy with at least this
-    accuracy on these outputs. (The plain oracle sends samples no exit gets
-    right to the deepest exit; at its own accuracy this bound is cheaper.)
+    accuracy on these outputs.
 
     Args:
       outputs: `ExitOutputs`.
       accuracy: target accuracy in [0, 1].
+      hopeless_at_deepest: follow the plain oracle's convention for samples
+        no exit gets right: they leave at the deepest exit instead of the
+        first (then it is no longer a strict lower bound).
 
     Returns:
       Mean MACs per sample (float), or None if no assignment reaches
@@ -252,14 +254,18 @@ def oracle_macs_at_accuracy(outputs, accuracy):
     correct = outputs.correct()
     macs = outputs.exit_macs.astype(np.float64)
     n = outputs.num_samples
+    hopeless = int((~correct.any(axis=0)).sum())
+    base = macs[0]
+    if hopeless_at_deepest:
+        base = ((n - hopeless) * macs[0] + hopeless * macs[-1]) / n
     # A small tolerance: accuracies computed as counts / n must not round up.
     needed = int(math.ceil(accuracy * n - 1e-9))
     free = int(correct[0].sum())
     if needed <= free:
-        return float(macs[0])
+        return float(base)
     rest = ~correct[0] & correct.any(axis=0)
     first = np.argmax(correct[:, rest], axis=0)
     extra = np.sort(macs[first] - macs[0])
     if needed - free > len(extra):
         return None
-    return float(macs[0] + extra[: needed - free].sum() / n)
+    return float(base + extra[: needed - free].sum() / n)
