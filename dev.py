@@ -2,6 +2,7 @@
 
     python3 dev.py demo   # set up .venv, install tfee, run the end-to-end demo
     python3 dev.py test   # set up .venv, install tfee with test tools, lint, pytest
+    python3 dev.py bazel [TARGETS]  # the same tests through Bazel (needs bazel-bootstrap)
 
 The virtual environment is (re)installed only when setup.py or
 constraints.txt changed since the last install.
@@ -65,12 +66,42 @@ def test():
     run(PYTHON, "-m", "pytest", "-q", "-n", "2", "--durations=15")
 
 
-COMMANDS = {"demo": demo, "test": test}
+def bazel(targets=("//...",)):
+    """Runs the py_test targets of BUILD with Bazel, offline.
+
+    Debian's bazel-bootstrap (4.2.3) would download rules_cc, rules_java and
+    the coverage tools; local stand-ins in third_party/bazel replace them, and
+    the tests run with this project's .venv interpreter and packages.
+    """
+    ensure_venv()
+    stubs = ROOT / "third_party" / "bazel"
+    site = subprocess.run(
+        [str(PYTHON), "-c", "import site; print(site.getsitepackages()[0])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    run(
+        "bazel", "test",
+        f"--python_path={PYTHON}",
+        f"--test_env=PYTHONPATH={site}",
+        "--test_env=HOME=/tmp",
+        f"--override_repository=rules_cc={stubs / 'rules_cc'}",
+        f"--override_repository=rules_java={stubs / 'rules_java'}",
+        f"--override_repository=remote_coverage_tools={stubs / 'remote_coverage_tools'}",
+        "--override_repository=platforms=/usr/share/bazel/platforms",
+        *targets,
+    )  # fmt: skip
+
+
+COMMANDS = {"demo": demo, "test": test, "bazel": bazel}
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
-        sys.exit(f"usage: python3 dev.py {{{'|'.join(COMMANDS)}}}")
+    if (
+        len(sys.argv) < 2
+        or sys.argv[1] not in COMMANDS
+        or (len(sys.argv) > 2 and sys.argv[1] != "bazel")
+    ):
+        sys.exit(f"usage: python3 dev.py {{{'|'.join(COMMANDS)}}} [bazel targets]")
     try:
-        COMMANDS[sys.argv[1]]()
+        COMMANDS[sys.argv[1]](*([sys.argv[2:]] if len(sys.argv) > 2 else []))
     except subprocess.CalledProcessError as error:
         sys.exit(error.returncode)
