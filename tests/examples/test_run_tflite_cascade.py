@@ -1,0 +1,40 @@
+"""End to end: examples/run_tflite_cascade.py on a tiny exported network."""
+
+import importlib.util
+import os
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+import tfee.export
+from tests.export.conftest import tiny_network
+
+pytest.importorskip("tfee.policy")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_example():
+    path = os.path.join(HERE, "..", "..", "examples", "run_tflite_cascade.py")
+    spec = importlib.util.spec_from_file_location("run_tflite_cascade_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+example = _load_example()
+
+
+def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):
+    path = str(tmp_path / "net.tflite")
+    tfee.export.tflite(tiny_network(), path, signatures=["stage_1", "stage_2"])
+    flags.FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver(
+        tflite=path, max_softmax_threshold=0.0, test_data="random", cascade_batch=4
+    ):
+        example.main([])
+    printed = capsys.readouterr().out
+    assert "exit_1: 64 samples" in printed
+    assert "exit_2: 0 samples" in printed
+    assert "mean MACs" in printed

@@ -1,0 +1,123 @@
+"""tfee.export.micro: dense int8 stage models, C arrays, resolvers, cascade loop."""
+
+import importlib
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+import tfee
+import tfee.export
+from tfee import keras
+from tfee.export import _flatbuffer
+
+# The package re-exports the function `micro`, which hides the module.
+micro_lib = importlib.import_module("tfee.export.micro")
+
+
+def test_each_stage_gets_a_model_and_an_aligned_c_array_of_its_bytes(micro_export):
+    assert len(micro_export.stages) == 2
+    for stage in micro_export.stages:
+        with open(stage.model_path, "rb") as f:
+            data = f.read()
+        assert stage.bytes == len(data)
+        with open(stage.source_path) as f:
+            source = f.read()
+        assert f"alignas(16) const unsigned char {stage.array_name}[]" in source
+        assert f"{stage.array_name}_len = {len(data)};" in source
+        values = re.findall(r"0x([0-9a-f]{2})", source)
+        assert bytes(int(v, 16) for v in values) == data
+        with open(stage.header_path) as f:
+            assert f"extern const unsigned int {stage.array_name}_len;" in f.read()
+
+
+def test_stage_models_are_dense_int8_without_signatures_needed(micro_export):
+    for stage in micro_export.stages:
+        interpreter = Interpreter(model_path=stage.model_path)
+        assert interpreter.get_input_details()[0]["dtype"] == np.int8
+        assert all(d["dtype"] == np.int8 for d in interpreter.get_output_details())
+        assert interpreter.get_input_details()[0]["shape"][0] == 1
+
+
+def test_features_leave_stage_one_as_stage_two_reads_them(micro_export):
+    first, second = micro_export.stages
+    assert first.features_quantization == second.input_quantization
+    assert second.features_quantization is None
+
+
+def test_each_resolver_registers_exactly_the_ops_its_stage_uses(micro_export):
+    with open(micro_export.cascade_path) as f:
+        cascade = f.read()
+    for stage in micro_export.stages:
+        with open(stage.model_path, "rb") as f:
+            ops = _flatbuffer.op_names(f.read())
+        assert list(stage.ops) == ops
+        assert f"MicroMutableOpResolver<{len(ops)}>" in cascade
+    assert "resolver.AddConv2D();" in cascade
+    assert "kThresholds[1] = {0.5f}" in cascade
+    assert "int tiny_cascade(const int8_t* image, int* exit_index)" in cascade
+
+
+def test_the_arena_estimate_holds_the_largest_activation(micro_export):
+    for stage in micro_export.stages:
+        interpreter = Interpreter(model_path=stage.model_path)
+        interpreter.allocate_tensors()
+        largest = max(
+            int(np.prod(d["shape"])) for d in interpreter.get_tensor_details()
+        )
+        assert stage.arena_bytes > largest
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")
+def test_the_generated_model_sources_compile(micro_export, tmp_path):
+    for stage in micro_export.stages:
+        subprocess.run(
+            ["g++", "-std=c++17", "-c", stage.source_path, "-o", str(tmp_path / "o.o")],
+            check=True,
+            cwd=os.path.dirname(stage.source_path),
+        )
+
+
+def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monkeypatch):
+    monkeypatch.setattr(micro_lib, "_convert_stage", None)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b1")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="gelu", name="b2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = keras.Model(inputs, keras.layers.Dense(3)(x))
+    network = tfee.attach_exits(backbone, ["b1"], head="linear")
+    with pytest.raises(
+        ValueError, match=r"cannot run these layers.*b2 \(activation gelu\)"
+    ):
+        tfee.export.micro(network, str(tmp_path), images)
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_name_and_policy_are_rejected(network, images, tmp_path):
+    with pytest.raises(ValueError, match="C identifier"):
+        tfee.export.micro(network, str(tmp_path), images, name="my-model")
+    with pytest.raises(ValueError, match="threshold policy"):
+        tfee.export.micro(network, str(tmp_path), images, policy=object())
+
+
+def test_a_failing_export_writes_nothing(
+    network, images, micro_export, tmp_path, monkeypatch
+):
+    converted = {}
+    for stage in micro_export.stages:
+        with open(stage.model_path, "rb") as f:
+            converted[stage.index] = f.read()
+
+    def broken(*args):
+        raise RuntimeError("generator broke")
+
+    # Reuse the shared conversions; fail after every stage has converted.
+    monkeypatch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+    monkeypatch.setattr(micro_lib, "_cascade_source", broken)
+    with pytest.raises(RuntimeError, match="generator broke"):
+        tfee.export.micro(network, str(tmp_path), images[:4], calibration_samples=4)
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,108 @@
+"""tfee.export.Cascade: stage signatures on LiteRT under a streaming policy."""
+
+import numpy as np
+import pytest
+
+import tfee.export
+from tests.export.conftest import MaxSoftmaxStandIn
+
+
+def _keras_predictions(network, images):
+    return [np.argmax(x, -1) for x in network.predict(images, verbose=0)[:2]]
+
+
+def test_threshold_zero_answers_every_sample_at_the_first_exit(
+    float_file, network, images
+):
+    predictions, exits = tfee.export.Cascade(
+        float_file.path, MaxSoftmaxStandIn([0.0])
+    ).predict(images)
+    assert np.all(exits == 0)
+    np.testing.assert_array_equal(predictions, _keras_predictions(network, images)[0])
+
+
+def test_an_unreachable_threshold_sends_every_sample_to_the_deepest_exit(
+    float_file, network, images
+):
+    predictions, exits = tfee.export.Cascade(
+        float_file.path, MaxSoftmaxStandIn([1.1])
+    ).predict(images)
+    assert np.all(exits == 1)
+    np.testing.assert_array_equal(predictions, _keras_predictions(network, images)[1])
+
+
+def test_mixed_exits_give_each_sample_the_answer_of_its_own_exit(
+    float_file, network, images
+):
+    first, deepest = _keras_predictions(network, images)
+    policy = MaxSoftmaxStandIn([0.0])
+    scores = network.predict(images, verbose=0)[0]
+    shifted = np.exp(scores - scores.max(-1, keepdims=True))
+    threshold = float(np.median((shifted / shifted.sum(-1, keepdims=True)).max(-1)))
+    policy = MaxSoftmaxStandIn([threshold])
+    predictions, exits = tfee.export.Cascade(float_file.path, policy).predict(images)
+    assert 0 < np.sum(exits == 0) < len(images)
+    expected = np.where(exits == 0, first, deepest)
+    np.testing.assert_array_equal(predictions, expected)
+    # Only the samples that stayed reach stage 2.
+    assert policy.calls[1][1] == np.sum(exits == 1)
+
+
+def test_batch_one_gives_the_same_answers_as_one_batch(float_file, images):
+    cascade = tfee.export.Cascade(float_file.path, MaxSoftmaxStandIn([0.6]))
+    together = cascade.predict(images)
+    one_by_one = cascade.predict(images, batch_size=1)
+    np.testing.assert_array_equal(together[0], one_by_one[0])
+    np.testing.assert_array_equal(together[1], one_by_one[1])
+
+
+def test_learned_confidence_reaches_the_policy_only_where_a_head_learns_it(
+    float_file, images
+):
+    policy = MaxSoftmaxStandIn([1.1])
+    tfee.export.Cascade(float_file.path, policy).predict(images[:4])
+    (_, _, first), (_, _, deepest) = policy.calls
+    assert first is not None and first.shape == (4,)
+    assert deepest is None
+
+
+def test_int8_cascade_agrees_with_keras_at_the_deepest_exit(int8_file, network, images):
+    predictions, exits = tfee.export.Cascade(
+        int8_file.path, MaxSoftmaxStandIn([1.1])
+    ).predict(images)
+    agreement = np.mean(predictions == _keras_predictions(network, images)[1])
+    assert agreement >= 0.95
+    assert np.all(exits == 1)
+
+
+def test_real_threshold_policy_drives_the_cascade(float_file, images):
+    policy_lib = pytest.importorskip("tfee.policy")
+    policy = policy_lib.ThresholdPolicy([0.0])
+    _, exits = tfee.export.Cascade(float_file.path, policy).predict(images)
+    assert np.all(exits == 0)
+
+
+def test_a_policy_with_another_exit_count_is_rejected(float_file):
+    with pytest.raises(ValueError, match="policy has 3 exits but .* has 2 stages"):
+        tfee.export.Cascade(float_file.path, MaxSoftmaxStandIn([0.5, 0.5]))
+
+
+def test_an_object_that_is_not_a_policy_is_rejected(float_file):
+    with pytest.raises(TypeError, match="must be an exit policy"):
+        tfee.export.Cascade(float_file.path, object())
+
+
+def test_a_file_without_stage_signatures_is_rejected(exits_only_file):
+    with pytest.raises(ValueError, match="needs the signatures stage_1..stage_K"):
+        tfee.export.Cascade(exits_only_file.path, MaxSoftmaxStandIn([0.5]))
+
+
+def test_images_of_the_wrong_shape_are_rejected(float_file):
+    cascade = tfee.export.Cascade(float_file.path, MaxSoftmaxStandIn([0.5]))
+    with pytest.raises(ValueError, match=r"shape \(batch,\) \+ \(8, 8, 1\)"):
+        cascade.predict(np.zeros((2, 4, 4, 1), np.float32))
+
+
+def test_a_missing_file_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no .tflite file"):
+        tfee.export.Cascade(str(tmp_path / "missing.tflite"), MaxSoftmaxStandIn([0.5]))

@@ -1,0 +1,239 @@
+"""Reading and annotating .tflite flatbuffers: ops, weights, tfee metadata."""
+
+import json
+
+import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+
+__all__ = []
+
+METADATA_NAME = "tfee"
+
+_OP_NAMES = {
+    value: name
+    for name, value in vars(schema.BuiltinOperator).items()
+    if not name.startswith("_") and isinstance(value, int)
+}
+_TYPE_BYTES = {
+    schema.TensorType.FLOAT32: 4,
+    schema.TensorType.FLOAT16: 2,
+    schema.TensorType.INT32: 4,
+    schema.TensorType.UINT8: 1,
+    schema.TensorType.INT64: 8,
+    schema.TensorType.BOOL: 1,
+    schema.TensorType.INT16: 2,
+    schema.TensorType.INT8: 1,
+}
+
+
+def read(data):
+    """The mutable object tree (schema ModelT) of a .tflite flatbuffer."""
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+
+
+def op_names(data, subgraph=None):
+    """Sorted builtin operator names used by the model (or one subgraph)."""
+    model = read(data)
+    codes = model.operatorCodes or []
+    graphs = model.subgraphs if subgraph is None else [model.subgraphs[subgraph]]
+    used = {op.opcodeIndex for g in graphs for op in (g.operators or [])}
+    names = set()
+    for index in used:
+        code = codes[index]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            names.add("CUSTOM:" + code.customCode.decode())
+        else:
+            names.add(_OP_NAMES.get(builtin, str(builtin)))
+    return sorted(names)
+
+
+def with_metadata(data, metadata):
+    """The model with a JSON metadata entry named "tfee" (replacing any old one)."""
+    model = read(data)
+    model.metadata = [
+        m for m in (model.metadata or []) if m.name.decode() != METADATA_NAME
+    ]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata).encode("utf-8"), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def metadata(data):
+    """The "tfee" metadata dict, or {} for a model exported elsewhere."""
+    model = schema.Model.GetRootAs(bytearray(data), 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name().decode() == METADATA_NAME:
+            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+            return json.loads(bytes(raw).decode("utf-8"))
+    return {}
+
+
+def weight_statistics(data):
+    """Zero fraction and largest unique-value count over constant weight tensors.
+
+    Only tensors of two or more dimensions (kernels) count; biases and scalars
+    are left out, as tfmot leaves them unpruned and unclustered.
+
+    Returns:
+      {"weights": n, "zero_fraction": f, "max_unique_values": u}.
+    """
+    model = read(data)
+    seen = set()
+    zeros = total = 0
+    unique = 0
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            buffer = model.buffers[tensor.buffer] if tensor.buffer else None
+            if buffer is None or buffer.data is None or tensor.buffer in seen:
+                continue
+            shape = list(tensor.shape) if tensor.shape is not None else []
+            if len(shape) < 2 or tensor.sparsity is not None:
+                continue
+            seen.add(tensor.buffer)
+            dtype = {
+                schema.TensorType.FLOAT32: np.float32,
+                schema.TensorType.FLOAT16: np.float16,
+                schema.TensorType.INT8: np.int8,
+            }.get(tensor.type)
+            if dtype is None:
+                continue
+            values = np.frombuffer(np.asarray(buffer.data, np.uint8).tobytes(), dtype)
+            zeros += int(np.sum(values == 0))
+            total += values.size
+            if values.size:
+                unique = max(unique, len(np.unique(values)))
+    return {
+        "weights": total,
+        "zero_fraction": zeros / total if total else 0.0,
+        "max_unique_values": unique,
+    }
+
+
+def arena_estimate(data):
+    """Estimated TFLite Micro tensor-arena bytes for subgraph 0.
+
+    Activation tensors (those without constant data) are given lifetimes from
+    the first operator that writes them (0 for inputs) to the last one that
+    reads them (the end for outputs) and placed greedily, largest first, at
+    the lowest 16-byte-aligned offset free for their whole lifetime, as TFLite
+    Micro's GreedyMemoryPlanner does. To that planned peak it adds the
+    interpreter's persistent allocations: 64 bytes per tensor (TfLiteTensor
+    and its quantization), 96 per operator (node and registration data) and 8
+    per output channel of convolution and fully connected operators (their
+    per-channel multipliers and shifts), plus 1 KiB of headroom. Kernel
+    scratch buffers are not modelled, hence the headroom; measure the real
+    figure on the target with a RecordingMicroAllocator.
+
+    Returns:
+      (estimated arena bytes, planned activation bytes).
+    """
+    model = read(data)
+    graph = model.subgraphs[0]
+    operators = graph.operators or []
+    last = len(operators)
+    constant = set()
+    for index, tensor in enumerate(graph.tensors):
+        buffer = model.buffers[tensor.buffer] if tensor.buffer else None
+        if buffer is not None and buffer.data is not None and len(buffer.data):
+            constant.add(index)
+    first_use, last_use = {}, {}
+    for index in graph.inputs:
+        first_use[index] = 0
+    for step, op in enumerate(operators):
+        for index in op.inputs:
+            if index >= 0 and index not in constant:
+                first_use.setdefault(index, step)
+                last_use[index] = step
+        for index in op.outputs:
+            first_use.setdefault(index, step)
+            last_use[index] = max(last_use.get(index, step), step)
+    for index in graph.outputs:
+        last_use[index] = last
+    sizes = {}
+    for index in first_use:
+        tensor = graph.tensors[index]
+        count = int(np.prod(tensor.shape)) if tensor.shape is not None else 1
+        size = count * _TYPE_BYTES.get(tensor.type, 4)
+        sizes[index] = (size + 15) // 16 * 16
+    placed = []
+    for index in sorted(sizes, key=lambda i: -sizes[i]):
+        start, end = first_use[index], last_use.get(index, first_use[index])
+        offset = 0
+        for other_offset, other_size, other_start, other_end in sorted(placed):
+            overlaps_time = not (end < other_start or other_end < start)
+            if overlaps_time and offset + sizes[index] > other_offset:
+                if offset < other_offset + other_size:
+                    offset = other_offset + other_size
+        placed.append((offset, sizes[index], start, end))
+    planned = max((o + s for o, s, _, _ in placed), default=0)
+    channels = 0
+    codes = model.operatorCodes
+    for op in operators:
+        code = codes[op.opcodeIndex]
+        name = _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            shape = graph.tensors[op.outputs[0]].shape
+            channels += int(shape[-1]) if shape is not None and len(shape) else 0
+    persistent = 64 * len(graph.tensors) + 96 * len(operators) + 8 * channels
+    return planned + persistent + 1024, planned
+
+
+def set_input_quantization(data, signature_key, input_name, quantization):
+    """The model with one signature input's (scale, zero_point) replaced.
+
+    Args:
+      data: the .tflite bytes.
+      signature_key: the signature holding the input; None for the first.
+      input_name: the input's name in that signature.
+      quantization: the new (scale, zero_point).
+    """
+    model = read(data)
+    for signature in model.signatureDefs or []:
+        key = signature.signatureKey.decode()
+        if signature_key is not None and key != signature_key:
+            continue
+        graph = model.subgraphs[signature.subgraphIndex]
+        for entry in signature.inputs:
+            if entry.name.decode() == input_name:
+                parameters = graph.tensors[entry.tensorIndex].quantization
+                parameters.scale = np.array([quantization[0]], np.float32)
+                parameters.zeroPoint = np.array([quantization[1]], np.int64)
+                return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    raise KeyError(f"no input {input_name!r} in signature {signature_key!r}")
+
+
+# Scales that differ by less than this (relative) are float rounding of the
+# same calibrated range, not different ranges.
+CHAIN_RELATIVE_TOLERANCE = 1e-5
+
+
+def chain_verdict(produced, consumed):
+    """ "same", "rounding" (repairable) or "different" for two (scale, zp)."""
+    if tuple(produced) == tuple(consumed):
+        return "same"
+    (p_scale, p_zero), (c_scale, c_zero) = produced, consumed
+    if p_zero == c_zero and abs(p_scale - c_scale) <= CHAIN_RELATIVE_TOLERANCE * abs(
+        p_scale
+    ):
+        return "rounding"
+    return "different"
+
+
+def chain_error(api, k, produced, consumed):
+    """The error for features_k whose int8 parameters differ between stages."""
+    return ValueError(
+        f"{api}: features_{k} does not chain in int8: stage_{k} writes it with "
+        f"(scale, zero_point)={tuple(produced)} but stage_{k + 1} reads "
+        f"{tuple(consumed)}. The stage inputs were calibrated with the features "
+        "the float stages produce on the same images; calibrate with more (and "
+        "more varied) representative images, or export quantize='dynamic', "
+        "whose stages exchange float features."
+    )

@@ -1,0 +1,458 @@
+"""TFLite Micro: one dense int8 model per stage, as C arrays, plus the cascade.
+
+TFLite Micro runs subgraph 0 only (no signatures) and reads no sparse
+tensors, so a cascade on a microcontroller is one full-integer model per
+stage: stage 1 maps the image to features_1 and exit 1's outputs, stage k
+maps features_(k-1) onward. Every stage comes as a .tflite and a C++
+source/header pair (`alignas(16)` const arrays and their lengths), with the
+builtin ops it needs and an estimate of its tensor arena; `{name}_cascade.cc`
+holds the op resolvers and the loop that stops at the first confident exit.
+"""
+
+import dataclasses
+import os
+
+from tfee import network as network_lib
+from tfee._keras import keras
+from tfee._keras import tf
+from tfee.export import _calibration
+from tfee.export import _flatbuffer
+from tfee.export import _signatures
+from tfee.layers.exit_head import ExitHead
+
+__all__ = ["MicroStage", "MicroExport", "micro", "MICRO_OPS"]
+
+# Builtin ops with int8 kernels in TFLite Micro that these exports can use.
+MICRO_OPS = frozenset(
+    {
+        "ADD",
+        "AVERAGE_POOL_2D",
+        "CONCATENATION",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "DEQUANTIZE",
+        "FULLY_CONNECTED",
+        "HARD_SWISH",
+        "LOGISTIC",
+        "MAX_POOL_2D",
+        "MEAN",
+        "MUL",
+        "PAD",
+        "QUANTIZE",
+        "REDUCE_MAX",
+        "RELU",
+        "RELU6",
+        "RESHAPE",
+        "SOFTMAX",
+        "SUB",
+        "TANH",
+    }
+)
+_MICRO_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Dense,
+    keras.layers.BatchNormalization,
+    keras.layers.ReLU,
+    keras.layers.Softmax,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.Add,
+    keras.layers.Concatenate,
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Dropout,
+    keras.layers.Activation,
+    ExitHead,
+)
+_MICRO_ACTIVATIONS = {"linear", "relu", "relu6", "sigmoid", "tanh", "softmax"}
+_RESOLVER_NAMES = {"RELU6": "Relu6", "HARD_SWISH": "HardSwish"}
+
+
+@dataclasses.dataclass(frozen=True)
+class MicroStage:
+    """One stage's files and facts.
+
+    Attributes:
+      index: k, 1-based.
+      model_path, source_path, header_path: the .tflite and its C++ pair.
+      array_name: the C array's name (its length is `<array_name>_len`).
+      bytes: the model's size.
+      ops: builtin op names the stage needs (its resolver's entries).
+      arena_bytes: estimated tensor arena, see `_flatbuffer.arena_estimate`.
+      input_quantization, features_quantization: (scale, zero_point) of the
+        input and of features_k (None for the last stage).
+    """
+
+    index: int
+    model_path: str
+    source_path: str
+    header_path: str
+    array_name: str
+    bytes: int
+    ops: tuple
+    arena_bytes: int
+    input_quantization: tuple
+    features_quantization: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class MicroExport:
+    """All stages plus the generated cascade source."""
+
+    directory: str
+    stages: tuple
+    cascade_path: str
+
+
+def _check_layers(network, api):
+    unsupported = []
+    for layer in network.layers:
+        inner = getattr(layer, "layer", layer)
+        if not isinstance(inner, _MICRO_LAYERS):
+            unsupported.append(f"{layer.name} ({type(inner).__name__})")
+            continue
+        activation = getattr(inner, "activation", None)
+        name = getattr(activation, "__name__", activation)
+        if activation is not None and name not in _MICRO_ACTIVATIONS:
+            unsupported.append(f"{layer.name} (activation {name})")
+    if unsupported:
+        raise ValueError(
+            f"{api}: TFLite Micro cannot run these layers in int8: "
+            f"{unsupported}. Supported: convolutions, dense, batch norm, pooling, "
+            f"add, concatenate, reshape, padding, activations "
+            f"{sorted(_MICRO_ACTIVATIONS)} and tfee exit heads."
+        )
+
+
+def _check_name(name, api):
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(
+            f"{api}: `name` must be a C identifier (letters, digits, _). "
+            f"Received: name={name!r}"
+        )
+
+
+def _thresholds(policy, num_exits, api):
+    """(thresholds, rule) for the generated loop; never leave early without one."""
+    if policy is None:
+        return [None] * (num_exits - 1), "max_softmax"
+    thresholds = getattr(policy, "thresholds", None)
+    rule = getattr(policy, "rule", None)
+    if thresholds is None or rule is None or len(thresholds) != num_exits - 1:
+        raise ValueError(
+            f"{api}: `policy` must be a threshold policy (thresholds and rule, "
+            f"{num_exits - 1} thresholds) for the generated C++ loop. Received: "
+            f"policy={policy!r}"
+        )
+    return list(thresholds), rule
+
+
+def _convert_stage(network, k, calibration):
+    name = f"stage_{k}"
+    functions = _signatures.functions(
+        network, [name], rule=None, batch=1, rule_confidence_output=False
+    )
+    converter, directory = _signatures.converter(network, functions)
+    try:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _calibration.single_generator(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        return converter.convert()
+    finally:
+        _signatures.remove(directory)
+
+
+def _io(data):
+    """Input details and {output name: (details, position in subgraph outputs)}."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=bytes(data))
+    runner = interpreter.get_signature_runner()
+    positions = [d["index"] for d in interpreter.get_output_details()]
+    outputs = {
+        n: (d, positions.index(d["index"]))
+        for n, d in runner.get_output_details().items()
+    }
+    (input_details,) = runner.get_input_details().values()
+    return input_details, outputs
+
+
+def _c_array(data, array_name, header_name, ops, arena):
+    rows = []
+    for start in range(0, len(data), 12):
+        rows.append(", ".join(f"0x{b:02x}" for b in data[start : start + 12]))
+    body = ",\n  ".join(rows)
+    source = (
+        f"// Generated by tfee.export.micro. Do not edit.\n"
+        f'#include "{header_name}"\n\n'
+        f"alignas(16) const unsigned char {array_name}[] = {{\n  {body}\n}};\n"
+        f"const unsigned int {array_name}_len = {len(data)};\n"
+    )
+    guard = header_name.upper().replace(".", "_")
+    header = (
+        f"// Generated by tfee.export.micro. Do not edit.\n"
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        f"// Builtin ops: {', '.join(ops)}.\n"
+        f"// Tensor arena estimate (see tfee.export.micro): {arena} bytes.\n"
+        f"constexpr unsigned int {array_name}_arena_bytes = {arena};\n"
+        f"extern const unsigned char {array_name}[];\n"
+        f"extern const unsigned int {array_name}_len;\n\n"
+        f"#endif  // {guard}\n"
+    )
+    return source, header
+
+
+def _resolver_method(op):
+    if op in _RESOLVER_NAMES:
+        return _RESOLVER_NAMES[op]
+    method = "".join(p.capitalize() for p in op.split("_"))
+    for dims in ("1d", "2d", "3d"):
+        method = method.replace(dims, dims.upper())
+    return "Add" + method
+
+
+def _cascade_source(name, stages, positions, thresholds, rule):
+    """The generated C++ cascade: resolvers, interpreters, and the loop."""
+    k_total = len(stages)
+    values = (
+        ", ".join("INFINITY" if t is None else f"{float(t):.9g}f" for t in thresholds)
+        or "0.0f"
+    )
+    lines = [
+        "// Generated by tfee.export.micro: the early-exit cascade on TFLite Micro.",
+        "// Stage k reads the int8 features stage k-1 wrote (same scale and zero",
+        "// point, checked at export) and stops at the first confident exit.",
+        "#include <cmath>",
+        "#include <cstdint>",
+        "#include <cstring>",
+        "",
+        '#include "tensorflow/lite/micro/micro_interpreter.h"',
+        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"',
+        '#include "tensorflow/lite/schema/schema_generated.h"',
+    ]
+    lines += [f'#include "{os.path.basename(s.header_path)}"' for s in stages]
+    lines += [
+        "",
+        "namespace {",
+        "",
+        f"constexpr int kNumExits = {k_total};",
+        f"// Confidence rule: {rule}. A sample leaves exit k when its confidence",
+        "// >= kThresholds[k]; INFINITY means never (pass a calibrated policy).",
+        f"constexpr float kThresholds[{max(k_total - 1, 1)}] = {{{values}}};",
+        "",
+        "float Value(const TfLiteTensor* t, int i) {",
+        "  return (t->data.int8[i] - t->params.zero_point) * t->params.scale;",
+        "}",
+        "",
+        "int ArgMax(const TfLiteTensor* t) {",
+        "  const int n = t->dims->data[t->dims->size - 1];",
+        "  int best = 0;",
+        "  for (int i = 1; i < n; ++i) {",
+        "    if (t->data.int8[i] > t->data.int8[best]) best = i;",
+        "  }",
+        "  return best;",
+        "}",
+        "",
+        "// Rule-based confidence over the softmax probabilities.",
+        "float Confidence(const TfLiteTensor* p) {",
+        "  const int n = p->dims->data[p->dims->size - 1];",
+        "  float top1 = 0.0f, top2 = 0.0f, entropy = 0.0f;",
+        "  for (int i = 0; i < n; ++i) {",
+        "    const float v = Value(p, i);",
+        "    if (v > top1) { top2 = top1; top1 = v; } else if (v > top2) { top2 = v; }",
+        "    if (v > 0.0f) entropy -= v * std::log(v);",
+        "  }",
+    ]
+    if rule == "entropy":
+        lines.append("  return 1.0f - entropy / std::log(n < 2 ? 2.0f : float(n));")
+    elif rule == "margin":
+        lines.append("  return top1 - top2;")
+    else:
+        lines.append("  return top1;")
+    lines += ["}", ""]
+    for stage in stages:
+        k = stage.index
+        lines += [
+            f"tflite::MicroInterpreter* Stage{k}() {{",
+            f"  alignas(16) static uint8_t arena[{stage.array_name}_arena_bytes];",
+            f"  static tflite::MicroMutableOpResolver<{len(stage.ops)}> resolver;",
+            "  static tflite::MicroInterpreter* interpreter = nullptr;",
+            "  if (interpreter == nullptr) {",
+        ]
+        lines += [f"    resolver.{_resolver_method(op)}();" for op in stage.ops]
+        lines += [
+            "    static tflite::MicroInterpreter instance(",
+            f"        tflite::GetModel({stage.array_name}), resolver, arena,",
+            "        sizeof(arena));",
+            "    if (instance.AllocateTensors() != kTfLiteOk) return nullptr;",
+            "    interpreter = &instance;",
+            "  }",
+            "  return interpreter;",
+            "}",
+            "",
+        ]
+    lines += [
+        "}  // namespace",
+        "",
+        "// Runs the cascade on one int8 image (quantized with stage 1's input",
+        "// scale and zero point). Returns the predicted class, or -1 on error;",
+        "// *exit_index receives the 0-based exit that answered.",
+        f"int {name}_cascade(const int8_t* image, int* exit_index) {{",
+        "  const int8_t* input = image;",
+        "  tflite::MicroInterpreter* stage = nullptr;",
+    ]
+    for stage, outputs in zip(stages, positions):
+        k = stage.index
+        lines += [
+            f"  // Stage {k}: exit_{k}.",
+            f"  stage = Stage{k}();",
+            "  if (stage == nullptr) return -1;",
+            "  std::memcpy(stage->input(0)->data.int8, input, stage->input(0)->bytes);",
+            "  if (stage->Invoke() != kTfLiteOk) return -1;",
+        ]
+        logits = f"stage->output({outputs['logits']})"
+        if k == k_total:
+            lines += [f"  *exit_index = {k - 1};", f"  return ArgMax({logits});"]
+            break
+        if rule == "learned" and "confidence" in outputs:
+            confidence = f"Value(stage->output({outputs['confidence']}), 0)"
+        else:
+            confidence = f"Confidence(stage->output({outputs['probabilities']}))"
+        lines += [
+            f"  if ({confidence} >= kThresholds[{k - 1}]) {{",
+            f"    *exit_index = {k - 1};",
+            f"    return ArgMax({logits});",
+            "  }",
+            f"  input = stage->output({outputs[f'features_{k}']})->data.int8;",
+        ]
+    lines += ["}", ""]
+    return "\n".join(lines)
+
+
+def micro(
+    network,
+    directory,
+    representative,
+    name="tfee_model",
+    policy=None,
+    calibration_samples=256,
+):
+    """Exports one dense int8 .tflite per stage for TFLite Micro, with C sources.
+
+    Writes, for k = 1..K: `{name}_stage_{k}.tflite`, `{name}_stage_{k}_model_data.cc`
+    (an `alignas(16) const unsigned char` array and its length) and `.h`
+    (declarations, used ops, arena estimate), plus `{name}_cascade.cc`: a
+    `MicroMutableOpResolver<N>` per stage with exactly the ops it uses and the
+    cascade loop. Stage inputs and outputs are int8; features_k leaves stage
+    k with the scale and zero point stage k+1 reads (checked).
+
+    The arena estimate plans activation lifetimes greedily, as TFLite Micro
+    does, and adds its persistent per-tensor, per-operator and per-channel
+    allocations plus 1 KiB of headroom; confirm it on the target.
+
+    Args:
+      network: a tfee early-exit network (pruning/clustering wrappers are
+        stripped; sparse weights are stored dense, as Micro needs).
+      directory: where to write (created if missing).
+      representative: preprocessed float images (dataset or array) to
+        calibrate int8; stage k>1 is calibrated with float stage k-1's
+        features on the same images.
+      name: prefix of files and C symbols; a C identifier.
+      policy: a threshold policy (thresholds + rule) baked into the loop;
+        None writes thresholds that never exit early.
+      calibration_samples: how many representative images to use.
+
+    Returns:
+      A `MicroExport`.
+
+    Raises:
+      TypeError: not a functional tf_keras model, or non-float images.
+      ValueError: layers or ops TFLite Micro cannot run, bad representative
+        data or name, or features whose int8 scales do not chain. Checks on
+        the inputs run before any conversion; nothing is written unless every
+        stage converted.
+
+    Example:
+      >>> tfee.export.micro(net, "firmware/", representative=val_ds,
+      ...                   policy=policy)
+    """
+    api = "tfee.export.micro"
+    _check_name(name, api)
+    if not isinstance(directory, str) or not directory:
+        raise TypeError(
+            f"{api}: `directory` must be a path string. Received: {directory!r}"
+        )
+    stripped = _signatures.strip(network, api)
+    _check_layers(stripped, api)
+    infos = network_lib.exits(stripped)
+    thresholds, rule = _thresholds(policy, len(infos), api)
+    calibration = _calibration.images(
+        representative, stripped, calibration_samples, api
+    )
+    inputs = _calibration.stage_inputs(stripped, calibration)
+    converted = []
+    for k in range(1, len(infos) + 1):
+        data = _convert_stage(stripped, k, inputs[k - 1])
+        ops = tuple(_flatbuffer.op_names(data, subgraph=0))
+        unsupported = sorted(set(ops) - MICRO_OPS)
+        if unsupported:
+            raise ValueError(
+                f"{api}: stage_{k} needs ops TFLite Micro lacks: {unsupported}."
+            )
+        converted.append((data, ops) + _io(data))
+    for k in range(1, len(converted)):
+        produced = converted[k - 1][3][f"features_{k}"][0]["quantization"]
+        consumed = converted[k][2]["quantization"]
+        verdict = _flatbuffer.chain_verdict(produced, consumed)
+        if verdict == "different":
+            raise _flatbuffer.chain_error(api, k, produced, consumed)
+        if verdict == "rounding":
+            # A last-bit difference of the same calibrated range: give the
+            # consumer the producer's exact scale (see tflite.chain_features).
+            data = _flatbuffer.set_input_quantization(
+                converted[k][0], None, f"features_{k}", produced
+            )
+            converted[k] = (data, converted[k][1]) + _io(data)
+    stages, files = [], []
+    for k, (data, ops, input_details, outputs) in enumerate(converted, start=1):
+        stem = f"{name}_stage_{k}"
+        array_name = f"g_{stem}_model"
+        arena, _ = _flatbuffer.arena_estimate(data)
+        source, header = _c_array(data, array_name, f"{stem}_model_data.h", ops, arena)
+        paths = [
+            os.path.join(directory, f"{stem}.tflite"),
+            os.path.join(directory, f"{stem}_model_data.cc"),
+            os.path.join(directory, f"{stem}_model_data.h"),
+        ]
+        files += list(zip(paths, [data, source, header]))
+        features = outputs.get(f"features_{k}")
+        stages.append(
+            MicroStage(
+                index=k,
+                model_path=paths[0],
+                source_path=paths[1],
+                header_path=paths[2],
+                array_name=array_name,
+                bytes=len(data),
+                ops=ops,
+                arena_bytes=arena,
+                input_quantization=tuple(input_details["quantization"]),
+                features_quantization=(
+                    tuple(features[0]["quantization"]) if features else None
+                ),
+            )
+        )
+    positions = [{n: position for n, (_, position) in c[3].items()} for c in converted]
+    cascade = _cascade_source(name, stages, positions, thresholds, rule)
+    cascade_path = os.path.join(directory, f"{name}_cascade.cc")
+    files.append((cascade_path, cascade))
+    for path, content in files:
+        _signatures.write_atomically(path, content)
+    return MicroExport(directory, tuple(stages), cascade_path)

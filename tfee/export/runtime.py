@@ -1,0 +1,211 @@
+"""A cascade over LiteRT: run stage signatures until the policy lets samples go.
+
+`Cascade` loads a .tflite written by `tfee.export.tflite`, runs `stage_1` on a
+batch, asks the exit policy which samples leave, forwards only the others'
+features to `stage_2`, and so on; the deepest stage answers whatever is left.
+"""
+
+import os
+
+import numpy as np
+
+from tfee.export import _flatbuffer
+
+__all__ = ["Cascade", "dequantize_output", "quantize_input", "read_metadata"]
+
+
+def quantize_input(values, details):
+    """Float values as the tensor described by `details` expects them."""
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind == "f":
+        return np.asarray(values, dtype)
+    scale, zero_point = details["quantization"]
+    info = np.iinfo(dtype)
+    quantized = np.round(np.asarray(values, np.float32) / scale) + zero_point
+    return np.clip(quantized, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(values, details):
+    """A signature output as float32 (dequantized where it is integer)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        return values.astype(np.float32)
+    scale, zero_point = details["quantization"]
+    return (values.astype(np.float32) - zero_point) * scale
+
+
+def read_metadata(path):
+    """The "tfee" metadata of a .tflite written by `tfee.export.tflite`.
+
+    Args:
+      path: the .tflite file.
+
+    Returns:
+      A dict (num_exits, exit_names, learned_confidence, confidence_rule,
+      quantize, signatures, cumulative_macs), or {} for other files.
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+    """
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"tfee.export.read_metadata: no .tflite file at path={path!r}"
+        )
+    with open(path, "rb") as f:
+        return _flatbuffer.metadata(f.read())
+
+
+def _check_policy(policy):
+    missing = [
+        name
+        for name in ("initial_state", "update", "num_exits")
+        if not hasattr(policy, name)
+    ]
+    if missing:
+        raise TypeError(
+            "tfee.export.Cascade: `policy` must be an exit policy with "
+            "initial_state(batch_size), update(state, exit_index, logits, "
+            f"confidence) and num_exits (e.g. from tfee.calibrate). Received: "
+            f"policy={type(policy).__name__} without {missing}"
+        )
+
+
+class Cascade:
+    """Runs a multi-signature .tflite as an early-exit cascade under a policy.
+
+    Args:
+      path: a .tflite from `tfee.export.tflite` with stage_1..stage_K.
+      policy: an exit policy with K exits (`initial_state` / `update`
+        streaming methods, e.g. a `tfee.ThresholdPolicy`).
+      num_threads: LiteRT CPU threads.
+
+    Raises:
+      FileNotFoundError: `path` does not exist.
+      TypeError: `policy` is not an exit policy.
+      ValueError: the file lacks stage signatures, or the policy's exit count
+        differs from the file's.
+
+    Example:
+      >>> cascade = tfee.export.Cascade("net.tflite", policy)
+      >>> predictions, exit_indices = cascade.predict(test_images)
+    """
+
+    def __init__(self, path, policy, num_threads=1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        api = "tfee.export.Cascade"
+        if not isinstance(path, str) or not os.path.isfile(path):
+            raise FileNotFoundError(f"{api}: no .tflite file at path={path!r}")
+        _check_policy(policy)
+        self.metadata = read_metadata(path)
+        self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        available = self._interpreter.get_signature_list()
+        stages = sorted(
+            (n for n in available if n.startswith("stage_")),
+            key=lambda n: int(n.split("_")[1]),
+        )
+        expected = [f"stage_{k}" for k in range(1, len(stages) + 1)]
+        if not stages or stages != expected:
+            raise ValueError(
+                f"{api}: {path} needs the signatures stage_1..stage_K (export "
+                "them with tfee.export.tflite(signatures=None)). Received "
+                f"signatures: {sorted(available)}"
+            )
+        if policy.num_exits != len(stages):
+            raise ValueError(
+                f"{api}: the policy has {policy.num_exits} exits but {path} has "
+                f"{len(stages)} stages. Received: policy.num_exits="
+                f"{policy.num_exits}"
+            )
+        self.path = path
+        self.policy = policy
+        self.num_exits = len(stages)
+        self._learned = self.metadata.get("learned_confidence", [False] * len(stages))
+        self._runners = [self._interpreter.get_signature_runner(n) for n in stages]
+        self._inputs = []
+        self._outputs = []
+        for k, runner in enumerate(self._runners, start=1):
+            name = "image" if k == 1 else f"features_{k - 1}"
+            self._inputs.append((name, runner.get_input_details()[name]))
+            self._outputs.append(runner.get_output_details())
+        self.input_shape = tuple(int(d) for d in self._inputs[0][1]["shape"][1:])
+
+    def _check_images(self, images):
+        images = np.asarray(images)
+        if images.ndim == len(self.input_shape):
+            images = images[None]
+        if images.shape[1:] != self.input_shape or images.dtype.kind != "f":
+            raise ValueError(
+                "tfee.export.Cascade.predict: `images` must be float images of "
+                f"shape (batch,) + {self.input_shape}, preprocessed as for the "
+                f"network. Received: shape={images.shape}, dtype={images.dtype}"
+            )
+        return images
+
+    def run_batch(self, images):
+        """One batch through the cascade; returns (logits, exit indices)."""
+        count = len(images)
+        state = self.policy.initial_state(count)
+        alive = np.arange(count)
+        answers = None
+        exit_indices = np.full(count, -1, np.int64)
+        name, details = self._inputs[0]
+        values = quantize_input(images, details)
+        for k, runner in enumerate(self._runners):
+            outputs = runner(**{name: values})
+            logits = dequantize_output(outputs["logits"], self._outputs[k]["logits"])
+            if answers is None:
+                answers = np.zeros((count, logits.shape[-1]), np.float32)
+            confidence = None
+            if k < len(self._learned) and self._learned[k]:
+                confidence = dequantize_output(
+                    outputs["confidence"], self._outputs[k]["confidence"]
+                )
+            leave, state = self.policy.update(state, k, logits, confidence)
+            leave = np.asarray(leave, bool)
+            if k == self.num_exits - 1:
+                leave = np.ones(len(alive), bool)
+            answers[alive[leave]] = logits[leave]
+            exit_indices[alive[leave]] = k
+            stay = ~leave
+            if not stay.any():
+                break
+            alive = alive[stay]
+            name = f"features_{k + 1}"
+            values = outputs[name][stay]
+        return answers, exit_indices
+
+    def predict(self, images, batch_size=None):
+        """Predicted classes and the exit that answered each sample.
+
+        Args:
+          images: float array (n, height, width, channels), preprocessed as
+            for the network (or one image without the batch axis).
+          batch_size: samples run together (default: all at once); 1 is the
+            on-device setting.
+
+        Returns:
+          (predictions, exit_indices): int arrays (n,); exit indices are
+          0-based (exit_indices == 0 means exit_1 answered).
+
+        Raises:
+          ValueError: images of the wrong shape or type, or a bad batch size.
+        """
+        images = self._check_images(images)
+        if batch_size is None:
+            batch_size = max(len(images), 1)
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                "tfee.export.Cascade.predict: `batch_size` must be a positive "
+                f"integer or None. Received: batch_size={batch_size!r}"
+            )
+        predictions, exits = [], []
+        for start in range(0, len(images), batch_size):
+            logits, exit_indices = self.run_batch(images[start : start + batch_size])
+            predictions.append(np.argmax(logits, axis=-1))
+            exits.append(exit_indices)
+        return np.concatenate(predictions), np.concatenate(exits)

@@ -1,0 +1,238 @@
+"""One .tflite for phones: `exit_k` and `stage_k` signatures sharing weights.
+
+`exit_k` maps an image to exit k's logits, probabilities and confidence
+(recomputing everything before it). `stage_k` maps the image (k=1) or
+features_(k-1) to features_k plus exit k's outputs, so an app runs stage 1,
+checks the confidence, and only then pays for stage 2: nothing is computed
+twice. Weights are stored once for all signatures.
+"""
+
+import dataclasses
+import gzip
+
+import numpy as np
+
+from tfee import network as network_lib
+from tfee._keras import tf
+from tfee.export import _calibration
+from tfee.export import _flatbuffer
+from tfee.export import _signatures
+
+__all__ = ["ExportReport", "QUANTIZATIONS", "tflite", "strip", "gzipped_size"]
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+strip = _signatures.strip
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """What `tflite` wrote.
+
+    Attributes:
+      path: the .tflite file.
+      quantize: "float32", "float16", "dynamic" or "int8".
+      signatures: the signature names in the file.
+      bytes: the file's size.
+      gzipped_bytes: its size after gzip -9 (what sparsity and clusters buy).
+      zero_fraction: fraction of zero values in the file's weight kernels.
+      max_unique_values: the most distinct values in one weight kernel (at
+        most the cluster count for a clustered network).
+    """
+
+    path: str
+    quantize: str
+    signatures: tuple
+    bytes: int
+    gzipped_bytes: int
+    zero_fraction: float
+    max_unique_values: int
+
+
+def gzipped_size(data):
+    """Bytes of `data` after gzip at level 9, compressed in memory."""
+    return len(gzip.compress(bytes(data), compresslevel=9))
+
+
+def _check_quantize(quantize, api):
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(
+            f"{api}: unknown `quantize`, expected one of {QUANTIZATIONS}. "
+            f"Received: quantize={quantize!r}"
+        )
+
+
+def _check_positive(value, argument, api):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"{api}: `{argument}` must be a positive integer. "
+            f"Received: {argument}={value!r}"
+        )
+
+
+def chain_features(data, num_exits, names, api="tfee.export.tflite"):
+    """Makes features_k leave stage_k exactly as stage_(k+1) reads it.
+
+    In int8, stage_k's features_k output and stage_(k+1)'s input must have the
+    same scale and zero point, so that the int8 tensor is handed on
+    unchanged. Both sides are calibrated on the same float features, so they
+    agree up to float rounding of the scale; such a last-bit difference is
+    repaired by giving stage_(k+1)'s input the producer's exact scale (a
+    relative change below 1e-5). Anything larger raises.
+
+    Returns:
+      The (possibly repaired) model bytes.
+
+    Raises:
+      ValueError: scales or zero points that really differ.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=bytes(data))
+    repairs = []
+    for k in range(1, num_exits):
+        if f"stage_{k}" not in names or f"stage_{k + 1}" not in names:
+            continue
+        outputs = interpreter.get_signature_runner(f"stage_{k}").get_output_details()
+        inputs = interpreter.get_signature_runner(f"stage_{k + 1}").get_input_details()
+        produced = outputs[f"features_{k}"]["quantization"]
+        consumed = inputs[f"features_{k}"]["quantization"]
+        verdict = _flatbuffer.chain_verdict(produced, consumed)
+        if verdict == "different":
+            raise _flatbuffer.chain_error(api, k, produced, consumed)
+        if verdict == "rounding":
+            repairs.append((k, produced))
+    for k, produced in repairs:
+        data = _flatbuffer.set_input_quantization(
+            data, f"stage_{k + 1}", f"features_{k}", produced
+        )
+    return data
+
+
+def convert(network, names, quantize, calibration, rule, sparse):
+    """Converts the stripped `network`; returns the flatbuffer bytes."""
+    functions = _signatures.functions(network, names, rule)
+    converter, directory = _signatures.converter(network, functions)
+    try:
+        optimizations = []
+        if quantize != "float32":
+            optimizations.append(tf.lite.Optimize.DEFAULT)
+        if sparse:
+            optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+        converter.optimizations = optimizations
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            inputs = _calibration.stage_inputs(network, calibration)
+            converter.representative_dataset = _calibration.generator(names, inputs)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return converter.convert()
+    finally:
+        _signatures.remove(directory)
+
+
+def tflite(
+    network,
+    path,
+    quantize="float32",
+    representative=None,
+    signatures=None,
+    confidence_rule="max_softmax",
+    calibration_samples=256,
+    sparse=False,
+):
+    """Exports an early-exit network as one .tflite with exit and stage signatures.
+
+    Signatures (k = 1..K, inputs and outputs keyed by name):
+      exit_k:  image -> logits, probabilities, confidence
+      stage_k: image (k=1) or features_(k-1) -> logits, probabilities,
+               confidence, features_k (all but the last stage)
+    "confidence" is the head's learned confidence where it has one, otherwise
+    `confidence_rule` over the logits; shape (batch,). Inputs take any batch
+    size. In int8 every input and output is int8 (read the scales from the
+    signature's details) and features_k chains unchanged into stage_(k+1):
+    the export checks that its scale and zero point match on both sides.
+
+    tfmot pruning and clustering wrappers are stripped first; zeros and
+    clusters stay in the weights and show in `gzipped_bytes`. The file is
+    written atomically: a failed export leaves an existing file untouched.
+    Metadata named "tfee" (exit count, learned confidences, rule, MACs) is
+    embedded for `tfee.export.Cascade`.
+
+    Args:
+      network: a tfee early-exit network (from `tfee.attach_exits`).
+      path: the .tflite file to write.
+      quantize: "float32", "float16" (weights), "dynamic" (int8 weights,
+        float activations) or "int8" (full integer, needs `representative`).
+      representative: for "int8": a tf.data.Dataset of preprocessed float
+        images (or (images, labels) tuples), batched or not, or an array.
+      signatures: names to export (default: every exit_k and stage_k).
+      confidence_rule: "max_softmax", "entropy" or "margin", for exits
+        without a learned confidence.
+      calibration_samples: how many representative images calibrate int8.
+      sparse: also store sparse weights in TFLite's sparse format (phones
+        with XNNPack only; TFLite Micro cannot read it).
+
+    Returns:
+      An `ExportReport`.
+
+    Raises:
+      TypeError: `network` is not a tf_keras functional model, or the
+        representative images are not floating point.
+      ValueError: unknown `quantize`, rule or signature names, missing or
+        wrongly shaped representative data, or int8 features whose scales
+        do not chain. All but the last are raised before conversion starts.
+
+    Example:
+      >>> report = tfee.export.tflite(net, "net.tflite", quantize="int8",
+      ...                             representative=val_ds)
+      >>> report.bytes, report.gzipped_bytes
+    """
+    api = "tfee.export.tflite"
+    _check_quantize(quantize, api)
+    _signatures.check_rule(confidence_rule, api)
+    _check_positive(calibration_samples, "calibration_samples", api)
+    if not isinstance(path, str) or not path:
+        raise TypeError(f"{api}: `path` must be a file path string. Received: {path!r}")
+    stripped = _signatures.strip(network, api)
+    infos = network_lib.exits(stripped)
+    names = _signatures.select_signatures(signatures, len(infos), api)
+    calibration = None
+    if quantize == "int8":
+        if representative is None:
+            raise ValueError(
+                f"{api}: quantize='int8' needs `representative` images to "
+                "calibrate activations. Received: representative=None"
+            )
+        calibration = _calibration.images(
+            representative, stripped, calibration_samples, api
+        )
+    data = convert(stripped, names, quantize, calibration, confidence_rule, sparse)
+    if quantize == "int8":
+        data = chain_features(data, len(infos), names, api)
+    data = _flatbuffer.with_metadata(
+        data,
+        {
+            "format": "tfee.export.tflite/1",
+            "num_exits": len(infos),
+            "exit_names": [i.name for i in infos],
+            "learned_confidence": _signatures.learned_confidence(stripped),
+            "confidence_rule": confidence_rule,
+            "quantize": quantize,
+            "signatures": names,
+            "cumulative_macs": [int(i.cumulative_macs) for i in infos],
+        },
+    )
+    _signatures.write_atomically(path, data)
+    statistics = _flatbuffer.weight_statistics(data)
+    return ExportReport(
+        path=path,
+        quantize=quantize,
+        signatures=tuple(names),
+        bytes=len(data),
+        gzipped_bytes=gzipped_size(data),
+        zero_fraction=statistics["zero_fraction"],
+        max_unique_values=statistics["max_unique_values"],
+    )
