@@ -1,0 +1,46 @@
+"""examples/train_early_exit.py trains, saves and reports on the digits."""
+
+import json
+import os
+
+import pytest
+from absl.testing import flagsaver
+
+import tfee
+from examples import train_early_exit
+from tfee import keras
+
+
+@pytest.mark.slow
+# eenet covers the post-trained path (backbone first, then frozen);
+# distill and post_trained share the rest with tests/training.
+@pytest.mark.parametrize("mode", ["joint", "eenet"])
+def test_main_writes_a_loadable_model_and_per_exit_accuracies(tmp_path, mode):
+    with flagsaver.flagsaver(
+        mode=mode,
+        num_epochs=1,
+        batch_size=256,
+        exits=["block1_out", "block2_out"],
+        exit_head="linear",
+        save_dir=str(tmp_path),
+    ):
+        train_early_exit.FLAGS(["train_early_exit"])
+        train_early_exit.main([])
+    with open(tmp_path / "exit_accuracy.json") as f:
+        summary = json.load(f)
+    assert summary["mode"] == mode
+    assert list(summary["exit_test_accuracy"]) == ["exit_1", "exit_2", "exit_3"]
+    assert all(0 <= a <= 1 for a in summary["exit_test_accuracy"].values())
+    network = keras.models.load_model(os.path.join(tmp_path, "network.keras"))
+    assert [e.name for e in tfee.exits(network)] == ["exit_1", "exit_2", "exit_3"]
+    assert ("confidence_1" in network.output_names) == (mode == "eenet")
+
+
+def test_fractions_and_layer_names_both_place_exits():
+    assert isinstance(train_early_exit.parse_placement(["0.2"]), tfee.FlopsFractions)
+    assert isinstance(train_early_exit.parse_placement(["block1_out"]), tfee.Layers)
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        train_early_exit.train(mode="sequential")
