@@ -174,3 +174,35 @@ def test_tensorboard_writes_event_files_when_tensorboard_is_installed(tmp_path):
         if name.startswith("events.out.tfevents")
     ]
     assert len(events) >= 2  # train and validation
+
+
+def test_backup_and_restore_resumes_a_distillers_student(tmp_path):
+    _, _, dataset = _tiny.data()
+    backup = str(tmp_path / "backup")
+    first = tfee.training.Distiller(_tiny.network(seed=0))
+    first.compile(optimizer="adam")
+    interrupt = _Interrupt(after=0)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        first.fit(
+            dataset,
+            epochs=2,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(backup), interrupt],
+        )
+    student = _tiny.network(seed=1)
+    resumed = tfee.training.Distiller(student)
+    resumed.compile(optimizer="adam")
+    restored = []
+    history = resumed.fit(
+        dataset,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(backup),
+            keras.callbacks.LambdaCallback(
+                on_train_begin=lambda logs: restored.append(resumed.get_weights())
+            ),
+        ],
+    )
+    assert history.epoch == [1]
+    assert all(np.array_equal(a, b) for a, b in zip(interrupt.weights, restored[0]))
