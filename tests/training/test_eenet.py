@@ -77,6 +77,17 @@ def test_backbone_targets_are_the_deepest_exits_predictions():
     assert result["loss"] == pytest.approx(expected.mean(), rel=1e-4)
 
 
+def test_a_backbone_model_as_target_matches_the_deepest_exit():
+    net = _tiny.network(with_confidence=True)
+    _, _, dataset = _tiny.data()
+    results = []
+    for targets in ("backbone", tfee.detach_exits(net)):
+        trainer = tfee.training.EENet(net, lam=0.3, targets=targets)
+        trainer.compile(optimizer="sgd")
+        results.append(trainer.evaluate(dataset, return_dict=True, verbose=0))
+    assert results[1]["loss"] == pytest.approx(results[0]["loss"], rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
