@@ -1,8 +1,9 @@
 """Prunes one trained early-exit network "together" and "ordered" and plots
 accuracy vs MFLOPs of both (Görmez & Koyuncu 2022) on the embedded digits.
 
-    .venv/bin/python examples/prune_early_exit.py --output_dir /tmp/prune_demo
+    .venv/bin/python examples/prune_early_exit.py --prune_output_dir /tmp/prune_demo
 
+Flag names are unique across tfee's examples (absl keeps one global set).
 The cascade curve is a max-softmax threshold sweep (one threshold for every
 exit; a sample leaves at the first exit whose max softmax reaches it).
 """
@@ -20,15 +21,15 @@ import tfee.compress
 from tfee import keras
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("train_epochs", 20, "Epochs to train the dense network.")
+flags.DEFINE_integer("dense_epochs", 20, "Epochs to train the dense network.")
 flags.DEFINE_integer(
     "prune_epochs", 2, "Fine-tuning epochs per phase (one round each)."
 )
 flags.DEFINE_float("sparsity", 0.8, "Target sparsity in [0, 1).")
 flags.DEFINE_string(
-    "output_dir", "/tmp/tfee_prune_early_exit", "Where PNG and JSON go."
+    "prune_output_dir", "/tmp/tfee_prune_early_exit", "Where PNG and JSON go."
 )
-flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_integer("prune_seed", 0, "Random seed.")
 
 
 def cascade_curve(logits, labels, exit_mflops, thresholds=None):
@@ -114,18 +115,18 @@ def _write(result, output_dir):
 def main(argv):
     del argv
     result = run(
-        FLAGS.train_epochs,
+        FLAGS.dense_epochs,
         FLAGS.prune_epochs,
         FLAGS.sparsity,
-        FLAGS.output_dir,
-        FLAGS.seed,
+        FLAGS.prune_output_dir,
+        FLAGS.prune_seed,
     )
     for order, row in result["orders"].items():
         accuracies = ", ".join(f"{100 * a:.1f}%" for a in row["exit_accuracy"])
         print(
             f"{order:<9} sparsity {100 * row['overall_sparsity']:.1f}%  exits: {accuracies}"
         )
-    print(f"plot and JSON in {FLAGS.output_dir}")
+    print(f"plot and JSON in {FLAGS.prune_output_dir}")
 
 
 if __name__ == "__main__":

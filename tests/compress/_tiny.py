@@ -1,5 +1,7 @@
 """Tiny early-exit networks and data for the compression tests."""
 
+import contextlib
+
 import numpy as np
 
 import tfee
@@ -22,6 +24,27 @@ def network(head="sdn", with_confidence=False, freeze_backbone=False, seed=0):
     )
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class Scale(keras.layers.Layer):
+    """A custom layer with weights that tfmot can neither prune nor cluster."""
+
+    def build(self, shape):
+        self.scale = self.add_weight(name="scale", shape=(shape[-1],))
+
+    def call(self, x):
+        return x * self.scale
+
+
+def network_with_custom_layer():
+    """conv -> Scale("odd_scale") -> pool -> dense, one linear exit after conv."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = Scale(name="odd_scale")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    return tfee.attach_exits(backbone, ["conv"], head="linear")
+
+
 def dataset(samples=16, batch=8, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.random((samples, 8, 8, 1), dtype="float32")
@@ -33,3 +56,15 @@ def weights_by_layer(model):
     return {
         layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers
     }
+
+
+@contextlib.contextmanager
+def eagerly():
+    """Runs `fit` without tracing: the same arithmetic, a few times faster on
+    these tiny models. Behaviours that depend on retracing (ordered pruning
+    switching phases) are tested in graph mode instead."""
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)

@@ -28,14 +28,15 @@ def test_each_section_gets_its_own_number_of_clusters():
 
 def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
     net = _tiny.network()
-    result = tfee.compress.cluster(
-        net,
-        _tiny.dataset(),
-        {1: 4, 2: 4},
-        init="linear",
-        evaluation_data=_tiny.dataset(),
-        verbose=0,
-    )
+    with _tiny.eagerly():
+        result = tfee.compress.cluster(
+            net,
+            _tiny.dataset(),
+            {1: 4, 2: 4},
+            init="linear",
+            evaluation_data=_tiny.dataset(),
+            verbose=0,
+        )
     assert result.stages == ((1,), (2,))
     for name in ("block1_conv", "block2_conv", "logits"):
         assert _distinct(result.network.get_layer(name), "kernel") <= 4
@@ -45,22 +46,22 @@ def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
     assert result.compression.sections[0]["clusters"] <= 4
 
 
-def test_preserve_sparsity_keeps_pruned_weights_at_zero():
-    pruned = tfee.compress.prune(
-        _tiny.network(), _tiny.dataset(), 0.6, epochs=1, verbose=0
-    )
-    zeros = pruned.network.get_layer("block2_conv").kernel.numpy() == 0
-    result = tfee.compress.cluster(
-        pruned.network,
-        _tiny.dataset(),
-        4,
-        staged=False,
-        distill=False,
-        init="linear",
-        preserve_sparsity=True,
-        verbose=0,
-    )
+def test_preserve_sparsity_keeps_pruned_weights_at_zero(global_pruning):
+    pruned = global_pruning[2].network
+    zeros = pruned.get_layer("block2_conv").kernel.numpy() == 0
+    with _tiny.eagerly():
+        result = tfee.compress.cluster(
+            pruned,
+            _tiny.dataset(),
+            4,
+            staged=False,
+            distill=False,
+            init="linear",
+            preserve_sparsity=True,
+            verbose=0,
+        )
     kernel = result.network.get_layer("block2_conv").kernel.numpy()
+    assert zeros.any()
     assert np.all(kernel[zeros] == 0)
 
 
@@ -77,3 +78,10 @@ def test_more_clusters_than_weights_in_a_layer_are_rejected():
 def test_unknown_sections_are_rejected():
     with pytest.raises(ValueError, match=r"unknown section keys \[3\]"):
         tfee.compress.cluster_weights(_tiny.network(), {1: 4, 3: 4})
+
+
+def test_layers_tfmot_cannot_cluster_are_named():
+    with pytest.raises(
+        ValueError, match=r"tfmot cannot cluster the layers \['odd_scale'\]"
+    ):
+        tfee.compress.cluster_weights(_tiny.network_with_custom_layer(), 4)

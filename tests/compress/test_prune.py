@@ -10,17 +10,38 @@ from tfee import keras
 
 
 def _prune(net, sparsity, **kwargs):
+    """`prune` for one epoch, eagerly (see `_tiny.eagerly`)."""
     kwargs.setdefault("epochs", 1)
     kwargs.setdefault("verbose", 0)
-    return tfee.compress.prune(net, _tiny.dataset(), sparsity, **kwargs)
+    with _tiny.eagerly():
+        return tfee.compress.prune(net, _tiny.dataset(), sparsity, **kwargs)
 
 
-def test_global_scope_reaches_the_target_with_one_threshold_across_layers():
-    result = _prune(_tiny.network(), 0.6, scope="global")
-    report = result.report
+def test_global_scope_reaches_the_target_with_one_threshold_across_layers(
+    global_pruning,
+):
+    report = global_pruning[2].report
     assert report.overall == pytest.approx(0.6, abs=0.02)
     # One threshold over all layers gives each layer its own sparsity.
     assert max(report.layers.values()) - min(report.layers.values()) > 0.1
+
+
+def test_prune_leaves_its_input_unchanged_and_returns_a_stripped_network(
+    global_pruning,
+):
+    net, before, result = global_pruning
+    for old, new in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert not any(
+        "prune_low_magnitude" in layer.name for layer in result.network.layers
+    )
+    assert result.network.output_names == net.output_names
+    assert np.mean(result.network.get_layer("block2_conv").kernel.numpy() == 0) > 0.3
+
+
+def test_sparse_macs_fall_below_dense_macs_for_every_exit(global_pruning):
+    for row in global_pruning[2].report.exits:
+        assert row["sparse_macs"] < row["dense_macs"]
 
 
 def test_layer_scope_prunes_every_layer_to_the_target():
@@ -43,6 +64,8 @@ def test_heads_and_backbone_keys_prune_by_role():
 
 
 def test_ordered_keeps_heads_unchanged_while_the_backbone_is_pruned():
+    # Traced, not eager: phase 2 must retrace the train function to unfreeze
+    # the heads, which eager execution would hide.
     net = _tiny.network()
     before = net.get_layer("exit_1_head").get_weights()
     seen = {}
@@ -56,7 +79,15 @@ def test_ordered_keeps_heads_unchanged_while_the_backbone_is_pruned():
                     layers["block2_conv"]
                 ).kernel.numpy()
 
-    result = _prune(net, 0.7, order="ordered", epochs=1, callbacks=[AfterPhaseOne()])
+    result = tfee.compress.prune(
+        net,
+        _tiny.dataset(),
+        0.7,
+        order="ordered",
+        epochs=1,
+        callbacks=[AfterPhaseOne()],
+        verbose=0,
+    )
     for old, new in zip(before, seen["head"]):
         np.testing.assert_array_equal(old, new)
     assert np.mean(seen["backbone"] == 0) > 0.5
@@ -73,24 +104,6 @@ def test_frozen_backbone_weights_stay_bit_identical_with_confidence_heads():
             np.testing.assert_array_equal(old, new)
     assert result.report.heads["exit_1"] == pytest.approx(0.8, abs=0.02)
     assert "block1_conv" in result.report.frozen
-
-
-def test_prune_leaves_its_input_unchanged_and_returns_a_stripped_network():
-    net = _tiny.network()
-    before = net.get_weights()
-    result = _prune(net, 0.5)
-    for old, new in zip(before, net.get_weights()):
-        np.testing.assert_array_equal(old, new)
-    assert not any(
-        "prune_low_magnitude" in layer.name for layer in result.network.layers
-    )
-    assert result.network.output_names == net.output_names
-
-
-def test_sparse_macs_fall_below_dense_macs_for_every_exit():
-    result = _prune(_tiny.network(), 0.8)
-    for row in result.report.exits:
-        assert row["sparse_macs"] < row["dense_macs"]
 
 
 def test_rounds_prune_the_same_fraction_of_the_remaining_weights():
@@ -133,16 +146,17 @@ def test_an_interrupted_run_resumes_its_schedule(tmp_path):
                 raise RuntimeError("interrupted")
 
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-    with pytest.raises(RuntimeError, match="interrupted"):
-        pruned.fit(
-            _tiny.dataset(),
-            epochs=3,
-            callbacks=[scheduler, backup, Interrupt()],
-            verbose=0,
-        )
-    for wrapper in tfee.compress.callbacks.pruning_wrappers(pruned):
-        wrapper.pruning_step.assign(0)  # A restart must not trust in-memory state.
-    pruned.fit(_tiny.dataset(), epochs=3, callbacks=[scheduler, backup], verbose=0)
+    with _tiny.eagerly():
+        with pytest.raises(RuntimeError, match="interrupted"):
+            pruned.fit(
+                _tiny.dataset(),
+                epochs=3,
+                callbacks=[scheduler, backup, Interrupt()],
+                verbose=0,
+            )
+        for wrapper in tfee.compress.callbacks.pruning_wrappers(pruned):
+            wrapper.pruning_step.assign(0)  # A restart must not trust memory.
+        pruned.fit(_tiny.dataset(), epochs=3, callbacks=[scheduler, backup], verbose=0)
     steps = {
         int(w.pruning_step.numpy())
         for w in tfee.compress.callbacks.pruning_wrappers(pruned)
@@ -166,29 +180,25 @@ def test_unknown_section_keys_are_rejected():
 
 
 def test_layers_tfmot_cannot_prune_are_named():
-    @keras.saving.register_keras_serializable(package="tests")
-    class Scale(keras.layers.Layer):
-        def build(self, shape):
-            self.scale = self.add_weight(name="scale", shape=(shape[-1],))
-
-        def call(self, x):
-            return x * self.scale
-
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = Scale(name="odd_scale")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    backbone = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
-    net = tfee.attach_exits(backbone, ["conv"], head="linear")
     with pytest.raises(
         ValueError, match=r"tfmot cannot prune the layers \['odd_scale'\]"
     ):
-        tfee.compress.prune_low_magnitude(net, 0.5)
+        tfee.compress.prune_low_magnitude(_tiny.network_with_custom_layer(), 0.5)
 
 
-def test_a_schedule_that_ends_before_it_begins_is_rejected():
+@pytest.mark.parametrize(
+    "schedule", [tfee.compress.PolynomialDecay, tfee.compress.ConstantSparsity]
+)
+def test_a_schedule_that_ends_before_it_begins_is_rejected(schedule):
     with pytest.raises(ValueError, match="the schedule ends before it begins"):
-        tfee.compress.PolynomialDecay(begin_step=10, end_step=5)
+        schedule(begin_step=10, end_step=5)
+
+
+def test_a_section_sparsity_outside_zero_to_one_is_rejected():
+    with pytest.raises(
+        ValueError, match=r"`sparsity\[2\]` must be a number in \[0, 1\)"
+    ):
+        tfee.compress.prune_low_magnitude_sections(_tiny.network(), {1: 0.5, 2: 1.5})
 
 
 def test_a_schedule_longer_than_the_training_is_rejected():

@@ -1,4 +1,5 @@
-"""Compressing early-exit networks: pruning and section-wise clustering (tfmot)."""
+"""Compressing early-exit networks: pruning, section-wise clustering and
+cluster-preserving quantization-aware training (tfmot)."""
 
 from tfee.compress import metrics
 from tfee.compress import ratio
@@ -16,6 +17,8 @@ from tfee.compress.prune import prune
 from tfee.compress.prune import prune_low_magnitude
 from tfee.compress.prune import prune_low_magnitude_sections
 from tfee.compress.prune import strip
+from tfee.compress.qat import ExitHeadQuantizeConfig
+from tfee.compress.qat import quantize_preserving_clusters
 from tfee.compress.ratio import CompressionReport
 from tfee.compress.ratio import compression_report
 from tfee.compress.ratio import tflite_bytes
@@ -31,6 +34,7 @@ __all__ = [
     "ClusteringResult",
     "CompressionReport",
     "ExitAccuracy",
+    "ExitHeadQuantizeConfig",
     "cluster",
     "cluster_weights",
     "compression_report",
@@ -51,6 +55,7 @@ __all__ = [
     "prune",
     "prune_low_magnitude",
     "prune_low_magnitude_sections",
+    "quantize_preserving_clusters",
     "scopes",
     "sparsity_report",
     "strip",

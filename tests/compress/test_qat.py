@@ -1,0 +1,79 @@
+"""Quantization-aware training that keeps clusters and zeros (tfmot PCQAT)."""
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.compress
+from tests.compress import _tiny
+from tfee import tf
+
+
+def _kernels(model):
+    return {
+        w.name.split("/")[0]: w.numpy()
+        for w in model.weights
+        if w.name.endswith("/kernel:0")
+    }
+
+
+def _most_distinct(kernel):
+    """Distinct values per output channel for conv kernels (tfmot keeps
+    Conv2D centroids per channel during QAT), per tensor otherwise."""
+    if kernel.ndim == 4:
+        return max(len(np.unique(kernel[..., c])) for c in range(kernel.shape[-1]))
+    return len(np.unique(kernel))
+
+
+@pytest.fixture(scope="module")
+def trained_qat(global_pruning):
+    """(clustered input, QAT model after one epoch of training)."""
+    clustered = tfee.compress.strip(
+        tfee.compress.cluster_weights(
+            global_pruning[2].network, 4, init="linear", preserve_sparsity=True
+        )
+    )
+    qat = tfee.compress.quantize_preserving_clusters(clustered)
+    qat.compile("adam", loss=tfee.losses.joint(qat))
+    with _tiny.eagerly():
+        qat.fit(_tiny.dataset(), epochs=1, verbose=0)
+    return clustered, qat
+
+
+def test_qat_wraps_heads_and_keeps_the_exit_names(trained_qat):
+    clustered, qat = trained_qat
+    assert qat.output_names == clustered.output_names
+    head = qat.get_layer("quant_exit_1_head")
+    assert isinstance(head.quantize_config, tfee.compress.ExitHeadQuantizeConfig)
+
+
+def test_clusters_and_zeros_survive_qat_on_every_kernel(trained_qat):
+    clustered, qat = trained_qat
+    before, after = _kernels(clustered), _kernels(qat)
+    assert (
+        set(before)
+        == set(after)
+        == {
+            "block1_conv",
+            "block2_conv",
+            "exit_1_head",
+            "logits",
+        }
+    )
+    changed = False
+    for name, kernel in after.items():
+        assert _most_distinct(kernel) <= 4, name
+        np.testing.assert_array_equal(kernel == 0, before[name] == 0, err_msg=name)
+        changed |= not np.array_equal(kernel, before[name])
+    assert changed  # Training moved the centroids.
+
+
+def test_qat_network_converts_to_an_int8_tflite(trained_qat):
+    converter = tf.lite.TFLiteConverter.from_keras_model(trained_qat[1])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    assert len(converter.convert()) > 0
+
+
+def test_qat_rejects_a_network_without_exits(tiny_cnn):
+    with pytest.raises(ValueError, match="not a tfee early-exit network"):
+        tfee.compress.quantize_preserving_clusters(tiny_cnn)

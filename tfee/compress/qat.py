@@ -1,0 +1,141 @@
+"""Quantization-aware training that keeps clusters and sparsity (tfmot PCQAT).
+
+tfmot's collaborative optimisation fine-tunes a clustered (and pruned)
+network with fake int8 quantization while every clustered kernel keeps its
+centroids (`Default8BitClusterPreserveQuantizeScheme`) and, with
+`preserve_sparsity`, its zeros. tfmot only knows built-in layers; tfee's exit
+heads get `ExitHeadQuantizeConfig`, which quantizes their kernels with the
+same cluster-preserving weight quantizer and their logits as an 8-bit output.
+"""
+
+from tfee import network as network_lib
+from tfee._keras import keras
+from tfee._keras import require_functional_model
+from tfee._keras import tfmot
+from tfee.compress.prune import strip
+from tfee.layers.exit_head import ExitHead
+
+__all__ = ["ExitHeadQuantizeConfig", "quantize_preserving_clusters"]
+
+_quantizers = tfmot.quantization.keras.quantizers
+
+
+def _weights_quantizer(preserve_sparsity):
+    # Only reachable through tfmot's internal module: the cluster-preserving
+    # quantizer that tfmot's own registry gives Dense and Conv2D kernels.
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (  # noqa: E501
+        cluster_preserve_quantize_registry as registry,
+    )
+
+    return registry.ClusterPreserveDefault8BitWeightsQuantizer(preserve_sparsity)
+
+
+@keras.saving.register_keras_serializable(package="tfee")
+class ExitHeadQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """How tfmot quantizes a tfee exit head.
+
+    Kernels (the classifier's, the learned confidence's and ConvHead's
+    convolutions) get 8-bit symmetric per-tensor fake quantization that keeps
+    their clusters (and zeros, with `preserve_sparsity`); the logits get an
+    8-bit moving-average output quantizer. Heads with a learned confidence
+    have two outputs, which are left to the converter.
+
+    Args:
+      preserve_sparsity: keep zero weights at zero during training.
+    """
+
+    def __init__(self, preserve_sparsity=True):
+        self.preserve_sparsity = bool(preserve_sparsity)
+
+    def _kernels(self, layer):
+        return layer._owned_kernels()
+
+    def get_weights_and_quantizers(self, layer):
+        return [
+            (weight, _weights_quantizer(self.preserve_sparsity))
+            for _, weight in self._kernels(layer)
+        ]
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        for (name, _), weight in zip(self._kernels(layer), quantize_weights):
+            setattr(layer, name, weight)
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        if layer.with_confidence:
+            return []
+        return [
+            _quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
+
+    def get_config(self):
+        return {"preserve_sparsity": self.preserve_sparsity}
+
+
+def quantize_preserving_clusters(network, *, preserve_sparsity=True):
+    """Wraps a clustered (and pruned) network for quantization-aware training.
+
+    tfmot's PCQAT: built-in layers get `Default8BitClusterPreserveQuantizeScheme`,
+    tfee exit heads `ExitHeadQuantizeConfig`; layers neither supports, and
+    the exit_k output layers (so that outputs keep their names), stay float.
+    Train the result with `fit` (or `tfee.training.Distiller`); the TFLite
+    converter with `tf.lite.Optimize.DEFAULT` turns it into int8.
+
+    Args:
+      network: a tfee early-exit network, clustered and stripped (left
+        unchanged).
+      preserve_sparsity: keep pruned (zero) weights at zero.
+
+    Returns:
+      A functional model with tfmot quantize wrappers.
+
+    Raises:
+      TypeError: `network` is not a functional tf_keras model.
+      ValueError: `network` is not an early-exit network.
+
+    Example:
+      >>> qat = tfee.compress.quantize_preserving_clusters(clustered)
+      >>> qat.compile("adam", loss=tfee.losses.joint(qat))
+      >>> qat.fit(train_ds, epochs=1)
+    """
+    api = "tfee.compress.quantize_preserving_clusters"
+    require_functional_model(network, api, argument="network", single_output=False)
+    network_lib.sections(network)  # Raises unless it is an early-exit network.
+    if not isinstance(preserve_sparsity, bool):
+        raise TypeError(
+            f"{api}: `preserve_sparsity` must be a bool. "
+            f"Received: preserve_sparsity={preserve_sparsity!r}"
+        )
+    scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+        preserve_sparsity=preserve_sparsity
+    )
+    registry = scheme.get_quantize_registry()
+    head_config = ExitHeadQuantizeConfig(preserve_sparsity)
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+
+    plain = strip(network)
+    # Output layers stay unwrapped so outputs keep their exit_k names.
+    outputs = set(plain.output_names)
+
+    def annotated(layer):
+        if layer.name in outputs:
+            return layer
+        if isinstance(layer, ExitHead):
+            return annotate(layer, quantize_config=head_config)
+        if registry.supports(layer):
+            return annotate(layer)
+        return layer
+
+    marked = keras.models.clone_model(plain, clone_function=annotated)
+    marked.set_weights(plain.get_weights())
+    with tfmot.quantization.keras.quantize_scope(
+        {"ExitHeadQuantizeConfig": ExitHeadQuantizeConfig}
+    ):
+        return tfmot.quantization.keras.quantize_apply(marked, scheme)
