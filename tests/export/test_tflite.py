@@ -12,6 +12,7 @@ import tfee
 import tfee.export
 from tests.export.conftest import tiny_network
 from tfee import keras
+from tfee import tf
 from tfee import tfmot
 from tfee.export import _calibration
 from tfee.export import _signatures
@@ -290,3 +291,21 @@ def test_an_input_quantization_can_be_set_to_the_producers(int8_file):
         .get_input_details()["features_1"]
     )
     assert details["quantization"] == (0.5, -3)
+
+
+def test_a_network_that_calls_python_is_rejected_before_conversion(tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b1")(inputs)
+
+    def python_square(t):
+        squared = tf.numpy_function(lambda a: a * a, [t], tf.float32)
+        squared.set_shape(t.shape)
+        return squared
+
+    x = keras.layers.Lambda(python_square, output_shape=(8, 8, 4), name="b2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = keras.Model(inputs, keras.layers.Dense(3)(x))
+    network = tfee.attach_exits(backbone, ["b1"], head="linear")
+    with pytest.raises(ValueError, match="calls Python code"):
+        tfee.export.tflite(network, str(tmp_path / "x.tflite"))
+    assert not (tmp_path / "x.tflite").exists()

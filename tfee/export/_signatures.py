@@ -192,6 +192,31 @@ def functions(network, names, rule, batch=None, rule_confidence_output=True):
     return result
 
 
+# Ops that run Python: no TFLite target can execute them.
+_PYTHON_OPS = ("PyFunc", "PyFuncStateless", "EagerPyFunc")
+
+
+def check_ops(concrete_functions, api):
+    """Raises before conversion if a traced signature calls back into Python."""
+    found = set()
+    for name, function in concrete_functions.items():
+        graphs = [function.graph] + [
+            f.graph
+            for f in getattr(function.graph, "_functions", {}).values()
+            if hasattr(f, "graph")
+        ]
+        for graph in graphs:
+            for op in graph.get_operations():
+                if op.type in _PYTHON_OPS:
+                    found.add(f"{name}: {op.type} ({op.name})")
+    if found:
+        raise ValueError(
+            f"{api}: the network calls Python code (tf.py_function / "
+            f"tf.numpy_function), which no TFLite target can run: {sorted(found)}. "
+            "Replace those layers with TensorFlow ops."
+        )
+
+
 def converter(network, concrete_functions):
     """A TFLiteConverter over a SavedModel holding the signatures by name.
 

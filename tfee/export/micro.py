@@ -157,6 +157,7 @@ def _convert_stage(network, k, calibration):
     functions = _signatures.functions(
         network, [name], rule=None, batch=1, rule_confidence_output=False
     )
+    _signatures.check_ops(functions, "tfee.export.micro")
     converter, directory = _signatures.converter(network, functions)
     try:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -342,7 +343,7 @@ def micro(
     representative,
     name="tfee_model",
     policy=None,
-    calibration_samples=256,
+    calibration_samples=512,
 ):
     """Exports one dense int8 .tflite per stage for TFLite Micro, with C sources.
 

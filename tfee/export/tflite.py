@@ -111,6 +111,7 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
 def convert(network, names, quantize, calibration, rule, sparse):
     """Converts the stripped `network`; returns the flatbuffer bytes."""
     functions = _signatures.functions(network, names, rule)
+    _signatures.check_ops(functions, "tfee.export.tflite")
     converter, directory = _signatures.converter(network, functions)
     try:
         optimizations = []
@@ -140,7 +141,7 @@ def tflite(
     representative=None,
     signatures=None,
     confidence_rule="max_softmax",
-    calibration_samples=256,
+    calibration_samples=512,
     sparse=False,
 ):
     """Exports an early-exit network as one .tflite with exit and stage signatures.
