@@ -82,6 +82,65 @@ def test_the_generated_model_sources_compile(micro_export, tmp_path):
         )
 
 
+# The parts of the TFLite Micro API the generated loop uses, declared with
+# the signatures of tensorflow/lite/micro (enough to type-check the loop).
+_TFLM_STUBS = {
+    "tensorflow/lite/micro/micro_interpreter.h": """#pragma once
+#include <cstddef>
+#include <cstdint>
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+struct TfLiteIntArray { int size; int data[8]; };
+struct TfLiteQuantizationParams { float scale; int32_t zero_point; };
+union TfLitePtrUnion { int8_t* int8; float* f; };
+struct TfLiteTensor { TfLitePtrUnion data; TfLiteIntArray* dims; TfLiteQuantizationParams params; size_t bytes; };
+namespace tflite {
+struct Model {};
+inline const Model* GetModel(const void*) { return nullptr; }
+class MicroOpResolver {};
+class MicroInterpreter {
+ public:
+  MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t*, size_t) {}
+  TfLiteStatus AllocateTensors() { return kTfLiteOk; }
+  TfLiteStatus Invoke() { return kTfLiteOk; }
+  TfLiteTensor* input(size_t) { return nullptr; }
+  TfLiteTensor* output(size_t) { return nullptr; }
+};
+}
+""",
+    "tensorflow/lite/micro/micro_mutable_op_resolver.h": """#pragma once
+#include "tensorflow/lite/micro/micro_interpreter.h"
+namespace tflite {
+template <unsigned N> class MicroMutableOpResolver : public MicroOpResolver {
+ public:
+#define OP(x) TfLiteStatus Add##x() { return kTfLiteOk; }
+  OP(Add) OP(AveragePool2D) OP(Conv2D) OP(FullyConnected) OP(MaxPool2D) OP(Mul) OP(Reshape) OP(Softmax) OP(Mean) OP(Logistic)
+};
+}
+""",
+    "tensorflow/lite/schema/schema_generated.h": "#pragma once\n",
+}
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")
+def test_the_generated_cascade_loop_type_checks_against_the_micro_api(
+    micro_export, tmp_path
+):
+    for relative, text in _TFLM_STUBS.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-fsyntax-only",
+            f"-I{tmp_path}",
+            f"-I{micro_export.directory}",
+            micro_export.cascade_path,
+        ],
+        check=True,
+    )
+
+
 def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monkeypatch):
     monkeypatch.setattr(micro_lib, "_convert_stage", None)
     inputs = keras.Input((8, 8, 1))
