@@ -42,8 +42,12 @@ def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
         assert _distinct(result.network.get_layer(name), "kernel") <= 4
     assert set(result.after.exits) == {"exit_1", "exit_2"}
     assert 0 <= result.after.ensemble <= 1
-    assert result.compression.ratio > 1
     assert result.compression.sections[0]["clusters"] <= 4
+    # Tiny networks do not amortise the .tflite's fixed overhead, so compare
+    # the artifact with the dense network's, measured the same way.
+    dense = tfee.compress.compression_report(net)
+    assert result.compression.gzip_bytes < dense.gzip_bytes
+    assert result.compression.entropy_ratio > 2 * dense.entropy_ratio
 
 
 def test_preserve_sparsity_keeps_pruned_weights_at_zero(global_pruning):
@@ -85,3 +89,18 @@ def test_layers_tfmot_cannot_cluster_are_named():
         ValueError, match=r"tfmot cannot cluster the layers \['odd_scale'\]"
     ):
         tfee.compress.cluster_weights(_tiny.network_with_custom_layer(), 4)
+
+
+def test_cluster_counts_parse_from_command_line_text():
+    assert tfee.compress.parse_clusters("1:32, 2:16,3:8") == {1: 32, 2: 16, 3: 8}
+    assert tfee.compress.parse_clusters("backbone:16,heads:8") == {
+        "backbone": 16,
+        "heads": 8,
+    }
+    assert tfee.compress.parse_clusters("16") == 16
+
+
+@pytest.mark.parametrize("text", ["", "1:a", "one:4", "1=4"])
+def test_unreadable_cluster_text_is_rejected(text):
+    with pytest.raises(ValueError, match="`text` must be a count such as '16'"):
+        tfee.compress.parse_clusters(text)

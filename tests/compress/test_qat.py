@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 import tfee
 import tfee.compress
 from tests.compress import _tiny
-from tfee import tf
+from tfee import keras
 
 
 def _kernels(model):
@@ -33,10 +34,10 @@ def trained_qat(global_pruning):
             global_pruning[2].network, 4, init="linear", preserve_sparsity=True
         )
     )
-    qat = tfee.compress.quantize_preserving_clusters(clustered)
-    qat.compile("adam", loss=tfee.losses.joint(qat))
     with _tiny.eagerly():
-        qat.fit(_tiny.dataset(), epochs=1, verbose=0)
+        qat = tfee.compress.quantization_aware_training(
+            clustered, _tiny.dataset(), optimizer=keras.optimizers.Adam(1e-3), verbose=0
+        )
     return clustered, qat
 
 
@@ -68,12 +69,24 @@ def test_clusters_and_zeros_survive_qat_on_every_kernel(trained_qat):
     assert changed  # Training moved the centroids.
 
 
-def test_qat_network_converts_to_an_int8_tflite(trained_qat):
-    converter = tf.lite.TFLiteConverter.from_keras_model(trained_qat[1])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    assert len(converter.convert()) > 0
+def test_qat_network_converts_to_an_int8_tflite_and_keeps_its_accuracy_api(
+    trained_qat,
+):
+    flatbuffer = tfee.compress.quantized_tflite_bytes(trained_qat[1])
+    interpreter = Interpreter(model_content=flatbuffer)
+    types = {d["dtype"] for d in interpreter.get_tensor_details()}
+    assert np.int8 in types
+    accuracy = tfee.compress.exit_accuracy(trained_qat[1], _tiny.dataset())
+    assert set(accuracy.exits) == {"exit_1", "exit_2"}
 
 
 def test_qat_rejects_a_network_without_exits(tiny_cnn):
     with pytest.raises(ValueError, match="not a tfee early-exit network"):
         tfee.compress.quantize_preserving_clusters(tiny_cnn)
+
+
+def test_qat_rejects_a_bad_epoch_count():
+    with pytest.raises(ValueError, match="`epochs` must be a positive integer"):
+        tfee.compress.quantization_aware_training(
+            _tiny.network(), _tiny.dataset(), epochs=0
+        )

@@ -10,6 +10,7 @@ from tfee.compress.callbacks import UpdatePruningStep
 from tfee.compress.cluster import ClusteringResult
 from tfee.compress.cluster import cluster
 from tfee.compress.cluster import cluster_weights
+from tfee.compress.cluster import parse_clusters
 from tfee.compress.metrics import ExitAccuracy
 from tfee.compress.metrics import exit_accuracy
 from tfee.compress.prune import PruningResult
@@ -18,9 +19,11 @@ from tfee.compress.prune import prune_low_magnitude
 from tfee.compress.prune import prune_low_magnitude_sections
 from tfee.compress.prune import strip
 from tfee.compress.qat import ExitHeadQuantizeConfig
+from tfee.compress.qat import quantization_aware_training
 from tfee.compress.qat import quantize_preserving_clusters
 from tfee.compress.ratio import CompressionReport
 from tfee.compress.ratio import compression_report
+from tfee.compress.ratio import quantized_tflite_bytes
 from tfee.compress.ratio import tflite_bytes
 from tfee.compress.schedules import ConstantSparsity
 from tfee.compress.schedules import PolynomialDecay
@@ -54,7 +57,10 @@ __all__ = [
     "gzip_bytes",
     "prune",
     "prune_low_magnitude",
+    "parse_clusters",
     "prune_low_magnitude_sections",
+    "quantization_aware_training",
+    "quantized_tflite_bytes",
     "quantize_preserving_clusters",
     "scopes",
     "sparsity_report",

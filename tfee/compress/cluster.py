@@ -22,7 +22,13 @@ from tfee.compress._copy import copy_network
 from tfee.compress.prune import _check_network
 from tfee.compress.prune import strip
 
-__all__ = ["CENTROID_INITS", "ClusteringResult", "cluster", "cluster_weights"]
+__all__ = [
+    "CENTROID_INITS",
+    "ClusteringResult",
+    "cluster",
+    "cluster_weights",
+    "parse_clusters",
+]
 
 _Init = tfmot.clustering.keras.CentroidInitialization
 CENTROID_INITS = {
@@ -37,6 +43,43 @@ def _check_clusters(value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
         return "an integer >= 2 (the number of clusters)"
     return None
+
+
+def parse_clusters(text):
+    """Reads per-section cluster counts written as on a command line.
+
+    Args:
+      text: "16" (every section), or comma-separated `key:count` pairs whose
+        keys are section numbers, "backbone" or "heads", e.g.
+        "1:32,2:16,3:8" or "backbone:16,heads:8".
+
+    Returns:
+      An int, or a dict {section number or role: count} for
+      `tfee.compress.cluster`.
+
+    Raises:
+      ValueError: text that does not parse; counts are checked by `cluster`.
+    """
+    api = "tfee.compress.parse_clusters"
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(
+            f"{api}: `text` must be a count such as '16' or pairs such as "
+            f"'1:32,2:16,3:8'. Received: text={text!r}"
+        )
+    try:
+        if ":" not in text:
+            return int(text)
+        result = {}
+        for pair in text.split(","):
+            key, count = (part.strip() for part in pair.split(":"))
+            result[key if key in scopes.ROLES else int(key)] = int(count)
+        return result
+    except ValueError:
+        raise ValueError(
+            f"{api}: `text` must be a count such as '16' or pairs such as "
+            f"'1:32,2:16,3:8' (keys: section numbers, 'backbone', 'heads'). "
+            f"Received: text={text!r}"
+        ) from None
 
 
 def _resolve(network, clusters, api):
@@ -150,6 +193,15 @@ class ClusteringResult:
     after: object
     compression: object
     stages: tuple
+
+    def to_dict(self):
+        """Everything but the network, as plain JSON-ready values."""
+        return {
+            "before": None if self.before is None else dataclasses.asdict(self.before),
+            "after": None if self.after is None else dataclasses.asdict(self.after),
+            "compression": self.compression.to_dict(),
+            "stages": [list(stage) for stage in self.stages],
+        }
 
 
 def _retrain(

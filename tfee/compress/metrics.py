@@ -1,10 +1,9 @@
 """Per-exit and ensemble accuracy, before and after compression."""
 
 import dataclasses
+import re
 
 import numpy as np
-
-from tfee import network as network_lib
 
 __all__ = ["ExitAccuracy", "exit_accuracy"]
 
@@ -33,13 +32,25 @@ def exit_accuracy(network, dataset):
     """Per-exit and ensemble accuracy of an early-exit network on (images, labels).
 
     Args:
-      network: a tfee early-exit network.
+      network: a tfee early-exit network (outputs exit_1..exit_K), also one
+        wrapped by tfmot for quantization-aware training.
       dataset: a tf.data.Dataset of (images, labels) batches.
 
     Returns:
       An `ExitAccuracy`.
+
+    Raises:
+      ValueError: `network` has no exit_k outputs.
     """
-    names = [s.exit_name for s in network_lib.sections(network)]
+    names = sorted(
+        (n for n in network.output_names if re.fullmatch(r"exit_\d+", n)),
+        key=lambda n: int(n.split("_")[1]),
+    )
+    if not names:
+        raise ValueError(
+            "tfee.compress.exit_accuracy: `network` must have outputs named "
+            f"exit_1..exit_K. Received outputs: {list(network.output_names)}"
+        )
     labels = np.concatenate([np.asarray(y) for _, y in dataset]).reshape(-1)
     outputs = network.predict(dataset, verbose=0)
     outputs = dict(zip(network.output_names, outputs))

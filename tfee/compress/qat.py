@@ -15,7 +15,11 @@ from tfee._keras import tfmot
 from tfee.compress.prune import strip
 from tfee.layers.exit_head import ExitHead
 
-__all__ = ["ExitHeadQuantizeConfig", "quantize_preserving_clusters"]
+__all__ = [
+    "ExitHeadQuantizeConfig",
+    "quantization_aware_training",
+    "quantize_preserving_clusters",
+]
 
 _quantizers = tfmot.quantization.keras.quantizers
 
@@ -139,3 +143,47 @@ def quantize_preserving_clusters(network, *, preserve_sparsity=True):
         {"ExitHeadQuantizeConfig": ExitHeadQuantizeConfig}
     ):
         return tfmot.quantization.keras.quantize_apply(marked, scheme)
+
+
+def quantization_aware_training(
+    network,
+    train_data,
+    *,
+    epochs=1,
+    preserve_sparsity=True,
+    optimizer=None,
+    verbose="auto",
+):
+    """Fine-tunes a clustered network with cluster-preserving fake int8 quantization.
+
+    Args:
+      network: a clustered (and possibly pruned), stripped tfee early-exit
+        network (left unchanged).
+      train_data: a tf.data.Dataset of (images, labels) batches.
+      epochs: training epochs, a positive integer.
+      preserve_sparsity: keep zero weights at zero.
+      optimizer: an optimizer (default Adam 1e-5: QAT only nudges weights).
+      verbose: passed to `fit`.
+
+    Returns:
+      The trained QAT model; convert it with
+      `tfee.compress.quantized_tflite_bytes` for an int8 .tflite.
+
+    Raises:
+      ValueError: `epochs` is not a positive integer; see
+        `quantize_preserving_clusters`.
+    """
+    from tfee.training import losses
+
+    api = "tfee.compress.quantization_aware_training"
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"{api}: `epochs` must be a positive integer. Received: epochs={epochs!r}"
+        )
+    model = quantize_preserving_clusters(network, preserve_sparsity=preserve_sparsity)
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(1e-5),
+        loss=losses.joint(model),
+    )
+    model.fit(train_data, epochs=epochs, verbose=verbose)
+    return model

@@ -1,7 +1,9 @@
 """Compression ratio: fp32 weights vs the deployable artifact, and the entropy bound.
 
-The ratio is fp32 bytes of all weights / bytes of the exported .tflite after
-gzip -9 (clustered weights repeat a few values, so they compress). The
+The ratio is fp32 bytes of all weights / bytes of the exported .tflite (the
+deployable artifact `tfee.export.tflite` writes: exit and stage signatures
+sharing one copy of the weights) after gzip -9 (clustered weights repeat a
+few values and pruned ones are zero, so they compress). The
 entropy bound counts, per section, H(cluster indices) bits per clustered
 weight plus an fp32 codebook, and 32 bits for every other weight: the size an
 ideal entropy coder of the indices would reach.
@@ -9,6 +11,9 @@ ideal entropy coder of the indices would reach.
 
 import dataclasses
 import gzip
+import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -18,12 +23,43 @@ from tfee._keras import keras
 from tfee._keras import tf
 from tfee.compress import scopes
 
-__all__ = ["CompressionReport", "compression_report", "tflite_bytes"]
+__all__ = [
+    "CompressionReport",
+    "compression_report",
+    "quantized_tflite_bytes",
+    "tflite_bytes",
+]
 
 
-def tflite_bytes(model):
-    """The .tflite flatbuffer of a stripped model (float, no optimisation)."""
+def tflite_bytes(network, quantize="float32", representative=None):
+    """The .tflite that `tfee.export.tflite` exports for `network`, as bytes.
+
+    Args:
+      network: a tfee early-exit network (tfmot wrappers are stripped).
+      quantize: "float32", "float16", "dynamic" or "int8".
+      representative: calibration images for "int8".
+
+    Returns:
+      The flatbuffer bytes.
+    """
+    from tfee import export
+
+    directory = tempfile.mkdtemp(prefix="tfee-ratio-")
+    try:
+        path = os.path.join(directory, "network.tflite")
+        export.tflite(network, path, quantize=quantize, representative=representative)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def quantized_tflite_bytes(model):
+    """The int8 .tflite of a quantization-aware-trained model (from
+    `tfee.compress.quantize_preserving_clusters`): the converter reads the
+    learned ranges, no representative data needed. One default signature."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()
 
 
@@ -68,8 +104,8 @@ def compression_report(network, artifact=None):
 
     Args:
       network: a stripped tfee early-exit network.
-      artifact: the .tflite bytes to measure (default: converted here with
-        `TFLiteConverter.from_keras_model`).
+      artifact: the .tflite bytes to measure (default: the float32 export
+        of `tfee.export.tflite`).
 
     Returns:
       A `CompressionReport`.

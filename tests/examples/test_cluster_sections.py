@@ -1,0 +1,46 @@
+"""End-to-end: examples/cluster_sections.py on the digits, one epoch per stage."""
+
+import json
+
+import numpy as np
+from absl.testing import flagsaver
+
+import tfee
+from examples import cluster_sections
+from tfee import keras
+from tfee import tf
+
+
+def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
+    tmp_path,
+):
+    # A small untrained network on the digits' 8x8 images: 3 sections.
+    backbone = tfee.backbones.small_cnn(
+        num_classes=10, input_shape=(8, 8, 1), widths=(8, 8, 16)
+    )
+    tfee.attach_exits(backbone, ["block1_out", "block2_out"], head="sdn").save(
+        tmp_path / "dense.keras"
+    )
+    cluster_sections.FLAGS(["cluster_sections"])
+    # Eager fits: the same arithmetic without tracing, faster on tiny models.
+    tf.config.run_functions_eagerly(True)
+    try:
+        with flagsaver.flagsaver(
+            cluster_model_path=str(tmp_path / "dense.keras"),
+            cluster_epochs=1,
+            clusters="1:8,2:8,3:4",
+            qat=True,
+            cluster_output_dir=str(tmp_path),
+        ):
+            cluster_sections.main([])
+    finally:
+        tf.config.run_functions_eagerly(False)
+    summary = json.loads((tmp_path / "compression.json").read_text())
+    assert summary["stages"] == [[1], [2], [3]]
+    assert len(summary["after"]["exits"]) == 3
+    assert summary["compression"]["entropy_ratio"] > 1
+    assert [s["clusters"] for s in summary["compression"]["sections"]] == [8, 8, 4]
+    assert summary["qat"]["compression"]["gzip_bytes"] > 0
+    assert (tmp_path / "clustered_int8_qat.tflite").stat().st_size > 0
+    network = keras.models.load_model(tmp_path / "clustered.keras")
+    assert len(np.unique(network.get_layer("logits").kernel.numpy())) <= 4
