@@ -14,6 +14,7 @@ from tfee import _graph
 from tfee import cost
 from tfee._keras import keras
 from tfee._keras import require_functional_model
+from tfee._keras import require_tf_keras
 from tfee._keras import tf
 from tfee.layers.exit_head import ExitHead
 from tfee.layers.head_factory import make_head
@@ -180,8 +181,8 @@ def attach_exits(
       ['exit_1', 'exit_2', 'exit_3']
     """
     api = "tfee.attach_exits"
-    require_functional_model(model, api, single_output=False)
-    if is_early_exit(model):
+    require_tf_keras(model, "model", api, expected="functional model")
+    if isinstance(model, keras.Model) and is_early_exit(model):
         raise ValueError(
             f"{api}: `model` already has exits ({model.output_names}); attach to "
             "its backbone instead (tfee.detach_exits returns it)."
