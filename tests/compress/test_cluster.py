@@ -6,6 +6,7 @@ import pytest
 import tfee
 import tfee.compress
 from tests.compress import _tiny
+from tfee import keras
 
 
 def _distinct(layer, name):
@@ -50,23 +51,29 @@ def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
     assert result.compression.entropy_ratio > 2 * dense.entropy_ratio
 
 
-def test_preserve_sparsity_keeps_pruned_weights_at_zero(global_pruning):
+def test_preserve_sparsity_keeps_pruned_weights_at_zero_in_every_stage(
+    global_pruning,
+):
     pruned = global_pruning[2].network
-    zeros = pruned.get_layer("block2_conv").kernel.numpy() == 0
+    names = ("block1_conv", "exit_1_head", "block2_conv", "logits")
+    zeros = {n: pruned.get_layer(n).kernel.numpy() == 0 for n in names}
     with _tiny.eagerly():
         result = tfee.compress.cluster(
             pruned,
             _tiny.dataset(),
-            4,
-            staged=False,
+            {1: 4, 2: 4},
             distill=False,
             init="linear",
             preserve_sparsity=True,
+            optimizer=keras.optimizers.Adam(1e-2),
             verbose=0,
         )
-    kernel = result.network.get_layer("block2_conv").kernel.numpy()
-    assert zeros.any()
-    assert np.all(kernel[zeros] == 0)
+    # Section 2 is clustered in stage 2, after stage 1 retrained it.
+    for name in names:
+        kernel = result.network.get_layer(name).kernel.numpy()
+        assert zeros[name].any(), name
+        assert np.all(kernel[zeros[name]] == 0), name
+        assert len(np.unique(kernel)) <= 4, name
 
 
 def test_fewer_than_two_clusters_are_rejected():

@@ -19,6 +19,7 @@ from tfee.compress import metrics
 from tfee.compress import ratio
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
+from tfee.compress._tfmot import ClusterWeights
 from tfee.compress.prune import _check_network
 from tfee.compress.prune import strip
 
@@ -204,10 +205,41 @@ class ClusteringResult:
         }
 
 
+class _KeepZeros(keras.callbacks.Callback):
+    """Puts zero weights of layers that are not (yet) clustered back to zero
+    after every batch, so that a pruned network stays pruned while a staged
+    run retrains sections it clusters later."""
+
+    def __init__(self, model):
+        super().__init__()
+        self._masks = []
+        for layer in model.layers:
+            if isinstance(layer, ClusterWeights) or not layer.trainable:
+                continue
+            for _, weight in scopes.clusterable_weights(layer) or []:
+                mask = keras.backend.get_value(weight) != 0
+                if not mask.all():
+                    self._masks.append((weight, mask.astype("float32")))
+
+    def on_train_batch_end(self, batch, logs=None):
+        for weight, mask in self._masks:
+            weight.assign(weight * mask)
+
+
 def _retrain(
-    student, teacher, data, epochs, optimizer, distill, temperature, kd_weight, verbose
+    student,
+    teacher,
+    data,
+    epochs,
+    optimizer,
+    distill,
+    temperature,
+    kd_weight,
+    verbose,
+    preserve_sparsity,
 ):
     fresh = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    callbacks = [_KeepZeros(student)] if preserve_sparsity else []
     if distill:
         from tfee.training import Distiller
 
@@ -215,12 +247,12 @@ def _retrain(
             student, teacher=teacher, temperature=temperature, kd_weight=kd_weight
         )
         trainer.compile(optimizer=fresh)
-        trainer.fit(data, epochs=epochs, verbose=verbose)
+        trainer.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     else:
         from tfee.training import losses
 
         student.compile(optimizer=fresh, loss=losses.joint(student))
-        student.fit(data, epochs=epochs, verbose=verbose)
+        student.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
 
 
 def cluster(
@@ -255,7 +287,10 @@ def cluster(
       teacher: "dense" (a frozen copy of the input network), None
         (self-distillation from the deepest exit) or a model.
       epochs: retraining epochs per stage.
-      init, preserve_sparsity, per_channel: see `cluster_weights`.
+      init, per_channel: see `cluster_weights`.
+      preserve_sparsity: keep zero (pruned) weights at zero: tfmot keeps them
+        in clustered layers, and layers not clustered yet (later stages,
+        sections left out) have their zeros restored after every batch.
       optimizer: an optimizer to copy for every stage (default Adam 1e-4).
       temperature, kd_weight: distillation settings (ESCEPE: 3 and 0.3).
       evaluation_data: if given, per-exit and ensemble accuracy before/after.
@@ -322,6 +357,7 @@ def cluster(
                 temperature,
                 kd_weight,
                 verbose,
+                preserve_sparsity,
             )
         current = strip(wrapped)
         if staged:

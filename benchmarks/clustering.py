@@ -1,0 +1,263 @@
+"""Section-wise clustering of the reference network (ESCEPE, PAPERS.md section 4).
+
+Clusters the reference network (shared/BENCHMARK.md), or a pruned copy of it
+from benchmarks/pruning.py (zeros kept: preserve_sparsity), with a few
+per-section cluster settings. Each setting is applied section by section
+(shallowest first, --clustering_staged), retraining after each stage with
+distillation from the network before clustering (T = 3, 0.3 KD + 0.7 CE),
+for --clustering_steps batches per stage: a small budget chosen to fit the
+shared 2-core machine, recorded in the JSON.
+
+Reported per setting: per-exit and ensemble test accuracy before and after;
+the compression ratio = fp32 bytes of all weights / gzip -9 of the exported
+.tflite (`tfee.export.tflite`: float32 and post-training int8 with every
+exit_k and stage_k signature, and int8 with the stage_k signatures alone,
+which is what a cascade runs on a device), bits per weight (8 x gzip bytes / weights), the entropy
+bound of the cluster indices; and the int8 file's top-1 agreement with Keras
+(`tfee.export.verify`, 512 test images). The target: >= 16x with at most one
+point lost per exit; ESCEPE reports > 36x on CIFAR-10 (ResNet-18, < 1 point
+ensemble loss), i.e. < 32 / 36 = 0.89 bits per weight.
+
+    .venv/bin/python -m benchmarks.clustering            # the reference network
+    .venv/bin/python -m benchmarks.clustering --quick    # smoke check only
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+import tfee
+import tfee.compress
+import tfee.export
+from benchmarks import pruning
+from benchmarks import reference
+from tfee import keras
+from tfee import report
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "clustering_settings",
+    "16;1:32,2:32,3:16,4:16,5:16,6:8,7:8;8",
+    "Cluster settings separated by ';' (each as tfee.compress.parse_clusters reads).",
+)
+flags.DEFINE_string(
+    "clustering_base",
+    "together_80",
+    "'dense', or ORDER_PERCENT of a network cached by benchmarks/pruning.py "
+    "(falls back to dense, with a note, when it is missing).",
+)
+flags.DEFINE_integer("clustering_steps", 32, "Retraining batches per stage.")
+flags.DEFINE_bool("clustering_staged", True, "One section per stage (ESCEPE).")
+flags.DEFINE_float("clustering_learning_rate", 1e-4, "Adam learning rate.")
+flags.DEFINE_enum(
+    "clustering_init",
+    "linear",
+    ["density", "kmeans++", "linear", "random"],
+    "Centroid initialisation (linear copes with heavily pruned heads, where "
+    "k-means++ finds fewer distinct non-zero weights than clusters).",
+)
+flags.DEFINE_string("clustering_results_dir", reference.RESULTS, "Where the JSON goes.")
+
+ESCEPE_RATIO = 36.0
+TARGET_RATIO = 16.0
+MAX_EXIT_DROP_POINTS = 1.0
+
+
+def base_network(network, cache_dir, quick, base):
+    """(network, description): the dense reference or a cached pruned copy."""
+    if base == "dense":
+        return network, "dense reference network"
+    order, percent = base.rsplit("_", 1)
+    path = pruning.pruned_path(cache_dir, quick, order, int(percent) / 100)
+    if not os.path.exists(path):
+        return network, f"dense reference network ({path} was missing)"
+    return keras.models.load_model(path), f"pruned: {path}"
+
+
+ARTIFACTS = (
+    ("float32", "float32", None),
+    ("int8", "int8", None),
+    ("int8_stages_only", "int8", "stages"),
+)
+
+
+def artifact_sizes(network, representative, test_images):
+    """Ratios of the exported files, and the int8 file's agreement with Keras.
+
+    "float32" and "int8" hold every exit_k and stage_k signature;
+    "int8_stages_only" only the stage_k signatures a cascade runs on device.
+    """
+    stages = [f"stage_{k}" for k in range(1, len(tfee.exits(network)) + 1)]
+    directory = tempfile.mkdtemp(prefix="tfee-clustering-")
+    try:
+        rows = {}
+        for name, quantize, signatures in ARTIFACTS:
+            path = os.path.join(directory, f"{name}.tflite")
+            exported = tfee.export.tflite(
+                network,
+                path,
+                quantize=quantize,
+                representative=representative if quantize == "int8" else None,
+                signatures=stages if signatures == "stages" else None,
+            )
+            with open(path, "rb") as f:
+                compression = tfee.compress.compression_report(network, f.read())
+            rows[name] = {
+                "signatures": list(exported.signatures),
+                "tflite_bytes": exported.bytes,
+                "gzip_bytes": compression.gzip_bytes,
+                "ratio": compression.ratio,
+                "bits_per_weight": compression.bits_per_weight,
+            }
+            if name == "int8":
+                check = tfee.export.verify(path, network, test_images, samples=512)
+                rows[name]["top1_agreement_with_keras_512_test_images"] = {
+                    c.signature: c.top1_agreement
+                    for c in check.checks
+                    if c.signature.startswith("exit_")
+                }
+        rows["entropy"] = {
+            "bytes": compression.entropy_bytes,
+            "ratio": compression.entropy_ratio,
+            "sections": list(compression.sections),
+        }
+        rows["fp32_bytes"] = compression.fp32_bytes
+        return rows
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate):
+    pruning.wait_for_network(cache_dir, quick, 0)
+    dense = reference.reference_network(archive, cache_dir, quick)
+    network, description = base_network(dense, cache_dir, quick, base)
+    splits, mean, std = reference.reference_data(archive, cache_dir, quick)
+    train = reference.pipeline(*splits["train"], mean, std, training=True)
+    test = reference.pipeline(*splits["test"], mean, std, training=False)
+    representative = reference.pipeline(
+        *splits["validation"], mean, std, training=False
+    )
+    test_images = test.map(lambda x, y: x)
+    started = time.time()
+    print(f"base: {description}; measuring it ...", flush=True)
+    before = tfee.compress.exit_accuracy(network, test)
+    pruned = tfee.compress.sparsity_report(network).overall > 0.01
+    result = {
+        "setup": "reference" if not quick else "quick (smoke check only, not a result)",
+        "base": description,
+        "base_sparsity": tfee.compress.sparsity_report(network).overall,
+        "budget": {
+            "staged": staged,
+            "retraining_batches_per_stage": steps,
+            "batch": reference.BATCH,
+            "optimizer": f"Adam({learning_rate:g}), fresh per stage",
+            "distillation": "teacher = the base network (frozen copy), T=3, "
+            "kd_weight=0.3, every exit from the teacher's deepest exit",
+            "preserve_sparsity": pruned,
+            "centroid_init": FLAGS.clustering_init,
+        },
+        "before": before.__dict__,
+        "base_artifacts": artifact_sizes(network, representative, test_images),
+        "settings": [],
+        "escepe_anchor": {
+            "ratio": ESCEPE_RATIO,
+            "bits_per_weight": 32 / ESCEPE_RATIO,
+            "note": "ResNet-18 with 3 shallow classifiers, CIFAR-10, < 1 point "
+            "ensemble loss (PAPERS.md section 4)",
+        },
+    }
+    sections = [s.index for s in tfee.sections(network)]
+    for setting in settings:
+        print(f"clustering {setting} ...", flush=True)
+        clusters = tfee.compress.parse_clusters(setting)
+        if isinstance(clusters, int):
+            # Spelled out per section so that staged runs go section by section.
+            clusters = dict.fromkeys(sections, clusters)
+        tick = time.time()
+        clustered = tfee.compress.cluster(
+            network,
+            train.take(steps),
+            clusters,
+            staged=staged,
+            distill=True,
+            epochs=1,
+            preserve_sparsity=pruned,
+            init=FLAGS.clustering_init,
+            optimizer=keras.optimizers.Adam(learning_rate),
+            verbose=2,
+        )
+        seconds = time.time() - tick
+        after = tfee.compress.exit_accuracy(clustered.network, test)
+        artifacts = artifact_sizes(clustered.network, representative, test_images)
+        drops = {
+            name: 100 * (before.exits[name] - after.exits[name])
+            for name in before.exits
+        }
+        row = {
+            "clusters": setting,
+            "stages": [list(s) for s in clustered.stages],
+            "seconds": round(seconds, 1),
+            "after": after.__dict__,
+            "exit_drop_points": drops,
+            "ensemble_drop_points": 100 * (before.ensemble - after.ensemble),
+            "artifacts": artifacts,
+            "checks": {
+                f"int8_ratio_at_least_{TARGET_RATIO:g}": artifacts["int8"]["ratio"]
+                >= TARGET_RATIO,
+                f"int8_stages_only_ratio_at_least_{TARGET_RATIO:g}": artifacts[
+                    "int8_stages_only"
+                ]["ratio"]
+                >= TARGET_RATIO,
+                f"float32_ratio_at_least_{TARGET_RATIO:g}": artifacts["float32"][
+                    "ratio"
+                ]
+                >= TARGET_RATIO,
+                f"every_exit_drop_at_most_{MAX_EXIT_DROP_POINTS:g}_point": max(
+                    drops.values()
+                )
+                <= MAX_EXIT_DROP_POINTS,
+            },
+        }
+        result["settings"].append(row)
+        print(
+            f"{setting}: float32 {artifacts['float32']['ratio']:.1f}x "
+            f"({artifacts['float32']['bits_per_weight']:.2f} bits/weight), int8 "
+            f"{artifacts['int8']['ratio']:.1f}x "
+            f"({artifacts['int8']['bits_per_weight']:.2f} bits/weight), int8 stages "
+            f"only {artifacts['int8_stages_only']['ratio']:.1f}x, entropy "
+            f"bound {artifacts['entropy']['ratio']:.1f}x; worst exit drop "
+            f"{max(drops.values()):.2f} points, ensemble "
+            f"{row['ensemble_drop_points']:.2f}",
+            flush=True,
+        )
+        tag = "_quick" if quick else ""
+        result["seconds"] = round(time.time() - started, 1)
+        result["record"] = reference.machine_record()
+        os.makedirs(FLAGS.clustering_results_dir, exist_ok=True)
+        report.write_json(
+            os.path.join(FLAGS.clustering_results_dir, f"clustering{tag}.json"),
+            result,
+        )
+    return result
+
+
+def main(argv):
+    del argv
+    run(
+        FLAGS.quick,
+        FLAGS.cache_dir,
+        FLAGS.archive,
+        [s for s in FLAGS.clustering_settings.split(";") if s],
+        FLAGS.clustering_base,
+        FLAGS.clustering_steps,
+        FLAGS.clustering_staged,
+        FLAGS.clustering_learning_rate,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
