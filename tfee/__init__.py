@@ -1,20 +1,27 @@
 """tfee: early-exit networks for tf_keras, from training to TFLite.
 
 The public API is re-exported here, one name per line; nothing private is
-reachable from this namespace.
+reachable from this namespace. `tfee.tuning` (keras-tuner) is imported on
+demand, `import tfee.tuning`, because keras-tuner loads Keras 3 as well.
 """
 
 from tfee import (  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     _keras,
 )
 from tfee import backbones
+from tfee import compress
 from tfee import cost
 from tfee import data
+from tfee import export
+from tfee import inference
 from tfee import layers
+from tfee import policy
+from tfee import report
 from tfee import training
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
+from tfee.inference import DynamicPredictor
 from tfee.network import ExitInfo
 from tfee.network import Section
 from tfee.network import attach_exits
@@ -26,34 +33,58 @@ from tfee.placement import FlopsFractions
 from tfee.placement import Layers
 from tfee.placement import Placement
 from tfee.placement import PTEENet
+from tfee.policy import PatiencePolicy
+from tfee.policy import ThresholdPolicy
+from tfee.policy import calibrate
+from tfee.policy import collect_outputs
+from tfee.policy import evaluate
+from tfee.policy import load_policy
+from tfee.policy import oracle
 from tfee.stages import stage_models
+from tfee.training import Distiller
+from tfee.training import EENet
 from tfee.training import callbacks
 from tfee.training import losses
 from tfee.version import __version__
 
 __all__ = [
+    "DynamicPredictor",
+    "Distiller",
+    "EENet",
     "ExitInfo",
     "FlopsFractions",
     "Layers",
     "PTEENet",
+    "PatiencePolicy",
     "Placement",
     "Section",
+    "ThresholdPolicy",
     "__version__",
     "attach_exits",
     "backbones",
+    "calibrate",
     "callbacks",
+    "collect_outputs",
+    "compress",
     "cost",
     "data",
     "detach_exits",
+    "evaluate",
     "exits",
+    "export",
+    "inference",
     "is_early_exit",
     "keras",
-    "tf",
-    "tfmot",
     "layers",
+    "load_policy",
     "losses",
+    "oracle",
+    "policy",
+    "report",
     "sections",
     "stage_models",
+    "tf",
+    "tfmot",
     "training",
 ]
 

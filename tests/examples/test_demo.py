@@ -6,11 +6,13 @@ from examples import demo
 
 
 def test_demo_trains_and_reports_every_exit():
-    rows, full_macs = demo.run_demo(epochs=1, head="linear", seed=0)
+    rows, full_macs, evaluation = demo.run_demo(epochs=1, head="linear", seed=0)
     assert [info.name for info, _ in rows] == ["exit_1", "exit_2", "exit_3"]
     assert all(0.0 <= accuracy <= 1.0 for _, accuracy in rows)
     table = demo.format_table(rows, full_macs)
     assert "block1_out" in table and "full network" in table
+    assert sum(evaluation.exit_counts) == evaluation.num_samples == 359
+    assert 0 < evaluation.macs_fraction <= rows[-1][0].cumulative_macs / full_macs
 
 
 def test_demo_main_prints_the_table(capsys):

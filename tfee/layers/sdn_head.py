@@ -13,7 +13,8 @@ class SDNHead(ExitHead):
 
     The feature map is pooled to about 4x4 (window = size // 4) by a learned
     mix `a * max + (1 - a) * avg` with `a = sigmoid(mix_logit)`, flattened, and
-    classified by one linear layer. Maps of 4x4 or smaller are not pooled.
+    classified by one linear layer. Maps smaller than 8x8 are not pooled (and
+    have no mix weight).
     See `ExitHead` for shapes and arguments.
 
     Example:
@@ -28,10 +29,12 @@ class SDNHead(ExitHead):
         return max(1, input_shape[1] // 4), max(1, input_shape[2] // 4)
 
     def _build_features(self, input_shape):
-        self.mix_logit = self.add_weight(
-            name="mix_logit", shape=(), initializer="zeros"
-        )
         ph, pw = self._pool_size(input_shape)
+        if (ph, pw) != (1, 1):
+            # Only a map that is pooled has a mix to learn.
+            self.mix_logit = self.add_weight(
+                name="mix_logit", shape=(), initializer="zeros"
+            )
         return (input_shape[1] // ph) * (input_shape[2] // pw) * input_shape[3]
 
     def _features(self, inputs, training):
