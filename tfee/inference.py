@@ -68,6 +68,7 @@ class DynamicPredictor:
             )
         self.policy = policy
         self._stages = [self._compile(stage) for stage in stage_models]
+        self._dtype = stage_models[0].inputs[0].dtype
 
     @staticmethod
     def _compile(stage):
@@ -90,7 +91,7 @@ class DynamicPredictor:
         Returns:
           A `DynamicResult` for the batch.
         """
-        features = tf.convert_to_tensor(images)
+        features = tf.cast(tf.convert_to_tensor(images), self._dtype)
         if features.shape.rank is None or features.shape[0] == 0:
             raise ValueError(
                 "DynamicPredictor.predict_batch: `images` must hold at least one "
@@ -102,7 +103,7 @@ class DynamicPredictor:
         exit_indices = np.empty(size, np.int64)
         chosen = None
         for k, stage in enumerate(self._stages):
-            result = stage(tf.cast(features, stage.input_signature[0].dtype))
+            result = stage(features)
             logits = result["logits"].numpy()
             confidence = result.get("confidence")
             confidence = None if confidence is None else confidence.numpy()
@@ -111,11 +112,13 @@ class DynamicPredictor:
                 chosen = np.empty((size, logits.shape[-1]), logits.dtype)
             exit_indices[remaining[leave]] = k
             chosen[remaining[leave]] = logits[leave]
-            stay = ~leave
-            if not stay.any():
+            if leave.all():
                 break
-            features = tf.boolean_mask(result["features"], stay)
-            remaining = remaining[stay]
+            features = result["features"]
+            if leave.any():
+                stay = ~leave
+                features = tf.boolean_mask(features, stay)
+                remaining = remaining[stay]
         return DynamicResult(
             predictions=np.argmax(chosen, axis=-1),
             exit_indices=exit_indices,
