@@ -253,3 +253,12 @@ def test_introspecting_a_plain_model_raises(tiny_cnn):
 def test_invalid_placement_type_raises(tiny_cnn):
     with pytest.raises(TypeError, match="Received: placement=0.5"):
         tfee.attach_exits(tiny_cnn, 0.5)
+
+
+def test_exits_and_sections_are_read_through_tfmot_wrappers(tiny_cnn):
+    net = tfee.attach_exits(tiny_cnn, ["block1_out"], head="sdn")
+    pruned = tfee.tfmot.sparsity.keras.prune_low_magnitude(net)
+    assert pruned.output_names[0].startswith("prune_low_magnitude")
+    assert tfee.is_early_exit(pruned)
+    assert [e.attach_layer.endswith("block1_out") for e in tfee.exits(pruned)][0]
+    assert len(tfee.sections(pruned)) == 2

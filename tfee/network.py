@@ -249,11 +249,21 @@ def attach_exits(
 
 def is_early_exit(model):
     """True if the model's outputs are named like a tfee early-exit network."""
-    names = getattr(model, "output_names", None) or []
+    names = _output_names(model)
     exit_numbers = sorted(int(m.group(1)) for m in map(_EXIT_NAME.match, names) if m)
     return len(exit_numbers) >= 2 and exit_numbers == list(
         range(1, len(exit_numbers) + 1)
     )
+
+
+def _output_names(model):
+    """Output names as tfee gave them, also under tfmot wrappers.
+
+    tfmot wraps the `exit_k` identity layers too, which renames the outputs
+    (`prune_low_magnitude_exit_k`); the wrapped layer keeps the name.
+    """
+    outputs = getattr(model, "outputs", None) or []
+    return [cost.unwrap(t._keras_history.layer).name for t in outputs]
 
 
 def _require_network(network, api):
@@ -262,7 +272,7 @@ def _require_network(network, api):
         raise ValueError(
             f"{api}: `network` is not a tfee early-exit network (outputs named "
             "exit_1..exit_K); build one with tfee.attach_exits. Received outputs: "
-            f"{getattr(network, 'output_names', None)}"
+            f"{_output_names(network) if isinstance(network, keras.Model) else None}"
         )
 
 
@@ -278,7 +288,7 @@ def _input_of(tensor):
 def _structure(network, api):
     """Per exit: (name, output tensor, head layer or None, attach tensor, confidence name)."""
     _require_network(network, api)
-    outputs = dict(zip(network.output_names, network.outputs))
+    outputs = dict(zip(_output_names(network), network.outputs))
     num_exits = sum(1 for n in outputs if _EXIT_NAME.match(n))
     rows = []
     for k in range(1, num_exits + 1):
