@@ -87,8 +87,12 @@ def main(argv):
         normalised(splits["validation"][0], mean, std),
         splits["validation"][1],
     )
-    test_x = normalised(splits["test"][0], mean, std)[: FLAGS.samples]
-    test_y = splits["test"][1][: FLAGS.samples]
+    # The test folder is sorted by class: time a seeded sample of all classes.
+    chosen = np.random.default_rng(0).permutation(len(splits["test"][1]))[
+        : FLAGS.samples
+    ]
+    test_x = normalised(splits["test"][0][chosen], mean, std)
+    test_y = splits["test"][1][chosen]
     print(f"calibrating on {len(validation[1])} validation images ...", flush=True)
     policy = tfee.policy.calibrate(
         tfee.policy.collect_outputs(network, validation),
