@@ -75,6 +75,11 @@ def confidence_scores(logits, rule, confidence=None):
                 f"{score.shape}"
             )
         return np.where(finite & np.isfinite(score), score, np.nan)
+    if rule == "max_softmax" and finite.all():
+        # The cascade runtime calls this once per exit and sample: the top
+        # probability is 1 / sum(exp(logits - max)), with no softmax to build.
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        return 1.0 / np.exp(shifted).sum(axis=-1)
     with np.errstate(all="ignore"):
         probabilities = _softmax(np.where(finite[..., None], logits, 0.0))
         if rule == "max_softmax":
