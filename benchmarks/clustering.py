@@ -50,7 +50,7 @@ flags.DEFINE_string(
     "'dense', or ORDER_PERCENT of a network cached by benchmarks/pruning.py "
     "(falls back to dense, with a note, when it is missing).",
 )
-flags.DEFINE_integer("clustering_steps", 32, "Retraining batches per stage.")
+flags.DEFINE_integer("clustering_steps", 24, "Retraining batches per stage.")
 flags.DEFINE_bool("clustering_staged", True, "One section per stage (ESCEPE).")
 flags.DEFINE_float("clustering_learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_enum(

@@ -41,7 +41,7 @@ from tfee import report
 FLAGS = flags.FLAGS
 flags.DEFINE_list("pruning_levels", ["0.5", "0.7", "0.8", "0.9"], "Global sparsities.")
 flags.DEFINE_integer(
-    "pruning_steps", 150, "Fine-tuning batches (of 128) per phase per level."
+    "pruning_steps", 120, "Fine-tuning batches (of 128) per phase per level."
 )
 flags.DEFINE_float("pruning_learning_rate", 1e-4, "Adam learning rate for fine-tuning.")
 flags.DEFINE_float(
