@@ -29,7 +29,7 @@ def dequantize_output(values, details):
     """A signature output as float32 (dequantized where it is integer)."""
     values = np.asarray(values)
     if values.dtype.kind == "f":
-        return values.astype(np.float32)
+        return np.asarray(values, np.float32)
     scale, zero_point = details["quantization"]
     return (values.astype(np.float32) - zero_point) * scale
 
@@ -170,9 +170,11 @@ class Cascade:
             stay = ~leave
             if not stay.any():
                 break
-            alive = alive[stay]
             name = f"features_{k + 1}"
-            values = outputs[name][stay]
+            values = outputs[name]
+            if not stay.all():  # Copy only when some samples left.
+                alive = alive[stay]
+                values = values[stay]
         return answers, exit_indices
 
     def predict(self, images, batch_size=None):
