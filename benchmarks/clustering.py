@@ -239,7 +239,10 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
         result["record"] = reference.machine_record()
         os.makedirs(FLAGS.clustering_results_dir, exist_ok=True)
         report.write_json(
-            os.path.join(FLAGS.clustering_results_dir, f"clustering{tag}.json"),
+            os.path.join(
+                FLAGS.clustering_results_dir,
+                f"{FLAGS.clustering_result_name}{tag}.json",
+            ),
             result,
         )
     return result
