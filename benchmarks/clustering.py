@@ -61,6 +61,9 @@ flags.DEFINE_enum(
     "k-means++ finds fewer distinct non-zero weights than clusters).",
 )
 flags.DEFINE_string("clustering_results_dir", reference.RESULTS, "Where the JSON goes.")
+flags.DEFINE_string(
+    "clustering_result_name", "clustering", "The JSON's name (without .json)."
+)
 
 ESCEPE_RATIO = 36.0
 TARGET_RATIO = 16.0
