@@ -54,22 +54,6 @@ MAX_MACS_FRACTION = 0.60
 MAX_ORACLE_RATIO = 1.5
 
 
-def wait_for_network(cache_dir, quick, minutes):
-    """The cached network's path; waits for it, never trains it."""
-    path = os.path.join(cache_dir, f"reference_{'quick' if quick else 'full'}.keras")
-    deadline = time.time() + 60 * minutes
-    while not os.path.exists(path):
-        if time.time() >= deadline:
-            raise SystemExit(
-                f"benchmarks.calibration: the trained reference network {path} does not "
-                "exist yet. Train it with `python -m benchmarks.reference` (about an "
-                "hour) or pass --wait_minutes while it trains; this script never trains."
-            )
-        print(f"waiting for {path} ...", flush=True)
-        time.sleep(30)
-    return path
-
-
 def normalised(images, mean, std):
     return ((images.astype("float32") / 255.0 - mean) / std).astype("float32")
 
@@ -123,7 +107,7 @@ def summary(result):
 
 
 def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
-    wait_for_network(cache_dir, quick, wait_minutes)
+    reference.wait_for_network(cache_dir, quick, wait_minutes)
     network = reference.reference_network(archive, cache_dir, quick)
     splits, mean, std = reference.reference_data(archive, cache_dir, quick)
     print("collecting outputs (one pass over validation and test) ...", flush=True)

@@ -135,7 +135,7 @@ def artifact_sizes(network, representative, test_images):
 
 
 def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate):
-    pruning.wait_for_network(cache_dir, quick, 0)
+    reference.wait_for_network(cache_dir, quick)
     dense = reference.reference_network(archive, cache_dir, quick)
     network, description = base_network(dense, cache_dir, quick, base)
     splits, mean, std = reference.reference_data(archive, cache_dir, quick)

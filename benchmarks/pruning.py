@@ -61,21 +61,6 @@ ORDERS = ("together", "ordered")
 SDN_FINAL_WEIGHTS = (*tfee.losses.SDN_MAX_WEIGHTS, 1.0)
 
 
-def wait_for_network(cache_dir, quick, minutes):
-    """The cached reference network's path; waits for it, never trains it."""
-    path = os.path.join(cache_dir, f"reference_{'quick' if quick else 'full'}.keras")
-    deadline = time.time() + 60 * minutes
-    while not os.path.exists(path):
-        if time.time() >= deadline:
-            raise SystemExit(
-                f"{path} does not exist yet: train it with `python -m "
-                "benchmarks.reference` or pass a wait; this script never trains it."
-            )
-        print(f"waiting for {path} ...", flush=True)
-        time.sleep(30)
-    return path
-
-
 def pruned_path(cache_dir, quick, order, level):
     tag = "quick" if quick else "full"
     return os.path.join(cache_dir, f"pruned_{tag}_{order}_{round(100 * level)}.keras")
@@ -182,7 +167,7 @@ def plot(path, result):
 
 
 def run(quick, cache_dir, archive, levels, steps, learning_rate, target_drop):
-    wait_for_network(cache_dir, quick, FLAGS.pruning_wait_minutes)
+    reference.wait_for_network(cache_dir, quick, FLAGS.pruning_wait_minutes)
     network = reference.reference_network(archive, cache_dir, quick)
     splits, mean, std = reference.reference_data(archive, cache_dir, quick)
     train = reference.pipeline(*splits["train"], mean, std, training=True)

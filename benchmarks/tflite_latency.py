@@ -19,7 +19,6 @@ latency / full mean latency <= MACs ratio + 0.10.
     .venv/bin/python -m benchmarks.tflite_latency --quick    # smoke check only
 """
 
-import json
 import os
 import statistics
 import tempfile
@@ -72,12 +71,7 @@ def main(argv):
     from ai_edge_litert.interpreter import Interpreter
 
     tag = "quick" if FLAGS.quick else "full"
-    path = os.path.join(FLAGS.cache_dir, f"reference_{tag}.keras")
-    if not os.path.exists(path):
-        raise app.UsageError(
-            f"{path} is missing; build it with benchmarks/reference.py first "
-            "(this benchmark never trains)."
-        )
+    path = reference.wait_for_network(FLAGS.cache_dir, FLAGS.quick)
     network = tfee.keras.models.load_model(path)
     splits, mean, std = reference.reference_data(
         FLAGS.archive, FLAGS.cache_dir, FLAGS.quick
@@ -198,9 +192,7 @@ def main(argv):
     }
     os.makedirs(FLAGS.latency_results_dir, exist_ok=True)
     out = os.path.join(FLAGS.latency_results_dir, f"tflite_latency_{tag}.json")
-    with open(out + ".partial", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(out + ".partial", out)
+    tfee.report.write_json(out, result)
     print(
         f"\nfull (exit_{num_exits}): median {result['full_latency_ms']['median']:.3f} ms, "
         f"mean {result['full_latency_ms']['mean']:.3f} ms\n"

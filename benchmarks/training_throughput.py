@@ -17,7 +17,6 @@ uint8 images through the same pipeline, labelled as such in the JSON.
         --window_steps=3 --warmup_steps=2 --synthetic   # smoke check
 """
 
-import json
 import os
 import statistics
 import time
@@ -172,9 +171,7 @@ def main(argv):
     }
     os.makedirs(reference.RESULTS, exist_ok=True)
     path = os.path.join(reference.RESULTS, f"{FLAGS.result_name}.json")
-    with open(path + ".partial", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".partial", path)
+    tfee.report.write_json(path, result)
     print(
         f"\nTraining throughput ({source}):\n"
         f"  backbone    {backbone_median:8.1f} images/s (median)\n"
