@@ -18,7 +18,7 @@ from tfee import stages as stages_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tf
-from tfee._keras import tfmot
+from tfee.compress.prune import strip as strip_wrappers
 from tfee.layers.confidence import CONFIDENCE_RULES
 
 __all__ = []
@@ -51,12 +51,9 @@ def strip(network, api="tfee.export.strip"):
       ValueError: `network` is not an early-exit network.
     """
     require_functional_model(network, api, argument="network", single_output=False)
-    names = _wrapper_names(network)
     stripped = network
-    if names & set(_PRUNE_WRAPPERS):
-        stripped = tfmot.sparsity.keras.strip_pruning(stripped)
-    if _wrapper_names(stripped) & set(_CLUSTER_WRAPPERS):
-        stripped = tfmot.clustering.keras.strip_clustering(stripped)
+    if _wrapper_names(network) & set(_PRUNE_WRAPPERS + _CLUSTER_WRAPPERS):
+        stripped = strip_wrappers(network)
     if not network_lib.is_early_exit(stripped):
         raise ValueError(
             f"{api} expects a tfee early-exit network (outputs exit_1..exit_K, "
