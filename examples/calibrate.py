@@ -62,19 +62,6 @@ flags.DEFINE_integer(
 )
 
 
-def train_digits_network(epochs, seed=0):
-    """A small CNN with two early exits, trained on the digits' training split."""
-    keras.utils.set_random_seed(seed)
-    train, validation, _ = tfee.data.digits(seed=seed)
-    backbone = tfee.backbones.small_cnn(num_classes=10, input_shape=(8, 8, 1))
-    network = tfee.attach_exits(backbone, ["block1_out", "block2_out"], head="sdn")
-    network.compile(
-        optimizer=keras.optimizers.Adam(3e-3), loss=tfee.losses.joint(network)
-    )
-    network.fit(train, validation_data=validation, epochs=epochs, verbose=2)
-    return network
-
-
 def load_splits(data, input_shape, validation_fraction, seed=0):
     """(validation, test) as (images, labels) arrays shaped for the network."""
     if data == "digits":
@@ -149,7 +136,9 @@ def main(argv):
             raise app.UsageError(f"--keras_model: no such file: {FLAGS.keras_model}")
         network = keras.models.load_model(FLAGS.keras_model)
     else:
-        network = train_digits_network(FLAGS.calibrate_train_epochs)
+        network = tfee.training.recipes.train_digits_network(
+            FLAGS.calibrate_train_epochs
+        )
     policy, test_result, val_result, paths = run_calibration(
         network,
         FLAGS.calibrate_data,

@@ -10,7 +10,6 @@ from absl import app
 from absl import flags
 
 import tfee
-from tfee import keras
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 40, "Training epochs.")
@@ -26,19 +25,8 @@ def run_demo(epochs, head, seed):
       the backbone's MACs, and the test `Evaluation` of a max-softmax policy
       calibrated on the validation split for at most 1 point of accuracy loss.
     """
-    keras.utils.set_random_seed(seed)
-    train, validation, test = tfee.data.digits(seed=seed)
-    backbone = tfee.backbones.small_cnn(num_classes=10, input_shape=(8, 8, 1))
-    network = tfee.attach_exits(backbone, ["block1_out", "block2_out"], head=head)
-    network.compile(
-        optimizer=keras.optimizers.Adam(3e-3),
-        loss={
-            name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            for name in network.output_names
-        },
-        metrics={name: ["accuracy"] for name in network.output_names},
-    )
-    network.fit(train, validation_data=validation, epochs=epochs, verbose=2)
+    network = tfee.training.recipes.train_digits_network(epochs, head=head, seed=seed)
+    _, validation, test = tfee.data.digits(seed=seed)
 
     labels = np.concatenate([y for _, y in test])
     logits = network.predict(test, verbose=0)

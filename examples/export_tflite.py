@@ -52,19 +52,6 @@ def calibration_images(network, data, seed, count=256):
     return np.concatenate([x for x, _ in validation])[:count]
 
 
-def train_digits_network(epochs, seed):
-    """A small CNN with exits after its first two blocks, trained on digits."""
-    keras.utils.set_random_seed(seed)
-    train, validation, _ = tfee.data.digits(seed=seed)
-    backbone = tfee.backbones.small_cnn(num_classes=10, input_shape=(8, 8, 1))
-    network = tfee.attach_exits(backbone, ["block1_out", "block2_out"], head="sdn")
-    network.compile(
-        optimizer=keras.optimizers.Adam(3e-3), loss=tfee.losses.joint(network)
-    )
-    network.fit(train, validation_data=validation, epochs=epochs, verbose=2)
-    return network
-
-
 def export_all(network, output_dir, quantizations, micro, images):
     """Exports every variant (and the Micro stages); returns printable lines."""
     lines = []
@@ -104,7 +91,9 @@ def main(argv):
     if FLAGS.model_path:
         network = keras.models.load_model(FLAGS.model_path)
     else:
-        network = train_digits_network(FLAGS.train_epochs, FLAGS.train_seed)
+        network = tfee.training.recipes.train_digits_network(
+            FLAGS.train_epochs, seed=FLAGS.train_seed
+        )
     images = calibration_images(network, FLAGS.calibration_data, FLAGS.train_seed)
     for line in export_all(
         network, FLAGS.export_dir, FLAGS.quantize, FLAGS.micro, images
