@@ -17,6 +17,7 @@ import os
 import keras_tuner
 import numpy as np
 
+from tfee._checks import check_int
 from tfee.policy import evaluation as evaluation_lib
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
@@ -45,15 +46,7 @@ def make_oracle(kind, objective, max_trials, seed=0):
         raise ValueError(
             f"{api}: `kind` must be one of {_ORACLES}. Received: kind={kind!r}"
         )
-    if (
-        isinstance(max_trials, bool)
-        or not isinstance(max_trials, numbers.Integral)
-        or max_trials < 1
-    ):
-        raise ValueError(
-            f"{api}: `max_trials` must be a positive int. "
-            f"Received: max_trials={max_trials!r}"
-        )
+    max_trials = check_int(max_trials, "max_trials", api)
     if isinstance(objective, str):
         objective = keras_tuner.Objective(objective, direction="max")
     if kind == "random":

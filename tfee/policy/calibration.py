@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from tfee._checks import check_int
 from tfee.policy import evaluation as evaluate_lib
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
@@ -94,14 +95,7 @@ def _check_rule(rule, outputs, api):
 
 
 def _check_candidates(candidates, api):
-    if (
-        isinstance(candidates, bool)
-        or not isinstance(candidates, numbers.Integral)
-        or candidates < 2
-    ):
-        raise ValueError(
-            f"{api}: `candidates` must be an int >= 2. Received: candidates={candidates!r}"
-        )
+    check_int(candidates, "candidates", api, minimum=2)
 
 
 def _scores(outputs, rule):

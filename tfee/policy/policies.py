@@ -23,6 +23,7 @@ import tempfile
 
 import numpy as np
 
+from tfee._checks import check_int
 from tfee.policy import rules as rules_lib
 
 __all__ = ["PatiencePolicy", "Policy", "ThresholdPolicy", "load_policy"]
@@ -70,16 +71,7 @@ class _StreamState:
 
 
 def _check_num_exits(num_exits, api):
-    if (
-        isinstance(num_exits, bool)
-        or not isinstance(num_exits, numbers.Integral)
-        or num_exits < 1
-    ):
-        raise ValueError(
-            f"{api}: `num_exits` must be a positive integer. "
-            f"Received: num_exits={num_exits!r}"
-        )
-    return int(num_exits)
+    return check_int(num_exits, "num_exits", api)
 
 
 def _stack_logits(logits, api):
@@ -125,15 +117,7 @@ class Policy:
           An opaque state for `update`.
         """
         api = f"{type(self).__name__}.initial_state"
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, numbers.Integral)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                f"{api}: `batch_size` must be a positive integer. "
-                f"Received: batch_size={batch_size!r}"
-            )
+        batch_size = check_int(batch_size, "batch_size", api)
         return _StreamState(
             batch_size=int(batch_size),
             alive=np.ones(batch_size, bool),
