@@ -5,9 +5,8 @@ reachable from this namespace. `tfee.tuning` (keras-tuner) is imported on
 demand, `import tfee.tuning`, because keras-tuner loads Keras 3 as well.
 """
 
-from tfee import (  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-    _keras,
-)
+# Sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras.
+from tfee import _keras  # noqa: F401
 from tfee import backbones
 from tfee import compress
 from tfee import cost
