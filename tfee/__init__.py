@@ -88,4 +88,4 @@ __all__ = [
 ]
 
 # Private modules stay out of the public namespace (they remain importable).
-del _checks, _graph, _keras  # noqa: F821
+del _checks, _files, _graph, _keras  # noqa: F821

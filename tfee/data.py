@@ -5,6 +5,7 @@ import typing
 
 import numpy as np
 
+from tfee._files import write_atomically
 from tfee._keras import tf
 
 __all__ = [
@@ -122,11 +123,14 @@ def load_image_folder(directory, cache=None):
             labels.append(label)
     images, labels = np.stack(images), np.asarray(labels, dtype="int32")
     if cache:
-        partial = cache + ".partial.npz"
-        np.savez(
-            partial, images=images, labels=labels, class_names=np.array(class_names)
-        )
-        os.replace(partial, cache)
+
+        def write(partial):
+            with open(partial, "wb") as f:  # A file object: savez adds no suffix.
+                np.savez(
+                    f, images=images, labels=labels, class_names=np.array(class_names)
+                )
+
+        write_atomically(cache, write)
     return images, labels, class_names
 
 

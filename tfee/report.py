@@ -7,9 +7,10 @@ machines without a display and never change pyplot's global backend.
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from tfee._files import write_atomically
 
 __all__ = [
     "plot_exit_histogram",
@@ -81,23 +82,6 @@ def text_table(evaluation):
     return "\n".join(lines)
 
 
-def _atomic(path, write):
-    """Calls write(temp_path), then moves the file to `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial" + suffix)
-    os.close(handle)
-    try:
-        write(partial)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
-    return path
-
-
 def _jsonable(value):
     if hasattr(value, "to_dict"):
         return _jsonable(value.to_dict())
@@ -128,14 +112,16 @@ def write_json(path, data):
             json.dump(_jsonable(data), f, indent=2)
             f.write("\n")
 
-    return _atomic(path, write)
+    return write_atomically(path, write)
 
 
 def _save_figure(figure, path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
-    return _atomic(path, lambda partial: figure.savefig(partial, format="png", dpi=120))
+    return write_atomically(
+        path, lambda partial: figure.savefig(partial, format="png", dpi=120)
+    )
 
 
 def plot_front(path, evaluation, front=None, title=None):
@@ -272,7 +258,7 @@ def write_report(directory, evaluation, front=None, extra=None, prefix=""):
         with open(partial, "w") as f:
             f.write(table + "\n")
 
-    _atomic(paths["table"], write_table)
+    write_atomically(paths["table"], write_table)
     data = {"evaluation": evaluation}
     if front is not None:
         data["front"] = front

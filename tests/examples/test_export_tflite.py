@@ -1,25 +1,12 @@
 """End to end: examples/export_tflite.py on a tiny saved network."""
 
-import importlib.util
 import os
 
 from absl import flags
 from absl.testing import flagsaver
 
+from examples import export_tflite as example
 from tests.export.conftest import tiny_network
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load_example():
-    path = os.path.join(HERE, "..", "..", "examples", "export_tflite.py")
-    spec = importlib.util.spec_from_file_location("export_tflite_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = _load_example()
 
 
 def test_main_exports_verifies_and_writes_micro_stages(tmp_path, capsys):

@@ -1,29 +1,11 @@
 """End to end: examples/run_tflite_cascade.py on a tiny exported network."""
 
-import importlib.util
-import os
-
-import pytest
 from absl import flags
 from absl.testing import flagsaver
 
 import tfee.export
+from examples import run_tflite_cascade as example
 from tests.export.conftest import tiny_network
-
-pytest.importorskip("tfee.policy")
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load_example():
-    path = os.path.join(HERE, "..", "..", "examples", "run_tflite_cascade.py")
-    spec = importlib.util.spec_from_file_location("run_tflite_cascade_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = _load_example()
 
 
 def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):

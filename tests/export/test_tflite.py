@@ -15,7 +15,6 @@ from tfee import keras
 from tfee import tf
 from tfee import tfmot
 from tfee.export import _calibration
-from tfee.export import _signatures
 
 # The package re-exports the function `tflite`, which hides the module.
 tflite_lib = importlib.import_module("tfee.export.tflite")
@@ -258,15 +257,6 @@ def test_a_failed_export_leaves_the_existing_good_file_intact(
         tfee.export.tflite(network, str(path))
     assert path.read_bytes() == good
     assert os.listdir(tmp_path) == ["net.tflite"]
-
-
-def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "file.bin"
-    path.write_bytes(b"good")
-    with pytest.raises(TypeError):
-        _signatures.write_atomically(str(path), object())
-    assert path.read_bytes() == b"good"
-    assert os.listdir(tmp_path) == ["file.bin"]
 
 
 def test_last_bit_scale_differences_are_repairable_and_larger_ones_are_not():

@@ -8,7 +8,6 @@ outputs, built from `tfee.stage_models`, so that stages share weights and an
 app can stop after any of them.
 """
 
-import os
 import re
 import shutil
 import tempfile
@@ -237,20 +236,3 @@ def converter(network, concrete_functions):
 
 def remove(directory):
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def write_atomically(path, data):
-    """Writes bytes (or text) to `path` via a temporary file and os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise

@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from tfee import network as network_lib
+from tfee._files import write_bytes_atomically
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee.export import _calibration
@@ -455,5 +456,5 @@ def micro(
     cascade_path = os.path.join(directory, f"{name}_cascade.cc")
     files.append((cascade_path, cascade))
     for path, content in files:
-        _signatures.write_atomically(path, content)
+        write_bytes_atomically(path, content)
     return MicroExport(directory, tuple(stages), cascade_path)

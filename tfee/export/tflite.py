@@ -13,6 +13,7 @@ import gzip
 import numpy as np
 
 from tfee import network as network_lib
+from tfee._files import write_bytes_atomically
 from tfee._keras import tf
 from tfee.export import _calibration
 from tfee.export import _flatbuffer
@@ -226,7 +227,7 @@ def tflite(
             "cumulative_macs": [int(i.cumulative_macs) for i in infos],
         },
     )
-    _signatures.write_atomically(path, data)
+    write_bytes_atomically(path, data)
     statistics = _flatbuffer.weight_statistics(data)
     return ExportReport(
         path=path,

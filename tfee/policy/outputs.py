@@ -6,13 +6,12 @@ collected once by `collect_outputs`.
 """
 
 import dataclasses
-import os
-import tempfile
 
 import numpy as np
 
 from tfee import cost
 from tfee import network as network_lib
+from tfee._files import write_atomically
 from tfee._keras import keras
 from tfee._keras import tf
 
@@ -101,10 +100,6 @@ class ExitOutputs:
 
     def save(self, path):
         """Writes an .npz atomically; read back with `ExitOutputs.load`."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial.npz")
-        os.close(handle)
         arrays = dict(
             logits=self.logits,
             labels=self.labels,
@@ -113,13 +108,12 @@ class ExitOutputs:
         )
         if self.confidences is not None:
             arrays["confidences"] = self.confidences
-        try:
-            np.savez(partial, **arrays)
-            os.replace(partial, path)
-        except BaseException:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise
+
+        def write(partial):
+            with open(partial, "wb") as f:  # A file object: savez adds no suffix.
+                np.savez(f, **arrays)
+
+        write_atomically(path, write)
 
     @classmethod
     def load(cls, path):

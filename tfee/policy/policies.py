@@ -19,11 +19,11 @@ import json
 import math
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
 from tfee._checks import check_int
+from tfee._files import write_bytes_atomically
 from tfee.policy import rules as rules_lib
 
 __all__ = ["PatiencePolicy", "Policy", "ThresholdPolicy", "load_policy"]
@@ -232,17 +232,7 @@ class Policy:
 
     def save(self, path):
         """Writes `to_json()` to `path` atomically (load with `tfee.load_policy`)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial")
-        try:
-            with os.fdopen(handle, "w") as f:
-                f.write(self.to_json())
-            os.replace(partial, path)
-        except BaseException:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise
+        write_bytes_atomically(path, self.to_json())
 
     @classmethod
     def from_json(cls, text_or_path):
