@@ -32,6 +32,7 @@ import tfee
 import tfee.export
 import tfee.policy
 from benchmarks import reference
+from tfee.export._litert import SignatureCall
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float(
@@ -105,23 +106,31 @@ def main(argv):
             signatures=names,
         )
         cascade = tfee.export.Cascade(tflite_path, policy, num_threads=1)
+        # Full model, cascade and stage replay all call LiteRT the same lean
+        # way (tfee.export._litert.SignatureCall), so the ratio compares
+        # the networks, not two ways of calling them.
         interpreter = Interpreter(model_path=tflite_path, num_threads=1)
-        runner = interpreter.get_signature_runner(f"exit_{num_exits}")
-        image_details = runner.get_input_details()["image"]
-        logits_details = runner.get_output_details()["logits"]
+        full_call = SignatureCall(interpreter, f"exit_{num_exits}", "image", ["logits"])
+        image_details = full_call.input_details
+        logits_details = full_call.output_details["logits"]
 
         def full(batch):
             values = tfee.export.runtime.quantize_input(batch, image_details)
             return tfee.export.runtime.dequantize_output(
-                runner(image=values)["logits"], logits_details
+                full_call(values)[0], logits_details
             )
 
         predictions, exit_indices = cascade.predict(test_x, batch_size=1)
         full_predictions = np.concatenate(
             [np.argmax(full(test_x[i : i + 1]), -1) for i in range(len(test_x))]
         )
-        stage_runners = [
-            interpreter.get_signature_runner(f"stage_{k}")
+        stage_calls = [
+            SignatureCall(
+                interpreter,
+                f"stage_{k}",
+                "image" if k == 1 else f"features_{k - 1}",
+                [f"features_{k}"] if k < num_exits else ["logits"],
+            )
             for k in range(1, num_exits + 1)
         ]
 
@@ -130,8 +139,7 @@ def main(argv):
             # Python policy between them: what an on-device loop pays.
             values = tfee.export.runtime.quantize_input(batch, image_details)
             for k in range(exit_indices[index] + 1):
-                name = "image" if k == 0 else f"features_{k}"
-                values = stage_runners[k](**{name: values}).get(f"features_{k + 1}")
+                values = stage_calls[k](values)[0]
 
         print(f"timing {len(test_x)} samples, alternating ...", flush=True)
         times = time_alternately(

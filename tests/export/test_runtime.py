@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 import tfee.export
+import tfee.policy
 from tests.export.conftest import MaxSoftmaxStandIn
+from tfee.export._litert import SignatureCall
 
 
 def _keras_predictions(network, images):
@@ -106,3 +109,40 @@ def test_images_of_the_wrong_shape_are_rejected(float_file):
 def test_a_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="no .tflite file"):
         tfee.export.Cascade(str(tmp_path / "missing.tflite"), MaxSoftmaxStandIn([0.5]))
+
+
+@pytest.mark.parametrize("rule", ["max_softmax", "entropy", "learned"])
+def test_batch_one_fast_path_exits_where_the_policy_says_on_the_files_outputs(
+    float_file, images, rule
+):
+    # The stage logits (and learned confidence) the file itself computes.
+    interpreter = Interpreter(model_path=float_file.path)
+    stage_1 = interpreter.get_signature_runner("stage_1")(image=images)
+    stage_2 = interpreter.get_signature_runner("stage_2")(
+        features_1=stage_1["features_1"]
+    )
+    first = stage_1["confidence"] if rule == "learned" else None
+    scores = tfee.policy.confidence_scores(stage_1["logits"], rule, first)
+    policy = tfee.policy.ThresholdPolicy([float(np.median(scores))], rule=rule)
+    expected = policy.exit_indices(
+        [stage_1["logits"], stage_2["logits"]],
+        None if first is None else [first, np.full(len(images), np.nan)],
+    )
+    assert 0 < np.sum(expected == 0) < len(images)
+    cascade = tfee.export.Cascade(float_file.path, policy)
+    _, one_by_one = cascade.predict(images, batch_size=1)
+    _, together = cascade.predict(images)
+    np.testing.assert_array_equal(one_by_one, expected)
+    np.testing.assert_array_equal(together, expected)
+
+
+def test_signature_call_returns_what_the_signature_runner_returns(float_file, images):
+    interpreter = Interpreter(model_path=float_file.path)
+    call = SignatureCall(interpreter, "stage_1", "image", ["logits", "features_1"])
+    runner = Interpreter(model_path=float_file.path).get_signature_runner("stage_1")
+    # Changing batch sizes re-allocate the subgraph; equal ones reuse it.
+    for batch in (images[:1], images[:5], images[5:10], images[:1]):
+        logits, features = call(batch)
+        expected = runner(image=batch)
+        np.testing.assert_array_equal(logits, expected["logits"])
+        np.testing.assert_array_equal(features, expected["features_1"])

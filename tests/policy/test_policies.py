@@ -99,6 +99,34 @@ def test_streaming_update_matches_the_vectorised_policy(policy, compact):
     assert len(np.unique(expected)) > 1
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        ThresholdPolicy([0.6, 0.7, 0.5]),
+        ThresholdPolicy([0.2, None, 0.3], rule="entropy"),
+        ThresholdPolicy([0.3, 0.4, 0.1], rule="margin"),
+        ThresholdPolicy([0.5, 0.6, 0.7], rule="learned"),
+    ],
+    ids=repr,
+)
+def test_one_sample_leaves_where_the_vectorised_policy_says(policy):
+    outputs = make_outputs(confidences=True)
+    logits = np.array(outputs.logits, np.float32)
+    logits[0, :3, 0] = [np.nan, -np.inf, np.inf]  # these never leave at exit 1
+    expected = policy.exit_indices(logits, outputs.confidences)
+    got = [
+        next(
+            k
+            for k in range(policy.num_exits)
+            if policy.leaves(k, logits[k][i], outputs.confidences[k][i])
+        )
+        for i in range(logits.shape[1])
+    ]
+    np.testing.assert_array_equal(got, expected)
+    assert np.all(expected[:3] > 0)
+    assert len(np.unique(expected)) > 1
+
+
 def test_every_remaining_sample_leaves_at_the_deepest_exit():
     policy = ThresholdPolicy([1.0])
     state = policy.initial_state(3)

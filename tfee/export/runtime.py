@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from tfee.export import _flatbuffer
+from tfee.export import _litert
 
 __all__ = ["Cascade", "dequantize_output", "quantize_input", "read_metadata"]
 
@@ -121,14 +122,29 @@ class Cascade:
         self.policy = policy
         self.num_exits = len(stages)
         self._learned = self.metadata.get("learned_confidence", [False] * len(stages))
-        self._runners = [self._interpreter.get_signature_runner(n) for n in stages]
-        self._inputs = []
-        self._outputs = []
-        for k, runner in enumerate(self._runners, start=1):
-            name = "image" if k == 1 else f"features_{k - 1}"
-            self._inputs.append((name, runner.get_input_details()[name]))
-            self._outputs.append(runner.get_output_details())
-        self.input_shape = tuple(int(d) for d in self._inputs[0][1]["shape"][1:])
+        self._stages = []
+        for k in range(1, len(stages) + 1):
+            wanted = ["logits"]
+            if self._learned[k - 1]:
+                wanted.append("confidence")
+            if k < len(stages):
+                wanted.append(f"features_{k}")
+            self._stages.append(
+                _litert.SignatureCall(
+                    self._interpreter,
+                    f"stage_{k}",
+                    "image" if k == 1 else f"features_{k - 1}",
+                    wanted,
+                )
+            )
+        self._image_details = self._stages[0].input_details
+        self._logits_details = [s.output_details["logits"] for s in self._stages]
+        self._confidence_details = [
+            s.output_details.get("confidence") for s in self._stages
+        ]
+        # Threshold policies answer one sample without stream states.
+        self._leaves = getattr(policy, "leaves", None)
+        self.input_shape = tuple(int(d) for d in self._image_details["shape"][1:])
 
     def _check_images(self, images):
         images = np.asarray(images)
@@ -144,23 +160,22 @@ class Cascade:
 
     def run_batch(self, images):
         """One batch through the cascade; returns (logits, exit indices)."""
-        count = len(images)
+        values = quantize_input(images, self._image_details)
+        if len(values) == 1 and self._leaves is not None:
+            return self._run_one(values)
+        count = len(values)
         state = self.policy.initial_state(count)
         alive = np.arange(count)
         answers = None
         exit_indices = np.full(count, -1, np.int64)
-        name, details = self._inputs[0]
-        values = quantize_input(images, details)
-        for k, runner in enumerate(self._runners):
-            outputs = runner(**{name: values})
-            logits = dequantize_output(outputs["logits"], self._outputs[k]["logits"])
+        for k, stage in enumerate(self._stages):
+            outputs = stage(values)
+            logits = dequantize_output(outputs[0], self._logits_details[k])
             if answers is None:
                 answers = np.zeros((count, logits.shape[-1]), np.float32)
             confidence = None
-            if k < len(self._learned) and self._learned[k]:
-                confidence = dequantize_output(
-                    outputs["confidence"], self._outputs[k]["confidence"]
-                )
+            if self._learned[k]:
+                confidence = dequantize_output(outputs[1], self._confidence_details[k])
             leave, state = self.policy.update(state, k, logits, confidence)
             leave = np.asarray(leave, bool)
             if k == self.num_exits - 1:
@@ -170,12 +185,26 @@ class Cascade:
             stay = ~leave
             if not stay.any():
                 break
-            name = f"features_{k + 1}"
-            values = outputs[name]
+            values = outputs[-1]
             if not stay.all():  # Copy only when some samples left.
                 alive = alive[stay]
                 values = values[stay]
         return answers, exit_indices
+
+    def _run_one(self, values):
+        """Batch 1 under a policy with `leaves`: no masks, no stream state."""
+        for k, stage in enumerate(self._stages):
+            outputs = stage(values)
+            logits = dequantize_output(outputs[0], self._logits_details[k])
+            confidence = None
+            if self._learned[k]:
+                confidence = dequantize_output(outputs[1], self._confidence_details[k])[
+                    0
+                ]
+            if self._leaves(k, logits[0], confidence):
+                return logits, np.array([k], np.int64)
+            values = outputs[-1]
+        raise AssertionError("the deepest exit answers every sample")
 
     def predict(self, images, batch_size=None):
         """Predicted classes and the exit that answered each sample.

@@ -365,6 +365,41 @@ class ThresholdPolicy(Policy):
                 leave = np.isfinite(score) & (score >= threshold)
         return leave, state.streak, state.previous
 
+    def leaves(self, exit_index, logits, confidence=None):
+        """Whether one sample leaves at `exit_index`: `update` at batch 1, faster.
+
+        A threshold policy keeps no state between exits, so a batch-1 runtime
+        can ask exit by exit without building stream states; the answer is
+        the one `update` and `exit_indices` give.
+
+        Args:
+          exit_index: 0-based exit index (the deepest always answers True).
+          logits: the sample's logits, shape (classes,).
+          confidence: its learned confidence (a number), for rule="learned".
+
+        Returns:
+          A bool.
+        """
+        if exit_index >= self.num_exits - 1:
+            return True
+        threshold = self.thresholds[exit_index]
+        if threshold is None:
+            return False
+        if self.rule == "max_softmax":
+            # confidence_scores' finite max-softmax path, on one row; a sum of
+            # float32 logits in float64 is finite exactly when they all are.
+            row = np.asarray(logits, np.float64)
+            if not math.isfinite(row.sum()):
+                return False
+            score = 1.0 / np.exp(row - row.max()).sum()
+        else:
+            score = rules_lib.confidence_scores(
+                np.asarray(logits)[None],
+                self.rule,
+                None if confidence is None else np.reshape(confidence, (1,)),
+            )[0]
+        return bool(score >= threshold)
+
     def exit_indices(self, logits, confidences=None):
         api = "ThresholdPolicy.exit_indices"
         logits = self._check_exits(logits, api)
