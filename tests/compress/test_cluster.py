@@ -39,6 +39,8 @@ def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
             verbose=0,
         )
     assert result.stages == ((1,), (2,))
+    # BN was folded into the convolutions before clustering (the default).
+    assert type(result.network.get_layer("block1_bn")).__name__ == "Activation"
     for name in ("block1_conv", "block2_conv", "logits"):
         assert _distinct(result.network.get_layer(name), "kernel") <= 4
     assert set(result.after.exits) == {"exit_1", "exit_2"}

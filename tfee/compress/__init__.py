@@ -11,6 +11,7 @@ from tfee.compress.cluster import ClusteringResult
 from tfee.compress.cluster import cluster
 from tfee.compress.cluster import cluster_weights
 from tfee.compress.cluster import parse_clusters
+from tfee.compress.fold import fold_batch_norm
 from tfee.compress.metrics import ExitAccuracy
 from tfee.compress.metrics import exit_accuracy
 from tfee.compress.prune import PruningResult
@@ -42,6 +43,7 @@ __all__ = [
     "cluster_weights",
     "compression_report",
     "exit_accuracy",
+    "fold_batch_norm",
     "metrics",
     "ratio",
     "tflite_bytes",

@@ -15,6 +15,7 @@ import numpy as np
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
+from tfee.compress import fold
 from tfee.compress import metrics
 from tfee.compress import ratio
 from tfee.compress import scopes
@@ -267,6 +268,7 @@ def cluster(
     init="kmeans++",
     preserve_sparsity=False,
     per_channel=False,
+    fold_batch_norm=True,
     optimizer=None,
     temperature=3.0,
     kd_weight=0.3,
@@ -288,6 +290,13 @@ def cluster(
         (self-distillation from the deepest exit) or a model.
       epochs: retraining epochs per stage.
       init, per_channel: see `cluster_weights`.
+      fold_batch_norm: fold BatchNormalization into the Conv2D / Dense before
+        it first (`tfee.compress.fold_batch_norm`) and cluster the folded
+        kernels. TFLite folds BN at conversion anyway, scaling every output
+        channel by its own factor, which would turn each centroid into a
+        different value per channel; folded first, a kernel keeps its
+        cluster count in the exported file. The returned network then has
+        identity layers where the folded BNs were.
       preserve_sparsity: keep zero (pruned) weights at zero: tfmot keeps them
         in clustered layers, and layers not clustered yet (later stages,
         sections left out) have their zeros restored after every batch.
@@ -306,6 +315,11 @@ def cluster(
     """
     api = "tfee.compress.cluster"
     _check_network(network, api)
+    if not isinstance(fold_batch_norm, bool):
+        raise TypeError(
+            f"{api}: `fold_batch_norm` must be True or False. "
+            f"Received: fold_batch_norm={fold_batch_norm!r}"
+        )
     groups, _, _ = _resolve(network, clusters, api)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(
@@ -331,7 +345,9 @@ def cluster(
     else:
         keys = [group.name for group in groups]
     stages = [[k] for k in keys] if staged else [list(keys)]
-    current = copy_network(network)
+    current = (
+        fold.fold_batch_norm(network) if fold_batch_norm else copy_network(network)
+    )
     original_trainable = {layer.name: layer.trainable for layer in current.layers}
     done = set()
     for stage in stages:

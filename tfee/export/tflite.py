@@ -109,7 +109,7 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
     return data
 
 
-def convert(network, names, quantize, calibration, rule, sparse):
+def convert(network, names, quantize, calibration, rule, sparse, per_channel=True):
     """Converts the stripped `network`; returns the flatbuffer bytes."""
     functions = _signatures.functions(network, names, rule)
     _signatures.check_ops(functions, "tfee.export.tflite")
@@ -130,6 +130,10 @@ def convert(network, names, quantize, calibration, rule, sparse):
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+        if not per_channel:
+            # One scale per kernel keeps a clustered kernel at its cluster
+            # count of distinct int8 values, which gzip codes in few bits.
+            converter._experimental_disable_per_channel = True
         return converter.convert()
     finally:
         _signatures.remove(directory)
@@ -144,6 +148,7 @@ def tflite(
     confidence_rule="max_softmax",
     calibration_samples=512,
     sparse=False,
+    per_channel=True,
 ):
     """Exports an early-exit network as one .tflite with exit and stage signatures.
 
@@ -176,6 +181,11 @@ def tflite(
       calibration_samples: how many representative images calibrate int8.
       sparse: also store sparse weights in TFLite's sparse format (phones
         with XNNPack only; TFLite Micro cannot read it).
+      per_channel: int8 and dynamic weights get one scale per output channel
+        (the converter's default). False uses one scale per kernel: a
+        clustered kernel then keeps at most its cluster count of distinct
+        int8 values (per-channel scales turn each centroid into a different
+        value in every channel), so its gzipped file is much smaller.
 
     Returns:
       An `ExportReport`.
@@ -211,7 +221,14 @@ def tflite(
         calibration = _calibration.images(
             representative, stripped, calibration_samples, api
         )
-    data = convert(stripped, names, quantize, calibration, confidence_rule, sparse)
+    if not isinstance(per_channel, bool):
+        raise TypeError(
+            f"{api}: `per_channel` must be True or False. "
+            f"Received: per_channel={per_channel!r}"
+        )
+    data = convert(
+        stripped, names, quantize, calibration, confidence_rule, sparse, per_channel
+    )
     if quantize == "int8":
         data = chain_features(data, len(infos), names, api)
     data = _flatbuffer.with_metadata(
