@@ -2,21 +2,26 @@
 
 Clusters the reference network (shared/BENCHMARK.md), or a pruned copy of it
 from benchmarks/pruning.py (zeros kept: preserve_sparsity), with a few
-per-section cluster settings. Each setting is applied section by section
+per-section cluster settings. BatchNormalization is folded into the
+convolutions first (--clustering_fold), so that the kernels the file stores
+are the clustered ones. Each setting is applied section by section
 (shallowest first, --clustering_staged), retraining after each stage with
 distillation from the network before clustering (T = 3, 0.3 KD + 0.7 CE),
 for --clustering_steps batches per stage: a small budget chosen to fit the
 shared 2-core machine, recorded in the JSON.
 
-Reported per setting: per-exit and ensemble test accuracy before and after;
+Reported per setting: per-exit and ensemble test accuracy, and their losses
+against the uncompressed network (and against the base, when it is pruned);
 the compression ratio = fp32 bytes of all weights / gzip -9 of the exported
 .tflite (`tfee.export.tflite`: float32 and post-training int8 with every
-exit_k and stage_k signature, and int8 with the stage_k signatures alone,
-which is what a cascade runs on a device), bits per weight (8 x gzip bytes / weights), the entropy
-bound of the cluster indices; and the int8 file's top-1 agreement with Keras
-(`tfee.export.verify`, 512 test images). The target: >= 16x with at most one
-point lost per exit; ESCEPE reports > 36x on CIFAR-10 (ResNet-18, < 1 point
-ensemble loss), i.e. < 32 / 36 = 0.89 bits per weight.
+exit_k and stage_k signature, int8 with per-tensor scales, and per-tensor
+int8 with the stage_k signatures alone, which is what a cascade runs on a
+device and what the goal is checked on), bits per weight (8 x gzip bytes /
+weights), the entropy bound of the cluster indices; and the int8 files'
+top-1 agreement with Keras (`tfee.export.verify`, 512 test images). The
+target: >= 16x with at most one point lost per exit; ESCEPE reports > 36x
+on CIFAR-10 (ResNet-18, < 1 point ensemble loss), i.e. < 32 / 36 = 0.89 bits
+per weight.
 
     .venv/bin/python -m benchmarks.clustering            # the reference network
     .venv/bin/python -m benchmarks.clustering --quick    # smoke check only
