@@ -24,8 +24,10 @@ from absl import flags
 
 import tfee
 import tfee.compress
+import tfee.export
 from tfee import keras
 from tfee import report
+from tfee._files import write_bytes_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -54,6 +56,13 @@ flags.DEFINE_bool(
     "qat", False, "Cluster-preserving quantization-aware training, int8 export."
 )
 flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware training epochs.")
+flags.DEFINE_enum(
+    "cluster_quantize",
+    "float32",
+    ["float32", "int8"],
+    "Without --qat: export float32, or post-training int8 with one scale per "
+    "kernel (which keeps the cluster count), calibrated on validation images.",
+)
 flags.DEFINE_string(
     "cluster_output_dir", "/tmp/tfee-cluster", "Where the model, .tflite and JSON go."
 )
@@ -83,6 +92,7 @@ def run(
     train_epochs=10,
     qat=False,
     qat_epochs=1,
+    quantize="float32",
     seed=0,
 ):
     """Clusters, optionally QATs, writes model, .tflite and JSON; returns the JSON."""
@@ -128,14 +138,22 @@ def run(
             "note": "int8 .tflite from quantization-aware training (one "
             "signature); the entropy bound counts the clustered float network",
         }
-        tflite_name = "clustered_int8_qat.tflite"
+        tflite_file = os.path.join(output_dir, "clustered_int8_qat.tflite")
+        write_bytes_atomically(tflite_file, flatbuffer)
     else:
-        flatbuffer = tfee.compress.tflite_bytes(result.network)
-        tflite_name = "clustered_float32.tflite"
-    tflite_file = os.path.join(output_dir, tflite_name)
-    with open(tflite_file + ".partial", "wb") as f:
-        f.write(flatbuffer)
-    os.replace(tflite_file + ".partial", tflite_file)
+        tflite_file = os.path.join(output_dir, f"clustered_{quantize}.tflite")
+        tfee.export.tflite(
+            result.network,
+            tflite_file,
+            quantize=quantize,
+            representative=data.validation if quantize == "int8" else None,
+            per_channel=False,
+        )
+        with open(tflite_file, "rb") as f:
+            summary["compression"] = tfee.compress.compression_report(
+                result.network, artifact=f.read()
+            ).to_dict()
+        summary["compression"]["artifact"] = f"{quantize} .tflite, per-tensor scales"
     summary["files"] = {"keras": model_file, "tflite": tflite_file}
     report.write_json(os.path.join(output_dir, "compression.json"), summary)
     return summary
@@ -160,6 +178,7 @@ def main(argv):
         train_epochs=FLAGS.cluster_train_epochs,
         qat=FLAGS.qat,
         qat_epochs=FLAGS.qat_epochs,
+        quantize=FLAGS.cluster_quantize,
         seed=FLAGS.cluster_seed,
     )
     print(_accuracy_line("before", summary["before"]))

@@ -44,3 +44,41 @@ def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
     assert (tmp_path / "clustered_int8_qat.tflite").stat().st_size > 0
     network = keras.models.load_model(tmp_path / "clustered.keras")
     assert len(np.unique(network.get_layer("logits").kernel.numpy())) <= 4
+
+
+def test_int8_export_keeps_each_clustered_kernel_at_its_cluster_count(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    backbone = tfee.backbones.small_cnn(
+        num_classes=10, input_shape=(8, 8, 1), widths=(8, 8, 16)
+    )
+    tfee.attach_exits(backbone, ["block1_out", "block2_out"], head="sdn").save(
+        tmp_path / "dense.keras"
+    )
+    cluster_sections.FLAGS(["cluster_sections"])
+    tf.config.run_functions_eagerly(True)
+    try:
+        with flagsaver.flagsaver(
+            cluster_model_path=str(tmp_path / "dense.keras"),
+            cluster_epochs=1,
+            clusters="4",
+            cluster_quantize="int8",
+            cluster_output_dir=str(tmp_path),
+        ):
+            cluster_sections.main([])
+    finally:
+        tf.config.run_functions_eagerly(False)
+    summary = json.loads((tmp_path / "compression.json").read_text())
+    assert summary["compression"]["artifact"] == "int8 .tflite, per-tensor scales"
+    interpreter = Interpreter(model_path=str(tmp_path / "clustered_int8.tflite"))
+    interpreter.allocate_tensors()
+    kernels = [
+        interpreter.get_tensor(d["index"])
+        for d in interpreter.get_tensor_details()
+        if d["dtype"] == np.int8
+        and "conv" in d["name"]
+        and len(d["shape"]) == 4
+        and d["shape"][0] > 1  # kernels (out, h, w, in), not activations
+    ]
+    assert kernels
+    assert all(len(np.unique(k)) <= 4 for k in kernels)
