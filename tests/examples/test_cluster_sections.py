@@ -11,10 +11,8 @@ from tfee import keras
 from tfee import tf
 
 
-def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
-    tmp_path,
-):
-    # A small untrained network on the digits' 8x8 images: 3 sections.
+def _run(tmp_path, **flags):
+    """Runs the example on a small untrained digits network (3 sections)."""
     backbone = tfee.backbones.small_cnn(
         num_classes=10, input_shape=(8, 8, 1), widths=(8, 8, 16)
     )
@@ -28,14 +26,19 @@ def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
         with flagsaver.flagsaver(
             cluster_model_path=str(tmp_path / "dense.keras"),
             cluster_epochs=1,
-            clusters="1:8,2:8,3:4",
-            qat=True,
             cluster_output_dir=str(tmp_path),
+            **flags,
         ):
             cluster_sections.main([])
     finally:
         tf.config.run_functions_eagerly(False)
-    summary = json.loads((tmp_path / "compression.json").read_text())
+    return json.loads((tmp_path / "compression.json").read_text())
+
+
+def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
+    tmp_path,
+):
+    summary = _run(tmp_path, clusters="1:8,2:8,3:4", qat=True)
     assert summary["stages"] == [[1], [2], [3]]
     assert len(summary["after"]["exits"]) == 3
     assert summary["compression"]["entropy_ratio"] > 1
@@ -49,26 +52,7 @@ def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
 def test_int8_export_keeps_each_clustered_kernel_at_its_cluster_count(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    backbone = tfee.backbones.small_cnn(
-        num_classes=10, input_shape=(8, 8, 1), widths=(8, 8, 16)
-    )
-    tfee.attach_exits(backbone, ["block1_out", "block2_out"], head="sdn").save(
-        tmp_path / "dense.keras"
-    )
-    cluster_sections.FLAGS(["cluster_sections"])
-    tf.config.run_functions_eagerly(True)
-    try:
-        with flagsaver.flagsaver(
-            cluster_model_path=str(tmp_path / "dense.keras"),
-            cluster_epochs=1,
-            clusters="4",
-            cluster_quantize="int8",
-            cluster_output_dir=str(tmp_path),
-        ):
-            cluster_sections.main([])
-    finally:
-        tf.config.run_functions_eagerly(False)
-    summary = json.loads((tmp_path / "compression.json").read_text())
+    summary = _run(tmp_path, clusters="4", cluster_quantize="int8")
     assert summary["compression"]["artifact"] == "int8 .tflite, per-tensor scales"
     interpreter = Interpreter(model_path=str(tmp_path / "clustered_int8.tflite"))
     interpreter.allocate_tensors()

@@ -9,6 +9,13 @@ from tfee.policy import ThresholdPolicy
 
 CONFIDENT = [5.0, 0.0, 0.0]
 UNSURE = [0.1, 0.0, 0.0]
+# One threshold policy per rule, for four exits.
+THRESHOLD_POLICIES = [
+    ThresholdPolicy([0.6, 0.7, 0.5]),
+    ThresholdPolicy([0.2, None, 0.3], rule="entropy"),
+    ThresholdPolicy([0.3, 0.4, 0.1], rule="margin"),
+    ThresholdPolicy([0.5, 0.6, 0.7], rule="learned"),
+]
 
 
 def stream(policy, logits, confidences=None, compact=True):
@@ -81,14 +88,7 @@ def test_non_numeric_thresholds_and_unknown_rules_raise():
 @pytest.mark.parametrize("compact", [True, False])
 @pytest.mark.parametrize(
     "policy",
-    [
-        ThresholdPolicy([0.6, 0.7, 0.5]),
-        ThresholdPolicy([0.2, None, 0.3], rule="entropy"),
-        ThresholdPolicy([0.3, 0.4, 0.1], rule="margin"),
-        ThresholdPolicy([0.5, 0.6, 0.7], rule="learned"),
-        PatiencePolicy(2, 4),
-        PatiencePolicy(3, 4),
-    ],
+    THRESHOLD_POLICIES + [PatiencePolicy(2, 4), PatiencePolicy(3, 4)],
     ids=repr,
 )
 def test_streaming_update_matches_the_vectorised_policy(policy, compact):
@@ -101,12 +101,7 @@ def test_streaming_update_matches_the_vectorised_policy(policy, compact):
 
 @pytest.mark.parametrize(
     "policy",
-    [
-        ThresholdPolicy([0.6, 0.7, 0.5]),
-        ThresholdPolicy([0.2, None, 0.3], rule="entropy"),
-        ThresholdPolicy([0.3, 0.4, 0.1], rule="margin"),
-        ThresholdPolicy([0.5, 0.6, 0.7], rule="learned"),
-    ],
+    THRESHOLD_POLICIES,
     ids=repr,
 )
 def test_one_sample_leaves_where_the_vectorised_policy_says(policy):
