@@ -133,6 +133,14 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
     )
     budget_policy = tfee.policy.calibrate(val_outputs, macs_budget=budget_fraction)
     budget_test = tfee.policy.evaluate(test_outputs, policy=budget_policy)
+    budget_oracle_macs = tfee.policy.oracle_macs_at_accuracy(
+        test_outputs, budget_test.accuracy
+    )
+    budget_ratio = (
+        None
+        if budget_oracle_macs is None
+        else budget_test.mean_macs / budget_oracle_macs
+    )
     shared_policy = tfee.policy.calibrate(
         val_outputs, max_accuracy_drop=target_drop, refine=False
     )
@@ -255,6 +263,15 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
                 val_outputs, policy=budget_policy
             ).macs_fraction,
             "test": summary(budget_test),
+            "policy_over_oracle_macs_at_its_accuracy": budget_ratio,
+            "checks": {
+                "test_drop_within_target_points": 100 * budget_test.accuracy_drop
+                <= 100 * target_drop + 1e-9,
+                f"macs_fraction_at_most_{MAX_MACS_FRACTION}": budget_test.macs_fraction
+                <= MAX_MACS_FRACTION,
+                f"oracle_ratio_at_most_{MAX_ORACLE_RATIO}": budget_ratio is not None
+                and budget_ratio <= MAX_ORACLE_RATIO,
+            },
         },
         "other_rules": other_rules,
         "hindsight_calibrated_on_test": {

@@ -43,13 +43,16 @@ flags.DEFINE_string(
 
 
 def _optimizer():
-    return keras.optimizers.SGD(0.01, momentum=0.9, weight_decay=5e-4)
+    # The reference recipe: weight decay as an L2 loss (reference.L2).
+    return keras.optimizers.SGD(0.01, momentum=0.9)
 
 
 def build_models():
     """(plain backbone, early-exit network), both compiled for training."""
     keras.utils.set_random_seed(0)
-    backbone = tfee.backbones.resnet_cifar(depth=20, num_classes=10)
+    backbone = tfee.backbones.resnet_cifar(
+        depth=20, num_classes=10, weight_decay=reference.L2
+    )
     network = tfee.attach_exits(
         backbone, tfee.FlopsFractions(list(reference.SDN_FRACTIONS)), head="sdn"
     )
