@@ -63,6 +63,13 @@ def test_a_bn_that_does_not_follow_a_linear_conv_is_kept():
     assert isinstance(folded.get_layer("after_add"), keras.layers.BatchNormalization)
 
 
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="network"):
+        tfee.compress.fold_batch_norm(keras.layers.Dense(2))
+    with pytest.raises(TypeError, match="fold_batch_norm=1"):
+        tfee.compress.cluster(_tiny.network(), _tiny.dataset(), 4, fold_batch_norm=1)
+
+
 def test_wrapped_networks_must_be_stripped_first():
     wrapped = tfee.compress.cluster_weights(_tiny.network(), 2, init="linear")
     with pytest.raises(ValueError, match="strip tfmot wrappers first"):

@@ -215,6 +215,12 @@ def test_unknown_quantize_and_rule_raise(network, tmp_path):
         tfee.export.tflite(network, str(tmp_path / "x.tflite"), confidence_rule="top5")
 
 
+def test_per_channel_must_be_a_bool(network, tmp_path):
+    with pytest.raises(TypeError, match="per_channel='no'"):
+        tfee.export.tflite(network, str(tmp_path / "x.tflite"), per_channel="no")
+    assert not (tmp_path / "x.tflite").exists()
+
+
 def test_a_model_without_exits_is_rejected(tmp_path):
     backbone = tfee.backbones.small_cnn(3, (8, 8, 1), widths=(4,))
     with pytest.raises(ValueError, match="early-exit network"):

@@ -122,6 +122,14 @@ def test_one_sample_leaves_where_the_vectorised_policy_says(policy):
     assert len(np.unique(expected)) > 1
 
 
+def test_one_sample_decisions_reject_negative_exits_and_always_leave_at_the_last():
+    policy = ThresholdPolicy([1.0, 1.0])
+    assert policy.leaves(2, np.array(UNSURE)) is True
+    assert policy.leaves(0, np.array(UNSURE)) is False
+    with pytest.raises(ValueError, match="exit_index=-1"):
+        policy.leaves(-1, np.array(CONFIDENT))
+
+
 def test_every_remaining_sample_leaves_at_the_deepest_exit():
     policy = ThresholdPolicy([1.0])
     state = policy.initial_state(3)

@@ -379,9 +379,17 @@ class ThresholdPolicy(Policy):
 
         Returns:
           A bool.
+
+        Raises:
+          ValueError: a negative `exit_index`.
         """
         if exit_index >= self.num_exits - 1:
             return True
+        if exit_index < 0:
+            raise ValueError(
+                "ThresholdPolicy.leaves: `exit_index` must be 0-based and >= 0. "
+                f"Received: exit_index={exit_index!r}"
+            )
         threshold = self.thresholds[exit_index]
         if threshold is None:
             return False
