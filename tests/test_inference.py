@@ -26,12 +26,22 @@ def batch():
 
 def policies_spreading(outputs):
     """Policies whose exits differ across these samples (else the test is vacuous)."""
-    scores = tfee.policy.confidence_scores(outputs.logits[:-1], "max_softmax")
-    median = [float(np.median(s)) for s in scores]
-    learned = [float(np.median(c)) for c in outputs.confidences[:-1]]
-    return [
-        ThresholdPolicy(median),
+
+    def between(scores):
+        # Halfway between the two middle scores: stage-by-stage graphs may
+        # round a logit differently from the full network, and a threshold
+        # equal to a score would let that round-off pick the exit.
+        low, high = np.sort(scores)[len(scores) // 2 - 1 : len(scores) // 2 + 1]
+        return float((low + high) / 2)
+
+    ruled = []
+    for rule in ("max_softmax", "entropy", "margin"):
+        scores = tfee.policy.confidence_scores(outputs.logits[:-1], rule)
+        ruled.append(ThresholdPolicy([between(s) for s in scores], rule))
+    learned = [between(c) for c in outputs.confidences[:-1]]
+    return ruled + [
         ThresholdPolicy(learned, rule="learned"),
+        ThresholdPolicy([None, learned[1]], "learned"),
         PatiencePolicy(2, 3),
     ]
 
@@ -50,6 +60,28 @@ def test_dynamic_predictions_equal_the_policy_on_full_outputs(net, batch, batch_
         np.testing.assert_array_equal(result.predictions, np.argmax(chosen, -1))
         np.testing.assert_allclose(result.logits, chosen, rtol=1e-4, atol=1e-5)
     assert len(np.unique(expected)) > 1 or policy.kind == "patience"
+
+
+@pytest.mark.parametrize("rule", ["max_softmax", "entropy", "margin"])
+def test_a_score_equal_to_its_threshold_leaves_at_batch_one(net, batch, rule):
+    image = batch[0][:1]
+    first = tfee.inference.DynamicPredictor(net, ThresholdPolicy([0.0, 0.0], rule))
+    logits = first.predict(image, batch_size=1).logits
+    score = float(tfee.policy.confidence_scores(logits, rule)[0])
+    for threshold, exit_index in ((score, 0), (np.nextafter(score, 2.0), 2)):
+        policy = ThresholdPolicy([min(threshold, 1.0), 1.0], rule)
+        result = tfee.inference.DynamicPredictor(net, policy).predict(image, 1)
+        assert result.exit_indices.tolist() == [exit_index]
+
+
+def test_non_finite_outputs_never_leave_early_at_batch_one(net, batch):
+    for layer in net.layers:
+        if layer.name.startswith("exit_1"):
+            layer.set_weights([np.full_like(w, np.nan) for w in layer.get_weights()])
+    for rule in ("max_softmax", "learned"):
+        policy = ThresholdPolicy([0.0, 0.0], rule)
+        result = tfee.inference.DynamicPredictor(net, policy).predict(batch[0], 1)
+        assert result.exit_indices.tolist() == [1] * len(batch[0])
 
 
 def test_dynamic_predictor_reads_datasets_of_image_label_batches(net, batch):

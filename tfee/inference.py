@@ -5,6 +5,10 @@
 policy has not let go (`tf.boolean_mask`), so easy samples cost only the
 sections up to their exit. Its answers equal the policy applied to the full
 network's outputs (`policy.exit_indices`), for any batch size including 1.
+
+At batch 1 under a `ThresholdPolicy`, the whole cascade is one `tf.function`
+of nested `tf.cond`s: a call per stage from Python, with its tensor copies,
+costs more than the sections an easy sample skips.
 """
 
 import dataclasses
@@ -67,8 +71,10 @@ class DynamicPredictor:
                 f"has {len(stage_models)}. Calibrate a policy for this network."
             )
         self.policy = policy
+        self._stage_models = stage_models
         self._stages = [self._compile(stage) for stage in stage_models]
         self._dtype = stage_models[0].inputs[0].dtype
+        self._single = None  # The batch-1 graph, traced on first use.
 
     @staticmethod
     def _compile(stage):
@@ -98,6 +104,8 @@ class DynamicPredictor:
                 f"sample. Received: shape {features.shape}"
             )
         size = int(features.shape[0])
+        if size == 1 and isinstance(self.policy, policies.ThresholdPolicy):
+            return self._predict_one(features)
         state = self.policy.initial_state(size)
         remaining = np.arange(size)
         exit_indices = np.empty(size, np.int64)
@@ -123,6 +131,23 @@ class DynamicPredictor:
             predictions=np.argmax(chosen, axis=-1),
             exit_indices=exit_indices,
             logits=chosen,
+        )
+
+    def _predict_one(self, features):
+        if self._single is None:
+            spec = self._stage_models[0].inputs[0]
+            self._single = tf.function(
+                lambda x: _threshold_cascade(self._stage_models, self.policy, x),
+                input_signature=[
+                    tf.TensorSpec([1] + spec.shape[1:].as_list(), spec.dtype)
+                ],
+            )
+        logits, exit_index = self._single(features)
+        logits = logits.numpy()
+        return DynamicResult(
+            predictions=np.argmax(logits, axis=-1),
+            exit_indices=np.array([int(exit_index)], np.int64),
+            logits=logits,
         )
 
     def predict(self, data, batch_size=128):
@@ -159,3 +184,67 @@ class DynamicPredictor:
             exit_indices=np.concatenate([r.exit_indices for r in results]),
             logits=np.concatenate([r.logits for r in results]),
         )
+
+
+# Scores this close to a threshold are decided by the numpy policy itself, so
+# that float differences between TF and numpy never change an exit.
+_TIE_BAND = 1e-9
+
+
+def _tf_score(rule, logits, confidence):
+    """`tfee.policy.confidence_scores` for one sample, in float64 TF."""
+    if rule == "learned":
+        return tf.reshape(tf.cast(confidence, tf.float64), [])
+    logits = tf.cast(logits, tf.float64)
+    if rule == "max_softmax":
+        return 1.0 / tf.reduce_sum(tf.exp(logits - tf.reduce_max(logits)))
+    probabilities = tf.nn.softmax(logits)
+    if rule == "entropy":
+        log_p = tf.math.log(tf.maximum(probabilities, 1e-300))
+        entropy = -tf.reduce_sum(probabilities * log_p)
+        classes = tf.cast(tf.size(logits), tf.float64)
+        score = 1.0 - entropy / tf.math.log(classes)
+    else:
+        top2 = tf.math.top_k(probabilities, 2).values
+        score = top2[0] - top2[1]
+    return tf.clip_by_value(score, 0.0, 1.0)
+
+
+def _threshold_cascade(stage_models, policy, images):
+    """(logits (1, classes), 0-based exit) of one sample, stage by stage in-graph."""
+    last = len(stage_models) - 1
+
+    def run(k, features):
+        outputs = stage_models[k](features, training=False)
+        logits = outputs["logits"]
+        taken = (logits, tf.constant(k, tf.int64))
+        threshold = None if k == last else policy.thresholds[k]
+        if threshold is None:
+            return taken if k == last else run(k + 1, outputs["features"])
+        confidence = outputs.get("confidence")
+        finite = tf.reduce_all(tf.math.is_finite(logits))
+        if policy.rule == "learned":
+            finite = tf.logical_and(
+                finite, tf.reduce_all(tf.math.is_finite(confidence))
+            )
+        score = _tf_score(policy.rule, logits[0], confidence)
+        safe = tf.where(finite, score, tf.constant(-1.0, tf.float64))
+
+        def ask_policy():
+            def leaves(row, value):
+                value = None if confidence is None else value.numpy()
+                return policy.leaves(k, row.numpy(), value)
+
+            value = tf.zeros([1]) if confidence is None else confidence[0]
+            return tf.py_function(leaves, [logits[0], value], tf.bool)
+
+        leave = tf.cond(
+            safe >= threshold + _TIE_BAND,
+            lambda: tf.constant(True),
+            lambda: tf.cond(
+                safe < threshold - _TIE_BAND, lambda: tf.constant(False), ask_policy
+            ),
+        )
+        return tf.cond(leave, lambda: taken, lambda: run(k + 1, outputs["features"]))
+
+    return run(0, images)

@@ -146,3 +146,27 @@ def test_signature_call_returns_what_the_signature_runner_returns(float_file, im
         expected = runner(image=batch)
         np.testing.assert_array_equal(logits, expected["logits"])
         np.testing.assert_array_equal(features, expected["features_1"])
+
+
+def test_exit_logits_are_the_keras_logits_of_every_exit(float_file, network, images):
+    cascade = tfee.export.Cascade(float_file.path)
+    logits = cascade.exit_logits(images, batch_size=5)
+    expected = network.predict(images, verbose=0)[:2]
+    assert len(logits) == 2
+    for got, want in zip(logits, expected):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_int8_exit_logits_give_the_int8_cascade_answers(int8_file, images):
+    logits = tfee.export.Cascade(int8_file.path).exit_logits(images)
+    predictions, _ = tfee.export.Cascade(
+        int8_file.path, MaxSoftmaxStandIn([1.1])
+    ).predict(images)
+    np.testing.assert_array_equal(np.argmax(logits[1], -1), predictions)
+
+
+def test_a_cascade_without_a_policy_cannot_predict(float_file, images):
+    with pytest.raises(ValueError, match="no exit policy.*policy=None"):
+        tfee.export.Cascade(float_file.path).predict(images)
+    with pytest.raises(ValueError, match="exit_logits.*batch_size=0"):
+        tfee.export.Cascade(float_file.path).exit_logits(images, batch_size=0)

@@ -14,6 +14,7 @@ from tfee.compress.cluster import parse_clusters
 from tfee.compress.fold import fold_batch_norm
 from tfee.compress.metrics import ExitAccuracy
 from tfee.compress.metrics import exit_accuracy
+from tfee.compress.metrics import logits_accuracy
 from tfee.compress.prune import PruningResult
 from tfee.compress.prune import prune
 from tfee.compress.prune import prune_low_magnitude
@@ -43,6 +44,7 @@ __all__ = [
     "cluster_weights",
     "compression_report",
     "exit_accuracy",
+    "logits_accuracy",
     "fold_batch_norm",
     "metrics",
     "ratio",

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-__all__ = ["ExitAccuracy", "exit_accuracy"]
+__all__ = ["ExitAccuracy", "exit_accuracy", "logits_accuracy"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +54,24 @@ def exit_accuracy(network, dataset):
     labels = np.concatenate([np.asarray(y) for _, y in dataset]).reshape(-1)
     outputs = network.predict(dataset, verbose=0)
     outputs = dict(zip(network.output_names, outputs))
-    logits = [np.asarray(outputs[name]) for name in names]
+    return logits_accuracy([np.asarray(outputs[name]) for name in names], labels)
+
+
+def logits_accuracy(logits, labels):
+    """`ExitAccuracy` of per-exit logits computed elsewhere, e.g. by a .tflite.
+
+    Args:
+      logits: a list of K arrays (n, classes), exit_1 first (such as
+        `tfee.export.Cascade(path).exit_logits(images)`).
+      labels: integer labels (n,).
+
+    Returns:
+      An `ExitAccuracy` with exits named exit_1..exit_K.
+    """
+    labels = np.asarray(labels).reshape(-1)
     exits = {
-        name: float(np.mean(np.argmax(x, -1) == labels))
-        for name, x in zip(names, logits)
+        f"exit_{k}": float(np.mean(np.argmax(x, -1) == labels))
+        for k, x in enumerate(logits, 1)
     }
-    ensemble = np.mean([_softmax(x) for x in logits], axis=0)
+    ensemble = np.mean([_softmax(np.asarray(x)) for x in logits], axis=0)
     return ExitAccuracy(exits, float(np.mean(np.argmax(ensemble, -1) == labels)))

@@ -77,7 +77,8 @@ class Cascade:
     Args:
       path: a .tflite from `tfee.export.tflite` with stage_1..stage_K.
       policy: an exit policy with K exits (`initial_state` / `update`
-        streaming methods, e.g. a `tfee.ThresholdPolicy`).
+        streaming methods, e.g. a `tfee.ThresholdPolicy`); None for a
+        cascade that only computes `exit_logits`.
       num_threads: LiteRT CPU threads.
 
     Raises:
@@ -89,15 +90,18 @@ class Cascade:
     Example:
       >>> cascade = tfee.export.Cascade("net.tflite", policy)
       >>> predictions, exit_indices = cascade.predict(test_images)
+      >>> # What the file itself computes at every exit, e.g. to calibrate:
+      >>> logits = tfee.export.Cascade("net.tflite").exit_logits(val_images)
     """
 
-    def __init__(self, path, policy, num_threads=1):
+    def __init__(self, path, policy=None, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
         api = "tfee.export.Cascade"
         if not isinstance(path, str) or not os.path.isfile(path):
             raise FileNotFoundError(f"{api}: no .tflite file at path={path!r}")
-        _check_policy(policy)
+        if policy is not None:
+            _check_policy(policy)
         self.metadata = read_metadata(path)
         self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
         available = self._interpreter.get_signature_list()
@@ -112,7 +116,7 @@ class Cascade:
                 "them with tfee.export.tflite(signatures=None)). Received "
                 f"signatures: {sorted(available)}"
             )
-        if policy.num_exits != len(stages):
+        if policy is not None and policy.num_exits != len(stages):
             raise ValueError(
                 f"{api}: the policy has {policy.num_exits} exits but {path} has "
                 f"{len(stages)} stages. Received: policy.num_exits="
@@ -146,20 +150,75 @@ class Cascade:
         self._leaves = getattr(policy, "leaves", None)
         self.input_shape = tuple(int(d) for d in self._image_details["shape"][1:])
 
-    def _check_images(self, images):
+    def _require_policy(self, method):
+        if self.policy is None:
+            raise ValueError(
+                f"tfee.export.Cascade.{method}: this cascade has no exit "
+                "policy; pass one as Cascade(path, policy). Received: policy=None"
+            )
+
+    def _check_images(self, images, method):
         images = np.asarray(images)
         if images.ndim == len(self.input_shape):
             images = images[None]
         if images.shape[1:] != self.input_shape or images.dtype.kind != "f":
             raise ValueError(
-                "tfee.export.Cascade.predict: `images` must be float images of "
+                f"tfee.export.Cascade.{method}: `images` must be float images of "
                 f"shape (batch,) + {self.input_shape}, preprocessed as for the "
                 f"network. Received: shape={images.shape}, dtype={images.dtype}"
             )
         return images
 
+    def _check_batch_size(self, batch_size, count, method):
+        if batch_size is None:
+            return max(count, 1)
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                f"tfee.export.Cascade.{method}: `batch_size` must be a positive "
+                f"integer or None. Received: batch_size={batch_size!r}"
+            )
+        return batch_size
+
+    def exit_logits(self, images, batch_size=None):
+        """Every exit's float logits for every sample, as the file computes them.
+
+        Runs every stage on every sample, whatever the policy: for measuring
+        a (quantized) file's accuracy per exit, or for calibrating a policy
+        on the outputs the device will see (`tfee.calibrate` on these).
+
+        Args:
+          images: float array (n, height, width, channels), preprocessed as
+            for the network (or one image without the batch axis).
+          batch_size: samples run together (default: all at once).
+
+        Returns:
+          A list of K float32 arrays (n, classes), exit_1 first.
+
+        Raises:
+          ValueError: images of the wrong shape or type, or a bad batch size.
+        """
+        images = self._check_images(images, "exit_logits")
+        batch_size = self._check_batch_size(batch_size, len(images), "exit_logits")
+        per_exit = [[] for _ in self._stages]
+        for start in range(0, len(images), batch_size):
+            values = quantize_input(
+                images[start : start + batch_size], self._image_details
+            )
+            for k, stage in enumerate(self._stages):
+                outputs = stage(values)
+                per_exit[k].append(
+                    dequantize_output(outputs[0], self._logits_details[k])
+                )
+                values = outputs[-1]
+        return [np.concatenate(logits) for logits in per_exit]
+
     def run_batch(self, images):
         """One batch through the cascade; returns (logits, exit indices)."""
+        self._require_policy("run_batch")
         values = quantize_input(images, self._image_details)
         if len(values) == 1 and self._leaves is not None:
             return self._run_one(values)
@@ -220,20 +279,12 @@ class Cascade:
           0-based (exit_indices == 0 means exit_1 answered).
 
         Raises:
-          ValueError: images of the wrong shape or type, or a bad batch size.
+          ValueError: images of the wrong shape or type, a bad batch size, or
+            a cascade made without a policy.
         """
-        images = self._check_images(images)
-        if batch_size is None:
-            batch_size = max(len(images), 1)
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                "tfee.export.Cascade.predict: `batch_size` must be a positive "
-                f"integer or None. Received: batch_size={batch_size!r}"
-            )
+        self._require_policy("predict")
+        images = self._check_images(images, "predict")
+        batch_size = self._check_batch_size(batch_size, len(images), "predict")
         predictions, exits = [], []
         for start in range(0, len(images), batch_size):
             logits, exit_indices = self.run_batch(images[start : start + batch_size])
