@@ -8,7 +8,9 @@ validation, and writes a table, JSON and PNG plots for the test split:
         --calibrate_data digits --report_dir /tmp/tfee-calibrate
 
 With no --keras_model it trains a small network on the embedded digits first
-(offline, under a minute). --calibrate_data may be "digits" or an image
+(offline, under a minute). --tflite calibrates on a file from
+`tfee.export.tflite` instead: its own (e.g. int8) outputs, which is what its
+cascade will compute on a device. --calibrate_data may be "digits" or an image
 folder (class sub-folders); the folder is split into validation and test.
 """
 
@@ -19,6 +21,7 @@ from absl import app
 from absl import flags
 
 import tfee
+import tfee.export
 import tfee.policy
 from tfee import keras
 from tfee import report
@@ -29,6 +32,12 @@ flags.DEFINE_string(
     "keras_model",
     "",
     "A saved .keras early-exit network; empty trains one on the digits.",
+)
+flags.DEFINE_string(
+    "tflite",
+    "",
+    "A .tflite with stage signatures (tfee.export.tflite): calibrate on the "
+    "file's own outputs instead of a Keras network.",
 )
 flags.DEFINE_string(
     "calibrate_data",
@@ -91,17 +100,33 @@ def load_splits(data, input_shape, validation_fraction, seed=0):
     )
 
 
+def collect(source, split):
+    """Every exit's outputs on (images, labels), from a network or a file."""
+    if isinstance(source, tfee.export.Cascade):
+        return source.collect_outputs(*split, batch_size=256)
+    return tfee.policy.collect_outputs(source, split)
+
+
 def run_calibration(
     network, data, report_dir, rule, max_accuracy_drop, macs_budget, validation_fraction
 ):
     """Calibrates on validation, evaluates on test, writes the report files.
 
+    Args:
+      network: a Keras early-exit network, or a `tfee.export.Cascade` over a
+        .tflite (then its outputs are calibrated on).
+
     Returns:
       (policy, test Evaluation, validation Evaluation, paths written).
     """
-    validation, test = load_splits(data, network.input_shape[1:], validation_fraction)
-    val_outputs = tfee.policy.collect_outputs(network, validation)
-    test_outputs = tfee.policy.collect_outputs(network, test)
+    input_shape = (
+        network.input_shape
+        if isinstance(network, tfee.export.Cascade)
+        else network.input_shape[1:]
+    )
+    validation, test = load_splits(data, input_shape, validation_fraction)
+    val_outputs = collect(network, validation)
+    test_outputs = collect(network, test)
     target = (
         {"macs_budget": macs_budget}
         if macs_budget is not None
@@ -131,7 +156,13 @@ def run_calibration(
 
 def main(argv):
     del argv
-    if FLAGS.keras_model:
+    if FLAGS.tflite and FLAGS.keras_model:
+        raise app.UsageError("Pass --tflite or --keras_model, not both.")
+    if FLAGS.tflite:
+        if not os.path.isfile(FLAGS.tflite):
+            raise app.UsageError(f"--tflite: no such file: {FLAGS.tflite}")
+        network = tfee.export.Cascade(FLAGS.tflite)
+    elif FLAGS.keras_model:
         if not os.path.exists(FLAGS.keras_model):
             raise app.UsageError(f"--keras_model: no such file: {FLAGS.keras_model}")
         network = keras.models.load_model(FLAGS.keras_model)

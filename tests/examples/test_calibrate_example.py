@@ -8,6 +8,7 @@ from absl import app
 from absl.testing import flagsaver
 
 import tfee
+import tfee.export
 import tfee.policy
 from examples import calibrate
 
@@ -40,6 +41,23 @@ def test_calibrate_main_writes_table_json_plots_and_policy(saved_net, tmp_path, 
     assert policy.num_exits == 2
 
 
+def test_calibrate_main_calibrates_on_an_int8_files_own_outputs(tmp_path, capsys):
+    backbone = tfee.backbones.small_cnn(10, input_shape=(8, 8, 1), widths=(4, 8))
+    net = tfee.attach_exits(backbone, ["block1_out"], head="linear")
+    path = str(tmp_path / "net.tflite")
+    images = np.random.default_rng(0).random((16, 8, 8, 1), dtype="float32")
+    tfee.export.tflite(net, path, quantize="int8", representative=images)
+    out = tmp_path / "report"
+    with flagsaver.flagsaver(tflite=path, report_dir=str(out), macs_budget=0.8):
+        calibrate.FLAGS(["calibrate"])
+        calibrate.main([])
+    assert "On test" in capsys.readouterr().out
+    with open(out / "test_report.json") as f:
+        data = json.load(f)
+    assert data["extra"]["validation"]["macs_fraction"] <= 0.8
+    assert tfee.policy.load_policy(str(out / "policy.json")).num_exits == 2
+
+
 def test_calibration_reads_an_image_folder(tmp_path):
     rng = np.random.default_rng(0)
     for label in ("cat", "dog"):
@@ -61,6 +79,14 @@ def test_missing_model_or_data_is_a_clear_error(tmp_path, saved_net):
     with flagsaver.flagsaver(keras_model=str(tmp_path / "missing.keras")):
         calibrate.FLAGS(["calibrate"])
         with pytest.raises(app.UsageError, match="no such file"):
+            calibrate.main([])
+    with flagsaver.flagsaver(tflite=str(tmp_path / "missing.tflite")):
+        calibrate.FLAGS(["calibrate"])
+        with pytest.raises(app.UsageError, match="--tflite: no such file"):
+            calibrate.main([])
+    with flagsaver.flagsaver(tflite="a.tflite", keras_model=saved_net):
+        calibrate.FLAGS(["calibrate"])
+        with pytest.raises(app.UsageError, match="not both"):
             calibrate.main([])
     net = tfee.attach_exits(
         tfee.backbones.small_cnn(3, input_shape=(8, 8, 1), widths=(4, 8)),

@@ -7,6 +7,7 @@ from ai_edge_litert.interpreter import Interpreter
 import tfee.export
 import tfee.policy
 from tests.export.conftest import MaxSoftmaxStandIn
+from tests.export.conftest import tiny_data
 from tfee.export._litert import SignatureCall
 
 
@@ -163,6 +164,40 @@ def test_int8_exit_logits_give_the_int8_cascade_answers(int8_file, images):
         int8_file.path, MaxSoftmaxStandIn([1.1])
     ).predict(images)
     np.testing.assert_array_equal(np.argmax(logits[1], -1), predictions)
+
+
+def test_collected_outputs_of_a_float_file_are_the_keras_outputs(
+    float_file, network, images
+):
+    labels = tiny_data()[1]
+    got = tfee.export.Cascade(float_file.path).collect_outputs(images, labels, 7)
+    want = tfee.policy.collect_outputs(network, (images, labels))
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
+    np.testing.assert_allclose(got.confidences, want.confidences, atol=1e-5)
+    np.testing.assert_array_equal(got.exit_macs, want.exit_macs)
+    assert got.full_macs == want.full_macs
+    np.testing.assert_array_equal(got.labels, labels)
+
+
+def test_the_int8_files_outputs_predict_its_cascade_exactly(int8_file, images):
+    labels = tiny_data()[1]
+    outputs = tfee.export.Cascade(int8_file.path).collect_outputs(images, labels)
+    assert tfee.policy.calibrate(outputs, max_accuracy_drop=0.01).num_exits == 2
+    scores = np.sort(tfee.policy.confidence_scores(outputs.logits[0], "max_softmax"))
+    middle = len(scores) // 2
+    policy = tfee.policy.ThresholdPolicy([(scores[middle - 1] + scores[middle]) / 2])
+    expected = policy.exit_indices(outputs.logits)
+    _, exits = tfee.export.Cascade(int8_file.path, policy).predict(images)
+    np.testing.assert_array_equal(exits, expected)
+    assert 0 < np.sum(exits == 0) < len(images)
+
+
+def test_collect_outputs_needs_one_integer_label_per_image(float_file, images):
+    cascade = tfee.export.Cascade(float_file.path)
+    with pytest.raises(ValueError, match="48 integer labels.*Received: 3 labels"):
+        cascade.collect_outputs(images, [0, 1, 2])
+    with pytest.raises(ValueError, match="dtype float"):
+        cascade.collect_outputs(images, np.zeros(len(images)))
 
 
 def test_a_cascade_without_a_policy_cannot_predict(float_file, images):

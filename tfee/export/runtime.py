@@ -11,6 +11,7 @@ import numpy as np
 
 from tfee.export import _flatbuffer
 from tfee.export import _litert
+from tfee.policy import outputs as outputs_lib
 
 __all__ = ["Cascade", "dequantize_output", "quantize_input", "read_metadata"]
 
@@ -43,7 +44,8 @@ def read_metadata(path):
 
     Returns:
       A dict (num_exits, exit_names, learned_confidence, confidence_rule,
-      quantize, signatures, cumulative_macs), or {} for other files.
+      quantize, signatures, cumulative_macs, full_macs), or {} for other
+      files.
 
     Raises:
       FileNotFoundError: no file at `path`.
@@ -183,12 +185,35 @@ class Cascade:
             )
         return batch_size
 
+    def _every_exit(self, images, batch_size, method):
+        """(logits, confidences) of every stage for every sample; confidences
+        hold None where a head learns none."""
+        images = self._check_images(images, method)
+        batch_size = self._check_batch_size(batch_size, len(images), method)
+        logits = [[] for _ in self._stages]
+        confidences = [[] for _ in self._stages]
+        for start in range(0, len(images), batch_size):
+            values = quantize_input(
+                images[start : start + batch_size], self._image_details
+            )
+            for k, stage in enumerate(self._stages):
+                outputs = stage(values)
+                logits[k].append(dequantize_output(outputs[0], self._logits_details[k]))
+                if self._learned[k]:
+                    confidences[k].append(
+                        dequantize_output(outputs[1], self._confidence_details[k])
+                    )
+                values = outputs[-1]
+        return (
+            [np.concatenate(x) for x in logits],
+            [np.concatenate(c).reshape(-1) if c else None for c in confidences],
+        )
+
     def exit_logits(self, images, batch_size=None):
         """Every exit's float logits for every sample, as the file computes them.
 
         Runs every stage on every sample, whatever the policy: for measuring
-        a (quantized) file's accuracy per exit, or for calibrating a policy
-        on the outputs the device will see (`tfee.calibrate` on these).
+        a (quantized) file's accuracy per exit.
 
         Args:
           images: float array (n, height, width, channels), preprocessed as
@@ -201,20 +226,56 @@ class Cascade:
         Raises:
           ValueError: images of the wrong shape or type, or a bad batch size.
         """
-        images = self._check_images(images, "exit_logits")
-        batch_size = self._check_batch_size(batch_size, len(images), "exit_logits")
-        per_exit = [[] for _ in self._stages]
-        for start in range(0, len(images), batch_size):
-            values = quantize_input(
-                images[start : start + batch_size], self._image_details
+        return self._every_exit(images, batch_size, "exit_logits")[0]
+
+    def collect_outputs(self, images, labels, batch_size=None):
+        """`tfee.policy.ExitOutputs` of the file itself, to calibrate a policy on.
+
+        A quantized file's logits differ from the Keras network's, so a
+        policy calibrated on Keras outputs can leave at other exits on the
+        device. Calibrating on these outputs (`tfee.policy.calibrate`) and
+        evaluating on them reports what the device will do.
+
+        Args:
+          images: float array (n, height, width, channels), preprocessed as
+            for the network.
+          labels: integer labels (n,).
+          batch_size: samples run together (default: all at once).
+
+        Returns:
+          An `ExitOutputs` whose MACs come from the file's metadata.
+
+        Raises:
+          ValueError: images of the wrong shape or type, labels that do not
+            match them, a bad batch size, or a file exported before its
+            metadata recorded the full network's MACs.
+        """
+        api = "tfee.export.Cascade.collect_outputs"
+        labels = np.asarray(labels).reshape(-1)
+        count = len(self._check_images(images, "collect_outputs"))
+        if len(labels) != count or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"{api}: `labels` must be {count} integer labels, one per image. "
+                f"Received: {len(labels)} labels of dtype {labels.dtype}"
             )
-            for k, stage in enumerate(self._stages):
-                outputs = stage(values)
-                per_exit[k].append(
-                    dequantize_output(outputs[0], self._logits_details[k])
-                )
-                values = outputs[-1]
-        return [np.concatenate(logits) for logits in per_exit]
+        if "full_macs" not in self.metadata:
+            raise ValueError(
+                f"{api}: {self.path} has no full_macs in its tfee metadata; "
+                "export it again with tfee.export.tflite."
+            )
+        logits, confidences = self._every_exit(images, batch_size, "collect_outputs")
+        learned = None
+        if any(c is not None for c in confidences):
+            learned = np.stack(
+                [np.full(count, np.nan) if c is None else c for c in confidences]
+            )
+        return outputs_lib.ExitOutputs(
+            logits=np.stack(logits),
+            confidences=learned,
+            labels=labels,
+            exit_macs=self.metadata["cumulative_macs"],
+            full_macs=self.metadata["full_macs"],
+        )
 
     def run_batch(self, images):
         """One batch through the cascade; returns (logits, exit indices)."""

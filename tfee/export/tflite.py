@@ -12,6 +12,7 @@ import gzip
 
 import numpy as np
 
+from tfee import cost
 from tfee import network as network_lib
 from tfee._files import write_bytes_atomically
 from tfee._keras import tf
@@ -242,6 +243,7 @@ def tflite(
             "quantize": quantize,
             "signatures": names,
             "cumulative_macs": [int(i.cumulative_macs) for i in infos],
+            "full_macs": int(cost.analyze(stripped).full_macs),
         },
     )
     write_bytes_atomically(path, data)
