@@ -8,7 +8,10 @@ deepest exit (and, separately, for a --macs_budget), and reports on test:
 accuracy, mean MACs as a share of the full network, the exit histogram, the
 oracle, and the oracle at the same accuracy. Then it times dynamic inference
 in TensorFlow (`tfee.inference.DynamicPredictor`) against the full model at
-batch 1 and batch 128, alternating the two, medians.
+batch 1 and batch 128, alternating the two, medians. Last, it exports the
+stage signatures as full int8 and calibrates on that file's own outputs
+(`tfee.export.Cascade.collect_outputs`), beside the Keras-calibrated policy
+run on the same file: what a device would do.
 
 "Oracle at the same accuracy": the least mean MACs of any per-sample exit
 assignment chosen with the labels that is right on at least as many test
@@ -24,7 +27,9 @@ beside it.
 
 import json
 import os
+import shutil
 import statistics
+import tempfile
 import time
 import warnings
 
@@ -33,6 +38,7 @@ from absl import app
 from absl import flags
 
 import tfee
+import tfee.export
 import tfee.inference
 import tfee.policy
 from benchmarks import reference
@@ -104,6 +110,56 @@ def summary(result):
         "mean_macs": result.mean_macs,
         "macs_fraction": result.macs_fraction,
         "exit_fractions": result.exit_fractions,
+    }
+
+
+def int8_file_section(
+    network,
+    val_images,
+    val_labels,
+    test_images,
+    test_labels,
+    keras_policy,
+    target_drop,
+    keras_test,
+):
+    """What the device sees: a policy calibrated on the int8 file's own
+    validation outputs, and the Keras-calibrated policy, both run on the
+    file's test outputs (`tfee.export.Cascade.collect_outputs`)."""
+    stages = [f"stage_{k}" for k in range(1, len(tfee.exits(network)) + 1)]
+    directory = tempfile.mkdtemp(prefix="tfee-calibration-")
+    try:
+        path = os.path.join(directory, "int8.tflite")
+        tfee.export.tflite(
+            network,
+            path,
+            quantize="int8",
+            representative=val_images[:512],
+            signatures=stages,
+        )
+        cascade = tfee.export.Cascade(path)
+        val_outputs = cascade.collect_outputs(val_images, val_labels, batch_size=500)
+        test_outputs = cascade.collect_outputs(test_images, test_labels, batch_size=500)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    own = tfee.policy.calibrate(val_outputs, max_accuracy_drop=target_drop)
+    own_test = tfee.policy.evaluate(test_outputs, policy=own)
+    keras_on_file = tfee.policy.evaluate(test_outputs, policy=keras_policy)
+    return {
+        "note": "full-int8 stage_k signatures (per-channel scales, 512 validation "
+        "images for calibration); accuracy drops are vs the file's own deepest exit",
+        "test_single_exit_accuracy": test_outputs.exit_accuracy().tolist(),
+        "calibrated_on_the_files_validation_outputs": {
+            "policy": own.to_dict(),
+            "test": summary(own_test),
+            "test_drop_vs_keras_deepest_points": 100
+            * (keras_test.deepest_accuracy - own_test.accuracy),
+        },
+        "keras_calibrated_policy_on_the_file": {
+            "test": summary(keras_on_file),
+            "test_drop_vs_keras_deepest_points": 100
+            * (keras_test.deepest_accuracy - keras_on_file.accuracy),
+        },
     }
 
 
@@ -205,6 +261,20 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
     check = predictor.predict(test_images[:512], batch_size=128)
     expected = policy.exit_indices(test_outputs.logits[:, :512])
     same_exits = float(np.mean(check.exit_indices == expected))
+    check_1 = predictor.predict(test_images[:512], batch_size=1)
+    same_exits_1 = float(np.mean(check_1.exit_indices == expected))
+
+    print("calibrating on the int8 file's own outputs ...", flush=True)
+    int8_file = int8_file_section(
+        network,
+        normalised(splits["validation"][0], mean, std),
+        splits["validation"][1],
+        test_images,
+        splits["test"][1],
+        policy,
+        target_drop,
+        test_result,
+    )
 
     macs_fraction = test_result.macs_fraction
     ratio = None if oracle_macs is None else test_result.mean_macs / oracle_macs
@@ -306,7 +376,9 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
             "batch128_all_exits_ms": 1000 * full_128,
             "batch128_speedup_vs_backbone": backbone_128 / dynamic_128,
             "exit_indices_equal_policy_on_first_512": same_exits,
+            "batch1_exit_indices_equal_policy_on_first_512": same_exits_1,
         },
+        "int8_file": int8_file,
         "full_macs": test_outputs.full_macs,
         "exit_macs": test_outputs.exit_macs.tolist(),
         "record": reference.machine_record(),
