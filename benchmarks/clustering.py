@@ -157,6 +157,7 @@ def artifact_sizes(network, representative, test_images, test_arrays, goal):
                 "gzip_bytes": compression.gzip_bytes,
                 "ratio": compression.ratio,
                 "bits_per_weight": compression.bits_per_weight,
+                "max_distinct_values_per_kernel": exported.max_unique_values,
             }
             if name == goal:
                 rows[name]["test_accuracy"] = file_accuracy(path, *test_arrays)

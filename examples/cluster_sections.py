@@ -60,8 +60,16 @@ flags.DEFINE_enum(
     "cluster_quantize",
     "float32",
     ["float32", "int8"],
-    "Without --qat: export float32, or post-training int8 with one scale per "
-    "kernel (which keeps the cluster count), calibrated on validation images.",
+    "Without --qat: export float32, or post-training int8 calibrated on "
+    "validation images (one scale per kernel with --cluster_fold, one per "
+    "channel without; either keeps the cluster count).",
+)
+flags.DEFINE_bool(
+    "cluster_fold",
+    True,
+    "Fold BatchNormalization into the kernels before clustering; "
+    "--nocluster_fold keeps BN trainable (more accurate at few clusters) and "
+    "needs --cluster_quantize int8.",
 )
 flags.DEFINE_string(
     "cluster_output_dir", "/tmp/tfee-cluster", "Where the model, .tflite and JSON go."
@@ -93,9 +101,16 @@ def run(
     qat=False,
     qat_epochs=1,
     quantize="float32",
+    fold=True,
     seed=0,
 ):
     """Clusters, optionally QATs, writes model, .tflite and JSON; returns the JSON."""
+    if not fold and quantize != "int8" and not qat:
+        raise ValueError(
+            "--nocluster_fold needs --cluster_quantize int8 (per-channel scales "
+            "keep unfolded kernels at their cluster count; float32 does not). "
+            f"Received: --cluster_quantize {quantize}"
+        )
     keras.utils.set_random_seed(seed)
     data = tfee.data.load(dataset, seed=seed)
     if model_path:
@@ -110,6 +125,7 @@ def run(
         distill=distill,
         epochs=epochs,
         preserve_sparsity=preserve_sparsity,
+        fold_batch_norm=fold,
         evaluation_data=data.test,
         verbose=2,
     )
@@ -147,13 +163,14 @@ def run(
             tflite_file,
             quantize=quantize,
             representative=data.validation if quantize == "int8" else None,
-            per_channel=False,
+            per_channel=not fold,
         )
         with open(tflite_file, "rb") as f:
             summary["compression"] = tfee.compress.compression_report(
                 result.network, artifact=f.read()
             ).to_dict()
-        summary["compression"]["artifact"] = f"{quantize} .tflite, per-tensor scales"
+        scales = "per-tensor" if fold else "per-channel"
+        summary["compression"]["artifact"] = f"{quantize} .tflite, {scales} scales"
     summary["files"] = {"keras": model_file, "tflite": tflite_file}
     report.write_json(os.path.join(output_dir, "compression.json"), summary)
     return summary
@@ -179,6 +196,7 @@ def main(argv):
         qat=FLAGS.qat,
         qat_epochs=FLAGS.qat_epochs,
         quantize=FLAGS.cluster_quantize,
+        fold=FLAGS.cluster_fold,
         seed=FLAGS.cluster_seed,
     )
     print(_accuracy_line("before", summary["before"]))

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from absl.testing import flagsaver
 
 import tfee
@@ -49,12 +50,10 @@ def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
     assert len(np.unique(network.get_layer("logits").kernel.numpy())) <= 4
 
 
-def test_int8_export_keeps_each_clustered_kernel_at_its_cluster_count(tmp_path):
+def _int8_kernels(path):
     from ai_edge_litert.interpreter import Interpreter
 
-    summary = _run(tmp_path, clusters="4", cluster_quantize="int8")
-    assert summary["compression"]["artifact"] == "int8 .tflite, per-tensor scales"
-    interpreter = Interpreter(model_path=str(tmp_path / "clustered_int8.tflite"))
+    interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     kernels = [
         interpreter.get_tensor(d["index"])
@@ -65,4 +64,31 @@ def test_int8_export_keeps_each_clustered_kernel_at_its_cluster_count(tmp_path):
         and d["shape"][0] > 1  # kernels (out, h, w, in), not activations
     ]
     assert kernels
+    return kernels
+
+
+def test_int8_export_keeps_each_clustered_kernel_at_its_cluster_count(tmp_path):
+    summary = _run(tmp_path, clusters="4", cluster_quantize="int8")
+    assert summary["compression"]["artifact"] == "int8 .tflite, per-tensor scales"
+    kernels = _int8_kernels(tmp_path / "clustered_int8.tflite")
     assert all(len(np.unique(k)) <= 4 for k in kernels)
+
+
+def test_unfolded_clusters_reach_the_int8_file_through_per_channel_scales(tmp_path):
+    summary = _run(tmp_path, clusters="4", cluster_quantize="int8", cluster_fold=False)
+    assert summary["compression"]["artifact"] == "int8 .tflite, per-channel scales"
+    network = keras.models.load_model(tmp_path / "clustered.keras")
+    assert type(network.get_layer("block1_bn")).__name__ == "BatchNormalization"
+    # Each channel's scale divides out the BN factor the converter folded in;
+    # a channel without the largest centroid adds at most 3 more values.
+    for kernel in _int8_kernels(tmp_path / "clustered_int8.tflite"):
+        channels = {tuple(np.unique(row)) for row in kernel.reshape(len(kernel), -1)}
+        assert all(len(values) <= 4 for values in channels)
+        assert sum(len(values) == 4 for values in channels) >= 1
+
+
+def test_unfolded_clustering_refuses_a_float32_file(tmp_path):
+    with pytest.raises(
+        ValueError, match="--nocluster_fold needs --cluster_quantize int8"
+    ):
+        _run(tmp_path, clusters="4", cluster_fold=False)
