@@ -8,7 +8,7 @@ validation, and writes a table, JSON and PNG plots for the test split:
         --calibrate_data digits --report_dir /tmp/tfee-calibrate
 
 With no --keras_model it trains a small network on the embedded digits first
-(offline, under a minute). --tflite calibrates on a file from
+(offline, under a minute). --calibrate_tflite calibrates on a file from
 `tfee.export.tflite` instead: its own (e.g. int8) outputs, which is what its
 cascade will compute on a device. --calibrate_data may be "digits" or an image
 folder (class sub-folders); the folder is split into validation and test.
@@ -34,7 +34,7 @@ flags.DEFINE_string(
     "A saved .keras early-exit network; empty trains one on the digits.",
 )
 flags.DEFINE_string(
-    "tflite",
+    "calibrate_tflite",
     "",
     "A .tflite with stage signatures (tfee.export.tflite): calibrate on the "
     "file's own outputs instead of a Keras network.",
@@ -156,12 +156,14 @@ def run_calibration(
 
 def main(argv):
     del argv
-    if FLAGS.tflite and FLAGS.keras_model:
-        raise app.UsageError("Pass --tflite or --keras_model, not both.")
-    if FLAGS.tflite:
-        if not os.path.isfile(FLAGS.tflite):
-            raise app.UsageError(f"--tflite: no such file: {FLAGS.tflite}")
-        network = tfee.export.Cascade(FLAGS.tflite)
+    if FLAGS.calibrate_tflite and FLAGS.keras_model:
+        raise app.UsageError("Pass --calibrate_tflite or --keras_model, not both.")
+    if FLAGS.calibrate_tflite:
+        if not os.path.isfile(FLAGS.calibrate_tflite):
+            raise app.UsageError(
+                f"--calibrate_tflite: no such file: {FLAGS.calibrate_tflite}"
+            )
+        network = tfee.export.Cascade(FLAGS.calibrate_tflite)
     elif FLAGS.keras_model:
         if not os.path.exists(FLAGS.keras_model):
             raise app.UsageError(f"--keras_model: no such file: {FLAGS.keras_model}")

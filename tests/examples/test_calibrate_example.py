@@ -48,7 +48,9 @@ def test_calibrate_main_calibrates_on_an_int8_files_own_outputs(tmp_path, capsys
     images = np.random.default_rng(0).random((16, 8, 8, 1), dtype="float32")
     tfee.export.tflite(net, path, quantize="int8", representative=images)
     out = tmp_path / "report"
-    with flagsaver.flagsaver(tflite=path, report_dir=str(out), macs_budget=0.8):
+    with flagsaver.flagsaver(
+        calibrate_tflite=path, report_dir=str(out), macs_budget=0.8
+    ):
         calibrate.FLAGS(["calibrate"])
         calibrate.main([])
     assert "On test" in capsys.readouterr().out
@@ -80,11 +82,11 @@ def test_missing_model_or_data_is_a_clear_error(tmp_path, saved_net):
         calibrate.FLAGS(["calibrate"])
         with pytest.raises(app.UsageError, match="no such file"):
             calibrate.main([])
-    with flagsaver.flagsaver(tflite=str(tmp_path / "missing.tflite")):
+    with flagsaver.flagsaver(calibrate_tflite=str(tmp_path / "missing.tflite")):
         calibrate.FLAGS(["calibrate"])
-        with pytest.raises(app.UsageError, match="--tflite: no such file"):
+        with pytest.raises(app.UsageError, match="--calibrate_tflite: no such file"):
             calibrate.main([])
-    with flagsaver.flagsaver(tflite="a.tflite", keras_model=saved_net):
+    with flagsaver.flagsaver(calibrate_tflite="a.tflite", keras_model=saved_net):
         calibrate.FLAGS(["calibrate"])
         with pytest.raises(app.UsageError, match="not both"):
             calibrate.main([])
