@@ -361,10 +361,10 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
             "exits": test_outputs.num_exits,
         },
         "dynamic_inference": {
-            "note": "TensorFlow on CPU: DynamicPredictor (tf.function per stage, "
-            "survivors only) vs the backbone without exits (the full model) and vs the "
-            "full early-exit network (every head), tf.function each, order rotated, "
-            "medians",
+            "note": "TensorFlow on CPU: DynamicPredictor (batch 1: one XLA-compiled "
+            "graph of tf.conds; batch 128: tf.function per stage, survivors only) vs "
+            "the backbone without exits (the full model) and vs the full early-exit "
+            "network (every head), tf.function each, order rotated, medians",
             "batch1_samples": len(ones),
             "batch1_dynamic_ms": 1000 * dynamic_1,
             "batch1_backbone_ms": 1000 * backbone_1,

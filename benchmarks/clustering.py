@@ -247,7 +247,7 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
         tick = time.time()
         clustered = tfee.compress.cluster(
             network,
-            train.take(steps),
+            train.repeat().take(steps),  # steps may span epochs
             clusters,
             staged=staged,
             distill=True,

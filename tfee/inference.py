@@ -75,6 +75,7 @@ class DynamicPredictor:
         self._stages = [self._compile(stage) for stage in stage_models]
         self._dtype = stage_models[0].inputs[0].dtype
         self._single = None  # The batch-1 graph, traced on first use.
+        self._thresholds = None  # (policy thresholds, their tensor)
 
     @staticmethod
     def _compile(stage):
@@ -106,6 +107,12 @@ class DynamicPredictor:
         size = int(features.shape[0])
         if size == 1 and isinstance(self.policy, policies.ThresholdPolicy):
             return self._predict_one(features)
+        return self._predict_stagewise(features)
+
+    def _predict_stagewise(self, features, first_decision=0):
+        """Stage by stage from Python; exits before `first_decision` are not
+        asked (the batch-1 graph has already decided to stay there)."""
+        size = int(features.shape[0])
         state = self.policy.initial_state(size)
         remaining = np.arange(size)
         exit_indices = np.empty(size, np.int64)
@@ -115,6 +122,11 @@ class DynamicPredictor:
             logits = result["logits"].numpy()
             confidence = result.get("confidence")
             confidence = None if confidence is None else confidence.numpy()
+            if k < first_decision:
+                # Decided already: NaN never leaves, and the state still
+                # sees every exit in order.
+                logits = np.full_like(logits, np.nan)
+                confidence = None if confidence is None else logits[:, 0]
             leave, state = self.policy.update(state, k, logits, confidence)
             if chosen is None:
                 chosen = np.empty((size, logits.shape[-1]), logits.dtype)
@@ -133,20 +145,51 @@ class DynamicPredictor:
             logits=chosen,
         )
 
+    def _build_single(self, jit_compile):
+        spec = self._stage_models[0].inputs[0]
+        rule = self.policy.rule
+        return tf.function(
+            lambda x, t: _threshold_cascade(self._stage_models, rule, x, t),
+            input_signature=[
+                tf.TensorSpec([1] + spec.shape[1:].as_list(), spec.dtype),
+                tf.TensorSpec([len(self._stage_models) - 1], tf.float64),
+            ],
+            jit_compile=jit_compile,
+        )
+
     def _predict_one(self, features):
-        if self._single is None:
-            spec = self._stage_models[0].inputs[0]
-            self._single = tf.function(
-                lambda x: _threshold_cascade(self._stage_models, self.policy, x),
-                input_signature=[
-                    tf.TensorSpec([1] + spec.shape[1:].as_list(), spec.dtype)
-                ],
+        # Thresholds are an input, not constants: the compiled program is the
+        # same for every threshold setting, and so are the logits it computes.
+        if self._thresholds is None or self._thresholds[0] != self.policy.thresholds:
+            values = [np.inf if t is None else t for t in self.policy.thresholds]
+            self._thresholds = (
+                self.policy.thresholds,
+                tf.constant(values, tf.float64),
             )
-        logits, exit_index = self._single(features)
-        logits = logits.numpy()
+        thresholds = self._thresholds[1]
+        if self._single is None:
+            # XLA compiles the nested conds into one program, which runs the
+            # taken branch without the executor's per-branch overhead; layers
+            # XLA cannot compile fall back to a plain graph.
+            self._single = self._build_single(jit_compile=True)
+            try:
+                outputs = self._single(features, thresholds)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                self._single = self._build_single(jit_compile=False)
+                outputs = self._single(features, thresholds)
+        else:
+            outputs = self._single(features, thresholds)
+        logits, confidence, exit_index, unsure = (x.numpy() for x in outputs)
+        exit_index = int(exit_index)
+        if unsure and not self.policy.leaves(
+            exit_index, logits[0], None if self.policy.rule != "learned" else confidence
+        ):
+            # A score within float round-off of its threshold: the numpy
+            # policy decides on the graph's own outputs that the sample stays.
+            return self._predict_stagewise(features, first_decision=exit_index + 1)
         return DynamicResult(
             predictions=np.argmax(logits, axis=-1),
-            exit_indices=np.array([int(exit_index)], np.int64),
+            exit_indices=np.array([exit_index], np.int64),
             logits=logits,
         )
 
@@ -210,41 +253,37 @@ def _tf_score(rule, logits, confidence):
     return tf.clip_by_value(score, 0.0, 1.0)
 
 
-def _threshold_cascade(stage_models, policy, images):
-    """(logits (1, classes), 0-based exit) of one sample, stage by stage in-graph."""
+def _threshold_cascade(stage_models, rule, images, thresholds):
+    """One sample stage by stage in-graph: (logits (1, classes), its learned
+    confidence or 0, 0-based exit, unsure). `unsure` marks a score within
+    `_TIE_BAND` of its threshold, left for the numpy policy to decide; an
+    infinite threshold never lets the sample leave."""
     last = len(stage_models) - 1
 
     def run(k, features):
         outputs = stage_models[k](features, training=False)
         logits = outputs["logits"]
-        taken = (logits, tf.constant(k, tf.int64))
-        threshold = None if k == last else policy.thresholds[k]
-        if threshold is None:
-            return taken if k == last else run(k + 1, outputs["features"])
         confidence = outputs.get("confidence")
+        value = tf.zeros([]) if confidence is None else tf.reshape(confidence, [])
+
+        def answer(unsure):
+            return logits, value, tf.constant(k, tf.int64), tf.constant(unsure)
+
+        if k == last:
+            return answer(False)
         finite = tf.reduce_all(tf.math.is_finite(logits))
-        if policy.rule == "learned":
-            finite = tf.logical_and(
-                finite, tf.reduce_all(tf.math.is_finite(confidence))
-            )
-        score = _tf_score(policy.rule, logits[0], confidence)
+        if rule == "learned":
+            finite = tf.logical_and(finite, tf.math.is_finite(value))
+        score = _tf_score(rule, logits[0], confidence)
         safe = tf.where(finite, score, tf.constant(-1.0, tf.float64))
-
-        def ask_policy():
-            def leaves(row, value):
-                value = None if confidence is None else value.numpy()
-                return policy.leaves(k, row.numpy(), value)
-
-            value = tf.zeros([1]) if confidence is None else confidence[0]
-            return tf.py_function(leaves, [logits[0], value], tf.bool)
-
-        leave = tf.cond(
-            safe >= threshold + _TIE_BAND,
-            lambda: tf.constant(True),
+        return tf.cond(
+            safe >= thresholds[k] + _TIE_BAND,
+            lambda: answer(False),
             lambda: tf.cond(
-                safe < threshold - _TIE_BAND, lambda: tf.constant(False), ask_policy
+                safe < thresholds[k] - _TIE_BAND,
+                lambda: run(k + 1, outputs["features"]),
+                lambda: answer(True),
             ),
         )
-        return tf.cond(leave, lambda: taken, lambda: run(k + 1, outputs["features"]))
 
     return run(0, images)
