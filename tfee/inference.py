@@ -6,9 +6,10 @@ policy has not let go (`tf.boolean_mask`), so easy samples cost only the
 sections up to their exit. Its answers equal the policy applied to the full
 network's outputs (`policy.exit_indices`), for any batch size including 1.
 
-At batch 1 under a `ThresholdPolicy`, the whole cascade is one `tf.function`
-of nested `tf.cond`s: a call per stage from Python, with its tensor copies,
-costs more than the sections an easy sample skips.
+At batch 1 under a `ThresholdPolicy`, the whole cascade is one XLA-compiled
+`tf.function` of nested `tf.cond`s (a plain graph where XLA cannot compile a
+layer): a call per stage from Python, with its tensor copies, costs more than
+the sections an easy sample skips.
 """
 
 import dataclasses
