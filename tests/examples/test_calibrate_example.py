@@ -22,19 +22,22 @@ def saved_net(tmp_path):
     return path
 
 
-def test_calibrate_main_writes_table_json_plots_and_policy(saved_net, tmp_path, capsys):
-    out = tmp_path / "report"
-    with flagsaver.flagsaver(
-        keras_model=saved_net, report_dir=str(out), macs_budget=0.8
-    ):
+def _calibrate_main(out, capsys, **flags):
+    """Runs the example's main with a 0.8 MACs budget; returns its JSON report."""
+    with flagsaver.flagsaver(report_dir=str(out), macs_budget=0.8, **flags):
         calibrate.FLAGS(["calibrate"])
         calibrate.main([])
     assert "On test" in capsys.readouterr().out
+    with open(out / "test_report.json") as f:
+        return json.load(f)
+
+
+def test_calibrate_main_writes_table_json_plots_and_policy(saved_net, tmp_path, capsys):
+    out = tmp_path / "report"
+    data = _calibrate_main(out, capsys, keras_model=saved_net)
     names = {p.name for p in out.iterdir()}
     assert {"test_report.txt", "test_report.json", "policy.json"} <= names
     assert {"test_accuracy_vs_macs.png", "test_exit_histogram.png"} <= names
-    with open(out / "test_report.json") as f:
-        data = json.load(f)
     assert data["extra"]["target"] == {"macs_budget": 0.8}
     assert data["extra"]["validation"]["macs_fraction"] <= 0.8
     policy = tfee.policy.load_policy(str(out / "policy.json"))
@@ -48,14 +51,7 @@ def test_calibrate_main_calibrates_on_an_int8_files_own_outputs(tmp_path, capsys
     images = np.random.default_rng(0).random((16, 8, 8, 1), dtype="float32")
     tfee.export.tflite(net, path, quantize="int8", representative=images)
     out = tmp_path / "report"
-    with flagsaver.flagsaver(
-        calibrate_tflite=path, report_dir=str(out), macs_budget=0.8
-    ):
-        calibrate.FLAGS(["calibrate"])
-        calibrate.main([])
-    assert "On test" in capsys.readouterr().out
-    with open(out / "test_report.json") as f:
-        data = json.load(f)
+    data = _calibrate_main(out, capsys, calibrate_tflite=path)
     assert data["extra"]["validation"]["macs_fraction"] <= 0.8
     assert tfee.policy.load_policy(str(out / "policy.json")).num_exits == 2
 

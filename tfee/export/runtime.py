@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from tfee._checks import check_int
 from tfee.export import _flatbuffer
 from tfee.export import _litert
 from tfee.policy import outputs as outputs_lib
@@ -174,16 +175,7 @@ class Cascade:
     def _check_batch_size(self, batch_size, count, method):
         if batch_size is None:
             return max(count, 1)
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                f"tfee.export.Cascade.{method}: `batch_size` must be a positive "
-                f"integer or None. Received: batch_size={batch_size!r}"
-            )
-        return batch_size
+        return check_int(batch_size, "batch_size", f"tfee.export.Cascade.{method}")
 
     def _every_exit(self, images, batch_size, method):
         """(logits, confidences) of every stage for every sample; confidences
