@@ -61,15 +61,16 @@ flags.DEFINE_enum(
     "float32",
     ["float32", "int8"],
     "Without --qat: export float32, or post-training int8 calibrated on "
-    "validation images (one scale per kernel with --cluster_fold, one per "
-    "channel without; either keeps the cluster count).",
+    "validation images (one scale per kernel with --cluster_fold, which keeps "
+    "the cluster count per kernel; one per channel without, which keeps it "
+    "per channel).",
 )
 flags.DEFINE_bool(
     "cluster_fold",
     True,
     "Fold BatchNormalization into the kernels before clustering; "
     "--nocluster_fold keeps BN trainable (more accurate at few clusters) and "
-    "needs --cluster_quantize int8.",
+    "needs --cluster_quantize int8 or --qat.",
 )
 flags.DEFINE_string(
     "cluster_output_dir", "/tmp/tfee-cluster", "Where the model, .tflite and JSON go."
