@@ -84,6 +84,35 @@ def test_non_finite_outputs_never_leave_early_at_batch_one(net, batch):
         assert result.exit_indices.tolist() == [1] * len(batch[0])
 
 
+def test_a_layer_xla_cannot_compile_still_runs_at_batch_one():
+    def host_identity(x):
+        copied = tfee.tf.numpy_function(lambda a: a, [x], "float32", stateful=False)
+        return tfee.tf.ensure_shape(copied, [None, 8, 8, 4])
+
+    inputs = tfee.keras.Input((8, 8, 1))
+    x = tfee.keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = tfee.keras.layers.Lambda(host_identity)(x)  # runs in Python: no XLA
+    x = tfee.keras.layers.ReLU(name="block1_out")(x)
+    x = tfee.keras.layers.GlobalAveragePooling2D()(x)
+    backbone = tfee.keras.Model(inputs, tfee.keras.layers.Dense(3, name="logits")(x))
+    net = tfee.attach_exits(backbone, ["block1_out"])
+    images = np.random.default_rng(0).random((6, 8, 8, 1), dtype="float32")
+    outputs = tfee.policy.collect_outputs(net, (images, np.zeros(6, "int32")))
+    scores = np.sort(tfee.policy.confidence_scores(outputs.logits[0], "max_softmax"))
+    policy = ThresholdPolicy([float(scores[2] + scores[3]) / 2])
+    result = tfee.inference.DynamicPredictor(net, policy).predict(images, 1)
+    np.testing.assert_array_equal(
+        result.exit_indices, policy.exit_indices(outputs.logits)
+    )
+    assert 0 < np.sum(result.exit_indices == 0) < len(images)
+
+
+def test_the_policy_is_fixed_at_construction(net):
+    predictor = tfee.inference.DynamicPredictor(net, ThresholdPolicy([0.5, 0.5]))
+    with pytest.raises(AttributeError):
+        predictor.policy = ThresholdPolicy([0.1, 0.1], "entropy")
+
+
 def test_dynamic_predictor_reads_datasets_of_image_label_batches(net, batch):
     images, labels = batch
     policy = ThresholdPolicy([0.4, 0.4])

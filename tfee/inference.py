@@ -71,12 +71,23 @@ class DynamicPredictor:
                 f"{api}: the policy is for {policy.num_exits} exits but the network "
                 f"has {len(stage_models)}. Calibrate a policy for this network."
             )
-        self.policy = policy
+        self._policy = policy
         self._stage_models = stage_models
         self._stages = [self._compile(stage) for stage in stage_models]
         self._dtype = stage_models[0].inputs[0].dtype
         self._single = None  # The batch-1 graph, traced on first use.
-        self._thresholds = None  # (policy thresholds, their tensor)
+        if isinstance(policy, policies.ThresholdPolicy):
+            # An input of that graph, not constants in it: its program, and
+            # so the logits it computes, do not depend on the thresholds.
+            self._thresholds = tf.constant(
+                [np.inf if t is None else t for t in policy.thresholds], tf.float64
+            )
+
+    @property
+    def policy(self):
+        """The exit policy, fixed at construction (the batch-1 graph is built
+        for its rule)."""
+        return self._policy
 
     @staticmethod
     def _compile(stage):
@@ -158,28 +169,20 @@ class DynamicPredictor:
             jit_compile=jit_compile,
         )
 
-    def _predict_one(self, features):
-        # Thresholds are an input, not constants: the compiled program is the
-        # same for every threshold setting, and so are the logits it computes.
-        if self._thresholds is None or self._thresholds[0] != self.policy.thresholds:
-            values = [np.inf if t is None else t for t in self.policy.thresholds]
-            self._thresholds = (
-                self.policy.thresholds,
-                tf.constant(values, tf.float64),
-            )
-        thresholds = self._thresholds[1]
+    def _run_single(self, features):
         if self._single is None:
             # XLA compiles the nested conds into one program, which runs the
             # taken branch without the executor's per-branch overhead; layers
             # XLA cannot compile fall back to a plain graph.
-            self._single = self._build_single(jit_compile=True)
             try:
-                outputs = self._single(features, thresholds)
+                self._single = self._build_single(jit_compile=True)
+                return self._single(features, self._thresholds)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
                 self._single = self._build_single(jit_compile=False)
-                outputs = self._single(features, thresholds)
-        else:
-            outputs = self._single(features, thresholds)
+        return self._single(features, self._thresholds)
+
+    def _predict_one(self, features):
+        outputs = self._run_single(features)
         logits, confidence, exit_index, unsure = (x.numpy() for x in outputs)
         exit_index = int(exit_index)
         if unsure and not self.policy.leaves(

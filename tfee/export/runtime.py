@@ -178,9 +178,8 @@ class Cascade:
         return check_int(batch_size, "batch_size", f"tfee.export.Cascade.{method}")
 
     def _every_exit(self, images, batch_size, method):
-        """(logits, confidences) of every stage for every sample; confidences
-        hold None where a head learns none."""
-        images = self._check_images(images, method)
+        """(logits, confidences) of every stage for every checked image;
+        confidences hold None where a head learns none."""
         batch_size = self._check_batch_size(batch_size, len(images), method)
         logits = [[] for _ in self._stages]
         confidences = [[] for _ in self._stages]
@@ -218,6 +217,7 @@ class Cascade:
         Raises:
           ValueError: images of the wrong shape or type, or a bad batch size.
         """
+        images = self._check_images(images, "exit_logits")
         return self._every_exit(images, batch_size, "exit_logits")[0]
 
     def collect_outputs(self, images, labels, batch_size=None):
@@ -244,7 +244,8 @@ class Cascade:
         """
         api = "tfee.export.Cascade.collect_outputs"
         labels = np.asarray(labels).reshape(-1)
-        count = len(self._check_images(images, "collect_outputs"))
+        images = self._check_images(images, "collect_outputs")
+        count = len(images)
         if len(labels) != count or labels.dtype.kind not in "iu":
             raise ValueError(
                 f"{api}: `labels` must be {count} integer labels, one per image. "
