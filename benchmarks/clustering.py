@@ -10,8 +10,9 @@ for --clustering_steps batches per stage: a budget chosen to fit the shared
 
 BatchNormalization stays a layer by default: the converter folds it into each
 convolution (a factor per output channel) and per-channel int8 scales divide
-that factor out again, so the file keeps each kernel's cluster count while BN
-keeps a scale per channel that retraining can adjust. --clustering_fold folds
+that factor out again, so each channel keeps at most its cluster count of
+values (a channel without the largest centroid lands on other int8 values),
+while BN keeps a scale per channel that retraining can adjust. --clustering_fold folds
 BN before clustering instead; the file then needs per-tensor scales.
 
 Reported per setting: per-exit and ensemble test accuracy, and their losses
@@ -76,8 +77,8 @@ flags.DEFINE_bool(
     False,
     "Fold BatchNormalization into the convolutions before clustering (the goal "
     "file then uses per-tensor int8 scales); unfolded, BN keeps a scale per "
-    "channel and the goal file uses per-channel scales. Either way the file "
-    "keeps each kernel's cluster count.",
+    "channel and the goal file uses per-channel scales, which keep the "
+    "cluster count per channel (folded: per kernel).",
 )
 flags.DEFINE_string("clustering_results_dir", reference.RESULTS, "Where the JSON goes.")
 flags.DEFINE_string(
@@ -112,10 +113,10 @@ ARTIFACTS = (
 
 def goal_artifact(folded):
     """The file the goal is checked on: the stage_k signatures a cascade runs
-    on device, int8, with the scales that keep a clustered kernel at its
-    cluster count. Folded kernels need one scale per tensor; unfolded ones
-    need one per channel, because the converter folds BN into the kernel
-    (a factor per output channel) and per-channel scales divide it out again."""
+    on device, int8, with the scales that keep the cluster counts. Folded
+    kernels need one scale per tensor; unfolded ones need one per channel,
+    because the converter folds BN into the kernel (a factor per output
+    channel) and per-channel scales divide it out again, channel by channel."""
     return "int8_per_tensor_stages_only" if folded else "int8_stages_only"
 
 
