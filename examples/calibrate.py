@@ -62,6 +62,12 @@ flags.DEFINE_float(
     "Mean MACs as a fraction of the full network; replaces the accuracy target.",
 )
 flags.DEFINE_float(
+    "calibrate_confidence",
+    None,
+    "Meet the target at this upper confidence bound, a probability in [0.5, 1) "
+    "(tfee.policy.calibrate(confidence=...)); default: on validation as measured.",
+)
+flags.DEFINE_float(
     "validation_fraction",
     0.5,
     "Share of an image folder used for calibration (rest: test).",
@@ -108,13 +114,21 @@ def collect(source, split):
 
 
 def run_calibration(
-    network, data, report_dir, rule, max_accuracy_drop, macs_budget, validation_fraction
+    network,
+    data,
+    report_dir,
+    rule,
+    max_accuracy_drop,
+    macs_budget,
+    validation_fraction,
+    confidence=None,
 ):
     """Calibrates on validation, evaluates on test, writes the report files.
 
     Args:
       network: a Keras early-exit network, or a `tfee.export.Cascade` over a
         .tflite (then its outputs are calibrated on).
+      confidence: see `tfee.policy.calibrate`.
 
     Returns:
       (policy, test Evaluation, validation Evaluation, paths written).
@@ -132,6 +146,8 @@ def run_calibration(
         if macs_budget is not None
         else {"max_accuracy_drop": max_accuracy_drop}
     )
+    if confidence is not None:
+        target["confidence"] = confidence
     policy = tfee.policy.calibrate(val_outputs, rule=rule, **target)
     val_result = tfee.policy.evaluate(val_outputs, policy=policy)
     test_result = tfee.policy.evaluate(test_outputs, policy=policy)
@@ -180,6 +196,7 @@ def main(argv):
         FLAGS.max_accuracy_drop,
         FLAGS.macs_budget,
         FLAGS.validation_fraction,
+        FLAGS.calibrate_confidence,
     )
     print(f"\nCalibrated on validation ({val_result.num_samples} samples): {policy!r}")
     print(

@@ -44,6 +44,19 @@ def test_calibrate_main_writes_table_json_plots_and_policy(saved_net, tmp_path, 
     assert policy.num_exits == 2
 
 
+def test_calibrate_main_passes_a_confidence_bound_to_calibration(
+    saved_net, tmp_path, capsys
+):
+    data = _calibrate_main(
+        tmp_path / "report", capsys, keras_model=saved_net, calibrate_confidence=0.9
+    )
+    assert data["extra"]["target"] == {"macs_budget": 0.8, "confidence": 0.9}
+    with flagsaver.flagsaver(keras_model=saved_net, calibrate_confidence=1.5):
+        calibrate.FLAGS(["calibrate"])
+        with pytest.raises(ValueError, match="confidence.*1.5"):
+            calibrate.main([])
+
+
 def test_calibrate_main_calibrates_on_an_int8_files_own_outputs(tmp_path, capsys):
     backbone = tfee.backbones.small_cnn(10, input_shape=(8, 8, 1), widths=(4, 8))
     net = tfee.attach_exits(backbone, ["block1_out"], head="linear")

@@ -15,10 +15,17 @@ is vectorised over cached outputs and grows linearly with
 
 A target no setting reaches gives an `UnreachableTargetWarning` and the
 closest setting (the most accurate, or the cheapest).
+
+With a `confidence`, a setting meets the target only if it still does at the
+one-sided upper confidence bound of its accuracy drop (or mean MACs) on new
+samples: a normal approximation to the paired per-sample difference from
+the deepest exit (or to the per-sample MACs), from the same one pass.
 """
 
+import collections
 import dataclasses
 import numbers
+import statistics
 import warnings
 
 import numpy as np
@@ -119,12 +126,25 @@ def _policy(thresholds, rule):
     )
 
 
+# Per setting (arrays over settings): accuracy, mean MACs, and the second
+# moments the confidence bounds need: the share of samples whose correctness
+# differs from the deepest exit's, and the mean of squared MACs.
+_Moments = collections.namedtuple(
+    "_Moments", ["accuracy", "cost", "disagreement", "cost_square"]
+)
+
+
 def _assess(exit_indices, correct, macs):
-    """Accuracy and mean MACs of (T, N) exit assignments."""
+    """`_Moments` of (T, N) exit assignments."""
     samples = np.arange(correct.shape[1])
-    accuracy = correct[exit_indices, samples].mean(axis=-1)
-    cost = macs[exit_indices].mean(axis=-1)
-    return accuracy, cost
+    chosen = correct[exit_indices, samples]
+    cost = macs[exit_indices]
+    return _Moments(
+        chosen.mean(axis=-1),
+        cost.mean(axis=-1),
+        (chosen != correct[-1]).mean(axis=-1),
+        (cost**2).mean(axis=-1),
+    )
 
 
 def _pareto(accuracy, cost):
@@ -139,7 +159,7 @@ def _pareto(accuracy, cost):
 
 
 def _shared_family(outputs, rule, candidates):
-    """(thresholds (K-1, T) or patience values (T,), accuracy (T,), cost (T,))."""
+    """(thresholds (K-1, T) or patience values (T,), `_Moments` over T)."""
     correct = outputs.correct()
     macs = outputs.exit_macs.astype(np.float64)
     if rule == "patience":
@@ -152,12 +172,12 @@ def _shared_family(outputs, rule, candidates):
                 for p in settings
             ]
         )
-        return settings, *_assess(exits, correct, macs)
+        return settings, _assess(exits, correct, macs)
     scores = _scores(outputs, rule)
     shared = _quantiles(scores, candidates)
     thresholds = np.repeat(shared[None], outputs.num_exits - 1, axis=0)
     exits = policies._first_passing(scores, thresholds)
-    return thresholds, *_assess(exits, correct, macs)
+    return thresholds, _assess(exits, correct, macs)
 
 
 def _make_policy(setting, rule, num_exits):
@@ -188,7 +208,8 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
     _check_outputs(outputs, api)
     _check_rule(rule, outputs, api)
     _check_candidates(candidates, api)
-    settings, accuracy, cost = _shared_family(outputs, rule, candidates)
+    settings, moments = _shared_family(outputs, rule, candidates)
+    accuracy, cost = moments.accuracy, moments.cost
     columns = list(settings if rule == "patience" else settings.T)
     if refine and rule != "patience":
         shared = _pareto(accuracy, cost)
@@ -200,12 +221,12 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
         if extra:
             thresholds = np.stack(extra, axis=1)
             exits = policies._first_passing(_scores(outputs, rule), thresholds)
-            more_accuracy, more_cost = _assess(
+            more = _assess(
                 exits, outputs.correct(), outputs.exit_macs.astype(np.float64)
             )
             columns += list(thresholds.T)
-            accuracy = np.concatenate([accuracy, more_accuracy])
-            cost = np.concatenate([cost, more_cost])
+            accuracy = np.concatenate([accuracy, more.accuracy])
+            cost = np.concatenate([cost, more.cost])
     points = tuple(
         FrontPoint(
             _make_policy(columns[i], rule, outputs.num_exits),
@@ -221,22 +242,37 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
 class _Target:
     """Ranks settings: feasible first, then the target's objective."""
 
-    def __init__(self, outputs, max_accuracy_drop, macs_budget):
+    def __init__(self, outputs, max_accuracy_drop, macs_budget, confidence=None):
         self.deepest = float(outputs.correct()[-1].mean())
         self.by_accuracy = max_accuracy_drop is not None
         self.min_accuracy = (
             self.deepest - max_accuracy_drop if self.by_accuracy else None
         )
         self.max_macs = None if self.by_accuracy else macs_budget * outputs.full_macs
+        # z of the one-sided bound; 0 (no margin) without a confidence.
+        self.z = (
+            0.0 if confidence is None else statistics.NormalDist().inv_cdf(confidence)
+        )
+        self.samples = outputs.num_samples
 
-    def feasible(self, accuracy, cost):
+    def margin(self, moments):
+        """The confidence bound's margin on the drop (or on the mean MACs)."""
         if self.by_accuracy:
-            return accuracy >= self.min_accuracy - _EPS
-        return cost <= self.max_macs * (1 + _EPS)
+            drop = self.deepest - moments.accuracy
+            variance = moments.disagreement - drop**2
+        else:
+            variance = moments.cost_square - moments.cost**2
+        return self.z * np.sqrt(np.maximum(variance, 0.0) / self.samples)
 
-    def best(self, accuracy, cost):
+    def feasible(self, moments):
+        if self.by_accuracy:
+            return moments.accuracy - self.margin(moments) >= self.min_accuracy - _EPS
+        return moments.cost + self.margin(moments) <= self.max_macs * (1 + _EPS)
+
+    def best(self, moments):
         """Index of the best setting (the first among equals) and its feasibility."""
-        feasible = self.feasible(accuracy, cost)
+        accuracy, cost = moments.accuracy, moments.cost
+        feasible = self.feasible(moments)
         if feasible.any():
             # Feasible settings only: the cheapest (then most accurate) within
             # the accuracy drop, or the most accurate (then cheapest) within
@@ -253,13 +289,26 @@ class _Target:
         return index, bool(feasible[index])
 
 
+def _mean_if_leaving(quantity, k, rest, leave):
+    """Means of a (K, N) per-sample quantity, one per candidate in `leave`
+    (C, N): the samples that leave at exit k take its value, the others
+    that of the exit `rest` (N,) they leave at without k."""
+    kept = quantity[rest, np.arange(quantity.shape[1])]
+    return (kept.sum() + (leave * (quantity[k] - kept)).sum(axis=1)) / len(rest)
+
+
 def _refine(outputs, rule, thresholds, target, candidates):
     """Coordinate search over each exit's threshold, from `thresholds` (K-1,)."""
-    correct = outputs.correct().astype(np.float64)
-    macs = outputs.exit_macs.astype(np.float64)
+    correct = outputs.correct()
+    # Per exit and sample, every quantity `_Moments` averages.
+    per_sample = (
+        correct.astype(np.float64),
+        np.repeat(outputs.exit_macs.astype(np.float64)[:, None], correct.shape[1], 1),
+        (correct != correct[-1]).astype(np.float64),
+    )
+    per_sample += (per_sample[1] ** 2,)
     scores = _scores(outputs, rule)
     per_exit = [_quantiles(scores[k], candidates) for k in range(len(scores))]
-    samples = np.arange(outputs.num_samples)
     thresholds = thresholds.copy()
     for _ in range(_MAX_PASSES):
         changed = False
@@ -268,18 +317,13 @@ def _refine(outputs, rule, thresholds, target, candidates):
             without_k[k] = np.inf
             rest = policies._first_passing(scores, without_k)
             reaches = rest >= k
-            rest_correct = correct[rest, samples]
-            rest_macs = macs[rest]
             values = np.append(thresholds[k], per_exit[k])
             with np.errstate(invalid="ignore"):
                 leave = reaches[None] & (scores[k][None] >= values[:, None])
-            accuracy = (
-                rest_correct.sum() + (leave * (correct[k] - rest_correct)).sum(axis=1)
-            ) / outputs.num_samples
-            cost = (
-                rest_macs.sum() + (leave * (macs[k] - rest_macs)).sum(axis=1)
-            ) / outputs.num_samples
-            index, _ = target.best(accuracy, cost)
+            moments = _Moments(
+                *(_mean_if_leaving(q, k, rest, leave) for q in per_sample)
+            )
+            index, _ = target.best(moments)
             if index != 0 and values[index] != thresholds[k]:
                 thresholds[k] = values[index]
                 changed = True
@@ -306,6 +350,7 @@ def calibrate(
     candidates=64,
     refine=True,
     sparse=False,
+    confidence=None,
 ):
     """Chooses a policy on validation data for an accuracy or a MACs target.
 
@@ -323,6 +368,13 @@ def calibrate(
       candidates: thresholds tried per exit (evenly spaced quantiles).
       refine: run the per-exit coordinate search after the shared sweep.
       sparse: count MACs of non-zero weights only (when running a network).
+      confidence: None meets the target on these outputs. A probability in
+        [0.5, 1) meets it with a margin: the accuracy drop (or the mean MACs)
+        at its one-sided upper confidence bound for new samples, a normal
+        approximation to the per-sample differences from the deepest exit
+        (or to the per-sample MACs). The choice among many settings is not
+        corrected for, so the bound is approximate: it guards against
+        validation noise, not against a shift in the data.
 
     Returns:
       The chosen `ThresholdPolicy` (or `PatiencePolicy`): the cheapest
@@ -330,8 +382,8 @@ def calibrate(
       budget.
 
     Raises:
-      ValueError: not exactly one target, a target out of range, unknown
-        rule, or an empty dataset.
+      ValueError: not exactly one target, a target or `confidence` out of
+        range, unknown rule, or an empty dataset.
 
     Warns:
       UnreachableTargetWarning: no setting meets the target; the closest one
@@ -340,6 +392,9 @@ def calibrate(
     Example:
       >>> policy = tfee.calibrate(net, val_ds, max_accuracy_drop=0.005)
       >>> print(tfee.evaluate(net, test_ds, policy))
+      >>> # within half a point at the 90% upper bound, not just on average
+      >>> safer = tfee.calibrate(net, val_ds, max_accuracy_drop=0.005,
+      ...                        confidence=0.9)
     """
     api = "tfee.calibrate"
     if (max_accuracy_drop is None) == (macs_budget is None):
@@ -367,13 +422,23 @@ def calibrate(
             f"{api}: `macs_budget` must be a positive fraction of the full "
             f"network's MACs (0.6 = 60%). Received: macs_budget={macs_budget!r}"
         )
+    if confidence is not None and (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, numbers.Real)
+        or not 0.5 <= confidence < 1.0
+    ):
+        raise ValueError(
+            f"{api}: `confidence` must be None or a probability in [0.5, 1) "
+            f"(0.9 = the target holds at the 90% upper bound). "
+            f"Received: confidence={confidence!r}"
+        )
     _check_candidates(candidates, api)
     outputs = evaluate_lib._as_outputs(source, dataset, api, sparse)
     _check_rule(rule, outputs, api)
-    target = _Target(outputs, max_accuracy_drop, macs_budget)
+    target = _Target(outputs, max_accuracy_drop, macs_budget, confidence)
 
-    settings, accuracy, cost = _shared_family(outputs, rule, candidates)
-    index, _ = target.best(accuracy, cost)
+    settings, moments = _shared_family(outputs, rule, candidates)
+    index, _ = target.best(moments)
     if rule == "patience":
         policy = _make_policy(settings[index], rule, outputs.num_exits)
     else:
@@ -381,13 +446,12 @@ def calibrate(
         if refine:
             thresholds = _refine(outputs, rule, thresholds, target, candidates)
         policy = _policy(thresholds, rule)
-    result = evaluate_lib.summarize(
-        outputs,
-        policy.exit_indices(outputs.logits, outputs.confidences),
-        repr(policy),
-        with_oracle=False,
+    exits = policy.exit_indices(outputs.logits, outputs.confidences)
+    result = evaluate_lib.summarize(outputs, exits, repr(policy), with_oracle=False)
+    chosen = _assess(
+        exits[None], outputs.correct(), outputs.exit_macs.astype(np.float64)
     )
-    if not target.feasible(np.array(result.accuracy), np.array(result.mean_macs)):
+    if not target.feasible(chosen)[0]:
         if target.by_accuracy:
             wanted = (
                 f"accuracy >= {target.min_accuracy:.4f} (deepest exit "
@@ -395,6 +459,8 @@ def calibrate(
             )
         else:
             wanted = f"mean MACs <= {macs_budget:g} x full ({target.max_macs:,.0f})"
+        if confidence is not None:
+            wanted += f" at the {confidence:g} upper confidence bound"
         warnings.warn(
             UnreachableTargetWarning(
                 f"{api}: no {rule} setting reaches the target {wanted} on these "
