@@ -223,10 +223,22 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
     )
     confident_test = tfee.policy.evaluate(test_outputs, policy=confident_policy)
     confident_ratio = over_oracle(test_outputs, confident_test)
-    hindsight = tfee.policy.evaluate(
-        test_outputs,
-        policy=tfee.policy.calibrate(test_outputs, max_accuracy_drop=target_drop),
-    )
+    # Every logit rule (and patience) fitted to the test labels themselves:
+    # how close to the oracle calibration could come if it knew the test set.
+    hindsight = {}
+    for rule in ("max_softmax", "entropy", "margin", "patience"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", tfee.policy.UnreachableTargetWarning)
+            fitted = tfee.policy.calibrate(
+                test_outputs, rule=rule, max_accuracy_drop=target_drop
+            )
+        evaluated = tfee.policy.evaluate(test_outputs, policy=fitted)
+        hindsight[rule] = {
+            "test": summary(evaluated),
+            "policy_over_oracle_macs_at_its_accuracy": over_oracle(
+                test_outputs, evaluated
+            ),
+        }
     timing_outputs = (
         test_outputs
         if test_outputs.num_samples == 10000
@@ -372,12 +384,10 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
         },
         "other_rules": other_rules,
         "hindsight_calibrated_on_test": {
-            "note": "thresholds chosen on the test split itself: an upper bound on what "
-            "calibration could reach, not a result",
-            "test": summary(hindsight),
-            "policy_over_oracle_macs_at_its_accuracy": over_oracle(
-                test_outputs, hindsight
-            ),
+            "note": "thresholds (or the patience) chosen on the test split itself "
+            "for the same drop target: what calibration could reach at best, "
+            "not a result",
+            "rules": hindsight,
         },
         "calibration_seconds": {
             "validation": val_seconds,
