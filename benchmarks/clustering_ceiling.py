@@ -34,7 +34,6 @@ import tfee.export
 from benchmarks import clustering
 from benchmarks import reference
 from tfee import report
-from tfee.export import _flatbuffer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -46,7 +45,7 @@ flags.DEFINE_string(
 
 def with_zero_int8_weights(data):
     """The flatbuffer with every constant int8 tensor (the weights) zeroed."""
-    model = _flatbuffer.read(data)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     for graph in model.subgraphs:
         for tensor in graph.tensors:
             buffer = model.buffers[tensor.buffer]

@@ -447,7 +447,6 @@ def calibrate(
             thresholds = _refine(outputs, rule, thresholds, target, candidates)
         policy = _policy(thresholds, rule)
     exits = policy.exit_indices(outputs.logits, outputs.confidences)
-    result = evaluate_lib.summarize(outputs, exits, repr(policy), with_oracle=False)
     chosen = _assess(
         exits[None], outputs.correct(), outputs.exit_macs.astype(np.float64)
     )
@@ -464,8 +463,9 @@ def calibrate(
         warnings.warn(
             UnreachableTargetWarning(
                 f"{api}: no {rule} setting reaches the target {wanted} on these "
-                f"outputs; returning the closest: accuracy {result.accuracy:.4f} at "
-                f"{result.macs_fraction:.3f} x full MACs ({policy!r})."
+                f"outputs; returning the closest: accuracy {chosen.accuracy[0]:.4f} "
+                f"at {chosen.cost[0] / outputs.full_macs:.3f} x full MACs "
+                f"({policy!r})."
             ),
             stacklevel=2,
         )
