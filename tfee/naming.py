@@ -38,11 +38,9 @@ IMAGE = "image"
 # Prefixes tfmot puts in front of the layers (and so the outputs) it wraps.
 TFMOT_PREFIXES = ("prune_low_magnitude_", "cluster_", "quant_")
 
-_OUTPUT = re.compile(
-    r"^(?:%s)*(%s|%s)_([1-9]\d*)$"
-    % ("|".join(TFMOT_PREFIXES), EXIT, CONFIDENCE)
-)
-_SIGNATURE = re.compile(r"^(%s|%s)_([1-9]\d*)$" % (EXIT, STAGE))
+_PREFIXES = "|".join(TFMOT_PREFIXES)
+_OUTPUT = re.compile(rf"^(?:{_PREFIXES})*({EXIT}|{CONFIDENCE})_([1-9]\d*)$")
+_SIGNATURE = re.compile(rf"^({EXIT}|{STAGE})_([1-9]\d*)$")
 
 
 def exit_name(k):
