@@ -38,3 +38,29 @@ def test_the_temporary_file_keeps_the_extension(tmp_path):
         str(tmp_path / "plot.png"), lambda p: (seen.append(p), open(p, "w"))
     )
     assert seen[0].endswith(".png")
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_a_new_file_gets_the_mode_open_would_give_under_the_umask(tmp_path, umask_022):
+    path = tmp_path / "model.tflite"
+    _files.write_bytes_atomically(str(path), b"\x00")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    _files.write_atomically(
+        str(tmp_path / "plot.png"), lambda p: open(p, "wb").write(b"png")
+    )
+    assert oct((tmp_path / "plot.png").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path, umask_022):
+    path = tmp_path / "policy.json"
+    path.write_text("{}")
+    path.chmod(0o640)
+    _files.write_bytes_atomically(str(path), "[]")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    assert path.read_text() == "[]"

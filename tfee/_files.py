@@ -1,28 +1,31 @@
 """Atomic file writes: a failure never leaves a half-written file in place."""
 
 import os
-import tempfile
+import secrets
+import stat
 
 __all__ = ["write_atomically", "write_bytes_atomically"]
+
+# Create-mode of a new file as `open()` passes it; the kernel subtracts the umask.
+_NEW_FILE_MODE = 0o666
 
 
 def write_atomically(path, write):
     """Calls `write(temporary_path)` beside `path`, then moves it onto `path`.
 
     The temporary file keeps `path`'s extension (some writers check it). On
-    any error it is removed and `path` is left as it was.
+    any error it is removed and `path` is left as it was. The result has the
+    permissions a plain `open(path, "w")` would give it: those of the file it
+    replaces, or `0o666` less the process umask for a new file.
 
     Returns:
       `path`.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    suffix = ".partial" + os.path.splitext(path)[1]
-    handle, partial = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=suffix
-    )
-    os.close(handle)
+    partial = _create_partial(directory, os.path.basename(path))
     try:
+        _keep_mode_of(path, partial)
         write(partial)
         os.replace(partial, path)
     except BaseException:
@@ -41,3 +44,30 @@ def write_bytes_atomically(path, data):
             f.write(payload)
 
     return write_atomically(path, write)
+
+
+def _create_partial(directory, name):
+    # Not tempfile.mkstemp: it creates the file 0600 and the rename would keep
+    # that mode. os.open with 0o666 lets the kernel apply the umask, as open()
+    # does, without touching the process-wide umask (os.umask is not thread-safe).
+    suffix = ".partial" + os.path.splitext(name)[1]
+    while True:
+        partial = os.path.join(
+            directory, "." + name + "." + secrets.token_hex(4) + suffix
+        )
+        try:
+            handle = os.open(
+                partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE
+            )
+        except FileExistsError:
+            continue
+        os.close(handle)
+        return partial
+
+
+def _keep_mode_of(path, partial):
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    os.chmod(partial, mode)
