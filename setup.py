@@ -27,6 +27,8 @@ setuptools.setup(
         "tensorflow-datasets>=4.9",
         "keras-tuner>=1.4.7",
         "ai-edge-litert>=1.2",
+        # The real TensorFlow Lite Micro interpreter, for the micro cascade backend.
+        "tflite-micro>=0.dev20260101",
         "matplotlib>=3.7",
         "numpy>=1.26",
     ],

@@ -12,15 +12,16 @@ from tfee import compress
 from tfee import cost
 from tfee import data
 from tfee import export
-from tfee import inference
 from tfee import layers
 from tfee import policy
+from tfee import recipes
 from tfee import report
+from tfee import rules
+from tfee import runtime
 from tfee import training
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
-from tfee.inference import DynamicPredictor
 from tfee.network import ExitInfo
 from tfee.network import Section
 from tfee.network import attach_exits
@@ -32,11 +33,15 @@ from tfee.placement import FlopsFractions
 from tfee.placement import Layers
 from tfee.placement import Placement
 from tfee.placement import PTEENet
+from tfee.runtime import Cascade
+from tfee.runtime import CascadeResult
+from tfee.runtime import DynamicPredictor
 from tfee.policy import PatiencePolicy
 from tfee.policy import ThresholdPolicy
 from tfee.policy import calibrate
 from tfee.policy import collect_outputs
 from tfee.policy import evaluate
+from tfee.policy import exit_accuracy
 from tfee.policy import load_policy
 from tfee.policy import oracle
 from tfee.stages import stage_models
@@ -47,6 +52,8 @@ from tfee.training import losses
 from tfee.version import __version__
 
 __all__ = [
+    "Cascade",
+    "CascadeResult",
     "DynamicPredictor",
     "Distiller",
     "EENet",
@@ -69,9 +76,9 @@ __all__ = [
     "data",
     "detach_exits",
     "evaluate",
+    "exit_accuracy",
     "exits",
     "export",
-    "inference",
     "is_early_exit",
     "keras",
     "layers",
@@ -79,7 +86,10 @@ __all__ = [
     "losses",
     "oracle",
     "policy",
+    "recipes",
     "report",
+    "rules",
+    "runtime",
     "sections",
     "stage_models",
     "tf",
@@ -88,4 +98,4 @@ __all__ = [
 ]
 
 # Private modules stay out of the public namespace (they remain importable).
-del _checks, _files, _graph, _keras  # noqa: F821
+del _checks, _files, _flatbuffer, _graph, _keras, _macs  # noqa: F821

@@ -17,11 +17,11 @@ import os
 import keras_tuner
 import numpy as np
 
+from tfee import rules
 from tfee._checks import check_int
 from tfee.policy import evaluation as evaluation_lib
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
-from tfee.policy import rules as rules_lib
 
 __all__ = ["ExitTuner", "make_oracle", "threshold_evaluator", "threshold_policy"]
 
@@ -172,7 +172,7 @@ def threshold_policy(hp, num_exits, rule="max_softmax"):
     if they are not there yet, so the same call defines the search space
     inside a trial and rebuilds the policy from the best hyperparameters.
     """
-    rules_lib.check_rule(rule, "tfee.tuning.threshold_policy")
+    rules.check_rule(rule, "tfee.tuning.threshold_policy")
     thresholds = [hp.Float(f"threshold_{k}", 0.0, 1.0) for k in range(1, num_exits)]
     return policies.ThresholdPolicy(thresholds, rule=rule)
 
@@ -197,7 +197,7 @@ def threshold_evaluator(outputs, rule="max_softmax", macs_weight=0.5):
             f"{api}: `outputs` must be ExitOutputs from tfee.collect_outputs. "
             f"Received: outputs={type(outputs).__name__}"
         )
-    rules_lib.check_rule(rule, api)
+    rules.check_rule(rule, api)
     if (
         isinstance(macs_weight, bool)
         or not isinstance(macs_weight, numbers.Real)

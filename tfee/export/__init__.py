@@ -1,29 +1,26 @@
-"""Export to TFLite for phones and microcontrollers, and run the cascade.
+"""Export to TFLite for phones and microcontrollers.
 
 - `tflite`: one .tflite with `exit_k` and `stage_k` signatures sharing
   weights (float32, float16, dynamic-range or full int8).
 - `micro`: one dense int8 .tflite per stage for TFLite Micro, as C arrays,
   with op resolvers, arena estimates and the cascade loop in C++.
-- `Cascade`: runs the stage signatures on LiteRT under an exit policy.
 - `verify`: checks every signature against the Keras network.
+
+The files run as cascades in `tfee.runtime` (`Cascade`, `MicroCascade`).
 """
 
-from tfee.export.micro import MicroExport
-from tfee.export.micro import MicroStage
-from tfee.export.micro import micro
-from tfee.export.runtime import Cascade
-from tfee.export.runtime import read_metadata
-from tfee.export.tflite import QUANTIZATIONS
-from tfee.export.tflite import ExportReport
-from tfee.export.tflite import gzipped_size
-from tfee.export.tflite import strip
-from tfee.export.tflite import tflite
-from tfee.export.verify import SignatureCheck
-from tfee.export.verify import Verification
-from tfee.export.verify import verify
+from tfee.export.micro_export import MicroExport
+from tfee.export.micro_export import MicroStage
+from tfee.export.micro_export import micro
+from tfee.export.tflite_export import QUANTIZATIONS
+from tfee.export.tflite_export import ExportReport
+from tfee.export.tflite_export import gzipped_size
+from tfee.export.tflite_export import tflite
+from tfee.export.verification import SignatureCheck
+from tfee.export.verification import Verification
+from tfee.export.verification import verify
 
 __all__ = [
-    "Cascade",
     "ExportReport",
     "MicroExport",
     "MicroStage",
@@ -32,8 +29,6 @@ __all__ = [
     "Verification",
     "gzipped_size",
     "micro",
-    "read_metadata",
-    "strip",
     "tflite",
     "verify",
 ]

@@ -1,8 +1,6 @@
 """tfee's Keras layers: exit heads and confidence scores."""
 
-from tfee.layers.confidence import CONFIDENCE_RULES
 from tfee.layers.confidence import Confidence
-from tfee.layers.confidence import confidence_from_logits
 from tfee.layers.conv_head import ConvHead
 from tfee.layers.exit_head import ExitHead
 from tfee.layers.head_factory import HEAD_TYPES
@@ -11,13 +9,11 @@ from tfee.layers.linear_head import LinearHead
 from tfee.layers.sdn_head import SDNHead
 
 __all__ = [
-    "CONFIDENCE_RULES",
     "Confidence",
     "ConvHead",
     "ExitHead",
     "HEAD_TYPES",
     "LinearHead",
     "SDNHead",
-    "confidence_from_logits",
     "make_head",
 ]

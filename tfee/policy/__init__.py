@@ -1,5 +1,7 @@
 """Exit policies, their evaluation from cached outputs, the oracle, calibration."""
 
+from tfee.policy.accuracy import ExitAccuracy
+from tfee.policy.accuracy import exit_accuracy
 from tfee.policy.calibration import Front
 from tfee.policy.calibration import FrontPoint
 from tfee.policy.calibration import UnreachableTargetWarning
@@ -16,11 +18,12 @@ from tfee.policy.policies import PatiencePolicy
 from tfee.policy.policies import Policy
 from tfee.policy.policies import ThresholdPolicy
 from tfee.policy.policies import load_policy
-from tfee.policy.rules import RULES
-from tfee.policy.rules import confidence_scores
+from tfee.rules import RULES
+from tfee.rules import scores as confidence_scores
 
 __all__ = [
     "Evaluation",
+    "ExitAccuracy",
     "ExitOutputs",
     "Front",
     "FrontPoint",
@@ -33,6 +36,7 @@ __all__ = [
     "collect_outputs",
     "confidence_scores",
     "evaluate",
+    "exit_accuracy",
     "front",
     "load_policy",
     "oracle",

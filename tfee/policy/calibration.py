@@ -30,15 +30,15 @@ import warnings
 
 import numpy as np
 
+from tfee import rules
 from tfee._checks import check_int
 from tfee.policy import evaluation as evaluate_lib
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
-from tfee.policy import rules as rules_lib
 
 __all__ = ["Front", "FrontPoint", "UnreachableTargetWarning", "calibrate", "front"]
 
-_CALIBRATION_RULES = rules_lib.RULES + ("patience",)
+_CALIBRATION_RULES = rules.RULES + ("patience",)
 _MAX_PASSES = 4
 _EPS = 1e-12
 
@@ -108,7 +108,7 @@ def _check_candidates(candidates, api):
 def _scores(outputs, rule):
     """(K-1, N) confidences of every exit but the deepest."""
     confidences = None if outputs.confidences is None else outputs.confidences[:-1]
-    return rules_lib.confidence_scores(outputs.logits[:-1], rule, confidences)
+    return rules.scores(outputs.logits[:-1], rule, confidences)
 
 
 def _quantiles(values, candidates):

@@ -22,9 +22,9 @@ import os
 
 import numpy as np
 
+from tfee import rules
 from tfee._checks import check_int
 from tfee._files import write_bytes_atomically
-from tfee.policy import rules as rules_lib
 
 __all__ = ["PatiencePolicy", "Policy", "ThresholdPolicy", "load_policy"]
 
@@ -312,13 +312,13 @@ class ThresholdPolicy(Policy):
 
     def __init__(self, thresholds, rule="max_softmax"):
         api = "tfee.ThresholdPolicy"
-        rules_lib.check_rule(rule, api)
+        rules.check_rule(rule, api)
         if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__len__"):
             raise TypeError(
                 f"{api}: `thresholds` must be a list of K-1 numbers in [0, 1] or "
                 f"None. Received: thresholds={thresholds!r}"
             )
-        low, high = rules_lib.THRESHOLD_RANGE
+        low, high = rules.THRESHOLD_RANGE
         clean = []
         for k, value in enumerate(thresholds):
             if value is None:
@@ -354,16 +354,11 @@ class ThresholdPolicy(Policy):
     def _decide(self, state, rows, exit_index, logits, confidence):
         threshold = self.thresholds[exit_index]
         if threshold is None:
-            leave = np.zeros(len(logits), bool)
-        else:
-            score = rules_lib.confidence_scores(
-                logits,
-                self.rule,
-                confidence if self.rule == "learned" else None,
-            )
-            with np.errstate(invalid="ignore"):
-                leave = np.isfinite(score) & (score >= threshold)
-        return leave, state.streak, state.previous
+            return np.zeros(len(logits), bool), state.streak, state.previous
+        score = rules.scores(
+            logits, self.rule, confidence if self.rule == "learned" else None
+        )
+        return rules.leaves(score, threshold), state.streak, state.previous
 
     def leaves(self, exit_index, logits, confidence=None):
         """Whether one sample leaves at `exit_index`: `update` at batch 1, faster.
@@ -393,20 +388,12 @@ class ThresholdPolicy(Policy):
         threshold = self.thresholds[exit_index]
         if threshold is None:
             return False
-        if self.rule == "max_softmax":
-            # confidence_scores' finite max-softmax path, on one row; a sum of
-            # float32 logits in float64 is finite exactly when they all are.
-            row = np.asarray(logits, np.float64)
-            if not math.isfinite(row.sum()):
-                return False
-            score = 1.0 / np.exp(row - row.max()).sum()
-        else:
-            score = rules_lib.confidence_scores(
-                np.asarray(logits)[None],
-                self.rule,
-                None if confidence is None else np.reshape(confidence, (1,)),
-            )[0]
-        return bool(score >= threshold)
+        score = rules.scores(
+            np.asarray(logits)[None],
+            self.rule,
+            None if confidence is None else np.reshape(confidence, (1,)),
+        )[0]
+        return rules.leaves(score, threshold)
 
     def exit_indices(self, logits, confidences=None):
         api = "ThresholdPolicy.exit_indices"
@@ -416,7 +403,7 @@ class ThresholdPolicy(Policy):
                 f"{api}: rule='learned' needs the learned confidences. "
                 "Received: confidences=None"
             )
-        scores = rules_lib.confidence_scores(
+        scores = rules.scores(
             logits[:-1],
             self.rule,
             None if self.rule != "learned" else np.asarray(confidences)[:-1],
@@ -454,11 +441,10 @@ def _first_passing(scores, thresholds):
     Returns:
       (N,) or (T, N) ints in [0, K-1].
     """
-    with np.errstate(invalid="ignore"):
-        if thresholds.ndim == 1:
-            passes = scores >= thresholds[:, None]
-        else:
-            passes = scores[:, None, :] >= thresholds[:, :, None]
+    if thresholds.ndim == 1:
+        passes = rules.leaves(scores, thresholds[:, None])
+    else:
+        passes = rules.leaves(scores[:, None, :], thresholds[:, :, None])
     passes = np.concatenate([passes, np.ones((1,) + passes.shape[1:], bool)])
     return np.argmax(passes, axis=0)
 
@@ -508,27 +494,22 @@ class PatiencePolicy(Policy):
         self.rule = "patience"
 
     def _decide(self, state, rows, exit_index, logits, confidence):
-        predicted = rules_lib.predictions(logits)
-        valid = predicted >= 0
-        same = valid & (predicted == state.previous[rows])
+        predicted = rules.predictions(logits)
         streak = state.streak.copy()
         previous = state.previous.copy()
-        streak[rows] = np.where(same, state.streak[rows] + 1, valid.astype(np.int64))
+        streak[rows] = rules.streak(state.previous[rows], state.streak[rows], predicted)
         previous[rows] = predicted
         return streak[rows] >= self.patience, streak, previous
 
     def exit_indices(self, logits, confidences=None):
         api = "PatiencePolicy.exit_indices"
         logits = self._check_exits(logits, api)
-        predicted = rules_lib.predictions(logits)
+        predicted = rules.predictions(logits)
         streak = np.zeros(predicted.shape[1], np.int64)
         previous = np.full(predicted.shape[1], -1)
         passes = np.zeros(predicted.shape, bool)
         for k in range(self.num_exits):
-            valid = predicted[k] >= 0
-            streak = np.where(
-                valid & (predicted[k] == previous), streak + 1, valid.astype(np.int64)
-            )
+            streak = rules.streak(previous, streak, predicted[k])
             previous = predicted[k]
             passes[k] = streak >= self.patience
         passes[-1] = True

@@ -1,10 +1,9 @@
 """One .tflite for phones: `exit_k` and `stage_k` signatures sharing weights.
 
-`exit_k` maps an image to exit k's logits, probabilities and confidence
-(recomputing everything before it). `stage_k` maps the image (k=1) or
-features_(k-1) to features_k plus exit k's outputs, so an app runs stage 1,
-checks the confidence, and only then pays for stage 2: nothing is computed
-twice. Weights are stored once for all signatures.
+`exit_k` maps an image to exit k's logits (recomputing everything before
+it). `stage_k` maps the image (k=1) or features_(k-1) to features_k plus exit
+k's outputs, so an app runs stage 1, decides from its logits, and only then
+pays for stage 2: nothing is computed twice. Weights are stored once for all signatures.
 """
 
 import dataclasses
@@ -12,18 +11,17 @@ import gzip
 
 import numpy as np
 
+from tfee import _flatbuffer
 from tfee import cost
 from tfee import network as network_lib
 from tfee._files import write_bytes_atomically
 from tfee._keras import tf
 from tfee.export import _calibration
-from tfee.export import _flatbuffer
 from tfee.export import _signatures
 
-__all__ = ["ExportReport", "QUANTIZATIONS", "tflite", "strip", "gzipped_size"]
+__all__ = ["ExportReport", "QUANTIZATIONS", "tflite", "gzipped_size"]
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-strip = _signatures.strip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +108,9 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
     return data
 
 
-def convert(network, names, quantize, calibration, rule, sparse, per_channel=True):
+def convert(network, names, quantize, calibration, sparse, per_channel=True):
     """Converts the stripped `network`; returns the flatbuffer bytes."""
-    functions = _signatures.functions(network, names, rule)
+    functions = _signatures.functions(network, names)
     _signatures.check_ops(functions, "tfee.export.tflite")
     converter, directory = _signatures.converter(network, functions)
     try:
@@ -146,7 +144,6 @@ def tflite(
     quantize="float32",
     representative=None,
     signatures=None,
-    confidence_rule="max_softmax",
     calibration_samples=512,
     sparse=False,
     per_channel=True,
@@ -154,11 +151,14 @@ def tflite(
     """Exports an early-exit network as one .tflite with exit and stage signatures.
 
     Signatures (k = 1..K, inputs and outputs keyed by name):
-      exit_k:  image -> logits, probabilities, confidence
-      stage_k: image (k=1) or features_(k-1) -> logits, probabilities,
-               confidence, features_k (all but the last stage)
-    "confidence" is the head's learned confidence where it has one, otherwise
-    `confidence_rule` over the logits; shape (batch,). Inputs take any batch
+      exit_k:  image -> logits[, confidence]
+      stage_k: image (k=1) or features_(k-1) -> logits[, confidence],
+               features_k (all but the last stage)
+    "confidence", shape (batch,), is the head's learned confidence, present
+    where the head learns one. A client decides from the (dequantized)
+    logits with the rule formulas of `tfee.rules`, as every tfee runtime
+    does: no softmax output, whose int8 form saturates at 255/256, can make
+    a device disagree with them. Inputs take any batch
     size. In int8 every input and output is int8 (read the scales from the
     signature's details) and features_k chains unchanged into stage_(k+1):
     the export checks that its scale and zero point match on both sides.
@@ -166,7 +166,7 @@ def tflite(
     tfmot pruning and clustering wrappers are stripped first; zeros and
     clusters stay in the weights and show in `gzipped_bytes`. The file is
     written atomically: a failed export leaves an existing file untouched.
-    Metadata named "tfee" (exit count, learned confidences, rule, MACs) is
+    Metadata named "tfee" (exit count, learned confidences, MACs) is
     embedded for `tfee.export.Cascade`.
 
     Args:
@@ -177,8 +177,6 @@ def tflite(
       representative: for "int8": a tf.data.Dataset of preprocessed float
         images (or (images, labels) tuples), batched or not, or an array.
       signatures: names to export (default: every exit_k and stage_k).
-      confidence_rule: "max_softmax", "entropy" or "margin", for exits
-        without a learned confidence.
       calibration_samples: how many representative images calibrate int8.
       sparse: also store sparse weights in TFLite's sparse format (phones
         with XNNPack only; TFLite Micro cannot read it).
@@ -194,7 +192,7 @@ def tflite(
     Raises:
       TypeError: `network` is not a tf_keras functional model, or the
         representative images are not floating point.
-      ValueError: unknown `quantize`, rule or signature names, missing or
+      ValueError: unknown `quantize` or signature names, missing or
         wrongly shaped representative data, or int8 features whose scales
         do not chain. All but the last are raised before conversion starts.
 
@@ -205,11 +203,10 @@ def tflite(
     """
     api = "tfee.export.tflite"
     _check_quantize(quantize, api)
-    _signatures.check_rule(confidence_rule, api)
     _check_positive(calibration_samples, "calibration_samples", api)
     if not isinstance(path, str) or not path:
         raise TypeError(f"{api}: `path` must be a file path string. Received: {path!r}")
-    stripped = _signatures.strip(network, api)
+    stripped = _signatures.stripped_network(network, api)
     infos = network_lib.exits(stripped)
     names = _signatures.select_signatures(signatures, len(infos), api)
     calibration = None
@@ -227,19 +224,16 @@ def tflite(
             f"{api}: `per_channel` must be True or False. "
             f"Received: per_channel={per_channel!r}"
         )
-    data = convert(
-        stripped, names, quantize, calibration, confidence_rule, sparse, per_channel
-    )
+    data = convert(stripped, names, quantize, calibration, sparse, per_channel)
     if quantize == "int8":
         data = chain_features(data, len(infos), names, api)
     data = _flatbuffer.with_metadata(
         data,
         {
-            "format": "tfee.export.tflite/1",
+            "format": "tfee.export.tflite/2",
             "num_exits": len(infos),
             "exit_names": [i.name for i in infos],
             "learned_confidence": _signatures.learned_confidence(stripped),
-            "confidence_rule": confidence_rule,
             "quantize": quantize,
             "signatures": names,
             "cumulative_macs": [int(i.cumulative_macs) for i in infos],

@@ -5,11 +5,11 @@ import os
 
 import numpy as np
 
+from tfee import _flatbuffer
 from tfee.export import _calibration
-from tfee.export import _flatbuffer
 from tfee.export import _signatures
-from tfee.export.runtime import dequantize_output
-from tfee.export.runtime import quantize_input
+from tfee.runtime.quantization import dequantize_output
+from tfee.runtime.quantization import quantize_input
 
 __all__ = ["SignatureCheck", "Verification", "verify", "DEFAULT_TOLERANCE"]
 
@@ -102,7 +102,7 @@ def verify(path, network, images, tolerance=None, min_agreement=0.99, samples=51
             f"{api}: {path} has no tfee metadata; verify files written by "
             "tfee.export.tflite."
         )
-    stripped = _signatures.strip(network, api)
+    stripped = _signatures.stripped_network(network, api)
     data = _calibration.images(images, stripped, samples, api, argument="images")
     keras_logits = [
         np.asarray(x)

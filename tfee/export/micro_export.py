@@ -10,18 +10,25 @@ holds the op resolvers and the loop that stops at the first confident exit.
 """
 
 import dataclasses
+import json
 import os
 
+from tfee import _flatbuffer
+from tfee import naming
 from tfee import network as network_lib
+from tfee import rules
 from tfee._files import write_bytes_atomically
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee.export import _calibration
-from tfee.export import _flatbuffer
 from tfee.export import _signatures
 from tfee.layers.exit_head import ExitHead
+from tfee.policy import policies
 
-__all__ = ["MicroStage", "MicroExport", "micro", "MICRO_OPS"]
+__all__ = ["MANIFEST_FORMAT", "MicroStage", "MicroExport", "micro", "MICRO_OPS"]
+
+# The manifest beside the stage models: which output is which, for runtimes.
+MANIFEST_FORMAT = "tfee.export.micro/1"
 
 # Builtin ops with int8 kernels in TFLite Micro that these exports can use.
 MICRO_OPS = frozenset(
@@ -103,11 +110,21 @@ class MicroStage:
 
 @dataclasses.dataclass(frozen=True)
 class MicroExport:
-    """All stages plus the generated cascade source."""
+    """All stages plus the generated cascade source and the manifest.
+
+    Attributes:
+      directory: where the files are.
+      stages: one `MicroStage` per stage, stage 1 first.
+      cascade_path: the generated C++ cascade.
+      manifest_path: `{name}_manifest.json`: per stage its model file and
+        the positions of its logits, confidence and features outputs, plus
+        the exits' cumulative MACs (read by `tfee.runtime.MicroCascade`).
+    """
 
     directory: str
     stages: tuple
     cascade_path: str
+    manifest_path: str
 
 
 def _check_layers(network, api):
@@ -138,26 +155,26 @@ def _check_name(name, api):
         )
 
 
-def _thresholds(policy, num_exits, api):
-    """(thresholds, rule) for the generated loop; never leave early without one."""
+def _check_policy(policy, num_exits, api):
     if policy is None:
-        return [None] * (num_exits - 1), "max_softmax"
-    thresholds = getattr(policy, "thresholds", None)
-    rule = getattr(policy, "rule", None)
-    if thresholds is None or rule is None or len(thresholds) != num_exits - 1:
-        raise ValueError(
-            f"{api}: `policy` must be a threshold policy (thresholds and rule, "
-            f"{num_exits - 1} thresholds) for the generated C++ loop. Received: "
-            f"policy={policy!r}"
+        return None
+    if not isinstance(policy, (policies.ThresholdPolicy, policies.PatiencePolicy)):
+        raise TypeError(
+            f"{api}: `policy` must be a tfee.ThresholdPolicy or tfee.PatiencePolicy "
+            "for the generated C++ loop, or None. Received: "
+            f"policy={type(policy).__name__}"
         )
-    return list(thresholds), rule
+    if policy.num_exits != num_exits:
+        raise ValueError(
+            f"{api}: the policy is for {policy.num_exits} exits but the network "
+            f"has {num_exits}. Received: policy.num_exits={policy.num_exits}"
+        )
+    return policy
 
 
 def _convert_stage(network, k, calibration):
     name = f"stage_{k}"
-    functions = _signatures.functions(
-        network, [name], rule=None, batch=1, rule_confidence_output=False
-    )
+    functions = _signatures.functions(network, [name], batch=1)
     _signatures.check_ops(functions, "tfee.export.micro")
     converter, directory = _signatures.converter(network, functions)
     try:
@@ -220,17 +237,57 @@ def _resolver_method(op):
     return "Add" + method
 
 
-def _cascade_source(name, stages, positions, thresholds, rule):
-    """The generated C++ cascade: resolvers, interpreters, and the loop."""
-    k_total = len(stages)
-    values = (
-        ", ".join("INFINITY" if t is None else f"{float(t):.9g}f" for t in thresholds)
-        or "0.0f"
+def _decision_lines(policy, k, outputs, classes):
+    """The C++ that decides at exit k (1-based) whether the sample leaves."""
+    if isinstance(policy, policies.PatiencePolicy):
+        return [
+            f"  streak = tfee_streak(previous, streak, tfee_argmax(logits, {classes}));",
+            f"  previous = tfee_argmax(logits, {classes});",
+            "  if (streak >= kPatience) {",
+        ]
+    if policy is None or policy.thresholds[k - 1] is None:
+        return ["  if (false) {"]
+    learned = "0.0f"
+    if policy.rule == "learned":
+        learned = f"Value(stage->output({outputs[naming.CONFIDENCE]}), 0)"
+    return [
+        f"  if (tfee_leaves(tfee_score(kRule, logits, {classes}, {learned}),",
+        f"                  kThresholds[{k - 1}])) {{",
+    ]
+
+
+def _policy_lines(policy, k_total):
+    if isinstance(policy, policies.PatiencePolicy):
+        return [
+            f"// Patience: leave once {policy.patience} consecutive exits agree.",
+            f"constexpr int kPatience = {policy.patience};",
+        ]
+    if policy is None:
+        return ["// No policy: every sample runs to the deepest exit."]
+    values = ", ".join(
+        "INFINITY" if t is None else repr(float(t)) for t in policy.thresholds
     )
+    return [
+        f"// Rule {policy.rule}: a sample leaves exit k when its score",
+        "// (tfee.rules, on the dequantized logits) >= kThresholds[k].",
+        f"constexpr int kRule = {rules.get(policy.rule).c_id};",
+        f"constexpr double kThresholds[{k_total - 1}] = {{{values}}};",
+    ]
+
+
+def _cascade_source(name, stages, positions, policy, classes):
+    """The generated C++ cascade: resolvers, interpreters, and the loop.
+
+    It follows `tfee.rules` (included verbatim) and the engine's loop: the
+    same dequantized logits, rule scores and comparison as every runtime.
+    """
+    k_total = len(stages)
+    patience = isinstance(policy, policies.PatiencePolicy)
     lines = [
         "// Generated by tfee.export.micro: the early-exit cascade on TFLite Micro.",
         "// Stage k reads the int8 features stage k-1 wrote (same scale and zero",
-        "// point, checked at export) and stops at the first confident exit.",
+        "// point, checked at export) and stops at the first exit the policy lets",
+        "// the sample leave.",
         "#include <cmath>",
         "#include <cstdint>",
         "#include <cstring>",
@@ -240,45 +297,20 @@ def _cascade_source(name, stages, positions, thresholds, rule):
         '#include "tensorflow/lite/schema/schema_generated.h"',
     ]
     lines += [f'#include "{os.path.basename(s.header_path)}"' for s in stages]
+    lines += ["", "namespace {", rules.C_SOURCE.strip(), ""]
+    lines += _policy_lines(policy, k_total)
     lines += [
         "",
-        "namespace {",
-        "",
-        f"constexpr int kNumExits = {k_total};",
-        f"// Confidence rule: {rule}. A sample leaves exit k when its confidence",
-        "// >= kThresholds[k]; INFINITY means never (pass a calibrated policy).",
-        f"constexpr float kThresholds[{max(k_total - 1, 1)}] = {{{values}}};",
-        "",
         "float Value(const TfLiteTensor* t, int i) {",
-        "  return (t->data.int8[i] - t->params.zero_point) * t->params.scale;",
+        "  return static_cast<float>(t->data.int8[i] - t->params.zero_point) *",
+        "         t->params.scale;",
         "}",
         "",
-        "int ArgMax(const TfLiteTensor* t) {",
-        "  const int n = t->dims->data[t->dims->size - 1];",
-        "  int best = 0;",
-        "  for (int i = 1; i < n; ++i) {",
-        "    if (t->data.int8[i] > t->data.int8[best]) best = i;",
-        "  }",
-        "  return best;",
+        "void Dequantize(const TfLiteTensor* t, float* out, int n) {",
+        "  for (int i = 0; i < n; ++i) out[i] = Value(t, i);",
         "}",
         "",
-        "// Rule-based confidence over the softmax probabilities.",
-        "float Confidence(const TfLiteTensor* p) {",
-        "  const int n = p->dims->data[p->dims->size - 1];",
-        "  float top1 = 0.0f, top2 = 0.0f, entropy = 0.0f;",
-        "  for (int i = 0; i < n; ++i) {",
-        "    const float v = Value(p, i);",
-        "    if (v > top1) { top2 = top1; top1 = v; } else if (v > top2) { top2 = v; }",
-        "    if (v > 0.0f) entropy -= v * std::log(v);",
-        "  }",
     ]
-    if rule == "entropy":
-        lines.append("  return 1.0f - entropy / std::log(n < 2 ? 2.0f : float(n));")
-    elif rule == "margin":
-        lines.append("  return top1 - top2;")
-    else:
-        lines.append("  return top1;")
-    lines += ["}", ""]
     for stage in stages:
         k = stage.index
         lines += [
@@ -308,31 +340,35 @@ def _cascade_source(name, stages, positions, thresholds, rule):
         "// *exit_index receives the 0-based exit that answered.",
         f"int {name}_cascade(const int8_t* image, int* exit_index) {{",
         "  const int8_t* input = image;",
-        "  tflite::MicroInterpreter* stage = nullptr;",
+        f"  float logits[{classes}];",
     ]
+    if patience:
+        lines += ["  int previous = -1, streak = 0;"]
     for stage, outputs in zip(stages, positions):
         k = stage.index
         lines += [
             f"  // Stage {k}: exit_{k}.",
-            f"  stage = Stage{k}();",
-            "  if (stage == nullptr) return -1;",
-            "  std::memcpy(stage->input(0)->data.int8, input, stage->input(0)->bytes);",
-            "  if (stage->Invoke() != kTfLiteOk) return -1;",
+            f"  tflite::MicroInterpreter* stage{k} = Stage{k}();",
+            f"  if (stage{k} == nullptr) return -1;",
+            f"  std::memcpy(stage{k}->input(0)->data.int8, input,",
+            f"              stage{k}->input(0)->bytes);",
+            f"  if (stage{k}->Invoke() != kTfLiteOk) return -1;",
+            f"  Dequantize(stage{k}->output({outputs[naming.LOGITS]}), logits, "
+            f"{classes});",
         ]
-        logits = f"stage->output({outputs['logits']})"
         if k == k_total:
-            lines += [f"  *exit_index = {k - 1};", f"  return ArgMax({logits});"]
+            lines += [
+                f"  *exit_index = {k - 1};",
+                f"  return tfee_argmax(logits, {classes});",
+            ]
             break
-        if rule == "learned" and "confidence" in outputs:
-            confidence = f"Value(stage->output({outputs['confidence']}), 0)"
-        else:
-            confidence = f"Confidence(stage->output({outputs['probabilities']}))"
+        decision = _decision_lines(policy, k, outputs, classes)
+        lines += [line.replace("stage->", f"stage{k}->") for line in decision]
         lines += [
-            f"  if ({confidence} >= kThresholds[{k - 1}]) {{",
             f"    *exit_index = {k - 1};",
-            f"    return ArgMax({logits});",
+            f"    return tfee_argmax(logits, {classes});",
             "  }",
-            f"  input = stage->output({outputs[f'features_{k}']})->data.int8;",
+            f"  input = stage{k}->output({outputs[naming.features_name(k)]})->data.int8;",
         ]
     lines += ["}", ""]
     return "\n".join(lines)
@@ -367,8 +403,9 @@ def micro(
         calibrate int8; stage k>1 is calibrated with float stage k-1's
         features on the same images.
       name: prefix of files and C symbols; a C identifier.
-      policy: a threshold policy (thresholds + rule) baked into the loop;
-        None writes thresholds that never exit early.
+      policy: a `ThresholdPolicy` or `PatiencePolicy` baked into the loop,
+        which decides as `tfee.rules` specifies; None runs every sample to
+        the deepest exit.
       calibration_samples: how many representative images to use.
 
     Returns:
@@ -391,10 +428,10 @@ def micro(
         raise TypeError(
             f"{api}: `directory` must be a path string. Received: {directory!r}"
         )
-    stripped = _signatures.strip(network, api)
+    stripped = _signatures.stripped_network(network, api)
     _check_layers(stripped, api)
     infos = network_lib.exits(stripped)
-    thresholds, rule = _thresholds(policy, len(infos), api)
+    policy = _check_policy(policy, len(infos), api)
     calibration = _calibration.images(
         representative, stripped, calibration_samples, api
     )
@@ -452,9 +489,26 @@ def micro(
             )
         )
     positions = [{n: position for n, (_, position) in c[3].items()} for c in converted]
-    cascade = _cascade_source(name, stages, positions, thresholds, rule)
+    classes = int(converted[0][3][naming.LOGITS][0]["shape"][-1])
+    cascade = _cascade_source(name, stages, positions, policy, classes)
     cascade_path = os.path.join(directory, f"{name}_cascade.cc")
     files.append((cascade_path, cascade))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "num_exits": len(stages),
+        "cumulative_macs": [int(i.cumulative_macs) for i in infos],
+        "stages": [
+            {
+                "model": os.path.basename(stage.model_path),
+                "outputs": outputs,
+                "arena_bytes": stage.arena_bytes,
+            }
+            for stage, outputs in zip(stages, positions)
+        ],
+    }
+    manifest_path = os.path.join(directory, f"{name}_manifest.json")
+    files.append((manifest_path, json.dumps(manifest, indent=2)))
     for path, content in files:
         write_bytes_atomically(path, content)
-    return MicroExport(directory, tuple(stages), cascade_path)
+    return MicroExport(directory, tuple(stages), cascade_path, manifest_path)

@@ -1,0 +1,160 @@
+"""The rule registry: its numpy, TensorFlow and C forms agree."""
+
+import ctypes
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import tfee
+from tfee import rules
+from tfee import tf
+
+CLASS_COUNTS = (2, 3, 10)
+
+
+def _logit_cases(classes, seed=0):
+    """Random rows plus the awkward ones: ties, huge gaps, NaN and infinities."""
+    rng = np.random.default_rng(seed + classes)
+    rows = [rng.normal(0, s, (16, classes)) for s in (0.1, 1.0, 5.0, 40.0)]
+    special = np.zeros((8, classes))
+    special[1, 0] = 50.0  # max softmax rounds to exactly 1.0
+    special[2, :2] = 3.0  # top-2 tie: margin 0
+    special[3, 0] = np.nan
+    special[4, -1] = np.inf
+    special[5, 0] = -np.inf
+    special[6] = -1e30
+    special[7, 0] = 1e-7  # just above a tie
+    return np.concatenate(rows + [special]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def c_rules(tmp_path_factory):
+    """The C form, compiled as a shared library with warnings as errors."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is needed to check the C form of the rules")
+    directory = tmp_path_factory.mktemp("rules_c")
+    source = directory / "rules.c"
+    source.write_text(rules.C_SOURCE + """
+double score(int rule, const float* logits, int classes, float learned) {
+  return tfee_score(rule, logits, classes, learned);
+}
+int decide(double score, double threshold) { return tfee_leaves(score, threshold); }
+int argmax(const float* logits, int classes) { return tfee_argmax(logits, classes); }
+""")
+    library = directory / "rules.so"
+    subprocess.run(
+        ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared"]
+        + ["-fPIC", str(source), "-o", str(library), "-lm"],
+        check=True,
+    )
+    lib = ctypes.CDLL(str(library))
+    floats = ctypes.POINTER(ctypes.c_float)
+    lib.score.argtypes = [ctypes.c_int, floats, ctypes.c_int, ctypes.c_float]
+    lib.score.restype = ctypes.c_double
+    lib.decide.argtypes = [ctypes.c_double, ctypes.c_double]
+    lib.argmax.argtypes = [floats, ctypes.c_int]
+    return lib
+
+
+def _c_scores(lib, rule, logits, learned=None):
+    rule_id = rules.get(rule).c_id
+    out = []
+    for i, row in enumerate(np.ascontiguousarray(logits, np.float32)):
+        pointer = row.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        value = 0.0 if learned is None else float(learned[i])
+        out.append(lib.score(rule_id, pointer, len(row), value))
+    return np.array(out)
+
+
+def test_registry_names_every_rule_once():
+    assert rules.RULES == ("max_softmax", "entropy", "margin", "learned")
+    assert rules.SCORE_RULES == ("max_softmax", "entropy", "margin")
+    assert len({rules.get(r).c_id for r in rules.RULES}) == len(rules.RULES)
+
+
+def test_unknown_rule_raises_error_naming_the_argument():
+    with pytest.raises(ValueError, match=r"unknown `rule`.*Received: rule='softmax'"):
+        rules.scores(np.zeros((1, 3)), "softmax")
+
+
+def test_learned_rule_without_confidence_raises_error():
+    with pytest.raises(ValueError, match="needs the heads' learned `confidence`"):
+        rules.scores(np.zeros((2, 3)), "learned")
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS)
+@pytest.mark.parametrize("rule", rules.SCORE_RULES)
+def test_numpy_scores_match_their_definition(rule, classes):
+    logits = _logit_cases(classes).astype(np.float64)
+    finite = np.isfinite(logits).all(-1)
+    p = np.exp(logits[finite] - logits[finite].max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    if rule == "max_softmax":
+        expected = p.max(-1)
+    elif rule == "entropy":
+        h = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), -1)
+        expected = 1 - h / np.log(classes)
+    else:
+        top = np.sort(p, -1)
+        expected = top[:, -1] - top[:, -2]
+    got = rules.scores(logits, rule)
+    np.testing.assert_allclose(got[finite], np.clip(expected, 0, 1), atol=1e-12)
+    assert np.isnan(got[~finite]).all()
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS)
+@pytest.mark.parametrize("rule", rules.SCORE_RULES)
+def test_tensorflow_form_matches_numpy_form(rule, classes):
+    logits = _logit_cases(classes)
+    got = rules.tf_scores(tf.constant(logits), rule, dtype=tf.float64).numpy()
+    np.testing.assert_allclose(got, rules.scores(logits, rule), atol=1e-12)
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS)
+@pytest.mark.parametrize("rule", rules.SCORE_RULES)
+def test_c_form_matches_numpy_form(c_rules, rule, classes):
+    logits = _logit_cases(classes)
+    np.testing.assert_allclose(
+        _c_scores(c_rules, rule, logits), rules.scores(logits, rule), atol=1e-12
+    )
+
+
+def test_c_form_of_learned_rule_and_argmax_match_numpy(c_rules):
+    logits = _logit_cases(3)
+    learned = np.linspace(0, 1, len(logits)).astype(np.float32)
+    learned[3] = np.nan
+    learned[9] = np.inf
+    np.testing.assert_array_equal(
+        _c_scores(c_rules, "learned", logits, learned),
+        rules.scores(logits, "learned", learned),
+    )
+    pointer = ctypes.POINTER(ctypes.c_float)
+    rows = np.ascontiguousarray(logits)
+    got = [c_rules.argmax(r.ctypes.data_as(pointer), len(r)) for r in rows]
+    np.testing.assert_array_equal(got, rules.predictions(logits))
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25, 0.5, 0.997, 1.0])
+def test_decision_is_the_same_in_numpy_and_c_including_ties(c_rules, threshold):
+    # Equal logits over 4 classes score exactly 0.25: a tie at that threshold.
+    logits = np.concatenate([_logit_cases(4), np.zeros((1, 4), np.float32)])
+    for rule in rules.SCORE_RULES:
+        score = rules.scores(logits, rule)
+        c_decisions = [bool(c_rules.decide(s, threshold)) for s in score]
+        np.testing.assert_array_equal(c_decisions, rules.leaves(score, threshold))
+    assert rules.leaves(0.25, 0.25) is True
+    assert rules.leaves(float("nan"), 0.0) is False
+    assert rules.leaves(1.0, None) is False
+
+
+def test_threshold_one_passes_only_scores_that_are_exactly_one():
+    logits = np.array([[50.0, 0.0, 0.0], [8.0, 0.0, 0.0]])
+    score = rules.scores(logits, "max_softmax")
+    assert score[0] == 1.0 and score[1] < 1.0
+    np.testing.assert_array_equal(rules.leaves(score, 1.0), [True, False])
+
+
+def test_public_confidence_scores_is_the_registry():
+    assert tfee.policy.confidence_scores is rules.scores

@@ -1,0 +1,333 @@
+"""The confidence rules: when a sample may leave, defined once.
+
+Every runtime tfee ships to decides with these definitions: numpy (policies,
+calibration, the LiteRT and TFLite Micro cascades), TensorFlow (the
+`Confidence` layer, the in-graph batch-1 cascade) and C (the generated
+firmware). The three forms follow one specification, and
+`tests/test_rules.py` checks them against each other, the C form compiled.
+
+The specification, on one exit's logits x (C >= 2 classes, float; for int8
+files the dequantised logits `(q - zero_point) * scale`, computed in
+float32):
+
+  s_i = x_i - max(x),  Z = sum_i exp(s_i)           (in float64 / double)
+  max_softmax  1 / Z                                 (the top probability)
+  entropy      1 - (log Z - sum_i exp(s_i) s_i / Z) / log C
+  margin       (1 - exp(s_(2))) / Z                  (top-1 minus top-2 prob.)
+  learned      the head's confidence output as it is
+  patience     the arg-max class (first on ties); a streak grows while
+               consecutive exits agree (`PatiencePolicy`)
+
+Rule scores are clipped to [0, 1]. A non-finite logit (or learned
+confidence) makes the score NaN, and a sample leaves at exit k exactly when
+its score is finite and `score >= threshold_k` (a missing threshold never
+passes). Deciding from the logits, not from an int8 file's softmax output
+(which saturates at 255/256), makes every threshold up to 1.0 mean the same
+on every runtime.
+"""
+
+import dataclasses
+
+import numpy as np
+
+__all__ = [
+    "C_SOURCE",
+    "RULES",
+    "SCORE_RULES",
+    "THRESHOLD_RANGE",
+    "Rule",
+    "check_rule",
+    "get",
+    "leaves",
+    "predictions",
+    "scores",
+    "streak",
+    "tf_scores",
+]
+
+# Every rule's score lies in [0, 1]; thresholds must too.
+THRESHOLD_RANGE = (0.0, 1.0)
+
+
+def _max_softmax(shifted, exp, total):
+    del shifted, exp
+    return 1.0 / total
+
+
+def _entropy(shifted, exp, total, log, reduce_sum, classes):
+    entropy = log(total) - reduce_sum(exp * shifted) / total
+    return 1.0 - entropy / log(classes)
+
+
+def _margin(second, total, exp):
+    return (1.0 - exp(second)) / total
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One confidence rule.
+
+    Attributes:
+      name: the rule's name in policies and files.
+      summary: one line for docs and messages.
+      needs_confidence: whether it reads a head's learned confidence.
+      c_id: the value of `TFEE_RULE` that selects it in the C form.
+    """
+
+    name: str
+    summary: str
+    needs_confidence: bool
+    c_id: int
+
+
+_REGISTRY = (
+    Rule("max_softmax", "the top softmax probability (SDN)", False, 0),
+    Rule("entropy", "1 - softmax entropy / log(classes) (BranchyNet)", False, 1),
+    Rule("margin", "top-1 minus top-2 softmax probability", False, 2),
+    Rule("learned", "the head's learned confidence (PTEENet, EENet)", True, 3),
+)
+_BY_NAME = {rule.name: rule for rule in _REGISTRY}
+
+RULES = tuple(rule.name for rule in _REGISTRY)
+# The rules computed from logits alone (a weightless `Confidence` layer).
+SCORE_RULES = tuple(rule.name for rule in _REGISTRY if not rule.needs_confidence)
+
+
+def check_rule(rule, api, argument="rule", accepted=RULES):
+    """Raises a ValueError naming `api` unless `rule` is one of `accepted`."""
+    if not isinstance(rule, str) or rule not in accepted:
+        raise ValueError(
+            f"{api}: unknown `{argument}`, expected one of {tuple(accepted)}. "
+            f"Received: {argument}={rule!r}"
+        )
+
+
+def get(rule, api="tfee.rules.get"):
+    """The `Rule` called `rule`; a ValueError naming `api` for unknown names."""
+    check_rule(rule, api)
+    return _BY_NAME[rule]
+
+
+def _check_logits(logits, api):
+    if logits.ndim < 2 or logits.shape[-1] < 2:
+        raise ValueError(
+            f"{api}: `logits` must have shape (..., batch, classes) with at least "
+            f"2 classes. Received: logits.shape={logits.shape}"
+        )
+
+
+def _learned_values(confidence, shape, api):
+    if confidence is None:
+        raise ValueError(
+            f"{api}: rule='learned' needs the heads' learned `confidence`. "
+            "Received: confidence=None (build the network with "
+            "tfee.attach_exits(..., with_confidence=True))"
+        )
+    score = np.asarray(confidence, dtype=np.float64)
+    if score.shape == shape + (1,):
+        score = score[..., 0]
+    if score.shape != shape:
+        raise ValueError(
+            f"{api}: `confidence` must have shape {shape} (or with a trailing 1) "
+            f"to match the logits. Received: confidence.shape={score.shape}"
+        )
+    return score
+
+
+def _sequential_sum(values):
+    """Sums the last axis in index order, as the C form's loop does
+    (np.sum adds pairwise, which can differ in the last bit)."""
+    return np.cumsum(values, axis=-1)[..., -1]
+
+
+def scores(logits, rule, confidence=None):
+    """Confidence per sample under `rule` (numpy, float64), NaN where undefined.
+
+    Args:
+      logits: array (..., batch, classes); leading axes (e.g. exits) are kept.
+      rule: one of `RULES`.
+      confidence: the learned confidence, (..., batch) or (..., batch, 1);
+        required for rule="learned", ignored otherwise.
+
+    Returns:
+      A float64 array (..., batch) in [0, 1] (learned: as given), NaN where
+      a logit or the learned confidence is not finite.
+
+    Raises:
+      ValueError: unknown rule, a learned rule without `confidence`, or
+        logits with fewer than 2 classes.
+    """
+    api = "tfee.policy.confidence_scores"
+    check_rule(rule, api)
+    logits = np.asarray(logits, dtype=np.float64)
+    _check_logits(logits, api)
+    finite = np.all(np.isfinite(logits), axis=-1)
+    if rule == "learned":
+        score = _learned_values(confidence, logits.shape[:-1], api)
+        return np.where(finite & np.isfinite(score), score, np.nan)
+    with np.errstate(all="ignore"):
+        safe = np.where(finite[..., None], logits, 0.0)
+        shifted = safe - safe.max(axis=-1, keepdims=True)
+        exp = np.exp(shifted)
+        total = _sequential_sum(exp)
+        if rule == "max_softmax":
+            score = _max_softmax(shifted, exp, total)
+        elif rule == "entropy":
+            score = _entropy(
+                shifted, exp, total, np.log, _sequential_sum, float(logits.shape[-1])
+            )
+        else:
+            second = np.partition(shifted, -2, axis=-1)[..., -2]
+            score = _margin(second, total, np.exp)
+    return np.where(finite, np.clip(score, 0.0, 1.0), np.nan)
+
+
+def tf_scores(logits, rule, confidence=None, dtype=None):
+    """`scores` in TensorFlow, for graphs (a layer, an in-graph cascade).
+
+    Args:
+      logits: tensor (batch, classes) with a known number of classes >= 2.
+      rule: one of `RULES`.
+      confidence: the learned confidence (batch,) or (batch, 1), for
+        rule="learned".
+      dtype: the float type to compute in (default: the logits' own).
+
+    Returns:
+      A (batch,) tensor; NaN where a logit (or the confidence) is not finite.
+    """
+    from tfee._keras import tf
+
+    api = "tfee.rules.tf_scores"
+    check_rule(rule, api)
+    logits = tf.convert_to_tensor(logits)
+    dtype = dtype or logits.dtype
+    logits = tf.cast(logits, dtype)
+    classes = logits.shape[-1]
+    if classes is None or classes < 2:
+        raise ValueError(
+            f"{api}: `logits` must have a known last axis of at least 2 classes. "
+            f"Received: logits.shape={logits.shape}"
+        )
+    finite = tf.reduce_all(tf.math.is_finite(logits), axis=-1)
+    nan = tf.constant(float("nan"), dtype)
+    if rule == "learned":
+        if confidence is None:
+            raise ValueError(f"{api}: rule='learned' needs `confidence`.")
+        score = tf.reshape(tf.cast(confidence, dtype), [-1])
+        finite = tf.logical_and(finite, tf.math.is_finite(score))
+        return tf.where(finite, score, nan)
+    safe = tf.where(finite[:, None], logits, tf.zeros_like(logits))
+    shifted = safe - tf.reduce_max(safe, axis=-1, keepdims=True)
+    exp = tf.exp(shifted)
+    total = tf.reduce_sum(exp, axis=-1)
+    if rule == "max_softmax":
+        score = _max_softmax(shifted, exp, total)
+    elif rule == "entropy":
+        score = _entropy(
+            shifted,
+            exp,
+            total,
+            tf.math.log,
+            lambda v: tf.reduce_sum(v, axis=-1),
+            tf.constant(float(classes), dtype),
+        )
+    else:
+        second = tf.math.top_k(shifted, k=2).values[:, 1]
+        score = _margin(second, total, tf.exp)
+    return tf.where(finite, tf.clip_by_value(score, 0.0, 1.0), nan)
+
+
+def leaves(score, threshold):
+    """Whether scores pass a threshold: finite and >= it (None never passes).
+
+    Works on numbers and numpy arrays; this comparison is the only exit
+    decision tfee makes.
+    """
+    if threshold is None:
+        return np.zeros(np.shape(score), bool) if np.ndim(score) else False
+    with np.errstate(invalid="ignore"):
+        passed = np.isfinite(score) & (np.asarray(score) >= threshold)
+    return passed if np.ndim(passed) else bool(passed)
+
+
+def streak(previous, previous_streak, predicted):
+    """Patience's agreement: how many consecutive exits agree, this one included.
+
+    Args:
+      previous: the class the previous exit predicted (-1: none or invalid).
+      previous_streak: the streak up to the previous exit.
+      predicted: this exit's class, from `predictions` (-1 where invalid).
+
+    Returns:
+      previous_streak + 1 where this exit agrees with the previous one, else
+      1 (0 where this exit's logits are not finite). Arrays broadcast.
+    """
+    predicted = np.asarray(predicted)
+    valid = predicted >= 0
+    same = valid & (predicted == previous)
+    return np.where(same, np.asarray(previous_streak) + 1, valid.astype(np.int64))
+
+
+def predictions(logits):
+    """Arg-max class per sample (first on ties); -1 where logits are not finite."""
+    logits = np.asarray(logits)
+    finite = np.all(np.isfinite(logits), axis=-1)
+    safe = np.where(finite[..., None], logits, 0)
+    return np.where(finite, np.argmax(safe, axis=-1), -1)
+
+
+# The C form, for firmware: the same formulas in double precision over
+# float logits. The generated cascade includes it verbatim.
+C_SOURCE = r"""
+/* tfee confidence rules (generated from tfee.rules; keep in sync there). */
+#include <math.h>
+
+enum { TFEE_MAX_SOFTMAX = 0, TFEE_ENTROPY = 1, TFEE_MARGIN = 2, TFEE_LEARNED = 3 };
+
+/* Arg-max class, first on ties; -1 if a logit is not finite. */
+static inline int tfee_argmax(const float* logits, int classes) {
+  int best = 0;
+  for (int i = 0; i < classes; ++i) {
+    if (!isfinite(logits[i])) return -1;
+    if (logits[i] > logits[best]) best = i;
+  }
+  return best;
+}
+
+/* The rule's score in [0, 1]; NAN when undefined (never passes). */
+static inline double tfee_score(int rule, const float* logits, int classes,
+                                float learned) {
+  const int best = tfee_argmax(logits, classes);
+  if (best < 0) return NAN;
+  if (rule == TFEE_LEARNED) return isfinite(learned) ? (double)learned : NAN;
+  const double top = logits[best];
+  double total = 0.0, weighted = 0.0, second = -INFINITY;
+  for (int i = 0; i < classes; ++i) {
+    const double shifted = (double)logits[i] - top;
+    const double e = exp(shifted);
+    total += e;
+    weighted += e * shifted;
+    if (i != best && shifted > second) second = shifted;
+  }
+  double score;
+  if (rule == TFEE_ENTROPY) {
+    score = 1.0 - (log(total) - weighted / total) / log((double)classes);
+  } else if (rule == TFEE_MARGIN) {
+    score = (1.0 - exp(second)) / total;
+  } else {
+    score = 1.0 / total;
+  }
+  return score < 0.0 ? 0.0 : (score > 1.0 ? 1.0 : score);
+}
+
+/* Patience's agreement: the streak of consecutive exits on one class. */
+static inline int tfee_streak(int previous, int streak, int predicted) {
+  if (predicted < 0) return 0;
+  return predicted == previous ? streak + 1 : 1;
+}
+
+/* The exit decision: finite and at least the threshold (INFINITY: never). */
+static inline int tfee_leaves(double score, double threshold) {
+  return isfinite(score) && score >= threshold;
+}
+"""

@@ -1,0 +1,25 @@
+"""Cascade runtimes: one engine, a backend per runtime, one result type.
+
+`DynamicPredictor` runs a Keras network, `Cascade` a .tflite's stage
+signatures in LiteRT, `MicroCascade` the per-stage int8 models in TensorFlow
+Lite Micro; all three return a `CascadeResult` decided by the same loop and
+the same rules (`tfee.rules`).
+"""
+
+from tfee.runtime.engine import CascadeResult
+from tfee.runtime.keras import DynamicPredictor
+from tfee.runtime.litert import Cascade
+from tfee.runtime.litert import read_metadata
+from tfee.runtime.micro import MicroCascade
+from tfee.runtime.quantization import dequantize_output
+from tfee.runtime.quantization import quantize_input
+
+__all__ = [
+    "Cascade",
+    "CascadeResult",
+    "DynamicPredictor",
+    "MicroCascade",
+    "dequantize_output",
+    "quantize_input",
+    "read_metadata",
+]

@@ -1,0 +1,154 @@
+"""The cascade engine: the one loop that runs stages under an exit policy.
+
+A backend knows how to run stage k of a network on a batch (Keras, a LiteRT
+.tflite, TensorFlow Lite Micro models); the engine owns everything else:
+asking the policy which samples leave after each stage (`Policy.update`,
+which scores with `tfee.rules`), forwarding only the others' features, and
+collecting one `CascadeResult`. Every runtime's answers therefore equal
+`policy.exit_indices` over the logits that runtime computes; the
+conformance suite (tests/runtime/test_conformance.py) checks it.
+
+A backend implements:
+
+  num_exits: K.
+  exit_macs: cumulative MACs to each exit, K numbers (or None if unknown).
+  prepare(images) -> inputs of stage 1 (e.g. quantized).
+  run_stage(k, inputs) -> StageOutputs (0-based k).
+  select(features, keep) -> the features of the rows where `keep` is True.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tfee._checks import check_int
+from tfee.policy import policies
+
+__all__ = [
+    "CascadeResult",
+    "StageOutputs",
+    "batch_size",
+    "check_policy",
+    "exit_macs",
+    "run",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageOutputs:
+    """What a backend's stage k hands the engine.
+
+    Attributes:
+      logits: float array (batch, classes): the exit's logits, dequantized
+        for integer models; the rules score these.
+      confidence: the head's learned confidence (batch,), dequantized, or
+        None where the head learns none.
+      features: the next stage's input in the backend's own form (None after
+        the deepest stage).
+    """
+
+    logits: np.ndarray
+    confidence: object
+    features: object
+
+
+@dataclasses.dataclass(frozen=True)
+class CascadeResult:
+    """What every cascade runtime returns.
+
+    Attributes:
+      predictions: int array (samples,): the class answered at the exit taken.
+      exit_indices: int array (samples,): the 0-based exit each sample left at.
+      logits: float array (samples, classes): the logits of that exit.
+      macs: float array (samples,): the MACs each sample paid (cumulative to
+        its exit, heads on the way included); NaN where the backend does
+        not know its exits' costs.
+    """
+
+    predictions: np.ndarray
+    exit_indices: np.ndarray
+    logits: np.ndarray
+    macs: np.ndarray
+
+    @property
+    def mean_macs(self):
+        """MACs per sample, averaged over the samples."""
+        return float(np.mean(self.macs))
+
+    @classmethod
+    def concatenate(cls, results):
+        """One result of several batches' results, in order."""
+        return cls(
+            *(
+                np.concatenate([getattr(r, f.name) for r in results])
+                for f in dataclasses.fields(cls)
+            )
+        )
+
+
+def check_policy(policy, num_exits, api):
+    """Raises unless `policy` is a tfee policy for `num_exits` exits."""
+    if not isinstance(policy, policies.Policy):
+        raise TypeError(
+            f"{api}: `policy` must be a tfee policy (tfee.ThresholdPolicy, "
+            "tfee.PatiencePolicy, e.g. from tfee.calibrate). Received: "
+            f"policy={type(policy).__name__}"
+        )
+    if policy.num_exits != num_exits:
+        raise ValueError(
+            f"{api}: the policy is for {policy.num_exits} exits but the network "
+            f"has {num_exits}. Calibrate a policy for this network. Received: "
+            f"policy.num_exits={policy.num_exits}"
+        )
+    return policy
+
+
+def exit_macs(backend, exit_indices):
+    """The MACs each sample paid, from the exits it took (NaN if unknown)."""
+    if backend.exit_macs is None:
+        return np.full(len(exit_indices), np.nan)
+    return np.asarray(backend.exit_macs, np.float64)[exit_indices]
+
+
+def run(backend, policy, images):
+    """Runs one batch through the cascade.
+
+    Args:
+      backend: see the module docstring.
+      policy: a tfee policy for `backend.num_exits` exits.
+      images: the batch, as the backend's `prepare` accepts it.
+
+    Returns:
+      A `CascadeResult` for the batch.
+    """
+    inputs = backend.prepare(images)
+    count = len(images)
+    state = policy.initial_state(count)
+    alive = np.arange(count)
+    exit_indices = np.full(count, -1, np.int64)
+    chosen = None
+    for k in range(backend.num_exits):
+        outputs = backend.run_stage(k, inputs)
+        leave, state = policy.update(state, k, outputs.logits, outputs.confidence)
+        if chosen is None:
+            chosen = np.zeros((count, outputs.logits.shape[-1]), np.float32)
+        chosen[alive[leave]] = outputs.logits[leave]
+        exit_indices[alive[leave]] = k
+        stay = ~leave
+        if not stay.any():
+            break
+        inputs = outputs.features
+        if not stay.all():  # Select only when some samples left.
+            alive = alive[stay]
+            inputs = backend.select(inputs, stay)
+    return CascadeResult(
+        predictions=np.argmax(chosen, axis=-1),
+        exit_indices=exit_indices,
+        logits=chosen,
+        macs=exit_macs(backend, exit_indices),
+    )
+
+
+def batch_size(value, count, api):
+    """The batch size to run `count` samples with (None: all at once)."""
+    return max(count, 1) if value is None else check_int(value, "batch_size", api)

@@ -1,0 +1,232 @@
+"""Dynamic early exit in TensorFlow: stop computing for samples that have left.
+
+`DynamicPredictor` runs an early-exit network section by section
+(`tfee.stage_models`) and forwards to the next section only the samples the
+policy has not let go (`tf.boolean_mask`), so easy samples cost only the
+sections up to their exit. Its answers equal the policy applied to the full
+network's outputs (`policy.exit_indices`), for any batch size including 1.
+
+The loop is the cascade engine's (`tfee.runtime.engine`). At batch 1 under
+a `ThresholdPolicy`, the whole cascade is instead one XLA-compiled
+`tf.function` of nested `tf.cond`s (a plain graph where XLA cannot compile a
+layer): a call per stage from Python, with its tensor copies, costs more than
+the sections an easy sample skips.
+"""
+
+import numpy as np
+
+from tfee import network as network_lib
+from tfee import rules
+from tfee import stages as stages_lib
+from tfee._keras import tf
+from tfee.policy import policies
+from tfee.runtime import engine
+
+__all__ = ["DynamicPredictor"]
+
+
+class _Backend:
+    """The engine's view of a network's stage models (see `engine`)."""
+
+    def __init__(self, stage_models, exit_macs):
+        self.num_exits = len(stage_models)
+        self.exit_macs = exit_macs
+        self.dtype = stage_models[0].inputs[0].dtype
+        self.stages = [self._compile(stage) for stage in stage_models]
+
+    @staticmethod
+    def _compile(stage):
+        spec = stage.inputs[0]
+        signature = tf.TensorSpec([None] + spec.shape[1:].as_list(), spec.dtype)
+        return tf.function(
+            lambda x: stage(x, training=False), input_signature=[signature]
+        )
+
+    def prepare(self, images):
+        return tf.cast(tf.convert_to_tensor(images), self.dtype)
+
+    def run_stage(self, k, inputs):
+        result = self.stages[k](inputs)
+        confidence = result.get("confidence")
+        return engine.StageOutputs(
+            logits=result["logits"].numpy(),
+            confidence=None if confidence is None else confidence.numpy().reshape(-1),
+            features=result.get("features"),
+        )
+
+    @staticmethod
+    def select(features, keep):
+        return tf.boolean_mask(features, keep)
+
+
+class DynamicPredictor:
+    """Runs an early-exit network stage by stage, dropping samples that exit.
+
+    The Keras/TensorFlow backend of the cascade engine.
+
+    Args:
+      network: a tfee early-exit network.
+      policy: a `ThresholdPolicy` or `PatiencePolicy` for its number of exits.
+
+    Raises:
+      TypeError: `policy` is not a tfee policy.
+      ValueError: `network` is not an early-exit network, or the policy is for
+        a different number of exits.
+
+    Example:
+      >>> predictor = tfee.DynamicPredictor(net, policy)
+      >>> result = predictor.predict(images, batch_size=128)
+      >>> result.predictions, result.exit_indices, result.mean_macs
+    """
+
+    def __init__(self, network, policy):
+        api = "tfee.DynamicPredictor"
+        network_lib._require_network(network, api)
+        stage_models = stages_lib.stage_models(network)
+        engine.check_policy(policy, len(stage_models), api)
+        self._policy = policy
+        self._stage_models = stage_models
+        self._backend = _Backend(
+            stage_models,
+            [info.cumulative_macs for info in network_lib.exits(network)],
+        )
+        self._single = None  # The batch-1 graph, traced on first use.
+        if isinstance(policy, policies.ThresholdPolicy):
+            # An input of that graph, not constants in it: its program, and
+            # so the logits it computes, do not depend on the thresholds.
+            self._thresholds = tf.constant(
+                [np.inf if t is None else t for t in policy.thresholds], tf.float64
+            )
+
+    @property
+    def policy(self):
+        """The exit policy, fixed at construction (the batch-1 graph is built
+        for its rule)."""
+        return self._policy
+
+    @property
+    def num_exits(self):
+        return self._backend.num_exits
+
+    def predict_batch(self, images):
+        """One batch through the cascade.
+
+        Args:
+          images: array or tensor (batch, ...) of the network's input shape.
+
+        Returns:
+          A `tfee.runtime.CascadeResult` for the batch.
+        """
+        features = self._backend.prepare(images)
+        if features.shape.rank is None or features.shape[0] == 0:
+            raise ValueError(
+                "tfee.DynamicPredictor.predict_batch: `images` must hold at least "
+                f"one sample. Received: shape {features.shape}"
+            )
+        if features.shape[0] == 1 and isinstance(self.policy, policies.ThresholdPolicy):
+            return self._predict_one(features)
+        return engine.run(self._backend, self.policy, features)
+
+    def _build_single(self, jit_compile):
+        spec = self._stage_models[0].inputs[0]
+        rule = self.policy.rule
+        return tf.function(
+            lambda x, t: _threshold_cascade(self._stage_models, rule, x, t),
+            input_signature=[
+                tf.TensorSpec([1] + spec.shape[1:].as_list(), spec.dtype),
+                tf.TensorSpec([len(self._stage_models) - 1], tf.float64),
+            ],
+            jit_compile=jit_compile,
+        )
+
+    def _run_single(self, features):
+        if self._single is None:
+            # XLA compiles the nested conds into one program, which runs the
+            # taken branch without the executor's per-branch overhead; layers
+            # XLA cannot compile fall back to a plain graph.
+            try:
+                self._single = self._build_single(jit_compile=True)
+                return self._single(features, self._thresholds)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                self._single = self._build_single(jit_compile=False)
+        return self._single(features, self._thresholds)
+
+    def _predict_one(self, features):
+        logits, exit_index, unsure = (x.numpy() for x in self._run_single(features))
+        if unsure:
+            # A score within float round-off of its threshold: the engine
+            # decides with the numpy rules, as every other runtime does.
+            return engine.run(self._backend, self.policy, features)
+        exit_indices = np.array([int(exit_index)], np.int64)
+        return engine.CascadeResult(
+            predictions=np.argmax(logits, axis=-1),
+            exit_indices=exit_indices,
+            logits=logits,
+            macs=engine.exit_macs(self._backend, exit_indices),
+        )
+
+    def predict(self, data, batch_size=128):
+        """Runs the cascade over arrays or a tf.data dataset.
+
+        Args:
+          data: an array (samples, ...), or a tf.data.Dataset of image batches
+            or (images, labels) batches (labels are ignored).
+          batch_size: batch size for arrays (datasets keep their own).
+
+        Returns:
+          A `tfee.runtime.CascadeResult` over all samples, in order.
+        """
+        api = "tfee.DynamicPredictor.predict"
+        if isinstance(data, tf.data.Dataset):
+            batches = (b[0] if isinstance(b, (tuple, list)) else b for b in data)
+        else:
+            batch_size = engine.batch_size(batch_size, 0, api)
+            data = np.asarray(data)
+            if len(data) == 0:
+                raise ValueError(f"{api}: `data` is empty (0 samples).")
+            batches = (
+                data[i : i + batch_size] for i in range(0, len(data), batch_size)
+            )
+        results = [self.predict_batch(b) for b in batches]
+        if not results:
+            raise ValueError(f"{api}: `data` is empty (0 batches).")
+        return engine.CascadeResult.concatenate(results)
+
+
+# Scores this close to a threshold are decided by the engine's numpy rules,
+# so that float differences between TF and numpy never change an exit.
+_TIE_BAND = 1e-9
+
+
+def _threshold_cascade(stage_models, rule, images, thresholds):
+    """One sample stage by stage in-graph: (logits (1, classes), 0-based exit,
+    unsure). The scores are `tfee.rules.tf_scores` in float64; `unsure`
+    marks a score within `_TIE_BAND` of its threshold, left to the engine;
+    an infinite threshold never lets the sample leave."""
+    last = len(stage_models) - 1
+
+    def run(k, features):
+        outputs = stage_models[k](features, training=False)
+        logits = outputs["logits"]
+
+        def answer(unsure):
+            return logits, tf.constant(k, tf.int64), tf.constant(unsure)
+
+        if k == last:
+            return answer(False)
+        score = rules.tf_scores(
+            logits, rule, outputs.get("confidence"), dtype=tf.float64
+        )[0]
+        # NaN (undefined) never passes: it compares false both ways.
+        safe = tf.where(tf.math.is_finite(score), score, tf.constant(-1.0, tf.float64))
+        return tf.cond(
+            safe >= thresholds[k] + _TIE_BAND,
+            lambda: answer(False),
+            lambda: tf.cond(
+                safe < thresholds[k] - _TIE_BAND,
+                lambda: run(k + 1, outputs["features"]),
+                lambda: answer(True),
+            ),
+        )
+
+    return run(0, images)

@@ -1,0 +1,179 @@
+"""The TensorFlow Lite Micro backend: per-stage int8 models in the real interpreter.
+
+`MicroCascade` runs the stage models `tfee.export.micro` writes in the
+TensorFlow Lite Micro interpreter of the `tflite-micro` package (the same
+kernels a microcontroller runs), one sample at a time as on the device, and
+hands them to the cascade engine. Its decisions are those of the generated
+C++: dequantized logits, `tfee.rules`, the same loop.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from tfee.runtime import engine
+from tfee.runtime.quantization import dequantize_output
+from tfee.runtime.quantization import quantize_input
+
+__all__ = ["MicroCascade"]
+
+_FORMAT = "tfee.export.micro/1"
+
+
+def _details(details):
+    """TFLM tensor details in the form `tfee.runtime.quantization` reads."""
+    parameters = details.get("quantization_parameters") or {}
+    scales = parameters.get("scales", [])
+    zero_points = parameters.get("zero_points", [])
+    quantization = (
+        (float(scales[0]), int(zero_points[0])) if len(scales) else (0.0, 0)
+    )
+    return {
+        "dtype": details["dtype"],
+        "shape": tuple(details["shape"]),
+        "quantization": quantization,
+    }
+
+
+def _read_manifest(path, api):
+    if not isinstance(path, str):
+        raise TypeError(
+            f"{api}: `manifest` must be the path of a *_manifest.json written by "
+            f"tfee.export.micro. Received: manifest={path!r}"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{api}: no manifest file at manifest={path!r}")
+    with open(path) as f:
+        try:
+            manifest = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{api}: {path} is not valid JSON ({error})") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        raise ValueError(
+            f'{api}: {path} is not a tfee micro manifest (expected "format": '
+            f'"{_FORMAT}"). Received: format={manifest.get("format")!r}'
+        )
+    return manifest
+
+
+class _Backend:
+    """The engine's view of the stage models (see `engine`)."""
+
+    def __init__(self, manifest, directory):
+        from tflite_micro import runtime
+
+        self.num_exits = manifest["num_exits"]
+        self.exit_macs = manifest.get("cumulative_macs")
+        self.stages = []
+        for stage in manifest["stages"]:
+            path = os.path.join(directory, stage["model"])
+            # The interpreter's own default arena (10x the model) or twice
+            # the export's estimate, whichever is larger: this runs models,
+            # it does not size firmware.
+            arena = max(2 * int(stage["arena_bytes"]), 10 * os.path.getsize(path))
+            interpreter = runtime.Interpreter.from_file(path, arena_size=arena)
+            outputs = stage["outputs"]
+            self.stages.append(
+                {
+                    "interpreter": interpreter,
+                    "input": _details(interpreter.get_input_details(0)),
+                    "outputs": {
+                        name: (index, _details(interpreter.get_output_details(index)))
+                        for name, index in outputs.items()
+                    },
+                }
+            )
+
+    def prepare(self, images):
+        return quantize_input(
+            images, self.stages[0]["input"], "tfee.runtime.MicroCascade"
+        )
+
+    def run_stage(self, k, inputs):
+        stage = self.stages[k]
+        interpreter = stage["interpreter"]
+        rows = {name: [] for name in stage["outputs"]}
+        for row in inputs:
+            interpreter.set_input(row[None], 0)
+            interpreter.invoke()
+            for name, (index, _) in stage["outputs"].items():
+                rows[name].append(np.array(interpreter.get_output(index)))
+        values = {name: np.concatenate(v) for name, v in rows.items()}
+        details = {name: d for name, (_, d) in stage["outputs"].items()}
+        confidence = None
+        if "confidence" in values:
+            confidence = dequantize_output(
+                values["confidence"], details["confidence"]
+            ).reshape(-1)
+        features = values.get(f"features_{k + 1}")
+        return engine.StageOutputs(
+            dequantize_output(values["logits"], details["logits"]),
+            confidence,
+            features,
+        )
+
+    @staticmethod
+    def select(features, keep):
+        return features[keep]
+
+
+class MicroCascade:
+    """Runs `tfee.export.micro`'s stage models as a cascade in TFLite Micro.
+
+    Args:
+      manifest: the `{name}_manifest.json` path (`MicroExport.manifest_path`).
+      policy: a tfee policy for the models' number of exits.
+
+    Raises:
+      FileNotFoundError: no manifest (or a stage model) at the path.
+      TypeError: a bad manifest argument or policy.
+      ValueError: not a tfee micro manifest, or a policy for another number
+        of exits.
+
+    Example:
+      >>> export = tfee.export.micro(net, "firmware/", val_images, policy=policy)
+      >>> result = tfee.runtime.MicroCascade(export.manifest_path, policy).predict(x)
+    """
+
+    def __init__(self, manifest, policy):
+        api = "tfee.runtime.MicroCascade"
+        data = _read_manifest(manifest, api)
+        self.policy = engine.check_policy(policy, data["num_exits"], api)
+        self.num_exits = data["num_exits"]
+        self._backend = _Backend(data, os.path.dirname(os.path.abspath(manifest)))
+        self.input_shape = self._backend.stages[0]["input"]["shape"][1:]
+
+    def _check_images(self, images, api):
+        images = np.asarray(images)
+        if images.ndim == len(self.input_shape):
+            images = images[None]
+        if images.shape[1:] != self.input_shape or images.dtype.kind != "f":
+            raise ValueError(
+                f"{api}: `images` must be float images of shape (batch,) + "
+                f"{self.input_shape}, preprocessed as for the network. Received: "
+                f"shape={images.shape}, dtype={images.dtype}"
+            )
+        return images
+
+    def exit_logits(self, images):
+        """Every exit's dequantized logits for every sample (no early exit)."""
+        images = self._check_images(images, "tfee.runtime.MicroCascade.exit_logits")
+        values = self._backend.prepare(images)
+        logits = []
+        for k in range(self.num_exits):
+            outputs = self._backend.run_stage(k, values)
+            logits.append(outputs.logits)
+            values = outputs.features
+        return logits
+
+    def predict(self, images):
+        """The cascade's `tfee.runtime.CascadeResult` over `images`.
+
+        Args:
+          images: float array (n, ...) preprocessed as for the network (or
+            one image without the batch axis); run one at a time, as on a
+            device.
+        """
+        images = self._check_images(images, "tfee.runtime.MicroCascade.predict")
+        return engine.run(self._backend, self.policy, images)
