@@ -123,7 +123,7 @@ def goal_artifact(folded):
 def file_accuracy(path, images, labels):
     """Per-exit and ensemble top-1 accuracy of a .tflite's stage chain."""
     logits = tfee.export.Cascade(path).exit_logits(images, batch_size=500)
-    return tfee.compress.logits_accuracy(logits, labels).__dict__
+    return tfee.policy.ExitAccuracy.from_logits(logits, labels).to_dict()
 
 
 def artifact_sizes(network, representative, test_images, test_arrays, goal):
@@ -202,11 +202,11 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
     goal = goal_artifact(FLAGS.clustering_fold)
     started = time.time()
     print(f"base: {description}; measuring it ...", flush=True)
-    before = tfee.compress.exit_accuracy(network, test)
+    before = tfee.policy.exit_accuracy(network, test)
     # Losses count from the uncompressed network, also when clustering
     # starts from a pruned copy that has already lost some accuracy.
     uncompressed = (
-        before if network is dense else tfee.compress.exit_accuracy(dense, test)
+        before if network is dense else tfee.policy.exit_accuracy(dense, test)
     )
     pruned = tfee.compress.sparsity_report(network).overall > 0.01
     result = {
@@ -260,7 +260,7 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
             verbose=2,
         )
         seconds = time.time() - tick
-        after = tfee.compress.exit_accuracy(clustered.network, test)
+        after = tfee.policy.exit_accuracy(clustered.network, test)
         artifacts = artifact_sizes(
             clustered.network, representative, test_images, test_arrays, goal
         )

@@ -147,7 +147,7 @@ def run(
         flatbuffer = tfee.compress.quantized_tflite_bytes(trained)
         summary["qat"] = {
             "after": dataclasses.asdict(
-                tfee.compress.exit_accuracy(trained, data.test)
+                tfee.policy.exit_accuracy(trained, data.test)
             ),
             "compression": tfee.compress.compression_report(
                 result.network, artifact=flatbuffer

@@ -76,7 +76,7 @@ def test_qat_network_converts_to_an_int8_tflite_and_keeps_its_accuracy_api(
     interpreter = Interpreter(model_content=flatbuffer)
     types = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.int8 in types
-    accuracy = tfee.compress.exit_accuracy(trained_qat[1], _tiny.dataset())
+    accuracy = tfee.policy.exit_accuracy(trained_qat[1], _tiny.dataset())
     assert set(accuracy.exits) == {"exit_1", "exit_2"}
 
 

@@ -1,7 +1,6 @@
 """Compressing early-exit networks: pruning, section-wise clustering and
 cluster-preserving quantization-aware training (tfmot)."""
 
-from tfee.compress import metrics
 from tfee.compress import ratio
 from tfee.compress import scopes
 from tfee.compress.callbacks import Phase
@@ -12,9 +11,6 @@ from tfee.compress.cluster import cluster
 from tfee.compress.cluster import cluster_weights
 from tfee.compress.cluster import parse_clusters
 from tfee.compress.fold import fold_batch_norm
-from tfee.compress.metrics import ExitAccuracy
-from tfee.compress.metrics import exit_accuracy
-from tfee.compress.metrics import logits_accuracy
 from tfee.compress.prune import PruningResult
 from tfee.compress.prune import prune
 from tfee.compress.prune import prune_low_magnitude
@@ -38,15 +34,11 @@ from tfee.compress.sparsity import sparsity_report
 __all__ = [
     "ClusteringResult",
     "CompressionReport",
-    "ExitAccuracy",
     "ExitHeadQuantizeConfig",
     "cluster",
     "cluster_weights",
     "compression_report",
-    "exit_accuracy",
-    "logits_accuracy",
     "fold_batch_norm",
-    "metrics",
     "ratio",
     "tflite_bytes",
     "ConstantSparsity",

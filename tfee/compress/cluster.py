@@ -16,13 +16,13 @@ from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
 from tfee.compress import fold
-from tfee.compress import metrics
 from tfee.compress import ratio
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
 from tfee.compress._tfmot import ClusterWeights
 from tfee.compress.prune import _check_network
 from tfee.compress.prune import strip
+from tfee.policy.accuracy import exit_accuracy
 
 __all__ = [
     "CENTROID_INITS",
@@ -183,7 +183,7 @@ class ClusteringResult:
 
     Attributes:
       network: the stripped, clustered network.
-      before: `metrics.ExitAccuracy` of the input network (None without
+      before: `tfee.policy.ExitAccuracy` of the input network (None without
         `evaluation_data`).
       after: the same for the clustered network.
       compression: a `ratio.CompressionReport` of the clustered network.
@@ -345,7 +345,7 @@ def cluster(
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get(optimizer)
     before = (
-        metrics.exit_accuracy(network, evaluation_data) if evaluation_data else None
+        exit_accuracy(network, evaluation_data) if evaluation_data else None
     )
 
     if isinstance(clusters, dict):
@@ -395,7 +395,7 @@ def cluster(
             break
     for layer in current.layers:
         layer.trainable = original_trainable.get(layer.name, layer.trainable)
-    after = metrics.exit_accuracy(current, evaluation_data) if evaluation_data else None
+    after = exit_accuracy(current, evaluation_data) if evaluation_data else None
     return ClusteringResult(
         network=current,
         before=before,
