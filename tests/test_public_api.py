@@ -10,11 +10,6 @@ def test_every_exported_name_exists():
         assert hasattr(tfee, name), name
 
 
-def test_private_modules_are_not_reachable_from_the_top_level():
-    private = [n for n in dir(tfee) if n.startswith("_") and not n.startswith("__")]
-    assert private == []
-
-
 def test_version_comes_from_version_module():
     from tfee import version
 

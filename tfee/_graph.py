@@ -9,7 +9,14 @@ import dataclasses
 from tfee._keras import keras
 from tfee._keras import tf
 
-__all__ = ["GraphNode", "ordered_nodes", "cut_point_layers", "ancestors"]
+__all__ = [
+    "GraphNode",
+    "ancestors",
+    "cut_point_layers",
+    "ordered_nodes",
+    "preferred_cut_points",
+    "unwrap",
+]
 
 # Layers that only rescale or gate their input: an exit is better attached
 # after them than before them (after a block's ReLU, not its Add).
@@ -27,6 +34,18 @@ _PASS_THROUGH_LAYERS = (
     keras.layers.GaussianNoise,
     keras.layers.GaussianDropout,
 )
+
+
+def unwrap(layer):
+    """The layer inside tfmot's pruning, clustering or quantization wrappers."""
+    while isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "layer"):
+        # These Keras wrappers are layers in their own right, not tfmot's.
+        if isinstance(
+            layer, (keras.layers.Bidirectional, keras.layers.TimeDistributed)
+        ):
+            break
+        layer = layer.layer
+    return layer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,31 +1,23 @@
-"""Cost accounting: MACs per layer, per section and to each exit; parameters and bytes.
+"""Cost accounting: MACs per section and to each exit; parameters and bytes.
 
-Conventions (one multiply-accumulate = one MAC; FLOPs = 2 x MACs):
-  - Convolutions and dense layers: one MAC per kernel weight per output
-    position; biases are not counted. `sparse=True` counts non-zero kernel
-    weights only (the compute a sparse kernel needs after pruning).
-  - BatchNormalization / LayerNormalization: one MAC per element (folded to a
-    scale and shift at inference).
-  - Pooling: one per input element read (window x outputs); global pooling
-    reads every input element once.
-  - Add / Subtract / Multiply / Average / Maximum / Minimum: (inputs - 1) per
-    output element.
-  - Activations, Concatenate, reshapes, padding, dropout: 0.
-  - tfee exit heads: their own `macs()`; nested models: their own total.
-Layers of other types with weights are counted as 0 with a warning; register
-a counter for them with `register_macs`.
+Per-layer MACs follow the conventions of `layer_macs` (one multiply-accumulate
+= one MAC; FLOPs = 2 x MACs; convolutions and dense layers count one MAC per
+kernel weight per output position, `sparse=True` only the non-zero ones).
+Layers tfee has no counter for are counted as 0 with a warning; register a
+counter for them with `register_macs`.
 """
 
 import dataclasses
-import math
-import warnings
 
 import numpy as np
 
-from tfee import _graph
-from tfee._keras import keras
-from tfee._keras import tf
-from tfee.layers.exit_head import ExitHead
+from tfee import network as network_lib
+from tfee._graph import ordered_nodes
+from tfee._graph import unwrap
+from tfee._macs import layer_macs
+from tfee._macs import model_macs
+from tfee._macs import node_macs
+from tfee._macs import register_macs
 
 __all__ = [
     "CostReport",
@@ -38,148 +30,6 @@ __all__ = [
     "register_macs",
     "unwrap",
 ]
-
-_CUSTOM_COUNTERS = {}
-_WARNED = set()
-
-
-def register_macs(layer_class, counter):
-    """Registers `counter(layer, input_shapes, output_shapes, sparse) -> int`."""
-    if not (
-        isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)
-    ):
-        raise TypeError(
-            "register_macs: `layer_class` must be a tf_keras Layer subclass. "
-            f"Received: layer_class={layer_class!r}"
-        )
-    _CUSTOM_COUNTERS[layer_class] = counter
-
-
-def unwrap(layer):
-    """The layer inside tfmot's pruning, clustering or quantization wrappers."""
-    while isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "layer"):
-        if isinstance(
-            layer, (keras.layers.Bidirectional, keras.layers.TimeDistributed)
-        ):
-            break
-        layer = layer.layer
-    return layer
-
-
-def _elements(shape):
-    return int(np.prod([d for d in tf.TensorShape(shape)[1:]]))
-
-
-def _values(weight):
-    return np.asarray(keras.backend.get_value(weight))
-
-
-def _kernel_positions(weight, positions, sparse):
-    """MACs of a kernel applied at `positions` places: every weight once per place."""
-    values = _values(weight)
-    used = np.count_nonzero(values) if sparse else values.size
-    return int(used) * int(positions)
-
-
-def layer_macs(layer, input_shapes, output_shapes, sparse=False):
-    """MACs of one call of `layer` for one sample (see the module's conventions).
-
-    Args:
-      layer: a tf_keras layer (tfmot wrappers are looked through).
-      input_shapes: the call's input shape, or a list of shapes.
-      output_shapes: the call's output shape, or a list of shapes.
-      sparse: count non-zero weights only.
-
-    Returns:
-      An int.
-    """
-    layer = unwrap(layer)
-    inputs = input_shapes if isinstance(input_shapes, list) else [input_shapes]
-    outputs = output_shapes if isinstance(output_shapes, list) else [output_shapes]
-    in_shape, out_shape = tf.TensorShape(inputs[0]), tf.TensorShape(outputs[0])
-    layers = keras.layers
-
-    for layer_class, counter in _CUSTOM_COUNTERS.items():
-        if isinstance(layer, layer_class):
-            return int(counter(layer, input_shapes, output_shapes, sparse))
-    if isinstance(layer, ExitHead):
-        return layer.macs(in_shape, sparse=sparse)
-    if isinstance(layer, keras.Model):
-        return model_macs(layer, sparse=sparse)
-    if isinstance(layer, layers.SeparableConv2D):
-        spatial = _elements(out_shape) // out_shape[-1]
-        return _kernel_positions(layer.depthwise_kernel, spatial, sparse) + (
-            _kernel_positions(layer.pointwise_kernel, spatial, sparse)
-        )
-    if isinstance(layer, layers.DepthwiseConv2D):
-        spatial = _elements(out_shape) // out_shape[-1]
-        return _kernel_positions(layer.depthwise_kernel, spatial, sparse)
-    if isinstance(layer, (layers.Conv2DTranspose, layers.Conv1DTranspose)):
-        spatial = _elements(in_shape) // in_shape[-1]
-        return _kernel_positions(layer.kernel, spatial, sparse)
-    if isinstance(layer, layers.Conv3DTranspose):
-        spatial = _elements(in_shape) // in_shape[-1]
-        return _kernel_positions(layer.kernel, spatial, sparse)
-    if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D)):
-        spatial = _elements(out_shape) // out_shape[-1]
-        return _kernel_positions(layer.kernel, spatial, sparse)
-    if isinstance(layer, layers.Dense):
-        leading = _elements(in_shape) // in_shape[-1]
-        return _kernel_positions(layer.kernel, leading, sparse)
-    if isinstance(layer, (layers.BatchNormalization, layers.LayerNormalization)):
-        return _elements(out_shape)
-    if isinstance(
-        layer,
-        (
-            layers.GlobalAveragePooling1D,
-            layers.GlobalAveragePooling2D,
-            layers.GlobalMaxPooling1D,
-            layers.GlobalMaxPooling2D,
-        ),
-    ):
-        return _elements(in_shape)
-    if isinstance(
-        layer,
-        (
-            layers.MaxPooling1D,
-            layers.MaxPooling2D,
-            layers.AveragePooling1D,
-            layers.AveragePooling2D,
-        ),
-    ):
-        pool = layer.pool_size
-        window = math.prod(pool) if isinstance(pool, (tuple, list)) else pool
-        return _elements(out_shape) * int(window)
-    if isinstance(
-        layer,
-        (
-            layers.Add,
-            layers.Subtract,
-            layers.Multiply,
-            layers.Average,
-            layers.Maximum,
-            layers.Minimum,
-        ),
-    ):
-        return (len(inputs) - 1) * _elements(out_shape)
-    if layer.weights and type(layer) not in _WARNED:
-        _WARNED.add(type(layer))
-        warnings.warn(
-            f"tfee.cost: no MAC counter for layer type {type(layer).__name__} "
-            f"(layer '{layer.name}'); counted as 0. Register one with "
-            "tfee.cost.register_macs.",
-            stacklevel=2,
-        )
-    return 0
-
-
-def model_macs(model, sparse=False):
-    """Total MACs of one forward pass of any functional model, for one sample."""
-    return sum(
-        layer_macs(n.layer, n.input_shapes, n.output_shapes, sparse)
-        for n in _graph.ordered_nodes(model)
-        if not isinstance(n.layer, keras.layers.InputLayer)
-    )
 
 
 def parameter_bytes(layers):
@@ -254,22 +104,11 @@ def analyze(network, sparse=False):
       classifier, no heads); exit k's cumulative MACs are the backbone up to
       exit k plus heads 1..k.
     """
-    # Imported here: network.py builds on this module's per-layer counts.
-    from tfee import network as network_lib
-
     sections = network_lib.sections(network)
-    node_by_layer = {n.name: n for n in _graph.ordered_nodes(network)}
+    node_by_layer = {n.name: n for n in ordered_nodes(network)}
 
     def macs_of(names):
-        return sum(
-            layer_macs(
-                node_by_layer[n].layer,
-                node_by_layer[n].input_shapes,
-                node_by_layer[n].output_shapes,
-                sparse,
-            )
-            for n in names
-        )
+        return sum(node_macs(node_by_layer[n], sparse) for n in names)
 
     section_costs, exit_costs = [], []
     full = sum(macs_of(s.backbone_layers) for s in sections)

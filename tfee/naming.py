@@ -20,6 +20,7 @@ __all__ = [
     "TFMOT_PREFIXES",
     "confidence_name",
     "exit_name",
+    "exit_number",
     "features_name",
     "parse_output",
     "parse_signature",
@@ -82,6 +83,12 @@ def parse_output(name):
     """
     match = _OUTPUT.match(str(name).rsplit("/", 1)[-1])
     return None if match is None else (match.group(1), int(match.group(2)))
+
+
+def exit_number(name):
+    """k for an `exit_k` output name (tfmot prefixes looked through), else None."""
+    parsed = parse_output(name)
+    return parsed[1] if parsed and parsed[0] == EXIT else None
 
 
 def parse_signature(name):

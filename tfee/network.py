@@ -8,10 +8,10 @@ they attach, which layers form section k) is read from the graph.
 """
 
 import dataclasses
-import re
 
 from tfee import _graph
-from tfee import cost
+from tfee import _macs
+from tfee import naming
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import require_tf_keras
@@ -31,9 +31,6 @@ __all__ = [
     "is_early_exit",
     "sections",
 ]
-
-_EXIT_NAME = re.compile(r"exit_(\d+)$")
-_CONFIDENCE_NAME = re.compile(r"confidence_(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +99,7 @@ def _clone(model):
 
 def _placement_context(backbone, logits, head, with_confidence):
     nodes = _graph.ordered_nodes(backbone)
-    macs_by_layer = {
-        n.name: cost.layer_macs(n.layer, n.input_shapes, n.output_shapes)
-        for n in nodes
-        if not isinstance(n.layer, keras.layers.InputLayer)
-    }
+    macs_by_layer = {n.name: _macs.node_macs(n) for n in nodes}
     node_by_name = {n.name: n for n in nodes}
     logits_ancestors = _graph.ancestors(logits)
     cut_points = _graph.cut_point_layers(backbone)
@@ -195,11 +188,7 @@ def attach_exits(
             f"{api}: `placement` must be a tfee.Placement (Layers, FlopsFractions, "
             f"PTEENet) or a list of layer names. Received: placement={placement!r}"
         )
-    clashing = [
-        layer.name
-        for layer in model.layers
-        if _EXIT_NAME.match(layer.name) or _CONFIDENCE_NAME.match(layer.name)
-    ]
+    clashing = [layer.name for layer in model.layers if naming.parse_output(layer.name)]
     if clashing:
         raise ValueError(
             f"{api}: the model's layer names {clashing} collide with the exit "
@@ -227,18 +216,20 @@ def attach_exits(
     for k, attach in enumerate(attach_names, start=1):
         features = backbone.get_layer(attach).output
         head_layer = make_head(
-            head, num_classes, with_confidence, name=f"exit_{k}_head"
+            head, num_classes, with_confidence, name=f"{naming.exit_name(k)}_head"
         )
         result = head_layer(features)
         logits_k = result[0] if with_confidence else result
         exit_outputs.append(
-            keras.layers.Activation("linear", name=f"exit_{k}")(logits_k)
+            keras.layers.Activation("linear", name=naming.exit_name(k))(logits_k)
         )
         if with_confidence:
             confidence_outputs.append(
-                keras.layers.Activation("linear", name=f"confidence_{k}")(result[1])
+                keras.layers.Activation("linear", name=naming.confidence_name(k))(
+                    result[1]
+                )
             )
-    final_name = f"exit_{len(attach_names) + 1}"
+    final_name = naming.exit_name(len(attach_names) + 1)
     exit_outputs.append(keras.layers.Activation("linear", name=final_name)(logits))
     return keras.Model(
         backbone.inputs,
@@ -249,8 +240,8 @@ def attach_exits(
 
 def is_early_exit(model):
     """True if the model's outputs are named like a tfee early-exit network."""
-    names = _output_names(model)
-    exit_numbers = sorted(int(m.group(1)) for m in map(_EXIT_NAME.match, names) if m)
+    numbers = map(naming.exit_number, _output_names(model))
+    exit_numbers = sorted(k for k in numbers if k is not None)
     return len(exit_numbers) >= 2 and exit_numbers == list(
         range(1, len(exit_numbers) + 1)
     )
@@ -263,7 +254,7 @@ def _output_names(model):
     (`prune_low_magnitude_exit_k`); the wrapped layer keeps the name.
     """
     outputs = getattr(model, "outputs", None) or []
-    return [cost.unwrap(t._keras_history.layer).name for t in outputs]
+    return [_graph.unwrap(t._keras_history.layer).name for t in outputs]
 
 
 def _require_network(network, api):
@@ -289,18 +280,19 @@ def _structure(network, api):
     """Per exit: (name, output tensor, head layer or None, attach tensor, confidence name)."""
     _require_network(network, api)
     outputs = dict(zip(_output_names(network), network.outputs))
-    num_exits = sum(1 for n in outputs if _EXIT_NAME.match(n))
+    num_exits = sum(1 for n in outputs if naming.exit_number(n) is not None)
     rows = []
     for k in range(1, num_exits + 1):
-        exit_tensor = outputs[f"exit_{k}"]
+        exit_tensor = outputs[naming.exit_name(k)]
         head_output = _input_of(exit_tensor)
         head_layer = _producer(head_output)
-        if isinstance(cost.unwrap(head_layer), ExitHead):
+        if isinstance(_graph.unwrap(head_layer), ExitHead):
             attach = _input_of(head_output)
         else:
             head_layer, attach = None, head_output
-        confidence = f"confidence_{k}" if f"confidence_{k}" in outputs else None
-        rows.append((f"exit_{k}", exit_tensor, head_layer, attach, confidence))
+        confidence = naming.confidence_name(k)
+        confidence = confidence if confidence in outputs else None
+        rows.append((naming.exit_name(k), exit_tensor, head_layer, attach, confidence))
     return rows, outputs
 
 
@@ -351,12 +343,15 @@ def exits(network):
       A tuple of `ExitInfo`, shallowest first.
     """
     rows, _ = _structure(network, "tfee.exits")
-    report = cost.analyze(network)
-    result = []
-    for k, ((name, _, head_layer, attach, confidence), exit_cost) in enumerate(
-        zip(rows, report.exits), start=1
+    macs = {n.name: _macs.node_macs(n) for n in _graph.ordered_nodes(network)}
+    result, cumulative = [], 0
+    for k, ((name, _, head_layer, attach, confidence), section) in enumerate(
+        zip(rows, sections(network)), start=1
     ):
-        head_type = cost.unwrap(head_layer).head_type if head_layer else "backbone"
+        # A sample leaving here paid for every section on the way, heads included
+        # (the same sum tfee.cost.analyze reports, dense).
+        cumulative += sum(macs[layer] for layer in section.layers)
+        head_type = _graph.unwrap(head_layer).head_type if head_layer else "backbone"
         result.append(
             ExitInfo(
                 name=name,
@@ -365,7 +360,7 @@ def exits(network):
                 head=head_layer.name if head_layer else None,
                 head_type=head_type,
                 confidence=confidence,
-                cumulative_macs=exit_cost.cumulative_macs,
+                cumulative_macs=cumulative,
             )
         )
     return tuple(result)

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from tfee._files import write_atomically
+from tfee.policy.evaluation import Evaluation
 
 __all__ = [
     "plot_exit_histogram",
@@ -21,24 +22,12 @@ __all__ = [
 ]
 
 
-def _evaluation_type():
-    from tfee.policy import evaluation as evaluate_lib
-
-    return evaluate_lib.Evaluation
-
-
 def _check_evaluation(evaluation, api, argument="evaluation"):
-    if not isinstance(evaluation, _evaluation_type()):
+    if not isinstance(evaluation, Evaluation):
         raise TypeError(
             f"{api}: `{argument}` must be a tfee Evaluation (from tfee.evaluate). "
             f"Received: {argument}={type(evaluation).__name__}"
         )
-
-
-def _percent(value):
-    return (
-        "    -" if value is None or not math.isfinite(value) else f"{100 * value:5.1f}"
-    )
 
 
 def text_table(evaluation):
@@ -51,35 +40,7 @@ def text_table(evaluation):
       A string.
     """
     _check_evaluation(evaluation, "tfee.report.text_table")
-    e = evaluation
-    lines = [
-        f"policy: {e.name}",
-        f"accuracy {100 * e.accuracy:.2f}% (deepest exit {100 * e.deepest_accuracy:.2f}%,"
-        f" drop {100 * e.accuracy_drop:+.2f} points), agreement with the deepest exit "
-        f"{100 * e.agreement:.1f}%",
-        f"mean MACs {e.mean_macs:,.0f} = {100 * e.macs_fraction:.1f}% of the full network"
-        f" ({e.full_macs:,} MACs), {e.num_samples} samples",
-    ]
-    if e.oracle is not None:
-        lines.append(
-            f"oracle: accuracy {100 * e.oracle.accuracy:.2f}% at "
-            f"{100 * e.oracle.macs_fraction:.1f}% of the full MACs"
-        )
-    lines.append(
-        f"{'exit':<6}{'% MACs':>8}{'exit acc %':>12}{'left':>8}{'left %':>8}"
-        f"{'acc of left %':>15}"
-        + (f"{'oracle left %':>15}" if e.oracle is not None else "")
-    )
-    for k in range(len(e.exit_counts)):
-        row = (
-            f"{k + 1:<6}{_percent(e.exit_macs[k] / e.full_macs):>8}"
-            f"{_percent(e.single_exit_accuracy[k]):>12}{e.exit_counts[k]:>8}"
-            f"{_percent(e.exit_fractions[k]):>8}{_percent(e.exit_accuracy[k]):>15}"
-        )
-        if e.oracle is not None:
-            row += f"{_percent(e.oracle.exit_fractions[k]):>15}"
-        lines.append(row)
-    return "\n".join(lines)
+    return evaluation.table()
 
 
 def _jsonable(value):

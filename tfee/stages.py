@@ -8,6 +8,7 @@ TensorFlow and the TFLite stage signatures are built from.
 """
 
 from tfee import _graph
+from tfee import naming
 from tfee import network as network_lib
 from tfee._keras import keras
 from tfee._keras import tf
@@ -61,22 +62,19 @@ def stage_models(network):
         zip(rows, network_lib.sections(network)), start=1
     ):
         is_last = k == len(rows)
-        if k == 1:
-            stage_input = keras.Input(
-                shape=previous.shape[1:], dtype=previous.dtype, name="image"
-            )
-        else:
-            stage_input = keras.Input(
-                shape=previous.shape[1:], dtype=previous.dtype, name=f"features_{k - 1}"
-            )
+        stage_input = keras.Input(
+            shape=previous.shape[1:],
+            dtype=previous.dtype,
+            name=naming.stage_input_name(k),
+        )
         names = set(section.backbone_layers) | set(section.head_layers)
         stage_nodes = [n for n in nodes if n.name in names]
         tensors = _rebuild(stage_nodes, {id(previous): stage_input})
-        result = {"logits": tensors[id(exit_tensor)]}
+        result = {naming.LOGITS: tensors[id(exit_tensor)]}
         if confidence:
-            result["confidence"] = tensors[id(outputs[confidence])]
+            result[naming.CONFIDENCE] = tensors[id(outputs[confidence])]
         if not is_last:
-            result["features"] = tensors[id(attach)]
-        models.append(keras.Model(stage_input, result, name=f"stage_{k}"))
+            result[naming.FEATURES] = tensors[id(attach)]
+        models.append(keras.Model(stage_input, result, name=naming.stage_name(k)))
         previous = attach
     return models

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tfee import _macs
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
@@ -160,3 +161,13 @@ class ExitHead(
         if self.with_confidence:
             macs += width * nonzero_fraction("confidence_kernel")
         return int(round(macs))
+
+
+def _count_head_macs(layer, input_shapes, output_shapes, sparse):
+    shape = input_shapes[0] if isinstance(input_shapes, list) else input_shapes
+    return layer.macs(shape, sparse=sparse)
+
+
+# Heads count themselves. Registering here lets the MAC counter sit below the
+# layers (tfee.network places exits by MACs) without knowing about heads.
+_macs.register_macs(ExitHead, _count_head_macs)

@@ -93,10 +93,47 @@ class Evaluation:
         data["oracle"] = None if self.oracle is None else self.oracle.to_dict()
         return data
 
-    def __str__(self):
-        from tfee import report  # Imported here: report builds on this module.
+    def table(self):
+        """A plain-text report: summary lines, then one row per exit."""
+        lines = [
+            f"policy: {self.name}",
+            f"accuracy {100 * self.accuracy:.2f}% (deepest exit "
+            f"{100 * self.deepest_accuracy:.2f}%, drop {100 * self.accuracy_drop:+.2f} "
+            f"points), agreement with the deepest exit {100 * self.agreement:.1f}%",
+            f"mean MACs {self.mean_macs:,.0f} = {100 * self.macs_fraction:.1f}% of the "
+            f"full network ({self.full_macs:,} MACs), {self.num_samples} samples",
+        ]
+        oracle = self.oracle
+        if oracle is not None:
+            lines.append(
+                f"oracle: accuracy {100 * oracle.accuracy:.2f}% at "
+                f"{100 * oracle.macs_fraction:.1f}% of the full MACs"
+            )
+        lines.append(
+            f"{'exit':<6}{'% MACs':>8}{'exit acc %':>12}{'left':>8}{'left %':>8}"
+            f"{'acc of left %':>15}"
+            + (f"{'oracle left %':>15}" if oracle is not None else "")
+        )
+        for k in range(len(self.exit_counts)):
+            row = (
+                f"{k + 1:<6}{_percent(self.exit_macs[k] / self.full_macs):>8}"
+                f"{_percent(self.single_exit_accuracy[k]):>12}"
+                f"{self.exit_counts[k]:>8}{_percent(self.exit_fractions[k]):>8}"
+                f"{_percent(self.exit_accuracy[k]):>15}"
+            )
+            if oracle is not None:
+                row += f"{_percent(oracle.exit_fractions[k]):>15}"
+            lines.append(row)
+        return "\n".join(lines)
 
-        return report.text_table(self)
+    def __str__(self):
+        return self.table()
+
+
+def _percent(value):
+    return (
+        "    -" if value is None or not math.isfinite(value) else f"{100 * value:5.1f}"
+    )
 
 
 def _as_outputs(source, dataset, api, sparse):

@@ -7,17 +7,12 @@ wrapper trains the network's own variables in place, so `fit`, callbacks,
 `tf.data` and `tf.distribute` all work as with the network itself.
 """
 
-import re
-
+from tfee import naming
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tf
 
 __all__ = []
-
-# tfmot's prune_low_magnitude / cluster_weights over a whole model wrap the
-# exit_k output layers too, which renames the outputs.
-_ROLE = re.compile(r"^(?:prune_low_magnitude_|cluster_)*((?:exit|confidence)_\d+)$")
 
 
 def require_trainable(network, api, argument="network"):
@@ -36,23 +31,35 @@ def require_trainable(network, api, argument="network"):
 def output_roles(network):
     """The outputs' tfee names (exit_k, confidence_k, or None), in output order.
 
-    Names wrapped by tfmot (prune_low_magnitude_exit_1) count as exit_1.
+    tfmot's prune_low_magnitude / cluster_weights over a whole model wrap the
+    exit_k output layers too, which renames the outputs; those names
+    (prune_low_magnitude_exit_1) count as exit_1.
     """
-    return [
-        match.group(1) if match else None
-        for match in map(_ROLE.match, network.output_names)
-    ]
+    roles = []
+    for parsed in map(naming.parse_output, network.output_names):
+        if parsed is None:
+            roles.append(None)
+        else:
+            kind, k = parsed
+            roles.append(
+                naming.exit_name(k)
+                if kind == naming.EXIT
+                else naming.confidence_name(k)
+            )
+    return roles
 
 
 def exit_names(network):
-    return [r for r in output_roles(network) if r and r.startswith("exit_")]
+    """The outputs' `exit_k` names, in output order."""
+    return [r for r in output_roles(network) if r and naming.exit_number(r)]
 
 
 def require_network(network, api, argument="network"):
     """Raises unless `network` is a (possibly tfmot-wrapped) early-exit network."""
     require_functional_model(network, api, argument=argument, single_output=False)
     names = exit_names(network)
-    if len(names) < 2 or names != [f"exit_{k}" for k in range(1, len(names) + 1)]:
+    expected = [naming.exit_name(k) for k in range(1, len(names) + 1)]
+    if len(names) < 2 or names != expected:
         raise ValueError(
             f"{api}: `{argument}` is not a tfee early-exit network (outputs named "
             "exit_1..exit_K); build one with tfee.attach_exits. Received outputs: "

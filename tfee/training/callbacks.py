@@ -1,15 +1,11 @@
 """Keras callbacks that drive early-exit training schedules."""
 
-import re
-
+from tfee import naming
 from tfee._keras import keras
 from tfee.training.losses import SDN_MAX_WEIGHTS
 from tfee.training.losses import ExitCrossEntropy
 
 __all__ = ["SDNRamp"]
-
-# Also matches tfmot-wrapped output names such as prune_low_magnitude_exit_2.
-_EXIT = re.compile(r"exit_(\d+)$")
 
 
 class SDNRamp(keras.callbacks.Callback):
@@ -43,12 +39,11 @@ class SDNRamp(keras.callbacks.Callback):
 
     def _exit_losses(self):
         losses = self.model.loss if isinstance(self.model.loss, dict) else {}
+        # Output names may be tfmot-wrapped (prune_low_magnitude_exit_2).
         named = [
-            (int(match.group(1)), loss)
-            for match, loss in (
-                (_EXIT.search(name), loss) for name, loss in losses.items()
-            )
-            if match and isinstance(loss, ExitCrossEntropy)
+            (naming.exit_number(name), loss)
+            for name, loss in losses.items()
+            if naming.exit_number(name) and isinstance(loss, ExitCrossEntropy)
         ]
         named.sort(key=lambda item: item[0])
         if not named:

@@ -12,6 +12,7 @@ pruning or clustering (ESCEPE). Each distilled exit's loss is
 
 import numpy as np
 
+from tfee import naming
 from tfee._keras import keras
 from tfee._keras import require_tf_keras
 from tfee._keras import tf
@@ -156,7 +157,7 @@ class Distiller(ExitLossModel):
         roles = output_roles(teacher)
         if len(names) == 1:
             indices = [0]
-        elif any(r and r.startswith("exit_") for r in roles):
+        elif any(r and naming.exit_number(r) for r in roles):
             indices = [roles.index(n) for n in exit_names(teacher)]
         else:
             raise ValueError(

@@ -15,6 +15,7 @@ exit (deepest included), as the authors' code does.
 import numpy as np
 
 from tfee import cost
+from tfee import naming
 from tfee._keras import require_tf_keras
 from tfee._keras import tf
 from tfee.training._wrapper import ExitLossModel
@@ -24,6 +25,10 @@ __all__ = ["EENet", "eenet_loss", "exit_costs"]
 
 _EPSILON = 1e-7
 _COSTS = ("fraction_of_full", "normalized")
+
+
+def _confidence_of(exit_name):
+    return naming.confidence_name(naming.exit_number(exit_name))
 
 
 def exit_costs(network, costs="fraction_of_full"):
@@ -182,7 +187,7 @@ class EENet(ExitLossModel):
         missing = [
             n
             for n in self._exit_names[:-1]
-            if n.replace("exit_", "confidence_") not in self._output_index
+            if _confidence_of(n) not in self._output_index
         ]
         if missing:
             raise ValueError(
@@ -210,8 +215,7 @@ class EENet(ExitLossModel):
     def _per_sample_losses(self, x, y, outputs, training):
         logits = self._exit_logits(outputs)
         confidences = [
-            self._output(outputs, n.replace("exit_", "confidence_"))
-            for n in self._exit_names[:-1]
+            self._output(outputs, _confidence_of(n)) for n in self._exit_names[:-1]
         ]
         if self.targets == "labels":
             targets = y

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tfee import naming
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee.training._wrapper import output_roles
@@ -60,7 +61,7 @@ def _exit_outputs(network):
     return [
         (name, role)
         for name, role in zip(network.output_names, output_roles(network))
-        if role and role.startswith("exit_")
+        if role and naming.exit_number(role)
     ]
 
 
