@@ -185,7 +185,7 @@ def main(argv):
             raise app.UsageError(f"--keras_model: no such file: {FLAGS.keras_model}")
         network = keras.models.load_model(FLAGS.keras_model)
     else:
-        network = tfee.training.recipes.train_digits_network(
+        network = tfee.recipes.train_digits_network(
             FLAGS.calibrate_train_epochs
         )
     policy, test_result, val_result, paths = run_calibration(

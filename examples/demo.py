@@ -25,7 +25,7 @@ def run_demo(epochs, head, seed):
       the backbone's MACs, and the test `Evaluation` of a max-softmax policy
       calibrated on the validation split for at most 1 point of accuracy loss.
     """
-    network = tfee.training.recipes.train_digits_network(epochs, head=head, seed=seed)
+    network = tfee.recipes.train_digits_network(epochs, head=head, seed=seed)
     _, validation, test = tfee.data.digits(seed=seed)
 
     labels = np.concatenate([y for _, y in test])

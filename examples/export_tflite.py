@@ -91,7 +91,7 @@ def main(argv):
     if FLAGS.model_path:
         network = keras.models.load_model(FLAGS.model_path)
     else:
-        network = tfee.training.recipes.train_digits_network(
+        network = tfee.recipes.train_digits_network(
             FLAGS.train_epochs, seed=FLAGS.train_seed
         )
     images = calibration_images(network, FLAGS.calibration_data, FLAGS.train_seed)

@@ -110,7 +110,7 @@ def train(
         with_confidence=mode == "eenet",
         freeze_backbone=post_trained,
     )
-    tfee.training.fit(
+    tfee.recipes.fit(
         network,
         data.train,
         data.validation,
@@ -124,7 +124,7 @@ def train(
         kd_weight=kd_weight,
         verbose=2,
     )
-    accuracies = tfee.training.exit_accuracies(network, data.test)
+    accuracies = tfee.policy.exit_accuracy(network, data.test).exits
     os.makedirs(save_dir, exist_ok=True)
     model_path = os.path.join(save_dir, "network.keras")
     partial = os.path.join(save_dir, "network.partial.keras")

@@ -1,27 +1,78 @@
-"""One call per training mode: joint, EENet cost-aware, distillation.
+"""Recipes: one call per training mode, and the reference setup as a library.
 
-Each mode is plain Keras underneath (`compile` + `fit` on the network or on
-a wrapper that trains it in place); these functions only pick the pieces, so
-users can copy the few lines when they need something else.
+Each function only picks tfee's pieces and plain Keras underneath, so users
+can call it as is or copy the few lines when they need something else:
+
+- `fit`: train a network with one of tfee's losses (joint, EENet, distill).
+- `train_digits_network`: the small digits network the examples start from.
+- The reference setup of every tfee figure (shared/BENCHMARK.md): CIFAR-10
+  split 45,000 / 5,000 / 10,000 (`reference_data`), per-channel
+  normalisation (`channel_moments`, `normalise`), the tf.data pipeline with
+  crop+flip augmentation (`reference_pipeline`), a CIFAR ResNet-20 with SDN
+  heads at 15..90% of its MACs (`build_reference_network`) trained jointly
+  with SDN's ramp and SGD (`compile_for_training`, `train_reference_network`),
+  and the trained network cached for every experiment (`reference_network`).
+
+Example:
+  >>> data = tfee.recipes.reference_data("cifar10-images.tar.gz", "/tmp/ref")
+  >>> network = tfee.recipes.reference_network("cifar10-images.tar.gz", "/tmp/ref")
+  >>> tfee.policy.exit_accuracy(network, data.pipeline("test"))
 """
+
+import json
+import os
+import tarfile
+import typing
 
 import numpy as np
 
-from tfee import data
+from tfee import data as data_lib
 from tfee import network as network_lib
+from tfee import placement
 from tfee._keras import keras
 from tfee._keras import tf
+from tfee.backbones.resnet_cifar import resnet_cifar
 from tfee.backbones.small_cnn import small_cnn
 from tfee.training import callbacks as callbacks_lib
 from tfee.training import losses
-from tfee.training._wrapper import exit_names
-from tfee.training._wrapper import output_roles
 from tfee.training.distillation import Distiller
 from tfee.training.eenet import EENet
 
-__all__ = ["MODES", "exit_accuracies", "fit", "train_digits_network"]
+__all__ = [
+    "BATCH",
+    "L2",
+    "MODES",
+    "QUICK_SIZES",
+    "ReferenceData",
+    "SDN_FRACTIONS",
+    "build_reference_network",
+    "channel_moments",
+    "compile_for_training",
+    "fit",
+    "normalise",
+    "reference_data",
+    "reference_network",
+    "reference_network_path",
+    "reference_pipeline",
+    "train_digits_network",
+    "train_reference_network",
+]
 
 MODES = ("joint", "eenet", "distill")
+
+# SDN's exit placement: about 15/30/45/60/75/90% of the backbone's MACs.
+SDN_FRACTIONS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
+BATCH = 128
+# BENCHMARK.md's "SGD with momentum 0.9, weight decay 5e-4" is SDN's PyTorch
+# recipe, where weight decay is added to the gradient before momentum: an L2
+# loss of 5e-4 / 2 on the kernels. Keras' SGD(weight_decay=...) decays the
+# weights after the momentum update instead, about ten times weaker here.
+L2 = 2.5e-4
+# BENCHMARK.md's quick mode: the same code path on fewer images, 3 epochs.
+QUICK_SIZES = {"train": 5000, "validation": 1000, "test": 2000}
+QUICK_EPOCHS = 3
+VALIDATION_PER_CLASS = 500
+SPLITS = ("train", "validation", "test")
 
 
 def fit(
@@ -66,10 +117,13 @@ def fit(
 
     Returns:
       The `keras.callbacks.History`; its keys include `exit_k_accuracy`.
+
+    Raises:
+      ValueError: `mode` is not one of `MODES`.
     """
     if mode not in MODES:
         raise ValueError(
-            f"tfee.training.fit: `mode` must be one of {MODES}. Received: mode={mode!r}"
+            f"tfee.recipes.fit: `mode` must be one of {MODES}. Received: mode={mode!r}"
         )
     callbacks = list(callbacks)
     if mode == "joint":
@@ -99,30 +153,6 @@ def fit(
     )
 
 
-def exit_accuracies(network, dataset):
-    """Top-1 accuracy of every exit on a dataset of (images, labels) batches.
-
-    Returns:
-      {exit name: accuracy}, shallowest first.
-    """
-    names = exit_names(network)
-    index = {role: i for i, role in enumerate(output_roles(network)) if role}
-    correct = np.zeros(len(names))
-    count = 0
-    for images, labels in dataset:
-        outputs = network(images, training=False)
-        labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-        for i, name in enumerate(names):
-            logits = outputs[index[name]]
-            correct[i] += float(
-                tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
-            )
-        count += int(labels.shape[0])
-    if not count:
-        raise ValueError("tfee.training.exit_accuracies: `dataset` is empty")
-    return {name: float(correct[i] / count) for i, name in enumerate(names)}
-
-
 def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
     """A small CNN with exits after its first two blocks, trained on the digits.
 
@@ -141,7 +171,7 @@ def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
       The trained early-exit network (3 exits).
     """
     keras.utils.set_random_seed(seed)
-    train, validation, _ = data.digits(seed=seed)
+    train, validation, _ = data_lib.digits(seed=seed)
     backbone = small_cnn(num_classes=10, input_shape=(8, 8, 1))
     network = network_lib.attach_exits(
         backbone, ["block1_out", "block2_out"], head=head
@@ -152,4 +182,330 @@ def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
         metrics={name: ["accuracy"] for name in network.output_names},
     )
     network.fit(train, validation_data=validation, epochs=epochs, verbose=verbose)
+    return network
+
+
+def channel_moments(images):
+    """Per-channel mean and standard deviation of uint8 images, scaled to [0, 1].
+
+    Args:
+      images: uint8 array (n, height, width, channels).
+
+    Returns:
+      (mean, std), float32 arrays of `channels` values.
+    """
+    # float64: a float32 sum over 46M pixels loses the low digits.
+    pixels = np.asarray(images).reshape(-1, np.shape(images)[-1]) / 255.0
+    return pixels.mean(axis=0).astype("float32"), pixels.std(axis=0).astype("float32")
+
+
+def normalise(images, mean, std):
+    """uint8 images as the reference network sees them: (x / 255 - mean) / std.
+
+    Args:
+      images: uint8 array (n, height, width, channels).
+      mean, std: per-channel moments from `channel_moments`.
+
+    Returns:
+      float32 array of the same shape.
+    """
+    return ((np.asarray(images, "float32") / 255.0 - mean) / std).astype("float32")
+
+
+def reference_pipeline(images, labels, mean, std, training, batch=BATCH, seed=0):
+    """A normalised tf.data pipeline; training adds shuffle and crop+flip.
+
+    Args:
+      images: uint8 array (n, height, width, channels).
+      labels: integer labels (n,).
+      mean, std: per-channel moments from `channel_moments`.
+      training: shuffle every epoch (seeded) and augment with
+        `tfee.data.augment_crop_flip` (4-pixel padding).
+      batch: batch size.
+      seed: shuffle seed.
+
+    Returns:
+      A batched, prefetched `tf.data.Dataset` of (float32 images, labels).
+    """
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if training:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    mean = tf.constant(mean, tf.float32)
+    std = tf.constant(std, tf.float32)
+
+    def normalised(image, label):
+        return (tf.cast(image, tf.float32) / 255.0 - mean) / std, label
+
+    ds = ds.map(normalised, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        ds = ds.map(data_lib.augment_crop_flip, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+class ReferenceData(typing.NamedTuple):
+    """Three splits as (uint8 images, int32 labels) and their normalisation.
+
+    Attributes:
+      train, validation, test: (images (n, h, w, c) uint8, labels (n,) int32).
+      mean, std: the per-channel moments a network trained on `train` sees.
+    """
+
+    train: tuple
+    validation: tuple
+    test: tuple
+    mean: np.ndarray
+    std: np.ndarray
+
+    def split(self, name):
+        """The (images, labels) of split `name` ("train", "validation", "test")."""
+        if name not in SPLITS:
+            raise ValueError(
+                f"tfee.recipes.ReferenceData: `split` must be one of {SPLITS}. "
+                f"Received: split={name!r}"
+            )
+        return getattr(self, name)
+
+    def pipeline(self, name, training=False, batch=BATCH):
+        """`reference_pipeline` over split `name` (training: shuffle + augment)."""
+        return reference_pipeline(
+            *self.split(name), self.mean, self.std, training=training, batch=batch
+        )
+
+    def normalised(self, name):
+        """The float32 normalised images of split `name`, as one array."""
+        return normalise(self.split(name)[0], self.mean, self.std)
+
+
+def _tag(quick):
+    return "quick" if quick else "full"
+
+
+def reference_network_path(cache_dir, quick=False):
+    """Where `reference_network` caches the trained network (a .keras file)."""
+    return os.path.join(cache_dir, f"reference_{_tag(quick)}.keras")
+
+
+def _normalisation_path(cache_dir, quick):
+    return os.path.join(cache_dir, f"reference_{_tag(quick)}.normalisation.json")
+
+
+def _extract(archive, root):
+    if os.path.isdir(os.path.join(root, "test")):
+        return
+    if not os.path.isfile(archive):
+        raise ValueError(
+            "tfee.recipes.reference_data: `archive` must be the CIFAR-10 images "
+            "archive (train/<class>/*.jpg and test/<class>/*.jpg, as in "
+            f"shared/datasets). Received: archive={archive!r}"
+        )
+    with tarfile.open(archive) as tar:
+        tar.extractall(root + ".partial", filter="data")
+    os.replace(root + ".partial", root)
+
+
+def reference_data(
+    archive, cache_dir, quick=False, validation_per_class=VALIDATION_PER_CLASS
+):
+    """The reference splits of CIFAR-10 and the normalisation to use with them.
+
+    Extracts `archive` under `cache_dir` once and caches the decoded images
+    there (.npz). Train is the training folder less 500 images per class
+    (chosen with seed 0), which form validation; test is the test folder.
+    Each split is shuffled with a seeded permutation, so any prefix covers
+    every class. The normalisation is the training split's per-channel
+    moments, or the moments a network cached in `cache_dir` was trained with.
+
+    Args:
+      archive: path of the CIFAR-10 images archive (shared/datasets).
+      cache_dir: where the extracted images, decoded arrays and network go.
+      quick: BENCHMARK.md's quick mode: the first 5,000 / 1,000 / 2,000
+        images of each split (smoke checks only).
+      validation_per_class: training images per class held out for
+        validation (the reference holds out 500).
+
+    Returns:
+      A `ReferenceData`.
+
+    Raises:
+      ValueError: the images are not extracted yet and `archive` is missing.
+    """
+    os.makedirs(cache_dir, exist_ok=True)
+    root = os.path.join(cache_dir, "cifar10")
+    _extract(archive, root)
+    train_x, train_y, _ = data_lib.load_image_folder(
+        os.path.join(root, "train"), cache=os.path.join(cache_dir, "train.npz")
+    )
+    test_x, test_y, _ = data_lib.load_image_folder(
+        os.path.join(root, "test"), cache=os.path.join(cache_dir, "test.npz")
+    )
+    rng = np.random.default_rng(0)
+    validation = np.zeros(len(train_y), bool)
+    for label in np.unique(train_y):
+        members = np.flatnonzero(train_y == label)
+        validation[rng.choice(members, validation_per_class, replace=False)] = True
+    splits = {
+        "train": (train_x[~validation], train_y[~validation]),
+        "validation": (train_x[validation], train_y[validation]),
+        "test": (test_x, test_y),
+    }
+    sizes = QUICK_SIZES if quick else {}
+    for name, (x, y) in splits.items():
+        picked = rng.permutation(len(y))[: sizes.get(name, len(y))]
+        splits[name] = (x[picked], y[picked])
+    recorded = _normalisation_path(cache_dir, quick)
+    if os.path.exists(recorded):
+        # A cached network must see the inputs it was trained on.
+        with open(recorded) as f:
+            stored = json.load(f)
+        mean, std = np.float32(stored["mean"]), np.float32(stored["std"])
+    else:
+        mean, std = channel_moments(splits["train"][0])
+    return ReferenceData(**splits, mean=mean, std=std)
+
+
+def build_reference_network(
+    depth=20, width=16, fractions=SDN_FRACTIONS, num_classes=10, input_shape=None
+):
+    """The reference network, untrained: a CIFAR ResNet with SDN exits.
+
+    Kernels carry the L2 loss `L2` (SDN's coupled weight decay of 5e-4).
+
+    Args:
+      depth, width: `tfee.backbones.resnet_cifar`'s depth (6n + 2) and width;
+        the reference is 20 and 16.
+      fractions: exit placement as fractions of the backbone's MACs.
+      num_classes: classes of every exit.
+      input_shape: image shape; CIFAR's (32, 32, 3) when None.
+
+    Returns:
+      An early-exit network with len(fractions) SDN heads plus the
+      backbone's classifier as the deepest exit.
+    """
+    backbone = resnet_cifar(
+        depth=depth,
+        num_classes=num_classes,
+        input_shape=input_shape or (32, 32, 3),
+        width=width,
+        weight_decay=L2,
+    )
+    return network_lib.attach_exits(
+        backbone, placement.FlopsFractions(list(fractions)), head="sdn"
+    )
+
+
+def compile_for_training(network, steps, epochs, learning_rate=0.1):
+    """Compiles `network` with the reference recipe, in place.
+
+    SGD with momentum 0.9 and a cosine decay of `learning_rate` over
+    `steps * epochs` steps, SDN's joint loss, accuracy per exit. Fit with
+    `tfee.callbacks.SDNRamp()` for SDN's weight ramp.
+
+    Args:
+      network: an early-exit network.
+      steps: training batches per epoch.
+      epochs: epochs the schedule spans.
+      learning_rate: the initial learning rate.
+    """
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
+    network.compile(
+        optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
+        loss=losses.joint(network, weights="sdn"),
+        metrics={name: ["accuracy"] for name in network.output_names},
+    )
+
+
+def train_reference_network(
+    data,
+    epochs=30,
+    *,
+    depth=20,
+    width=16,
+    fractions=SDN_FRACTIONS,
+    backup_dir=None,
+    seed=0,
+    verbose=2,
+):
+    """Builds a reference network and trains it on `data` with the reference recipe.
+
+    Args:
+      data: a `ReferenceData`.
+      epochs: training epochs (the reference is 30).
+      depth, width, fractions: `build_reference_network`'s settings; the
+        classes and the image shape come from `data.train`.
+      backup_dir: a `keras.callbacks.BackupAndRestore` folder, so that an
+        interrupted run resumes at its last epoch; None trains from scratch.
+      seed: the seed of weights, shuffling and augmentation.
+      verbose: Keras `fit` verbosity.
+
+    Returns:
+      The trained network.
+    """
+    keras.utils.set_random_seed(seed)
+    network = build_reference_network(
+        depth=depth,
+        width=width,
+        fractions=fractions,
+        num_classes=int(np.max(data.train[1])) + 1,
+        input_shape=data.train[0].shape[1:],
+    )
+    train = data.pipeline("train", training=True)
+    compile_for_training(network, steps=len(train), epochs=epochs)
+    callbacks = [callbacks_lib.SDNRamp()]
+    if backup_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+    network.fit(
+        train,
+        validation_data=data.pipeline("validation"),
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return network
+
+
+def reference_network(
+    archive, cache_dir, quick=False, epochs=30, train_if_missing=True, verbose=2
+):
+    """The trained reference network: loaded from `cache_dir` or trained now.
+
+    Training (about an hour on 2 cores) backs up every epoch under
+    `cache_dir`, so an interrupted call resumes; the finished network is
+    saved at `reference_network_path(cache_dir, quick)` with the
+    normalisation it was trained with, which `reference_data` then returns.
+
+    Args:
+      archive: the CIFAR-10 images archive (read only when training).
+      cache_dir: where the data and the network are cached.
+      quick: BENCHMARK.md's quick mode (fewer images, 3 epochs).
+      epochs: training epochs when not quick.
+      train_if_missing: False raises instead of training.
+      verbose: Keras `fit` verbosity.
+
+    Returns:
+      The trained network.
+
+    Raises:
+      FileNotFoundError: the network is not cached and `train_if_missing`
+        is False.
+    """
+    path = reference_network_path(cache_dir, quick)
+    if os.path.exists(path):
+        return keras.models.load_model(path)
+    if not train_if_missing:
+        raise FileNotFoundError(
+            f"tfee.recipes.reference_network: no trained network at {path} and "
+            "`train_if_missing` is False. Received: "
+            f"cache_dir={cache_dir!r}, quick={quick!r}"
+        )
+    data = reference_data(archive, cache_dir, quick)
+    network = train_reference_network(
+        data,
+        epochs=QUICK_EPOCHS if quick else epochs,
+        backup_dir=os.path.join(cache_dir, f"backup_{_tag(quick)}"),
+        verbose=verbose,
+    )
+    with open(_normalisation_path(cache_dir, quick), "w") as f:
+        json.dump({"mean": data.mean.tolist(), "std": data.std.tolist()}, f)
+    network.save(path + ".partial.keras")
+    os.replace(path + ".partial.keras", path)
     return network
