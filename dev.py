@@ -70,19 +70,14 @@ def bazel(targets=("//...",)):
     """Runs the py_test targets of BUILD with Bazel, offline.
 
     Debian's bazel-bootstrap (4.2.3) would download rules_cc, rules_java and
-    the coverage tools; local stand-ins in third_party/bazel replace them, and
-    the tests run with this project's .venv interpreter and packages.
+    the coverage tools; local stand-ins in third_party/bazel replace them.
+    The tests run on this project's .venv interpreter, which WORKSPACE
+    registers as the Python toolchain (third_party/bazel/venv_python.bzl).
     """
     ensure_venv()
     stubs = ROOT / "third_party" / "bazel"
-    site = subprocess.run(
-        [str(PYTHON), "-c", "import site; print(site.getsitepackages()[0])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
     run(
         "bazel", "test",
-        f"--python_path={PYTHON}",
-        f"--test_env=PYTHONPATH={site}",
         "--test_env=HOME=/tmp",
         f"--override_repository=rules_cc={stubs / 'rules_cc'}",
         f"--override_repository=rules_java={stubs / 'rules_java'}",

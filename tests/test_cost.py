@@ -116,3 +116,14 @@ def test_unknown_layer_with_weights_warns_and_counts_zero():
 def test_register_macs_rejects_non_layer_classes():
     with pytest.raises(TypeError, match="must be a tf_keras Layer subclass"):
         tfee.cost.register_macs(int, lambda *a: 0)
+
+
+def test_a_counter_for_a_head_subclass_overrides_the_heads_own_count():
+    class CheapHead(tfee.layers.LinearHead):
+        pass
+
+    inputs = keras.Input((4, 4, 8))
+    model = keras.Model(inputs, CheapHead(3)(inputs))
+    assert tfee.cost.model_macs(model) == 4 * 4 * 8 + 8 * 3
+    tfee.cost.register_macs(CheapHead, lambda layer, i, o, sparse: 1)
+    assert tfee.cost.model_macs(model) == 1

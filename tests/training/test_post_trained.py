@@ -23,7 +23,7 @@ def test_frozen_backbone_stays_bit_identical_and_only_heads_train(mode):
     heads_before = [w.numpy().copy() for w in net.trainable_weights]
     assert any("moving_mean" in name for name in before)
 
-    tfee.training.fit(
+    tfee.recipes.fit(
         net,
         dataset,
         mode=mode,
@@ -51,4 +51,4 @@ def test_every_mode_refuses_a_network_with_nothing_left_to_train(mode):
         layer.trainable = False
     _, _, dataset = _tiny.data()
     with pytest.raises(ValueError, match="nothing left to train"):
-        tfee.training.fit(net, dataset, mode=mode, verbose=0)
+        tfee.recipes.fit(net, dataset, mode=mode, verbose=0)
