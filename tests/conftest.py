@@ -10,6 +10,9 @@ import pytest  # noqa: E402
 import tfee  # noqa: E402
 from tfee import keras  # noqa: E402
 
+# Tiny networks and their converted files, shared by several test folders.
+pytest_plugins = ["tests.tiny_files"]
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -1,6 +1,5 @@
 """tfee.export.micro: dense int8 stage models, C arrays, resolvers, cascade loop."""
 
-import importlib
 import os
 import re
 import shutil
@@ -12,11 +11,12 @@ from ai_edge_litert.interpreter import Interpreter
 
 import tfee
 import tfee.export
+from tfee import _flatbuffer
 from tfee import keras
-from tfee.export import _flatbuffer
+from tfee import rules
 
 # The package re-exports the function `micro`, which hides the module.
-micro_lib = importlib.import_module("tfee.export.micro")
+from tfee.export import micro_export as micro_lib
 
 
 def test_each_stage_gets_a_model_and_an_aligned_c_array_of_its_bytes(micro_export):
@@ -58,7 +58,8 @@ def test_each_resolver_registers_exactly_the_ops_its_stage_uses(micro_export):
         assert list(stage.ops) == ops
         assert f"MicroMutableOpResolver<{len(ops)}>" in cascade
     assert "resolver.AddConv2D();" in cascade
-    assert "kThresholds[1] = {0.5f}" in cascade
+    assert "kThresholds[1] = {0.5}" in cascade
+    assert rules.C_SOURCE.strip() in cascade
     assert "int tiny_cascade(const int8_t* image, int* exit_index)" in cascade
 
 
@@ -159,8 +160,12 @@ def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monke
 def test_bad_name_and_policy_are_rejected(network, images, tmp_path):
     with pytest.raises(ValueError, match="C identifier"):
         tfee.export.micro(network, str(tmp_path), images, name="my-model")
-    with pytest.raises(ValueError, match="threshold policy"):
+    with pytest.raises(TypeError, match="ThresholdPolicy or .*Received: policy=object"):
         tfee.export.micro(network, str(tmp_path), images, policy=object())
+    with pytest.raises(ValueError, match="policy is for 3 exits"):
+        tfee.export.micro(
+            network, str(tmp_path), images, policy=tfee.ThresholdPolicy([0.5, 0.5])
+        )
 
 
 def test_a_failing_export_writes_nothing(

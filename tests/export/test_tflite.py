@@ -1,7 +1,6 @@
 """tfee.export.tflite: signatures, variants, stripping, checks before conversion."""
 
 import gzip
-import importlib
 import os
 
 import numpy as np
@@ -10,14 +9,14 @@ from ai_edge_litert.interpreter import Interpreter
 
 import tfee
 import tfee.export
-from tests.export.conftest import tiny_network
+from tests.tiny_files import tiny_network
 from tfee import keras
 from tfee import tf
 from tfee import tfmot
-from tfee.export import _calibration
 
 # The package re-exports the function `tflite`, which hides the module.
-tflite_lib = importlib.import_module("tfee.export.tflite")
+from tfee.export import _calibration
+from tfee.export import tflite_export as tflite_lib
 
 
 def _never_convert(*args, **kwargs):
@@ -28,11 +27,10 @@ def test_file_has_exit_and_stage_signatures_with_named_inputs_and_outputs(float_
     signatures = Interpreter(model_path=float_file.path).get_signature_list()
     assert sorted(signatures) == ["exit_1", "exit_2", "stage_1", "stage_2"]
     assert signatures["exit_2"]["inputs"] == ["image"]
-    assert sorted(signatures["exit_1"]["outputs"]) == [
-        "confidence",
-        "logits",
-        "probabilities",
-    ]
+    # Logits (and the learned confidence) only: clients decide from the
+    # logits with tfee.rules, never from a saturating int8 softmax.
+    assert sorted(signatures["exit_1"]["outputs"]) == ["confidence", "logits"]
+    assert sorted(signatures["exit_2"]["outputs"]) == ["logits"]
     assert signatures["stage_2"]["inputs"] == ["features_1"]
     assert "features_1" in signatures["stage_1"]["outputs"]
     assert "features_2" not in signatures["stage_2"]["outputs"]
@@ -57,9 +55,6 @@ def test_stage_outputs_chain_to_the_exit_signatures_outputs(float_file, images):
     )
     exit_2 = interpreter.get_signature_runner("exit_2")(image=images)
     np.testing.assert_allclose(stage_2["logits"], exit_2["logits"], atol=1e-5)
-    np.testing.assert_allclose(
-        stage_2["probabilities"].sum(-1), np.ones(len(images)), atol=1e-5
-    )
 
 
 def test_learned_confidence_is_exported_where_the_head_learns_one(
@@ -102,7 +97,7 @@ def test_weight_quantized_variants_convert_and_verify(
     )
     assert report.quantize == quantize
     with open(report.path, "rb") as f:
-        ops = tfee.export._flatbuffer.op_names(f.read())
+        ops = tfee._flatbuffer.op_names(f.read())
     # float16 weights are widened at load time; tiny kernels stay float in
     # dynamic-range mode (the converter skips kernels under 1024 values).
     assert ("DEQUANTIZE" in ops) == (quantize == "float16")
@@ -208,11 +203,9 @@ def test_unknown_signature_name_raises_before_conversion(
         tfee.export.tflite(network, str(tmp_path / "x.tflite"), signatures=["exit_9"])
 
 
-def test_unknown_quantize_and_rule_raise(network, tmp_path):
+def test_unknown_quantize_raises(network, tmp_path):
     with pytest.raises(ValueError, match="quantize='int4'"):
         tfee.export.tflite(network, str(tmp_path / "x.tflite"), quantize="int4")
-    with pytest.raises(ValueError, match="confidence_rule='top5'"):
-        tfee.export.tflite(network, str(tmp_path / "x.tflite"), confidence_rule="top5")
 
 
 def test_per_channel_must_be_a_bool(network, tmp_path):
@@ -266,7 +259,7 @@ def test_a_failed_export_leaves_the_existing_good_file_intact(
 
 
 def test_last_bit_scale_differences_are_repairable_and_larger_ones_are_not():
-    verdict = tfee.export._flatbuffer.chain_verdict
+    verdict = tfee._flatbuffer.chain_verdict
     assert verdict((0.018021779, -128), (0.018021779, -128)) == "same"
     assert verdict((0.018021779134869576, -128), (0.018021777272224426, -128)) == (
         "rounding"
@@ -278,7 +271,7 @@ def test_last_bit_scale_differences_are_repairable_and_larger_ones_are_not():
 def test_an_input_quantization_can_be_set_to_the_producers(int8_file):
     with open(int8_file.path, "rb") as f:
         data = f.read()
-    patched = tfee.export._flatbuffer.set_input_quantization(
+    patched = tfee._flatbuffer.set_input_quantization(
         data, "stage_2", "features_1", (0.5, -3)
     )
     details = (

@@ -32,3 +32,6 @@ __all__ = [
     "tflite",
     "verify",
 ]
+
+# Private modules stay out of the public namespace (they remain importable).
+del _calibration, _signatures  # noqa: F821

@@ -23,3 +23,6 @@ __all__ = [
     "quantize_input",
     "read_metadata",
 ]
+
+# Private modules stay out of the public namespace (they remain importable).
+del _litert  # noqa: F821

@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 
+from tfee import rules
 from tfee._checks import check_int
 from tfee.policy import policies
 
@@ -57,7 +58,8 @@ class CascadeResult:
     """What every cascade runtime returns.
 
     Attributes:
-      predictions: int array (samples,): the class answered at the exit taken.
+      predictions: int array (samples,): the class answered at the exit taken
+        (`tfee.rules.predictions`: -1 where its logits are not finite).
       exit_indices: int array (samples,): the 0-based exit each sample left at.
       logits: float array (samples, classes): the logits of that exit.
       macs: float array (samples,): the MACs each sample paid (cumulative to
@@ -142,7 +144,7 @@ def run(backend, policy, images):
             alive = alive[stay]
             inputs = backend.select(inputs, stay)
     return CascadeResult(
-        predictions=np.argmax(chosen, axis=-1),
+        predictions=rules.predictions(chosen),
         exit_indices=exit_indices,
         logits=chosen,
         macs=exit_macs(backend, exit_indices),

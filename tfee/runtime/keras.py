@@ -152,14 +152,22 @@ class DynamicPredictor:
         return self._single(features, self._thresholds)
 
     def _predict_one(self, features):
-        logits, exit_index, unsure = (x.numpy() for x in self._run_single(features))
-        if unsure:
-            # A score within float round-off of its threshold: the engine
-            # decides with the numpy rules, as every other runtime does.
-            return engine.run(self._backend, self.policy, features)
-        exit_indices = np.array([int(exit_index)], np.int64)
+        outputs = self._run_single(features)
+        logits, confidence, exit_index, unsure = (x.numpy() for x in outputs)
+        exit_index = int(exit_index)
+        if unsure and not self.policy.leaves(exit_index, logits[0], confidence):
+            # A score within float round-off of its threshold, which the
+            # numpy rules say stays, on the graph's own logits: the engine
+            # runs the rest, with the exits decided so far closed.
+            rest = policies.ThresholdPolicy(
+                [None] * (exit_index + 1)
+                + list(self.policy.thresholds[exit_index + 1 :]),
+                self.policy.rule,
+            )
+            return engine.run(self._backend, rest, features)
+        exit_indices = np.array([exit_index], np.int64)
         return engine.CascadeResult(
-            predictions=np.argmax(logits, axis=-1),
+            predictions=rules.predictions(logits),
             exit_indices=exit_indices,
             logits=logits,
             macs=engine.exit_macs(self._backend, exit_indices),
@@ -199,8 +207,8 @@ _TIE_BAND = 1e-9
 
 
 def _threshold_cascade(stage_models, rule, images, thresholds):
-    """One sample stage by stage in-graph: (logits (1, classes), 0-based exit,
-    unsure). The scores are `tfee.rules.tf_scores` in float64; `unsure`
+    """One sample stage by stage in-graph: (logits (1, classes), its learned
+    confidence (1,) or 0, 0-based exit, unsure). The scores are `tfee.rules.tf_scores` in float64; `unsure`
     marks a score within `_TIE_BAND` of its threshold, left to the engine;
     an infinite threshold never lets the sample leave."""
     last = len(stage_models) - 1
@@ -209,14 +217,15 @@ def _threshold_cascade(stage_models, rule, images, thresholds):
         outputs = stage_models[k](features, training=False)
         logits = outputs["logits"]
 
+        confidence = outputs.get("confidence")
+        value = tf.zeros([1]) if confidence is None else tf.reshape(confidence, [1])
+
         def answer(unsure):
-            return logits, tf.constant(k, tf.int64), tf.constant(unsure)
+            return logits, value, tf.constant(k, tf.int64), tf.constant(unsure)
 
         if k == last:
             return answer(False)
-        score = rules.tf_scores(
-            logits, rule, outputs.get("confidence"), dtype=tf.float64
-        )[0]
+        score = rules.tf_scores(logits, rule, confidence, dtype=tf.float64)[0]
         # NaN (undefined) never passes: it compares false both ways.
         safe = tf.where(tf.math.is_finite(score), score, tf.constant(-1.0, tf.float64))
         return tf.cond(

@@ -26,9 +26,7 @@ def _details(details):
     parameters = details.get("quantization_parameters") or {}
     scales = parameters.get("scales", [])
     zero_points = parameters.get("zero_points", [])
-    quantization = (
-        (float(scales[0]), int(zero_points[0])) if len(scales) else (0.0, 0)
-    )
+    quantization = (float(scales[0]), int(zero_points[0])) if len(scales) else (0.0, 0)
     return {
         "dtype": details["dtype"],
         "shape": tuple(details["shape"]),
@@ -90,7 +88,8 @@ class _Backend:
             images, self.stages[0]["input"], "tfee.runtime.MicroCascade"
         )
 
-    def run_stage(self, k, inputs):
+    def raw_stage(self, k, inputs):
+        """Stage k's integer outputs for every row: {name: (batch, ...) array}."""
         stage = self.stages[k]
         interpreter = stage["interpreter"]
         rows = {name: [] for name in stage["outputs"]}
@@ -99,18 +98,20 @@ class _Backend:
             interpreter.invoke()
             for name, (index, _) in stage["outputs"].items():
                 rows[name].append(np.array(interpreter.get_output(index)))
-        values = {name: np.concatenate(v) for name, v in rows.items()}
-        details = {name: d for name, (_, d) in stage["outputs"].items()}
+        return {name: np.concatenate(v) for name, v in rows.items()}
+
+    def run_stage(self, k, inputs):
+        values = self.raw_stage(k, inputs)
+        details = {name: d for name, (_, d) in self.stages[k]["outputs"].items()}
         confidence = None
         if "confidence" in values:
             confidence = dequantize_output(
                 values["confidence"], details["confidence"]
             ).reshape(-1)
-        features = values.get(f"features_{k + 1}")
         return engine.StageOutputs(
             dequantize_output(values["logits"], details["logits"]),
             confidence,
-            features,
+            values.get(f"features_{k + 1}"),
         )
 
     @staticmethod
@@ -156,16 +157,45 @@ class MicroCascade:
             )
         return images
 
-    def exit_logits(self, images):
-        """Every exit's dequantized logits for every sample (no early exit)."""
-        images = self._check_images(images, "tfee.runtime.MicroCascade.exit_logits")
+    def exit_outputs(self, images):
+        """Every exit's outputs for every sample, as the models compute them.
+
+        Returns:
+          (logits, confidences): K float32 arrays (n, classes), dequantized,
+          and K arrays (n,) of learned confidences (NaN where a head learns
+          none); the inputs of `policy.exit_indices` and `calibrate`.
+        """
+        images = self._check_images(images, "tfee.runtime.MicroCascade.exit_outputs")
         values = self._backend.prepare(images)
-        logits = []
+        logits, confidences = [], []
         for k in range(self.num_exits):
             outputs = self._backend.run_stage(k, values)
             logits.append(outputs.logits)
+            confidences.append(
+                np.full(len(images), np.nan)
+                if outputs.confidence is None
+                else outputs.confidence
+            )
             values = outputs.features
-        return logits
+        return logits, confidences
+
+    def raw_outputs(self, images):
+        """Per stage, its integer outputs in the model's output order.
+
+        What firmware sees: for stage k a list, by output index, of
+        (values (n, ...), (scale, zero_point)); stages run chained.
+        """
+        images = self._check_images(images, "tfee.runtime.MicroCascade.raw_outputs")
+        values = self._backend.prepare(images)
+        recorded = []
+        for k, stage in enumerate(self._backend.stages):
+            raw = self._backend.raw_stage(k, values)
+            ordered = sorted(stage["outputs"].items(), key=lambda item: item[1][0])
+            recorded.append(
+                [(raw[name], details["quantization"]) for name, (_, details) in ordered]
+            )
+            values = raw.get(f"features_{k + 1}")
+        return recorded
 
     def predict(self, images):
         """The cascade's `tfee.runtime.CascadeResult` over `images`.

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 import tfee
-import tfee.inference
 import tfee.policy
 from tfee.policy import PatiencePolicy
 from tfee.policy import ThresholdPolicy
@@ -52,7 +51,7 @@ def test_dynamic_predictions_equal_the_policy_on_full_outputs(net, batch, batch_
     outputs = tfee.policy.collect_outputs(net, (images, labels))
     for policy in policies_spreading(outputs):
         expected = policy.exit_indices(outputs.logits, outputs.confidences)
-        result = tfee.inference.DynamicPredictor(net, policy).predict(
+        result = tfee.DynamicPredictor(net, policy).predict(
             images, batch_size=batch_size
         )
         np.testing.assert_array_equal(result.exit_indices, expected)
@@ -65,12 +64,12 @@ def test_dynamic_predictions_equal_the_policy_on_full_outputs(net, batch, batch_
 @pytest.mark.parametrize("rule", ["max_softmax", "entropy", "margin"])
 def test_a_score_equal_to_its_threshold_leaves_at_batch_one(net, batch, rule):
     image = batch[0][:1]
-    first = tfee.inference.DynamicPredictor(net, ThresholdPolicy([0.0, 0.0], rule))
+    first = tfee.DynamicPredictor(net, ThresholdPolicy([0.0, 0.0], rule))
     logits = first.predict(image, batch_size=1).logits
     score = float(tfee.policy.confidence_scores(logits, rule)[0])
     for threshold, exit_index in ((score, 0), (np.nextafter(score, 2.0), 2)):
         policy = ThresholdPolicy([min(threshold, 1.0), 1.0], rule)
-        result = tfee.inference.DynamicPredictor(net, policy).predict(image, 1)
+        result = tfee.DynamicPredictor(net, policy).predict(image, 1)
         assert result.exit_indices.tolist() == [exit_index]
 
 
@@ -80,7 +79,7 @@ def test_non_finite_outputs_never_leave_early_at_batch_one(net, batch):
             layer.set_weights([np.full_like(w, np.nan) for w in layer.get_weights()])
     for rule in ("max_softmax", "learned"):
         policy = ThresholdPolicy([0.0, 0.0], rule)
-        result = tfee.inference.DynamicPredictor(net, policy).predict(batch[0], 1)
+        result = tfee.DynamicPredictor(net, policy).predict(batch[0], 1)
         assert result.exit_indices.tolist() == [1] * len(batch[0])
 
 
@@ -100,7 +99,7 @@ def test_a_layer_xla_cannot_compile_still_runs_at_batch_one():
     outputs = tfee.policy.collect_outputs(net, (images, np.zeros(6, "int32")))
     scores = np.sort(tfee.policy.confidence_scores(outputs.logits[0], "max_softmax"))
     policy = ThresholdPolicy([float(scores[2] + scores[3]) / 2])
-    result = tfee.inference.DynamicPredictor(net, policy).predict(images, 1)
+    result = tfee.DynamicPredictor(net, policy).predict(images, 1)
     np.testing.assert_array_equal(
         result.exit_indices, policy.exit_indices(outputs.logits)
     )
@@ -108,7 +107,7 @@ def test_a_layer_xla_cannot_compile_still_runs_at_batch_one():
 
 
 def test_the_policy_is_fixed_at_construction(net):
-    predictor = tfee.inference.DynamicPredictor(net, ThresholdPolicy([0.5, 0.5]))
+    predictor = tfee.DynamicPredictor(net, ThresholdPolicy([0.5, 0.5]))
     with pytest.raises(AttributeError):
         predictor.policy = ThresholdPolicy([0.1, 0.1], "entropy")
 
@@ -117,7 +116,7 @@ def test_dynamic_predictor_reads_datasets_of_image_label_batches(net, batch):
     images, labels = batch
     policy = ThresholdPolicy([0.4, 0.4])
     dataset = tfee.tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
-    predictor = tfee.inference.DynamicPredictor(net, policy)
+    predictor = tfee.DynamicPredictor(net, policy)
     from_dataset = predictor.predict(dataset)
     from_arrays = predictor.predict(images, batch_size=4)
     np.testing.assert_array_equal(from_dataset.exit_indices, from_arrays.exit_indices)
@@ -125,11 +124,11 @@ def test_dynamic_predictor_reads_datasets_of_image_label_batches(net, batch):
 
 def test_a_policy_for_another_network_or_bad_input_raises(net, tiny_resnet):
     with pytest.raises(ValueError, match="policy is for 2 exits but the network has 3"):
-        tfee.inference.DynamicPredictor(net, ThresholdPolicy([0.5]))
+        tfee.DynamicPredictor(net, ThresholdPolicy([0.5]))
     with pytest.raises(TypeError, match="`policy` must be a tfee policy"):
-        tfee.inference.DynamicPredictor(net, {"thresholds": [0.5, 0.5]})
+        tfee.DynamicPredictor(net, {"thresholds": [0.5, 0.5]})
     with pytest.raises(ValueError, match="not a tfee early-exit network"):
-        tfee.inference.DynamicPredictor(tiny_resnet, ThresholdPolicy([0.5]))
-    predictor = tfee.inference.DynamicPredictor(net, ThresholdPolicy([0.5, 0.5]))
+        tfee.DynamicPredictor(tiny_resnet, ThresholdPolicy([0.5]))
+    predictor = tfee.DynamicPredictor(net, ThresholdPolicy([0.5, 0.5]))
     with pytest.raises(ValueError, match="empty"):
         predictor.predict(np.zeros((0, 16, 16, 3), "float32"))

@@ -1,14 +1,24 @@
-"""tfee.export.Cascade: stage signatures on LiteRT under a streaming policy."""
+"""tfee.runtime.Cascade: stage signatures on LiteRT under an exit policy."""
 
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-import tfee.export
-import tfee.policy
-from tests.export.conftest import MaxSoftmaxStandIn
-from tests.export.conftest import tiny_data
-from tfee.export._litert import SignatureCall
+import tfee
+from tests.tiny_files import tiny_data
+from tfee.runtime._litert import SignatureCall
+
+
+class RecordingPolicy(tfee.ThresholdPolicy):
+    """A max-softmax threshold policy that records what the engine asks it."""
+
+    def __init__(self, thresholds):
+        super().__init__(thresholds)
+        self.calls = []
+
+    def update(self, state, exit_index, logits, confidence=None):
+        self.calls.append((exit_index, len(logits), confidence))
+        return super().update(state, exit_index, logits, confidence)
 
 
 def _keras_predictions(network, images):
@@ -18,9 +28,10 @@ def _keras_predictions(network, images):
 def test_threshold_zero_answers_every_sample_at_the_first_exit(
     float_file, network, images
 ):
-    predictions, exits = tfee.export.Cascade(
-        float_file.path, MaxSoftmaxStandIn([0.0])
-    ).predict(images)
+    result = tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.0])).predict(
+        images
+    )
+    predictions, exits = result.predictions, result.exit_indices
     assert np.all(exits == 0)
     np.testing.assert_array_equal(predictions, _keras_predictions(network, images)[0])
 
@@ -28,9 +39,10 @@ def test_threshold_zero_answers_every_sample_at_the_first_exit(
 def test_an_unreachable_threshold_sends_every_sample_to_the_deepest_exit(
     float_file, network, images
 ):
-    predictions, exits = tfee.export.Cascade(
-        float_file.path, MaxSoftmaxStandIn([1.1])
-    ).predict(images)
+    result = tfee.runtime.Cascade(float_file.path, RecordingPolicy([None])).predict(
+        images
+    )
+    predictions, exits = result.predictions, result.exit_indices
     assert np.all(exits == 1)
     np.testing.assert_array_equal(predictions, _keras_predictions(network, images)[1])
 
@@ -39,12 +51,11 @@ def test_mixed_exits_give_each_sample_the_answer_of_its_own_exit(
     float_file, network, images
 ):
     first, deepest = _keras_predictions(network, images)
-    policy = MaxSoftmaxStandIn([0.0])
-    scores = network.predict(images, verbose=0)[0]
-    shifted = np.exp(scores - scores.max(-1, keepdims=True))
-    threshold = float(np.median((shifted / shifted.sum(-1, keepdims=True)).max(-1)))
-    policy = MaxSoftmaxStandIn([threshold])
-    predictions, exits = tfee.export.Cascade(float_file.path, policy).predict(images)
+    logits = network.predict(images, verbose=0)[0]
+    threshold = float(np.median(tfee.rules.scores(logits, "max_softmax")))
+    policy = RecordingPolicy([threshold])
+    result = tfee.runtime.Cascade(float_file.path, policy).predict(images)
+    predictions, exits = result.predictions, result.exit_indices
     assert 0 < np.sum(exits == 0) < len(images)
     expected = np.where(exits == 0, first, deepest)
     np.testing.assert_array_equal(predictions, expected)
@@ -53,67 +64,68 @@ def test_mixed_exits_give_each_sample_the_answer_of_its_own_exit(
 
 
 def test_batch_one_gives_the_same_answers_as_one_batch(float_file, images):
-    cascade = tfee.export.Cascade(float_file.path, MaxSoftmaxStandIn([0.6]))
+    cascade = tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.6]))
     together = cascade.predict(images)
     one_by_one = cascade.predict(images, batch_size=1)
-    np.testing.assert_array_equal(together[0], one_by_one[0])
-    np.testing.assert_array_equal(together[1], one_by_one[1])
+    np.testing.assert_array_equal(together.predictions, one_by_one.predictions)
+    np.testing.assert_array_equal(together.exit_indices, one_by_one.exit_indices)
+    np.testing.assert_array_equal(together.macs, one_by_one.macs)
 
 
 def test_learned_confidence_reaches_the_policy_only_where_a_head_learns_it(
     float_file, images
 ):
-    policy = MaxSoftmaxStandIn([1.1])
-    tfee.export.Cascade(float_file.path, policy).predict(images[:4])
+    policy = RecordingPolicy([None])
+    tfee.runtime.Cascade(float_file.path, policy).predict(images[:4])
     (_, _, first), (_, _, deepest) = policy.calls
     assert first is not None and first.shape == (4,)
     assert deepest is None
 
 
 def test_int8_cascade_agrees_with_keras_at_the_deepest_exit(int8_file, network, images):
-    predictions, exits = tfee.export.Cascade(
-        int8_file.path, MaxSoftmaxStandIn([1.1])
-    ).predict(images)
+    result = tfee.runtime.Cascade(int8_file.path, RecordingPolicy([None])).predict(
+        images
+    )
+    predictions, exits = result.predictions, result.exit_indices
     agreement = np.mean(predictions == _keras_predictions(network, images)[1])
     assert agreement >= 0.95
     assert np.all(exits == 1)
 
 
 def test_real_threshold_policy_drives_the_cascade(float_file, images):
-    policy_lib = tfee.policy
-    policy = policy_lib.ThresholdPolicy([0.0])
-    _, exits = tfee.export.Cascade(float_file.path, policy).predict(images)
+    policy = tfee.ThresholdPolicy([0.0])
+    exits = tfee.runtime.Cascade(float_file.path, policy).predict(images).exit_indices
     assert np.all(exits == 0)
 
 
 def test_a_policy_with_another_exit_count_is_rejected(float_file):
-    with pytest.raises(ValueError, match="policy has 3 exits but .* has 2 stages"):
-        tfee.export.Cascade(float_file.path, MaxSoftmaxStandIn([0.5, 0.5]))
+    with pytest.raises(ValueError, match="policy is for 3 exits but the network has 2"):
+        tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.5, 0.5]))
 
 
 def test_an_object_that_is_not_a_policy_is_rejected(float_file):
-    with pytest.raises(TypeError, match="must be an exit policy"):
-        tfee.export.Cascade(float_file.path, object())
+    with pytest.raises(TypeError, match="must be a tfee policy"):
+        tfee.runtime.Cascade(float_file.path, object())
 
 
 def test_a_file_without_stage_signatures_is_rejected(exits_only_file):
     with pytest.raises(ValueError, match="needs the signatures stage_1..stage_K"):
-        tfee.export.Cascade(exits_only_file.path, MaxSoftmaxStandIn([0.5]))
+        tfee.runtime.Cascade(exits_only_file.path, RecordingPolicy([0.5]))
 
 
 def test_images_of_the_wrong_shape_are_rejected(float_file):
-    cascade = tfee.export.Cascade(float_file.path, MaxSoftmaxStandIn([0.5]))
+    cascade = tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.5]))
     with pytest.raises(ValueError, match=r"shape \(batch,\) \+ \(8, 8, 1\)"):
         cascade.predict(np.zeros((2, 4, 4, 1), np.float32))
 
 
 def test_a_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="no .tflite file"):
-        tfee.export.Cascade(str(tmp_path / "missing.tflite"), MaxSoftmaxStandIn([0.5]))
+        tfee.runtime.Cascade(str(tmp_path / "missing.tflite"), RecordingPolicy([0.5]))
 
 
 @pytest.mark.parametrize("rule", ["max_softmax", "entropy", "learned"])
-def test_batch_one_fast_path_exits_where_the_policy_says_on_the_files_outputs(
+def test_batch_one_exits_where_the_policy_says_on_the_files_outputs(
     float_file, images, rule
 ):
     # The stage logits (and learned confidence) the file itself computes.
@@ -130,9 +142,9 @@ def test_batch_one_fast_path_exits_where_the_policy_says_on_the_files_outputs(
         None if first is None else [first, np.full(len(images), np.nan)],
     )
     assert 0 < np.sum(expected == 0) < len(images)
-    cascade = tfee.export.Cascade(float_file.path, policy)
-    _, one_by_one = cascade.predict(images, batch_size=1)
-    _, together = cascade.predict(images)
+    cascade = tfee.runtime.Cascade(float_file.path, policy)
+    one_by_one = cascade.predict(images, batch_size=1).exit_indices
+    together = cascade.predict(images).exit_indices
     np.testing.assert_array_equal(one_by_one, expected)
     np.testing.assert_array_equal(together, expected)
 
@@ -150,7 +162,7 @@ def test_signature_call_returns_what_the_signature_runner_returns(float_file, im
 
 
 def test_exit_logits_are_the_keras_logits_of_every_exit(float_file, network, images):
-    cascade = tfee.export.Cascade(float_file.path)
+    cascade = tfee.runtime.Cascade(float_file.path)
     logits = cascade.exit_logits(images, batch_size=5)
     expected = network.predict(images, verbose=0)[:2]
     assert len(logits) == 2
@@ -159,10 +171,12 @@ def test_exit_logits_are_the_keras_logits_of_every_exit(float_file, network, ima
 
 
 def test_int8_exit_logits_give_the_int8_cascade_answers(int8_file, images):
-    logits = tfee.export.Cascade(int8_file.path).exit_logits(images)
-    predictions, _ = tfee.export.Cascade(
-        int8_file.path, MaxSoftmaxStandIn([1.1])
-    ).predict(images)
+    logits = tfee.runtime.Cascade(int8_file.path).exit_logits(images)
+    predictions = (
+        tfee.runtime.Cascade(int8_file.path, RecordingPolicy([None]))
+        .predict(images)
+        .predictions
+    )
     np.testing.assert_array_equal(np.argmax(logits[1], -1), predictions)
 
 
@@ -170,7 +184,7 @@ def test_collected_outputs_of_a_float_file_are_the_keras_outputs(
     float_file, network, images
 ):
     labels = tiny_data()[1]
-    got = tfee.export.Cascade(float_file.path).collect_outputs(images, labels, 7)
+    got = tfee.runtime.Cascade(float_file.path).collect_outputs(images, labels, 7)
     want = tfee.policy.collect_outputs(network, (images, labels))
     np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
     np.testing.assert_allclose(got.confidences, want.confidences, atol=1e-5)
@@ -181,19 +195,19 @@ def test_collected_outputs_of_a_float_file_are_the_keras_outputs(
 
 def test_the_int8_files_outputs_predict_its_cascade_exactly(int8_file, images):
     labels = tiny_data()[1]
-    outputs = tfee.export.Cascade(int8_file.path).collect_outputs(images, labels)
+    outputs = tfee.runtime.Cascade(int8_file.path).collect_outputs(images, labels)
     assert tfee.policy.calibrate(outputs, max_accuracy_drop=0.01).num_exits == 2
     scores = np.sort(tfee.policy.confidence_scores(outputs.logits[0], "max_softmax"))
     middle = len(scores) // 2
     policy = tfee.policy.ThresholdPolicy([(scores[middle - 1] + scores[middle]) / 2])
     expected = policy.exit_indices(outputs.logits)
-    _, exits = tfee.export.Cascade(int8_file.path, policy).predict(images)
+    exits = tfee.runtime.Cascade(int8_file.path, policy).predict(images).exit_indices
     np.testing.assert_array_equal(exits, expected)
     assert 0 < np.sum(exits == 0) < len(images)
 
 
 def test_collect_outputs_needs_one_integer_label_per_image(float_file, images):
-    cascade = tfee.export.Cascade(float_file.path)
+    cascade = tfee.runtime.Cascade(float_file.path)
     with pytest.raises(ValueError, match="48 integer labels.*Received: 3 labels"):
         cascade.collect_outputs(images, [0, 1, 2])
     with pytest.raises(ValueError, match="dtype float"):
@@ -202,6 +216,6 @@ def test_collect_outputs_needs_one_integer_label_per_image(float_file, images):
 
 def test_a_cascade_without_a_policy_cannot_predict(float_file, images):
     with pytest.raises(ValueError, match="no exit policy.*policy=None"):
-        tfee.export.Cascade(float_file.path).predict(images)
+        tfee.runtime.Cascade(float_file.path).predict(images)
     with pytest.raises(ValueError, match="exit_logits.*batch_size=0"):
-        tfee.export.Cascade(float_file.path).exit_logits(images, batch_size=0)
+        tfee.runtime.Cascade(float_file.path).exit_logits(images, batch_size=0)

@@ -1,0 +1,386 @@
+"""Conformance: every rule on every backend decides as `policy.exit_indices` does.
+
+The network here passes its input straight to its exits (identity weights),
+so each test row *is* a set of exit logits, chosen to hit the hard cases:
+scores exactly at a threshold, thresholds 0, 0.5, 0.997 and 1.0, a score
+that rounds to exactly 1.0, NaN and infinite logits. For every backend the
+reference is the policy applied, vectorised, to the logits that backend
+itself computes (dequantized for int8): the engine, the batch-1 graph and
+the generated C++ must all give exactly those exits and predictions, at
+batch 1 and batch N.
+"""
+
+import json
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+
+import tfee
+from tfee import keras
+from tfee import rules
+from tfee.export import micro_export
+
+CLASSES = 4
+THRESHOLDS = (0.0, 0.25, 0.5, 0.997, 1.0)
+POLICIES = [(rule, threshold) for rule in rules.RULES for threshold in THRESHOLDS] + [
+    ("patience", 2),
+    ("patience", 3),
+]
+
+
+def _identity_network():
+    """Three exits over a (1, 1, 4) input: exit_1 = x, exit_2 = x with classes
+    0 and 1 swapped, exit_3 = x / 2; learned confidences sigmoid(x_0),
+    sigmoid(x_1)."""
+    inputs = keras.Input((1, 1, CLASSES), name="image")
+    eye = np.eye(CLASSES, dtype=np.float32)
+    block1 = keras.layers.Conv2D(CLASSES, 1, use_bias=False, name="block1")(inputs)
+    block2 = keras.layers.Conv2D(CLASSES, 1, use_bias=False, name="block2")(block1)
+    pooled = keras.layers.GlobalAveragePooling2D()(block2)
+    logits = keras.layers.Dense(CLASSES, name="logits")(pooled)
+    backbone = keras.Model(inputs, logits)
+    backbone.get_layer("block1").set_weights([eye[None, None]])
+    backbone.get_layer("block2").set_weights([eye[None, None]])
+    backbone.get_layer("logits").set_weights([eye / 2, np.zeros(CLASSES, np.float32)])
+    network = tfee.attach_exits(
+        backbone, ["block1", "block2"], head="linear", with_confidence=True
+    )
+    swap = eye[:, [1, 0, 2, 3]]
+    for k, kernel in ((1, eye), (2, swap)):
+        head = network.get_layer(f"exit_{k}_head")
+        reader = np.zeros((CLASSES, 1), np.float32)
+        reader[k - 1, 0] = 1.0
+        head.set_weights(
+            [kernel, np.zeros(CLASSES, np.float32), reader, np.zeros(1, np.float32)]
+        )
+    return network
+
+
+def _rows(finite_only):
+    """Exit-1 logits per sample (the other exits follow from them)."""
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(0, scale, (12, CLASSES)) for scale in (0.5, 2.0, 6.0)]
+    special = np.zeros((6, CLASSES))  # Row 0: equal logits, every rule's tie.
+    special[1, 0] = 12.0  # max softmax 0.99998: above 0.997, below 1.
+    special[2, 0] = 7.0  # max softmax ~0.9973: next to 0.997.
+    special[3, 2] = 40.0  # max softmax rounds to exactly 1.0.
+    special[4, :2] = 3.0  # top-2 tie.
+    special[5] = [0.0, -5.0, 5.0, 1.0]
+    rows = np.concatenate(rows + [special])
+    if not finite_only:
+        bad = np.zeros((3, CLASSES))
+        bad[0, 1], bad[1, 0], bad[2, 3] = np.nan, np.inf, -np.inf
+        rows = np.concatenate([rows, bad])
+    return rows.astype(np.float32)[:, None, None, :]
+
+
+def _policy(rule, value):
+    if rule == "patience":
+        return tfee.PatiencePolicy(value, num_exits=3)
+    return tfee.ThresholdPolicy([value, value], rule=rule)
+
+
+@pytest.fixture(scope="module")
+def network():
+    return _identity_network()
+
+
+@pytest.fixture(scope="module")
+def files(network, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("conformance")
+    representative = _rows(finite_only=True)
+    files = {
+        "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
+        "int8": tfee.export.tflite(
+            network,
+            str(directory / "int8.tflite"),
+            quantize="int8",
+            representative=representative,
+        ).path,
+    }
+    export = tfee.export.micro(
+        network, str(directory / "micro"), representative, name="conf"
+    )
+    files.update(micro=export.manifest_path, micro_export=export)
+    return files
+
+
+def _expected(policy, logits, confidences):
+    """The reference: the vectorised policy over a backend's own outputs."""
+    exits = policy.exit_indices(np.stack(logits), np.stack(confidences))
+    chosen = np.stack(logits)[exits, np.arange(len(exits))]
+    return exits, rules.predictions(chosen)
+
+
+def _check(result, expected):
+    exits, predictions = expected
+    np.testing.assert_array_equal(result.exit_indices, exits)
+    np.testing.assert_array_equal(result.predictions, predictions)
+
+
+def _learned(logits):
+    """The identity network's learned confidences, from exit 1's logits."""
+    values = 1 / (1 + np.exp(-logits[0][:, :2].astype(np.float64)))
+    return [values[:, 0], values[:, 1], np.full(len(values), np.nan)]
+
+
+def test_the_network_passes_its_input_to_its_exits(network):
+    rows = _rows(finite_only=True)
+    outputs = network.predict(rows, verbose=0)
+    x = rows[:, 0, 0]
+    np.testing.assert_array_equal(outputs[0], x)
+    np.testing.assert_array_equal(outputs[1], x[:, [1, 0, 2, 3]])
+    np.testing.assert_array_equal(outputs[2], x / 2)
+
+
+@pytest.mark.parametrize("rule,value", POLICIES)
+def test_keras_backend_float32(network, rule, value):
+    rows = _rows(finite_only=False)
+    outputs = network.predict(rows, verbose=0)
+    logits = list(outputs[:3])
+    confidences = [outputs[3][:, 0], outputs[4][:, 0], np.full(len(rows), np.nan)]
+    policy = _policy(rule, value)
+    expected = _expected(policy, logits, confidences)
+    predictor = tfee.DynamicPredictor(network, policy)
+    _check(predictor.predict(rows, batch_size=len(rows)), expected)
+    _check(predictor.predict(rows, batch_size=1), expected)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+@pytest.mark.parametrize("rule,value", POLICIES)
+def test_litert_backend(files, dtype, rule, value):
+    rows = _rows(finite_only=dtype == "int8")
+    policy = _policy(rule, value)
+    cascade = tfee.runtime.Cascade(files[dtype], policy)
+    outputs = cascade.collect_outputs(rows, np.zeros(len(rows), np.int64))
+    confidences = list(outputs.confidences)
+    expected = _expected(policy, list(outputs.logits), confidences)
+    _check(cascade.predict(rows), expected)
+    _check(cascade.predict(rows, batch_size=1), expected)
+
+
+@pytest.mark.parametrize("rule,value", POLICIES)
+def test_tflite_micro_backend_int8(files, rule, value):
+    rows = _rows(finite_only=True)
+    policy = _policy(rule, value)
+    cascade = tfee.runtime.MicroCascade(files["micro"], policy)
+    logits, confidences = cascade.exit_outputs(rows)
+    expected = _expected(policy, logits, confidences)
+    _check(cascade.predict(rows), expected)
+    _check(cascade.predict(rows[:1]), tuple(e[:1] for e in expected))
+
+
+def test_int8_scores_reach_one_so_a_threshold_of_one_can_pass(files):
+    # The failure the old int8 outputs had: a softmax output saturates at
+    # 255/256, so nothing ever left at 0.997; dequantized logits do reach it.
+    rows = _rows(finite_only=True)
+    policy = tfee.ThresholdPolicy([0.997, 0.997])
+    result = tfee.runtime.Cascade(files["int8"], policy).predict(rows)
+    assert np.sum(result.exit_indices == 0) >= 2
+
+
+def test_int8_backends_refuse_non_finite_images(files):
+    rows = _rows(finite_only=False)
+    policy = tfee.ThresholdPolicy([0.5, 0.5])
+    with pytest.raises(ValueError, match="no NaN or infinity"):
+        tfee.runtime.Cascade(files["int8"], policy).predict(rows)
+    with pytest.raises(ValueError, match="no NaN or infinity"):
+        tfee.runtime.MicroCascade(files["micro"], policy).predict(rows)
+
+
+def test_results_carry_the_macs_each_sample_paid(network, files):
+    rows = _rows(finite_only=True)
+    policy = tfee.ThresholdPolicy([0.5, 0.9])
+    macs = [info.cumulative_macs for info in tfee.exits(network)]
+    for result in (
+        tfee.DynamicPredictor(network, policy).predict(rows),
+        tfee.runtime.Cascade(files["float32"], policy).predict(rows),
+        tfee.runtime.MicroCascade(files["micro"], policy).predict(rows),
+    ):
+        np.testing.assert_array_equal(
+            result.macs, np.asarray(macs, float)[result.exit_indices]
+        )
+
+
+# The parts of the TFLite Micro API the generated cascade uses, backed by a
+# table of recorded int8 outputs: the generated loop and rules then run for
+# real on the outputs the TFLM interpreter produced.
+_FAKE_TFLM = {
+    "tensorflow/lite/micro/micro_interpreter.h": """#pragma once
+#include <cstddef>
+#include <cstdint>
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+struct TfLiteQuantizationParams { float scale; int32_t zero_point; };
+union TfLitePtrUnion { int8_t* int8; };
+struct TfLiteTensor { TfLitePtrUnion data; TfLiteQuantizationParams params; size_t bytes; };
+namespace tflite {
+struct Model { int stage; };
+extern Model g_models[8];
+inline const Model* GetModel(const void* data) {
+  return &g_models[*static_cast<const unsigned char*>(data)];
+}
+class MicroOpResolver {};
+// Recorded outputs: g_outputs[stage][output] for the current sample.
+extern TfLiteTensor g_outputs[8][4];
+extern TfLiteTensor g_inputs[8];
+extern int g_invoked[8];
+class MicroInterpreter {
+ public:
+  MicroInterpreter(const Model* m, const MicroOpResolver&, uint8_t*, size_t)
+      : stage_(m->stage) {}
+  TfLiteStatus AllocateTensors() { return kTfLiteOk; }
+  TfLiteStatus Invoke() { ++g_invoked[stage_]; return kTfLiteOk; }
+  TfLiteTensor* input(size_t) { return &g_inputs[stage_]; }
+  TfLiteTensor* output(size_t i) { return &g_outputs[stage_][i]; }
+ private:
+  int stage_;
+};
+}
+""",
+    "tensorflow/lite/micro/micro_mutable_op_resolver.h": """#pragma once
+#include "tensorflow/lite/micro/micro_interpreter.h"
+namespace tflite {
+template <unsigned N> class MicroMutableOpResolver : public MicroOpResolver {
+ public:
+#define OP(x) TfLiteStatus Add##x() { return kTfLiteOk; }
+  OP(Add) OP(AveragePool2D) OP(Conv2D) OP(FullyConnected) OP(MaxPool2D) OP(Mul)
+  OP(Reshape) OP(Softmax) OP(Mean) OP(Logistic) OP(Quantize) OP(Dequantize)
+  OP(Concatenation) OP(Pad) OP(Relu) OP(Relu6) OP(Sub) OP(Tanh) OP(ReduceMax)
+  OP(DepthwiseConv2D) OP(HardSwish)
+};
+}
+""",
+    "tensorflow/lite/schema/schema_generated.h": "#pragma once\n",
+}
+
+_HARNESS = """
+#include <cstdio>
+#include "tensorflow/lite/micro/micro_interpreter.h"
+namespace tflite {
+Model g_models[8];
+TfLiteTensor g_outputs[8][4];
+TfLiteTensor g_inputs[8];
+int g_invoked[8];
+}
+%(declarations)s
+typedef int (*Cascade)(const int8_t*, int*);
+const Cascade kCascades[] = {%(cascades)s};
+// stdin: samples stages, then per sample, per stage: the output count and
+// per output "scale zero_point n values...". stdout: per sample, per
+// cascade, "exit predicted".
+int main() {
+  int samples, stages;
+  if (std::scanf("%%d %%d", &samples, &stages) != 2) return 2;
+  static int8_t storage[8][4][4096];
+  static int8_t input_storage[8][4096];
+  for (int k = 0; k < 8; ++k) {
+    tflite::g_models[k].stage = k;
+    tflite::g_inputs[k].data.int8 = input_storage[k];
+    tflite::g_inputs[k].bytes = 0;
+  }
+  for (int s = 0; s < samples; ++s) {
+    for (int k = 0; k < stages; ++k) {
+      int outputs;
+      if (std::scanf("%%d", &outputs) != 1) return 2;
+      for (int o = 0; o < outputs; ++o) {
+        TfLiteTensor& t = tflite::g_outputs[k][o];
+        int n, value;
+        if (std::scanf("%%f %%d %%d", &t.params.scale, &t.params.zero_point, &n) != 3)
+          return 2;
+        t.data.int8 = storage[k][o];
+        t.bytes = n;
+        for (int i = 0; i < n; ++i) {
+          if (std::scanf("%%d", &value) != 1) return 2;
+          storage[k][o][i] = static_cast<int8_t>(value);
+        }
+      }
+    }
+    const int8_t image[1] = {0};
+    for (Cascade cascade : kCascades) {
+      int exit_index = -1;
+      const int predicted = cascade(image, &exit_index);
+      std::printf("%%d %%d ", exit_index, predicted);
+    }
+    std::printf("\\n");
+  }
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cpp_answers(files, tmp_path_factory):
+    """Every policy's generated cascade, compiled into one program (warnings
+    are errors) and run on the int8 outputs the TFLM interpreter recorded."""
+    directory = tmp_path_factory.mktemp("cpp")
+    export, manifest = files["micro_export"], files["micro"]
+    with open(manifest) as f:
+        positions = [stage["outputs"] for stage in json.load(f)["stages"]]
+    for relative, text in _FAKE_TFLM.items():
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        (directory / relative).write_text(text)
+    sources = []
+    for i, (rule, value) in enumerate(POLICIES):
+        source = micro_export._cascade_source(
+            f"policy{i}", export.stages, positions, _policy(rule, value), CLASSES
+        )
+        sources.append(directory / f"policy{i}.cc")
+        sources[-1].write_text(source)
+    for stage in export.stages:
+        sources.append(directory / f"model_{stage.index}.cc")
+        # Each model is one byte, its stage: the fake GetModel reads it.
+        sources[-1].write_text(
+            f'#include "{pathlib.Path(stage.header_path).name}"\n'
+            f"alignas(16) const unsigned char {stage.array_name}[] = "
+            f"{{{stage.index - 1}}};\n"
+        )
+    names = [f"policy{i}_cascade" for i in range(len(POLICIES))]
+    (directory / "harness.cc").write_text(
+        _HARNESS
+        % {
+            "declarations": "\n".join(
+                f"int {n}(const int8_t* image, int* exit_index);" for n in names
+            ),
+            "cascades": ", ".join(names),
+        }
+    )
+    binary = str(directory / "cascades")
+    subprocess.run(
+        ["g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror"]
+        + [f"-I{directory}", f"-I{export.directory}", str(directory / "harness.cc")]
+        + [str(p) for p in sources]
+        + ["-o", binary],
+        check=True,
+    )
+    rows = _rows(finite_only=True)
+    recorded = tfee.runtime.MicroCascade(
+        manifest, tfee.ThresholdPolicy([None, None])
+    ).raw_outputs(rows)
+    lines = [f"{len(rows)} {len(recorded)}"]
+    for i in range(len(rows)):
+        for stage in recorded:
+            lines.append(str(len(stage)))
+            for values, (scale, zero_point) in stage:
+                flat = values[i].reshape(-1)
+                lines.append(
+                    f"{scale!r} {zero_point} {len(flat)} "
+                    + " ".join(str(int(v)) for v in flat)
+                )
+    run = subprocess.run(
+        [binary], input="\n".join(lines), capture_output=True, text=True, check=True
+    )
+    answers = np.array([line.split() for line in run.stdout.splitlines()], int)
+    return answers.reshape(len(rows), len(POLICIES), 2)
+
+
+@pytest.mark.parametrize("index", range(len(POLICIES)))
+def test_generated_cpp_cascade_int8(files, cpp_answers, index):
+    rule, value = POLICIES[index]
+    policy = _policy(rule, value)
+    cascade = tfee.runtime.MicroCascade(files["micro"], policy)
+    logits, confidences = cascade.exit_outputs(_rows(finite_only=True))
+    exits, predictions = _expected(policy, logits, confidences)
+    np.testing.assert_array_equal(cpp_answers[:, index, 0], exits)
+    np.testing.assert_array_equal(cpp_answers[:, index, 1], predictions)

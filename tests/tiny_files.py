@@ -1,0 +1,88 @@
+"""Tiny networks and converted files shared by the export and runtime tests.
+
+Registered once for the whole suite (tests/conftest.py: pytest_plugins), so
+each file is converted once per session.
+"""
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.export
+from tfee import keras
+
+INPUT_SHAPE = (8, 8, 1)
+
+
+def tiny_network(seed=0, with_confidence=True):
+    """small_cnn (8x8x1, widths 4 and 8, 3 classes) with an SDN exit after block 1."""
+    keras.utils.set_random_seed(seed)
+    backbone = tfee.backbones.small_cnn(
+        num_classes=3, input_shape=INPUT_SHAPE, widths=(4, 8)
+    )
+    return tfee.attach_exits(
+        backbone, ["block1_out"], head="sdn", with_confidence=with_confidence
+    )
+
+
+def tiny_data(count=48, seed=0):
+    """Images whose class is their brightness tercile: easy to learn quickly."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, count)
+    images = rng.random((count,) + INPUT_SHAPE, dtype=np.float32) * 0.5
+    images += labels[:, None, None, None].astype(np.float32) * 0.5
+    return images, labels.astype(np.int32)
+
+
+@pytest.fixture(scope="session")
+def tiny_images():
+    return tiny_data()[0]
+
+
+@pytest.fixture(scope="session")
+def network(tiny_images):
+    """Trained for a few steps, so that its logits separate the classes
+    (an untrained net's near-ties make int8 top-1 agreement a coin toss)."""
+    net = tiny_network()
+    net.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        loss={
+            name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            for name in ("exit_1", "exit_2")
+        },
+    )
+    labels = tiny_data()[1]
+    net.fit(tiny_images, {"exit_1": labels, "exit_2": labels}, epochs=30, verbose=0)
+    return net
+
+
+@pytest.fixture(scope="session")
+def float_file(network, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("float") / "net.tflite")
+    return tfee.export.tflite(network, path)
+
+
+@pytest.fixture(scope="session")
+def int8_file(network, tiny_images, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("int8") / "net.tflite")
+    return tfee.export.tflite(
+        network, path, quantize="int8", representative=tiny_images
+    )
+
+
+@pytest.fixture(scope="session")
+def exits_only_file(network, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("exits") / "net.tflite")
+    return tfee.export.tflite(network, path, signatures=["exit_1", "exit_2"])
+
+
+@pytest.fixture(scope="session")
+def micro_export(network, tiny_images, tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("micro"))
+    return tfee.export.micro(
+        network,
+        directory,
+        tiny_images,
+        name="tiny",
+        policy=tfee.ThresholdPolicy([0.5]),
+    )
