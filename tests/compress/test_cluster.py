@@ -53,6 +53,27 @@ def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
     assert result.compression.entropy_ratio > 2 * dense.entropy_ratio
 
 
+@pytest.mark.parametrize("staged, stages", [(True, ((1,), (2,))), (False, ((1, 2),))])
+def test_one_count_clusters_every_section_in_one_stage_each_when_staged(
+    staged, stages, capsys
+):
+    with _tiny.eagerly():
+        result = tfee.compress.cluster(
+            _tiny.network(),
+            _tiny.dataset(),
+            3,
+            staged=staged,
+            distill=False,
+            init="linear",
+            verbose=2,
+        )
+    assert result.stages == stages
+    # verbose=2 prints one "<time>/epoch" line per epoch; one epoch per stage.
+    assert capsys.readouterr().out.count("/epoch") == len(stages)
+    for name in ("block1_conv", "exit_1_head", "block2_conv", "logits"):
+        assert _distinct(result.network.get_layer(name), "kernel") <= 3, name
+
+
 def test_preserve_sparsity_keeps_pruned_weights_at_zero_in_every_stage(
     global_pruning,
 ):

@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from tfee import network as network_lib
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
@@ -282,8 +283,9 @@ def cluster(
       network: a trained tfee early-exit network (left unchanged).
       train_data: a tf.data.Dataset of (images, labels) batches.
       clusters: per-section counts, see `cluster_weights`.
-      staged: cluster one section key per stage, shallowest first, freezing
-        the sections already clustered (ESCEPE); False clusters all at once.
+      staged: cluster one section key per stage (with an int, one stage per
+        section), shallowest first, freezing the sections already clustered
+        (ESCEPE); False clusters all at once.
       distill: retrain with `tfee.training.Distiller`; False uses plain
         cross-entropy on every exit.
       teacher: "dense" (a frozen copy of the input network), None
@@ -328,7 +330,7 @@ def cluster(
             f"{api}: `fold_batch_norm` must be True or False. "
             f"Received: fold_batch_norm={fold_batch_norm!r}"
         )
-    groups, _, _ = _resolve(network, clusters, api)
+    _resolve(network, clusters, api)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(
             f"{api}: `epochs` must be an integer >= 0. Received: epochs={epochs!r}"
@@ -344,14 +346,15 @@ def cluster(
     optimizer = optimizer or keras.optimizers.Adam(1e-4)
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get(optimizer)
-    before = (
-        exit_accuracy(network, evaluation_data) if evaluation_data else None
-    )
+    before = exit_accuracy(network, evaluation_data) if evaluation_data else None
 
-    if isinstance(clusters, dict):
-        keys = sorted(clusters, key=lambda k: (isinstance(k, str), str(k).zfill(8)))
-    else:
-        keys = [group.name for group in groups]
+    if not isinstance(clusters, dict):
+        # One count for every section, spelled out so that a staged run
+        # clusters them one stage each, like a dict of counts.
+        clusters = dict.fromkeys(
+            (section.index for section in network_lib.sections(network)), clusters
+        )
+    keys = sorted(clusters, key=lambda k: (isinstance(k, str), str(k).zfill(8)))
     stages = [[k] for k in keys] if staged else [list(keys)]
     current = (
         fold.fold_batch_norm(network) if fold_batch_norm else copy_network(network)
@@ -359,10 +362,7 @@ def cluster(
     original_trainable = {layer.name: layer.trainable for layer in current.layers}
     done = set()
     for stage in stages:
-        if isinstance(clusters, dict):
-            spec = {k: clusters[k] for k in stage}
-        else:
-            spec = clusters
+        spec = {k: clusters[k] for k in stage}
         wrapped = cluster_weights(
             current,
             spec,
@@ -391,8 +391,6 @@ def cluster(
             for layer in current.layers:
                 if layer.name in done:
                     layer.trainable = False
-        if not isinstance(clusters, dict):
-            break
     for layer in current.layers:
         layer.trainable = original_trainable.get(layer.name, layer.trainable)
     after = exit_accuracy(current, evaluation_data) if evaluation_data else None
