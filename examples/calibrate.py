@@ -108,7 +108,7 @@ def load_splits(data, input_shape, validation_fraction, seed=0):
 
 def collect(source, split):
     """Every exit's outputs on (images, labels), from a network or a file."""
-    if isinstance(source, tfee.export.Cascade):
+    if isinstance(source, tfee.runtime.Cascade):
         return source.collect_outputs(*split, batch_size=256)
     return tfee.policy.collect_outputs(source, split)
 
@@ -126,7 +126,7 @@ def run_calibration(
     """Calibrates on validation, evaluates on test, writes the report files.
 
     Args:
-      network: a Keras early-exit network, or a `tfee.export.Cascade` over a
+      network: a Keras early-exit network, or a `tfee.runtime.Cascade` over a
         .tflite (then its outputs are calibrated on).
       confidence: see `tfee.policy.calibrate`.
 
@@ -135,7 +135,7 @@ def run_calibration(
     """
     input_shape = (
         network.input_shape
-        if isinstance(network, tfee.export.Cascade)
+        if isinstance(network, tfee.runtime.Cascade)
         else network.input_shape[1:]
     )
     validation, test = load_splits(data, input_shape, validation_fraction)
@@ -179,15 +179,13 @@ def main(argv):
             raise app.UsageError(
                 f"--calibrate_tflite: no such file: {FLAGS.calibrate_tflite}"
             )
-        network = tfee.export.Cascade(FLAGS.calibrate_tflite)
+        network = tfee.runtime.Cascade(FLAGS.calibrate_tflite)
     elif FLAGS.keras_model:
         if not os.path.exists(FLAGS.keras_model):
             raise app.UsageError(f"--keras_model: no such file: {FLAGS.keras_model}")
         network = keras.models.load_model(FLAGS.keras_model)
     else:
-        network = tfee.recipes.train_digits_network(
-            FLAGS.calibrate_train_epochs
-        )
+        network = tfee.recipes.train_digits_network(FLAGS.calibrate_train_epochs)
     policy, test_result, val_result, paths = run_calibration(
         network,
         FLAGS.calibrate_data,

@@ -34,18 +34,14 @@ flags.DEFINE_integer("prune_seed", 0, "Random seed.")
 
 def cascade_curve(logits, labels, exit_mflops, thresholds=None):
     """(accuracy, mean MFLOPs) of a max-softmax cascade for each threshold
-    (default: 0, 0.05, ..., 1)."""
+    (default: 0, 0.05, ..., 1), one threshold shared by every exit."""
     thresholds = np.linspace(0, 1, 21) if thresholds is None else thresholds
-    probabilities = [np.exp(x - x.max(-1, keepdims=True)) for x in logits]
-    probabilities = [p / p.sum(-1, keepdims=True) for p in probabilities]
+    logits = np.stack(logits)
     points = []
     for threshold in thresholds:
-        chosen = np.full(len(labels), len(logits) - 1)
-        for k in range(len(logits) - 2, -1, -1):
-            chosen = np.where(probabilities[k].max(-1) >= threshold, k, chosen)
-        predicted = np.stack([p.argmax(-1) for p in probabilities])[
-            chosen, np.arange(len(labels))
-        ]
+        policy = tfee.ThresholdPolicy.shared(float(threshold), len(logits))
+        chosen = policy.exit_indices(logits)
+        predicted = np.argmax(logits[chosen, np.arange(len(labels))], axis=-1)
         points.append(
             (
                 float(np.mean(predicted == labels)),
@@ -70,15 +66,14 @@ def run(train_epochs, prune_epochs, sparsity, output_dir, seed):
         pruned = tfee.compress.prune(
             net, train, sparsity, order=order, epochs=prune_epochs, verbose=2
         )
-        outputs = dict(
-            zip(pruned.network.output_names, pruned.network.predict(test, verbose=0))
-        )
+        report = tfee.compress.sparsity_report(pruned)
+        outputs = dict(zip(pruned.output_names, pruned.predict(test, verbose=0)))
         logits = [outputs[name] for name in exit_names]
-        mflops = [row["sparse_mflops"] for row in pruned.report.exits]
+        mflops = [row["sparse_mflops"] for row in report.exits]
         result["orders"][order] = {
             "exit_accuracy": [float(np.mean(x.argmax(-1) == labels)) for x in logits],
             "exit_mflops": mflops,
-            "overall_sparsity": pruned.report.overall,
+            "overall_sparsity": report.overall,
             "cascade": cascade_curve(logits, labels, mflops),
         }
     _write(result, output_dir)

@@ -41,17 +41,17 @@ def load_test_data(data, input_shape, seed, count=64):
     return images, labels
 
 
-def summarize(cascade, predictions, exit_indices, labels):
+def summarize(cascade, result, labels):
     """Printable lines: accuracy, exits, mean MACs fraction."""
     lines = []
     if labels is not None:
-        lines.append(f"accuracy: {100 * np.mean(predictions == labels):.2f}%")
-    counts = np.bincount(exit_indices, minlength=cascade.num_exits)
+        lines.append(f"accuracy: {100 * np.mean(result.predictions == labels):.2f}%")
+    counts = np.bincount(result.exit_indices, minlength=cascade.num_exits)
     for k, count in enumerate(counts, start=1):
         lines.append(f"exit_{k}: {count} samples")
     macs = cascade.metadata.get("cumulative_macs")
     if macs:
-        mean = float(np.mean(np.asarray(macs)[exit_indices]))
+        mean = result.mean_macs
         lines.append(f"mean MACs: {mean:,.0f} ({100 * mean / macs[-1]:.1f}% of exit_K)")
     return lines
 
@@ -61,14 +61,14 @@ def main(argv):
     if FLAGS.policy_path:
         policy = load_policy(FLAGS.policy_path)
     else:
-        exits = tfee.export.read_metadata(FLAGS.tflite).get("num_exits", 2)
+        exits = tfee.runtime.read_metadata(FLAGS.tflite).get("num_exits", 2)
         policy = ThresholdPolicy.shared(FLAGS.max_softmax_threshold, exits)
-    cascade = tfee.export.Cascade(FLAGS.tflite, policy)
+    cascade = tfee.runtime.Cascade(FLAGS.tflite, policy)
     images, labels = load_test_data(
         FLAGS.test_data, cascade.input_shape, FLAGS.data_seed
     )
-    predictions, exit_indices = cascade.predict(images, batch_size=FLAGS.cascade_batch)
-    for line in summarize(cascade, predictions, exit_indices, labels):
+    result = cascade.predict(images, batch_size=FLAGS.cascade_batch)
+    for line in summarize(cascade, result, labels):
         print(line)
 
 

@@ -6,7 +6,7 @@ from absl import flags
 from absl.testing import flagsaver
 
 from examples import export_tflite as example
-from tests.export.conftest import tiny_network
+from tests.tiny_files import tiny_network
 
 
 def test_main_exports_verifies_and_writes_micro_stages(tmp_path, capsys):

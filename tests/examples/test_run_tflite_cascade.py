@@ -5,7 +5,7 @@ from absl.testing import flagsaver
 
 import tfee.export
 from examples import run_tflite_cascade as example
-from tests.export.conftest import tiny_network
+from tests.tiny_files import tiny_network
 
 
 def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):

@@ -64,7 +64,7 @@ def test_learned_confidence_is_exported_where_the_head_learns_one(
     exported = interpreter.get_signature_runner("exit_1")(image=images)["confidence"]
     learned = network.predict(images, verbose=0)[-1][:, 0]
     np.testing.assert_allclose(exported, learned, atol=1e-5)
-    metadata = tfee.export.read_metadata(float_file.path)
+    metadata = tfee.runtime.read_metadata(float_file.path)
     assert metadata["learned_confidence"] == [True, False]
 
 

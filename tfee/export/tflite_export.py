@@ -167,7 +167,7 @@ def tflite(
     clusters stay in the weights and show in `gzipped_bytes`. The file is
     written atomically: a failed export leaves an existing file untouched.
     Metadata named "tfee" (exit count, learned confidences, MACs) is
-    embedded for `tfee.export.Cascade`.
+    embedded for `tfee.runtime.Cascade`.
 
     Args:
       network: a tfee early-exit network (from `tfee.attach_exits`).

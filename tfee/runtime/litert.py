@@ -28,7 +28,7 @@ def read_metadata(path):
       path: the .tflite file.
 
     Returns:
-      A dict (num_exits, exit_names, learned_confidence, confidence_rule,
+      A dict (num_exits, exit_names, learned_confidence,
       quantize, signatures, cumulative_macs, full_macs), or {} for other
       files.
 
@@ -37,7 +37,7 @@ def read_metadata(path):
     """
     if not isinstance(path, str) or not os.path.isfile(path):
         raise FileNotFoundError(
-            f"tfee.export.read_metadata: no .tflite file at path={path!r}"
+            f"tfee.runtime.read_metadata: no .tflite file at path={path!r}"
         )
     with open(path, "rb") as f:
         return _flatbuffer.metadata(f.read())
