@@ -16,7 +16,6 @@ of the exported .tflite) with its entropy bound. Flag names are unique across
 tfee's examples (absl keeps one global set).
 """
 
-import dataclasses
 import os
 
 from absl import app
@@ -118,39 +117,45 @@ def run(
         network = keras.models.load_model(model_path)
     else:
         network = default_network(data.train, train_epochs, seed)
-    result = tfee.compress.cluster(
+    counts = tfee.compress.parse_clusters(clusters)
+    clustered = tfee.compress.cluster(
         network,
         data.train,
-        tfee.compress.parse_clusters(clusters),
+        counts,
         staged=staged,
         distill=distill,
         epochs=epochs,
         preserve_sparsity=preserve_sparsity,
         fold_batch_norm=fold,
-        evaluation_data=data.test,
         verbose=2,
     )
-    summary = {"clusters": clusters, "distill": distill, "staged": staged}
-    summary.update(result.to_dict())
+    summary = {
+        "clusters": clusters,
+        "distill": distill,
+        "staged": staged,
+        "stages": tfee.compress.clustering_stages(network, counts, staged),
+        "before": tfee.policy.exit_accuracy(network, data.test).to_dict(),
+        "after": tfee.policy.exit_accuracy(clustered, data.test).to_dict(),
+    }
     os.makedirs(output_dir, exist_ok=True)
     model_file = os.path.join(output_dir, "clustered.keras")
-    result.network.save(model_file + ".partial.keras")
+    clustered.save(model_file + ".partial.keras")
     os.replace(model_file + ".partial.keras", model_file)
     if qat:
         trained = tfee.compress.quantization_aware_training(
-            result.network,
+            clustered,
             data.train,
             epochs=qat_epochs,
             preserve_sparsity=preserve_sparsity,
             verbose=2,
         )
         flatbuffer = tfee.compress.quantized_tflite_bytes(trained)
+        # The clustered float network as tfee.export.tflite writes it.
+        summary["compression"] = tfee.compress.compression_report(clustered).to_dict()
         summary["qat"] = {
-            "after": dataclasses.asdict(
-                tfee.policy.exit_accuracy(trained, data.test)
-            ),
+            "after": tfee.policy.exit_accuracy(trained, data.test).to_dict(),
             "compression": tfee.compress.compression_report(
-                result.network, artifact=flatbuffer
+                clustered, artifact=flatbuffer
             ).to_dict(),
             "note": "int8 .tflite from quantization-aware training (one "
             "signature); the entropy bound counts the clustered float network",
@@ -160,7 +165,7 @@ def run(
     else:
         tflite_file = os.path.join(output_dir, f"clustered_{quantize}.tflite")
         tfee.export.tflite(
-            result.network,
+            clustered,
             tflite_file,
             quantize=quantize,
             representative=data.validation if quantize == "int8" else None,
@@ -168,7 +173,7 @@ def run(
         )
         with open(tflite_file, "rb") as f:
             summary["compression"] = tfee.compress.compression_report(
-                result.network, artifact=f.read()
+                clustered, artifact=f.read()
             ).to_dict()
         scales = "per-tensor" if fold else "per-channel"
         summary["compression"]["artifact"] = f"{quantize} .tflite, {scales} scales"

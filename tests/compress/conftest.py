@@ -8,11 +8,11 @@ from tests.compress import _tiny
 
 @pytest.fixture(scope="session")
 def global_pruning():
-    """(input network, its weights before, PruningResult): "together", global
+    """(input network, its weights before, pruned model): "together", global
     scope, 60% sparsity, one epoch, traced like a user's `fit`."""
     net = _tiny.network()
     before = net.get_weights()
-    result = tfee.compress.prune(
+    pruned = tfee.compress.prune(
         net, _tiny.dataset(), 0.6, scope="global", epochs=1, verbose=0
     )
-    return net, before, result
+    return net, before, pruned

@@ -30,27 +30,22 @@ def test_each_section_gets_its_own_number_of_clusters():
 def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
     net = _tiny.network()
     with _tiny.eagerly():
-        result = tfee.compress.cluster(
-            net,
-            _tiny.dataset(),
-            {1: 4, 2: 4},
-            init="linear",
-            evaluation_data=_tiny.dataset(),
-            verbose=0,
+        clustered = tfee.compress.cluster(
+            net, _tiny.dataset(), {1: 4, 2: 4}, init="linear", verbose=0
         )
-    assert result.stages == ((1,), (2,))
+    assert isinstance(clustered, keras.Model)
+    assert tfee.compress.clustering_stages(net, {1: 4, 2: 4}) == ((1,), (2,))
     # BN was folded into the convolutions before clustering (the default).
-    assert type(result.network.get_layer("block1_bn")).__name__ == "Activation"
+    assert type(clustered.get_layer("block1_bn")).__name__ == "Activation"
     for name in ("block1_conv", "block2_conv", "logits"):
-        assert _distinct(result.network.get_layer(name), "kernel") <= 4
-    assert set(result.after.exits) == {"exit_1", "exit_2"}
-    assert 0 <= result.after.ensemble <= 1
-    assert result.compression.sections[0]["clusters"] <= 4
+        assert _distinct(clustered.get_layer(name), "kernel") <= 4
+    compression = tfee.compress.compression_report(clustered)
+    assert compression.sections[0]["clusters"] <= 4
     # Tiny networks do not amortise the .tflite's fixed overhead, so compare
     # the artifact with the dense network's, measured the same way.
     dense = tfee.compress.compression_report(net)
-    assert result.compression.gzip_bytes < dense.gzip_bytes
-    assert result.compression.entropy_ratio > 2 * dense.entropy_ratio
+    assert compression.gzip_bytes < dense.gzip_bytes
+    assert compression.entropy_ratio > 2 * dense.entropy_ratio
 
 
 @pytest.mark.parametrize("staged, stages", [(True, ((1,), (2,))), (False, ((1, 2),))])
@@ -58,7 +53,7 @@ def test_one_count_clusters_every_section_in_one_stage_each_when_staged(
     staged, stages, capsys
 ):
     with _tiny.eagerly():
-        result = tfee.compress.cluster(
+        clustered = tfee.compress.cluster(
             _tiny.network(),
             _tiny.dataset(),
             3,
@@ -67,21 +62,21 @@ def test_one_count_clusters_every_section_in_one_stage_each_when_staged(
             init="linear",
             verbose=2,
         )
-    assert result.stages == stages
+    assert tfee.compress.clustering_stages(_tiny.network(), 3, staged) == stages
     # verbose=2 prints one "<time>/epoch" line per epoch; one epoch per stage.
     assert capsys.readouterr().out.count("/epoch") == len(stages)
     for name in ("block1_conv", "exit_1_head", "block2_conv", "logits"):
-        assert _distinct(result.network.get_layer(name), "kernel") <= 3, name
+        assert _distinct(clustered.get_layer(name), "kernel") <= 3, name
 
 
 def test_preserve_sparsity_keeps_pruned_weights_at_zero_in_every_stage(
     global_pruning,
 ):
-    pruned = global_pruning[2].network
+    pruned = global_pruning[2]
     names = ("block1_conv", "exit_1_head", "block2_conv", "logits")
     zeros = {n: pruned.get_layer(n).kernel.numpy() == 0 for n in names}
     with _tiny.eagerly():
-        result = tfee.compress.cluster(
+        clustered = tfee.compress.cluster(
             pruned,
             _tiny.dataset(),
             {1: 4, 2: 4},
@@ -93,10 +88,38 @@ def test_preserve_sparsity_keeps_pruned_weights_at_zero_in_every_stage(
         )
     # Section 2 is clustered in stage 2, after stage 1 retrained it.
     for name in names:
-        kernel = result.network.get_layer(name).kernel.numpy()
+        kernel = clustered.get_layer(name).kernel.numpy()
         assert zeros[name].any(), name
         assert np.all(kernel[zeros[name]] == 0), name
         assert len(np.unique(kernel)) <= 4, name
+
+
+def test_cluster_continues_from_prune_and_both_return_keras_models():
+    net, data = _tiny.network(), _tiny.dataset()
+    with _tiny.eagerly():
+        small = tfee.compress.cluster(
+            tfee.compress.prune(net, data, 0.5, epochs=1, verbose=0),
+            data,
+            4,
+            epochs=1,
+            distill=False,
+            init="linear",
+            preserve_sparsity=True,
+            verbose=0,
+        )
+    assert isinstance(small, keras.Model)
+    assert small.output_names == net.output_names
+    kernel = small.get_layer("block2_conv").kernel.numpy()
+    assert np.mean(kernel == 0) > 0.3
+    assert len(np.unique(kernel)) <= 4
+    assert tfee.compress.sparsity_report(small).overall > 0.3
+
+
+def test_clustering_stages_reject_what_cluster_rejects():
+    with pytest.raises(
+        ValueError, match=r"clustering_stages: unknown section keys \[3\]"
+    ):
+        tfee.compress.clustering_stages(_tiny.network(), {1: 4, 3: 4})
 
 
 def test_fewer_than_two_clusters_are_rejected():

@@ -10,57 +10,60 @@ from tfee import keras
 
 
 def _prune(net, sparsity, **kwargs):
-    """`prune` for one epoch, eagerly (see `_tiny.eagerly`)."""
+    """`prune` for one epoch, eagerly (see `_tiny.eagerly`): the pruned model
+    and its `sparsity_report`."""
     kwargs.setdefault("epochs", 1)
     kwargs.setdefault("verbose", 0)
     with _tiny.eagerly():
-        return tfee.compress.prune(net, _tiny.dataset(), sparsity, **kwargs)
+        pruned = tfee.compress.prune(net, _tiny.dataset(), sparsity, **kwargs)
+    return pruned, tfee.compress.sparsity_report(pruned)
 
 
 def test_global_scope_reaches_the_target_with_one_threshold_across_layers(
     global_pruning,
 ):
-    report = global_pruning[2].report
+    report = tfee.compress.sparsity_report(global_pruning[2])
     assert report.overall == pytest.approx(0.6, abs=0.02)
     # One threshold over all layers gives each layer its own sparsity.
     assert max(report.layers.values()) - min(report.layers.values()) > 0.1
 
 
-def test_prune_leaves_its_input_unchanged_and_returns_a_stripped_network(
+def test_prune_leaves_its_input_unchanged_and_returns_a_stripped_keras_model(
     global_pruning,
 ):
-    net, before, result = global_pruning
+    net, before, pruned = global_pruning
     for old, new in zip(before, net.get_weights()):
         np.testing.assert_array_equal(old, new)
-    assert not any(
-        "prune_low_magnitude" in layer.name for layer in result.network.layers
-    )
-    assert result.network.output_names == net.output_names
-    assert np.mean(result.network.get_layer("block2_conv").kernel.numpy() == 0) > 0.3
+    assert isinstance(pruned, keras.Model)
+    assert not any("prune_low_magnitude" in layer.name for layer in pruned.layers)
+    assert pruned.output_names == net.output_names
+    assert np.mean(pruned.get_layer("block2_conv").kernel.numpy() == 0) > 0.3
 
 
 def test_sparse_macs_fall_below_dense_macs_for_every_exit(global_pruning):
-    for row in global_pruning[2].report.exits:
+    for row in tfee.compress.sparsity_report(global_pruning[2]).exits:
         assert row["sparse_macs"] < row["dense_macs"]
 
 
 def test_layer_scope_prunes_every_layer_to_the_target():
-    result = _prune(_tiny.network(), 0.5, scope="layer")
-    for name, sparsity in result.report.layers.items():
+    _, report = _prune(_tiny.network(), 0.5, scope="layer")
+    for name, sparsity in report.layers.items():
         assert sparsity == pytest.approx(0.5, abs=0.02), name
 
 
 def test_section_scope_reaches_each_sections_target():
-    result = _prune(_tiny.network(), {1: 0.3, 2: 0.8}, scope="section")
-    sections = {s["index"]: s["total"] for s in result.report.sections}
+    _, report = _prune(_tiny.network(), {1: 0.3, 2: 0.8}, scope="section")
+    sections = {s["index"]: s["total"] for s in report.sections}
     assert sections[1] == pytest.approx(0.3, abs=0.02)
     assert sections[2] == pytest.approx(0.8, abs=0.02)
 
 
 def test_heads_and_backbone_keys_prune_by_role():
-    result = _prune(_tiny.network(), {"heads": 0.75, "backbone": 0.0}, scope="section")
-    assert result.report.heads["exit_1"] == pytest.approx(0.75, abs=0.02)
-    assert result.report.layers["block1_conv"] == 0.0
+    _, report = _prune(
+        _tiny.network(), {"heads": 0.75, "backbone": 0.0}, scope="section"
+    )
+    assert report.heads["exit_1"] == pytest.approx(0.75, abs=0.02)
+    assert report.layers["block1_conv"] == 0.0
 
 
 def test_ordered_keeps_heads_unchanged_while_the_backbone_is_pruned():
@@ -79,7 +82,7 @@ def test_ordered_keeps_heads_unchanged_while_the_backbone_is_pruned():
                     layers["block2_conv"]
                 ).kernel.numpy()
 
-    result = tfee.compress.prune(
+    pruned = tfee.compress.prune(
         net,
         _tiny.dataset(),
         0.7,
@@ -91,19 +94,20 @@ def test_ordered_keeps_heads_unchanged_while_the_backbone_is_pruned():
     for old, new in zip(before, seen["head"]):
         np.testing.assert_array_equal(old, new)
     assert np.mean(seen["backbone"] == 0) > 0.5
-    assert result.report.heads["exit_1"] == pytest.approx(0.7, abs=0.02)
+    report = tfee.compress.sparsity_report(pruned)
+    assert report.heads["exit_1"] == pytest.approx(0.7, abs=0.02)
 
 
 def test_frozen_backbone_weights_stay_bit_identical_with_confidence_heads():
     net = _tiny.network(with_confidence=True, freeze_backbone=True)
     before = _tiny.weights_by_layer(net)
-    result = _prune(net, 0.8)
-    after = _tiny.weights_by_layer(result.network)
+    pruned, report = _prune(net, 0.8)
+    after = _tiny.weights_by_layer(pruned)
     for name in ("block1_conv", "block1_bn", "block2_conv", "logits"):
         for old, new in zip(before[name], after[name]):
             np.testing.assert_array_equal(old, new)
-    assert result.report.heads["exit_1"] == pytest.approx(0.8, abs=0.02)
-    assert "block1_conv" in result.report.frozen
+    assert report.heads["exit_1"] == pytest.approx(0.8, abs=0.02)
+    assert "block1_conv" in report.frozen
 
 
 def test_rounds_prune_the_same_fraction_of_the_remaining_weights():

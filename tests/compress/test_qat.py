@@ -31,7 +31,7 @@ def trained_qat(global_pruning):
     """(clustered input, QAT model after one epoch of training)."""
     clustered = tfee.compress.strip(
         tfee.compress.cluster_weights(
-            global_pruning[2].network, 4, init="linear", preserve_sparsity=True
+            global_pruning[2], 4, init="linear", preserve_sparsity=True
         )
     )
     with _tiny.eagerly():

@@ -6,12 +6,11 @@ from tfee.compress import scopes
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
 from tfee.compress.callbacks import UpdatePruningStep
-from tfee.compress.cluster import ClusteringResult
 from tfee.compress.cluster import cluster
 from tfee.compress.cluster import cluster_weights
+from tfee.compress.cluster import clustering_stages
 from tfee.compress.cluster import parse_clusters
 from tfee.compress.fold import fold_batch_norm
-from tfee.compress.prune import PruningResult
 from tfee.compress.prune import prune
 from tfee.compress.prune import prune_low_magnitude
 from tfee.compress.prune import prune_low_magnitude_sections
@@ -32,11 +31,11 @@ from tfee.compress.sparsity import gzip_bytes
 from tfee.compress.sparsity import sparsity_report
 
 __all__ = [
-    "ClusteringResult",
     "CompressionReport",
     "ExitHeadQuantizeConfig",
     "cluster",
     "cluster_weights",
+    "clustering_stages",
     "compression_report",
     "fold_batch_norm",
     "ratio",
@@ -44,7 +43,6 @@ __all__ = [
     "ConstantSparsity",
     "Phase",
     "PolynomialDecay",
-    "PruningResult",
     "PruningScheduler",
     "Rounds",
     "Schedule",

@@ -7,7 +7,6 @@ network is retrained after each clustering stage with knowledge distillation
 from the uncompressed network. tfmot's `cluster_weights` does the clustering.
 """
 
-import dataclasses
 import numbers
 
 import numpy as np
@@ -17,19 +16,17 @@ from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
 from tfee.compress import fold
-from tfee.compress import ratio
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
 from tfee.compress._tfmot import ClusterWeights
 from tfee.compress.prune import _check_network
 from tfee.compress.prune import strip
-from tfee.policy.accuracy import exit_accuracy
 
 __all__ = [
     "CENTROID_INITS",
-    "ClusteringResult",
     "cluster",
     "cluster_weights",
+    "clustering_stages",
     "parse_clusters",
 ]
 
@@ -178,33 +175,47 @@ def cluster_weights(
     return keras.models.clone_model(dense, clone_function=wrap)
 
 
-@dataclasses.dataclass(frozen=True)
-class ClusteringResult:
-    """What `cluster` returns.
+def _spelled_out(network, clusters):
+    if isinstance(clusters, dict):
+        return clusters
+    # One count for every section, spelled out so that a staged run clusters
+    # them one stage each, like a dict of counts.
+    return dict.fromkeys(
+        (section.index for section in network_lib.sections(network)), clusters
+    )
 
-    Attributes:
-      network: the stripped, clustered network.
-      before: `tfee.policy.ExitAccuracy` of the input network (None without
-        `evaluation_data`).
-      after: the same for the clustered network.
-      compression: a `ratio.CompressionReport` of the clustered network.
-      stages: the section keys clustered at each stage.
+
+def _stages(network, clusters, staged):
+    keys = sorted(
+        _spelled_out(network, clusters),
+        key=lambda k: (isinstance(k, str), str(k).zfill(8)),
+    )
+    return tuple((k,) for k in keys) if staged else (tuple(keys),)
+
+
+def clustering_stages(network, clusters, staged=True):
+    """The keys `cluster(network, ..., clusters, staged=staged)` clusters at
+    each stage, in order: the plan of a run, for the record.
+
+    Args:
+      network: a tfee early-exit network.
+      clusters, staged: as for `cluster`.
+
+    Returns:
+      A tuple of stages, each a tuple of section numbers, "backbone"/"heads"
+      or layer names.
+
+    Raises:
+      ValueError: `clusters` that `cluster` would reject.
+
+    Example:
+      >>> tfee.compress.clustering_stages(net, 8)  # three sections
+      ((1,), (2,), (3,))
     """
-
-    network: object
-    before: object
-    after: object
-    compression: object
-    stages: tuple
-
-    def to_dict(self):
-        """Everything but the network, as plain JSON-ready values."""
-        return {
-            "before": None if self.before is None else dataclasses.asdict(self.before),
-            "after": None if self.after is None else dataclasses.asdict(self.after),
-            "compression": self.compression.to_dict(),
-            "stages": [list(stage) for stage in self.stages],
-        }
+    api = "tfee.compress.clustering_stages"
+    _check_network(network, api)
+    _resolve(network, clusters, api)
+    return _stages(network, clusters, staged)
 
 
 class _KeepZeros(keras.callbacks.Callback):
@@ -273,7 +284,6 @@ def cluster(
     optimizer=None,
     temperature=3.0,
     kd_weight=0.3,
-    evaluation_data=None,
     verbose="auto",
 ):
     """ESCEPE: clusters an early-exit network section by section, retraining
@@ -312,16 +322,19 @@ def cluster(
         sections left out) have their zeros restored after every batch.
       optimizer: an optimizer to copy for every stage (default Adam 1e-4).
       temperature, kd_weight: distillation settings (ESCEPE: 3 and 0.3).
-      evaluation_data: if given, per-exit and ensemble accuracy before/after.
       verbose: passed to `fit`.
 
     Returns:
-      A `ClusteringResult`.
+      The clustered Keras model, stripped of tfmot's wrappers (a copy:
+      clustered weights hold their centroids). Measure it beside the call:
+      `tfee.policy.exit_accuracy(clustered, data)` for accuracy,
+      `tfee.compress.clustering_stages(network, clusters, staged)` for the
+      stages it ran, `tfee.compress.compression_report(clustered)` for sizes.
 
     Example:
-      >>> result = tfee.compress.cluster(pruned, train, {1: 32, 2: 16, 3: 8},
-      ...                                preserve_sparsity=True)
-      >>> print(result.compression.ratio)
+      >>> clustered = tfee.compress.cluster(
+      ...     tfee.compress.prune(net, train, 0.8), train, {1: 32, 2: 16, 3: 8},
+      ...     preserve_sparsity=True)
     """
     api = "tfee.compress.cluster"
     _check_network(network, api)
@@ -346,16 +359,8 @@ def cluster(
     optimizer = optimizer or keras.optimizers.Adam(1e-4)
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get(optimizer)
-    before = exit_accuracy(network, evaluation_data) if evaluation_data else None
-
-    if not isinstance(clusters, dict):
-        # One count for every section, spelled out so that a staged run
-        # clusters them one stage each, like a dict of counts.
-        clusters = dict.fromkeys(
-            (section.index for section in network_lib.sections(network)), clusters
-        )
-    keys = sorted(clusters, key=lambda k: (isinstance(k, str), str(k).zfill(8)))
-    stages = [[k] for k in keys] if staged else [list(keys)]
+    stages = _stages(network, clusters, staged)
+    clusters = _spelled_out(network, clusters)
     current = (
         fold.fold_batch_norm(network) if fold_batch_norm else copy_network(network)
     )
@@ -393,11 +398,4 @@ def cluster(
                     layer.trainable = False
     for layer in current.layers:
         layer.trainable = original_trainable.get(layer.name, layer.trainable)
-    after = exit_accuracy(current, evaluation_data) if evaluation_data else None
-    return ClusteringResult(
-        network=current,
-        before=before,
-        after=after,
-        compression=ratio.compression_report(current),
-        stages=tuple(tuple(s) for s in stages),
-    )
+    return current

@@ -9,7 +9,6 @@ global threshold. tfmot's wrappers do the masking; the thresholds, phases and
 schedules are tfee's (see `PruningScheduler`).
 """
 
-import dataclasses
 import numbers
 
 from tfee import network as network_lib
@@ -27,11 +26,9 @@ from tfee.compress.callbacks import PruningScheduler
 from tfee.compress.callbacks import _ControlledSparsity
 from tfee.compress.schedules import Rounds
 from tfee.compress.schedules import Schedule
-from tfee.compress.sparsity import sparsity_report
 
 __all__ = [
     "ORDERS",
-    "PruningResult",
     "prune",
     "prune_low_magnitude",
     "prune_low_magnitude_sections",
@@ -213,15 +210,6 @@ def strip(network):
     return copy_network(stripped)
 
 
-@dataclasses.dataclass(frozen=True)
-class PruningResult:
-    """What `prune` returns: the stripped network and its `SparsityReport`."""
-
-    network: object
-    report: object
-    history: tuple
-
-
 def prune(
     network,
     train_data,
@@ -238,7 +226,7 @@ def prune(
     callbacks=(),
     verbose="auto",
 ):
-    """Prunes an early-exit network with fine-tuning; returns it stripped, with a report.
+    """Prunes an early-exit network with fine-tuning; returns it stripped.
 
     Görmez & Koyuncu (2022): unstructured magnitude pruning in rounds of
     (prune a fraction of the remaining weights, fine-tune), one global
@@ -258,20 +246,22 @@ def prune(
       optimizer: an optimizer or its name (default Adam 1e-4).
       loss: `compile` losses (default `tfee.losses.joint(network)`, uniform).
       validation_data: passed to `fit`.
-      callbacks: more Keras callbacks (e.g. BackupAndRestore).
+      callbacks: more Keras callbacks (e.g. BackupAndRestore; a
+        `keras.callbacks.History()` keeps the fit history).
       verbose: passed to `fit`.
 
     Returns:
-      A `PruningResult(network, report, history)`: the stripped network, its
-      `SparsityReport` and the fit history dicts.
+      The pruned Keras model, stripped of tfmot's wrappers (a copy: pruned
+      weights are zero). `tfee.compress.sparsity_report(pruned)` measures
+      what it reached; `tfee.compress.cluster(pruned, ...)` continues from it.
 
     Raises:
       ValueError / TypeError: see `prune_low_magnitude`; a schedule longer
         than the training.
 
     Example:
-      >>> result = tfee.compress.prune(net, train_ds, 0.8, order="ordered")
-      >>> print(result.report.table())
+      >>> pruned = tfee.compress.prune(net, train_ds, 0.8, order="ordered")
+      >>> print(tfee.compress.sparsity_report(pruned).table())
     """
     api = "tfee.compress.prune"
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -305,7 +295,7 @@ def prune(
         loss=loss if loss is not None else training.losses.joint(pruned),
     )
     total = epochs * (2 if order == "ordered" else 1)
-    history = pruned.fit(
+    pruned.fit(
         train_data,
         epochs=total,
         steps_per_epoch=steps_per_epoch,
@@ -313,7 +303,4 @@ def prune(
         callbacks=[scheduler, *callbacks],
         verbose=verbose,
     )
-    stripped = strip(pruned)
-    return PruningResult(
-        stripped, sparsity_report(stripped, scheduler.frozen), (history.history,)
-    )
+    return strip(pruned)

@@ -26,7 +26,7 @@ class SparsityReport:
       exits: one dict per exit: name, dense_macs, sparse_macs (non-zero
         weights only), sparse_mflops (2 x MACs / 1e6), fraction_of_full.
       gzip_bytes: bytes of all weights (fp32) after gzip -9.
-      frozen: layers left dense because they are frozen.
+      frozen: layers left dense because they are frozen (not trainable).
     """
 
     overall: float
@@ -74,17 +74,23 @@ def _zeros(weights):
     )
 
 
-def sparsity_report(network, frozen=()):
+def sparsity_report(network):
     """Measures the sparsity a pruned network reached, and what it saves.
+
+    The report of `tfee.compress.prune`: `sparsity_report(prune(net, ...))`.
 
     Args:
       network: a tfee early-exit network, stripped or still wrapped.
-      frozen: names of layers left dense because frozen (for the record).
 
     Returns:
       A `SparsityReport`.
     """
     roles = scopes.layer_roles(network)
+    frozen = [
+        layer.name
+        for layer in network.layers
+        if layer.name in roles and not layer.trainable and layer.weights
+    ]
     counts = {}
     for layer in network.layers:
         if layer.name not in roles:
