@@ -14,7 +14,6 @@ from tfee.compress.fold import fold_batch_norm
 from tfee.compress.prune import prune
 from tfee.compress.prune import prune_low_magnitude
 from tfee.compress.prune import prune_low_magnitude_sections
-from tfee.compress.prune import strip
 from tfee.compress.qat import ExitHeadQuantizeConfig
 from tfee.compress.qat import quantization_aware_training
 from tfee.compress.qat import quantize_preserving_clusters
@@ -29,6 +28,7 @@ from tfee.compress.schedules import Schedule
 from tfee.compress.sparsity import SparsityReport
 from tfee.compress.sparsity import gzip_bytes
 from tfee.compress.sparsity import sparsity_report
+from tfee.compress.stripping import strip
 
 __all__ = [
     "CompressionReport",

@@ -19,8 +19,8 @@ from tfee.compress import fold
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
 from tfee.compress._tfmot import ClusterWeights
-from tfee.compress.prune import _check_network
-from tfee.compress.prune import strip
+from tfee.compress.stripping import _check_network
+from tfee.compress.stripping import strip
 
 __all__ = [
     "CENTROID_INITS",

@@ -105,7 +105,7 @@ def fold_batch_norm(network):
 
     Example:
       >>> folded = tfee.compress.fold_batch_norm(network)
-      >>> result = tfee.compress.cluster(folded, train, 8)
+      >>> clustered = tfee.compress.cluster(folded, train, 8)
     """
     api = "tfee.compress.fold_batch_norm"
     require_functional_model(network, api, "network", single_output=False)

@@ -14,25 +14,23 @@ import numbers
 from tfee import network as network_lib
 from tfee import training
 from tfee._keras import keras
-from tfee._keras import require_functional_model
 from tfee._keras import tfmot
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
 from tfee.compress._copy import steps_per_epoch as _steps_per_epoch
-from tfee.compress._tfmot import ClusterWeights
-from tfee.compress._tfmot import PruneLowMagnitude
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
 from tfee.compress.callbacks import _ControlledSparsity
 from tfee.compress.schedules import Rounds
 from tfee.compress.schedules import Schedule
+from tfee.compress.stripping import _check_network
+from tfee.compress.stripping import strip
 
 __all__ = [
     "ORDERS",
     "prune",
     "prune_low_magnitude",
     "prune_low_magnitude_sections",
-    "strip",
 ]
 
 ORDERS = ("together", "ordered")
@@ -46,24 +44,6 @@ def _check_sparsity(value):
     ):
         return "a number in [0, 1)"
     return None
-
-
-def _check_network(network, api):
-    require_functional_model(network, api, argument="network", single_output=False)
-    network_lib.sections(network)  # Raises unless it is an early-exit network.
-    wrapped = [
-        layer.name
-        for layer in network.layers
-        if isinstance(
-            layer,
-            (PruneLowMagnitude, ClusterWeights),
-        )
-    ]
-    if wrapped:
-        raise ValueError(
-            f"{api}: `network` already has tfmot wrappers on {wrapped}; strip them "
-            "first with tfee.compress.strip."
-        )
 
 
 def prune_low_magnitude(
@@ -189,25 +169,6 @@ def prune_low_magnitude_sections(network, sparsities, **kwargs):
     `{1: 0.5, 2: 0.7, 3: 0.9}`. Each section reaches its own target under
     one threshold shared by its layers."""
     return prune_low_magnitude(network, sparsities, scope="section", **kwargs)
-
-
-def strip(network):
-    """The inverse of `prune_low_magnitude` / `cluster_weights`: a copy of
-    `network` without tfmot pruning or clustering wrappers, ready to export.
-
-    Args:
-      network: a model, wrapped or not (left unchanged).
-
-    Returns:
-      A plain functional model with its own weights (pruned weights are zero,
-      clustered weights hold their centroids).
-    """
-    require_functional_model(
-        network, "tfee.compress.strip", argument="network", single_output=False
-    )
-    stripped = tfmot.clustering.keras.strip_clustering(network)
-    stripped = tfmot.sparsity.keras.strip_pruning(stripped)
-    return copy_network(stripped)
 
 
 def prune(

@@ -12,7 +12,7 @@ from tfee import network as network_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tfmot
-from tfee.compress.prune import strip
+from tfee.compress.stripping import strip
 from tfee.layers.exit_head import ExitHead
 
 __all__ = [
