@@ -7,10 +7,10 @@ thresholds on validation for at most --target_drop accuracy loss versus the
 deepest exit (and, separately, for a --macs_budget), and reports on test:
 accuracy, mean MACs as a share of the full network, the exit histogram, the
 oracle, and the oracle at the same accuracy. Then it times dynamic inference
-in TensorFlow (`tfee.inference.DynamicPredictor`) against the full model at
+in TensorFlow (`tfee.DynamicPredictor`) against the full model at
 batch 1 and batch 128, alternating the two, medians. Last, it exports the
 stage signatures as full int8 and calibrates on that file's own outputs
-(`tfee.export.Cascade.collect_outputs`), beside the Keras-calibrated policy
+(`tfee.runtime.Cascade.collect_outputs`), beside the Keras-calibrated policy
 run on the same file: what a device would do.
 
 "Oracle at the same accuracy": the least mean MACs of any per-sample exit
@@ -25,10 +25,8 @@ beside it.
     .venv/bin/python -m benchmarks.calibration --quick    # smoke check only
 """
 
-import json
 import os
 import shutil
-import statistics
 import tempfile
 import time
 import warnings
@@ -39,9 +37,10 @@ from absl import flags
 
 import tfee
 import tfee.export
-import tfee.inference
 import tfee.policy
-from benchmarks import reference
+import tfee.runtime
+from benchmarks import common
+from benchmarks import timing
 from tfee import report
 from tfee import tf
 
@@ -56,41 +55,11 @@ flags.DEFINE_float(
     "A third calibration: the drop target at this upper confidence bound "
     "(tfee.policy.calibrate(confidence=...)).",
 )
-flags.DEFINE_integer(
-    "wait_minutes", 0, "Wait this long for the trained network to appear."
-)
 flags.DEFINE_integer("batch1_samples", 1000, "Test samples timed one at a time.")
 flags.DEFINE_integer("batch128_batches", 30, "Batches of 128 timed.")
-flags.DEFINE_string("results_dir", reference.RESULTS, "Where the JSON and PNGs go.")
 
 MAX_MACS_FRACTION = 0.60
 MAX_ORACLE_RATIO = 1.5
-
-
-def normalised(images, mean, std):
-    return ((images.astype("float32") / 255.0 - mean) / std).astype("float32")
-
-
-def time_alternately(functions, batches):
-    """Median seconds of each function over `batches`, rotating their order."""
-    times = [[] for _ in functions]
-    for i, batch in enumerate(batches):
-        for j in range(len(functions)):
-            which = (i + j) % len(functions)
-            started = time.perf_counter()
-            functions[which](batch)
-            times[which].append(time.perf_counter() - started)
-    return [statistics.median(t) for t in times]
-
-
-def calibration_seconds(outputs, target_drop, repeats=3):
-    """Median wall time of one calibration (shared sweep + per-exit search)."""
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        tfee.policy.calibrate(outputs, max_accuracy_drop=target_drop)
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
 
 
 def resampled(outputs, samples, seed=0):
@@ -137,7 +106,7 @@ def int8_file_section(
 ):
     """What the device sees: a policy calibrated on the int8 file's own
     validation outputs, and the Keras-calibrated policy, both run on the
-    file's test outputs (`tfee.export.Cascade.collect_outputs`)."""
+    file's test outputs (`tfee.runtime.Cascade.collect_outputs`)."""
     stages = [f"stage_{k}" for k in range(1, len(tfee.exits(network)) + 1)]
     directory = tempfile.mkdtemp(prefix="tfee-calibration-")
     try:
@@ -149,7 +118,7 @@ def int8_file_section(
             representative=val_images[:512],
             signatures=stages,
         )
-        cascade = tfee.export.Cascade(path)
+        cascade = tfee.runtime.Cascade(path)
         val_outputs = cascade.collect_outputs(val_images, val_labels, batch_size=500)
         test_outputs = cascade.collect_outputs(test_images, test_labels, batch_size=500)
     finally:
@@ -175,17 +144,13 @@ def int8_file_section(
     }
 
 
-def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
-    reference.wait_for_network(cache_dir, quick, wait_minutes)
-    network = reference.reference_network(archive, cache_dir, quick)
-    splits, mean, std = reference.reference_data(archive, cache_dir, quick)
+def run(target_drop, budget_fraction, argv=None):
+    """Calibrates, evaluates and times; writes calibration.json and two PNGs."""
+    quick = FLAGS.quick
+    network, data = common.reference()
     print("collecting outputs (one pass over validation and test) ...", flush=True)
-    val_outputs = tfee.policy.collect_outputs(
-        network, reference.pipeline(*splits["validation"], mean, std, training=False)
-    )
-    test_outputs = tfee.policy.collect_outputs(
-        network, reference.pipeline(*splits["test"], mean, std, training=False)
-    )
+    val_outputs = tfee.policy.collect_outputs(network, data.pipeline("validation"))
+    test_outputs = tfee.policy.collect_outputs(network, data.pipeline("test"))
 
     print("calibrating ...", flush=True)
     started = time.perf_counter()
@@ -244,11 +209,13 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
         if test_outputs.num_samples == 10000
         else resampled(test_outputs, 10000)
     )
-    seconds_10k = calibration_seconds(timing_outputs, target_drop)
+    seconds_10k = timing.median_seconds(
+        lambda: tfee.policy.calibrate(timing_outputs, max_accuracy_drop=target_drop)
+    )
 
     print("timing dynamic inference against the full model ...", flush=True)
-    test_images = normalised(splits["test"][0], mean, std)
-    predictor = tfee.inference.DynamicPredictor(network, policy)
+    test_images = data.normalised("test")
+    predictor = tfee.runtime.DynamicPredictor(network, policy)
     spec = tf.TensorSpec([None, *network.input_shape[1:]], tf.float32)
     full = tf.function(lambda x: network(x, training=False), input_signature=[spec])
 
@@ -272,14 +239,18 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
         test_images[i : i + 1]
         for i in range(min(FLAGS.batch1_samples, len(test_images)))
     ]
-    timed = (run_dynamic, run_backbone, run_full)
-    dynamic_1, backbone_1, full_1 = time_alternately(timed, ones)
+    timed = {"dynamic": run_dynamic, "backbone": run_backbone, "full": run_full}
+    dynamic_1, backbone_1, full_1 = timing.medians(
+        timing.time_alternately(timed, ones)
+    ).values()
     batches = [
         test_images[i : i + 128]
         for i in range(0, min(len(test_images), 128 * FLAGS.batch128_batches), 128)
         if len(test_images[i : i + 128]) == 128
     ]
-    dynamic_128, backbone_128, full_128 = time_alternately(timed, batches)
+    dynamic_128, backbone_128, full_128 = timing.medians(
+        timing.time_alternately(timed, batches)
+    ).values()
     check = predictor.predict(test_images[:512], batch_size=128)
     expected = policy.exit_indices(test_outputs.logits[:, :512])
     same_exits = float(np.mean(check.exit_indices == expected))
@@ -289,10 +260,10 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
     print("calibrating on the int8 file's own outputs ...", flush=True)
     int8_file = int8_file_section(
         network,
-        normalised(splits["validation"][0], mean, std),
-        splits["validation"][1],
+        data.normalised("validation"),
+        data.validation[1],
         test_images,
-        splits["test"][1],
+        data.test[1],
         policy,
         target_drop,
         test_result,
@@ -301,7 +272,7 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
     macs_fraction = test_result.macs_fraction
     ratio = None if oracle_macs is None else test_result.mean_macs / oracle_macs
     result = {
-        "setup": "reference" if not quick else "quick (smoke check only, not a result)",
+        "setup": common.setup(),
         "target": {"max_accuracy_drop": target_drop, "calibrated_on": "validation"},
         "policy": policy.to_dict(),
         "validation": summary(val_result),
@@ -421,54 +392,42 @@ def run(quick, cache_dir, archive, target_drop, budget_fraction, wait_minutes):
         "int8_file": int8_file,
         "full_macs": test_outputs.full_macs,
         "exit_macs": test_outputs.exit_macs.tolist(),
-        "record": reference.machine_record(),
+        "record": common.machine_record(argv),
     }
     tag = "_quick" if quick else ""
-    os.makedirs(FLAGS.results_dir, exist_ok=True)
-    report.write_json(os.path.join(FLAGS.results_dir, f"calibration{tag}.json"), result)
+    common.write_result(f"calibration{tag}", result)
     front = tfee.policy.front(test_outputs, refine=True)
     report.plot_front(
-        os.path.join(FLAGS.results_dir, f"calibration_accuracy_vs_macs{tag}.png"),
+        os.path.join(common.results_dir(), f"calibration_accuracy_vs_macs{tag}.png"),
         test_result,
         front,
         title="CIFAR-10 ResNet-20, 7 SDN exits: test split"
         + (" (quick)" if quick else ""),
     )
     report.plot_exit_histogram(
-        os.path.join(FLAGS.results_dir, f"calibration_exit_histogram{tag}.png"),
+        os.path.join(common.results_dir(), f"calibration_exit_histogram{tag}.png"),
         test_result,
         title="exits taken on test (policy calibrated on validation)",
     )
     print(report.text_table(test_result))
     print(
-        json.dumps(
-            {
-                k: result[k]
-                for k in (
-                    "test",
-                    "test_oracle_at_policy_accuracy",
-                    "checks",
-                    "confidence_target",
-                    "calibration_seconds",
-                    "dynamic_inference",
-                )
-            },
-            indent=2,
+        common.summary_line(
+            result,
+            [
+                "test",
+                "test_oracle_at_policy_accuracy",
+                "checks",
+                "confidence_target",
+                "calibration_seconds",
+                "dynamic_inference",
+            ],
         )
     )
     return result
 
 
 def main(argv):
-    del argv
-    run(
-        FLAGS.quick,
-        FLAGS.cache_dir,
-        FLAGS.archive,
-        FLAGS.target_drop,
-        FLAGS.budget_fraction,
-        FLAGS.wait_minutes,
-    )
+    run(FLAGS.target_drop, FLAGS.budget_fraction, argv)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ at most one point lost per exit; ESCEPE reports > 36x on CIFAR-10 (ResNet-18,
 < 1 point ensemble loss), i.e. < 32 / 36 = 0.89 bits per weight.
 
     .venv/bin/python -m benchmarks.clustering            # the reference network
-    .venv/bin/python -m benchmarks.clustering --quick    # smoke check only
+    .venv/bin/python -m benchmarks.clustering --quick --clustering_settings=2 \
+        --clustering_steps=2 --clustering_artifacts=int8_stages_only   # smoke check
 """
 
 import os
@@ -38,17 +39,17 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
 from absl import app
 from absl import flags
 
 import tfee
 import tfee.compress
 import tfee.export
+import tfee.policy
+import tfee.runtime
+from benchmarks import common
 from benchmarks import pruning
-from benchmarks import reference
 from tfee import keras
-from tfee import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -80,7 +81,7 @@ flags.DEFINE_bool(
     "channel and the goal file uses per-channel scales, which keep the "
     "cluster count per channel (folded: per kernel).",
 )
-flags.DEFINE_string("clustering_results_dir", reference.RESULTS, "Where the JSON goes.")
+flags.DEFINE_alias("clustering_results_dir", "results_dir")
 flags.DEFINE_string(
     "clustering_result_name", "clustering", "The JSON's name (without .json)."
 )
@@ -111,6 +112,13 @@ ARTIFACTS = (
 )
 
 
+flags.DEFINE_list(
+    "clustering_artifacts",
+    [name for name, *_ in ARTIFACTS],
+    "Files exported and measured per setting (the goal file always is).",
+)
+
+
 def goal_artifact(folded):
     """The file the goal is checked on: the stage_k signatures a cascade runs
     on device, int8, with the scales that keep the cluster counts. Folded
@@ -122,7 +130,7 @@ def goal_artifact(folded):
 
 def file_accuracy(path, images, labels):
     """Per-exit and ensemble top-1 accuracy of a .tflite's stage chain."""
-    logits = tfee.export.Cascade(path).exit_logits(images, batch_size=500)
+    logits = tfee.runtime.Cascade(path).exit_logits(images, batch_size=500)
     return tfee.policy.ExitAccuracy.from_logits(logits, labels).to_dict()
 
 
@@ -141,6 +149,8 @@ def artifact_sizes(network, representative, test_images, test_arrays, goal):
     try:
         rows = {}
         for name, quantize, signatures, per_channel in ARTIFACTS:
+            if name != goal and name not in FLAGS.clustering_artifacts:
+                continue
             path = os.path.join(directory, f"{name}.tflite")
             exported = tfee.export.tflite(
                 network,
@@ -151,7 +161,7 @@ def artifact_sizes(network, representative, test_images, test_arrays, goal):
                 per_channel=per_channel,
             )
             with open(path, "rb") as f:
-                compression = tfee.compress.compression_report(network, f.read())
+                compression = tfee.export.compression_report(network, f.read())
             rows[name] = {
                 "signatures": list(exported.signatures),
                 "tflite_bytes": exported.bytes,
@@ -184,21 +194,16 @@ def drops_in_points(reference, result):
     return {name: 100 * (reference[name] - result[name]) for name in reference}
 
 
-def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate):
-    reference.wait_for_network(cache_dir, quick)
-    dense = reference.reference_network(archive, cache_dir, quick)
-    network, description = base_network(dense, cache_dir, quick, base)
-    splits, mean, std = reference.reference_data(archive, cache_dir, quick)
-    train = reference.pipeline(*splits["train"], mean, std, training=True)
-    test = reference.pipeline(*splits["test"], mean, std, training=False)
-    representative = reference.pipeline(
-        *splits["validation"], mean, std, training=False
-    )
+def run(settings, base, steps, staged, learning_rate, argv=None):
+    """Clusters with every setting; rewrites the JSON after each."""
+    quick = FLAGS.quick
+    dense, data = common.reference()
+    network, description = base_network(dense, FLAGS.cache_dir, quick, base)
+    train = data.pipeline("train", training=True)
+    test = data.pipeline("test")
+    representative = data.pipeline("validation")
     test_images = test.map(lambda x, y: x)
-    test_arrays = tuple(
-        np.concatenate([np.asarray(part) for part in parts])
-        for parts in zip(*test.as_numpy_iterator())
-    )
+    test_arrays = (data.normalised("test"), data.test[1])
     goal = goal_artifact(FLAGS.clustering_fold)
     started = time.time()
     print(f"base: {description}; measuring it ...", flush=True)
@@ -210,13 +215,13 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
     )
     pruned = tfee.compress.sparsity_report(network).overall > 0.01
     result = {
-        "setup": "reference" if not quick else "quick (smoke check only, not a result)",
+        "setup": common.setup(),
         "base": description,
         "base_sparsity": tfee.compress.sparsity_report(network).overall,
         "budget": {
             "staged": staged,
             "retraining_batches_per_stage": steps,
-            "batch": reference.BATCH,
+            "batch": tfee.recipes.BATCH,
             "optimizer": f"Adam({learning_rate:g}), fresh per stage",
             "distillation": "teacher = the base network (frozen copy), T=3, "
             "kd_weight=0.3, every exit from the teacher's deepest exit",
@@ -225,8 +230,8 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
             "fold_batch_norm": FLAGS.clustering_fold,
         },
         "goal_artifact": goal,
-        "before": before.__dict__,
-        "uncompressed": uncompressed.__dict__,
+        "before": before.to_dict(),
+        "uncompressed": uncompressed.to_dict(),
         "base_artifacts": artifact_sizes(
             network, representative, test_images, test_arrays, goal
         ),
@@ -260,9 +265,9 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
             verbose=2,
         )
         seconds = time.time() - tick
-        after = tfee.policy.exit_accuracy(clustered.network, test)
+        after = tfee.policy.exit_accuracy(clustered, test)
         artifacts = artifact_sizes(
-            clustered.network, representative, test_images, test_arrays, goal
+            clustered, representative, test_images, test_arrays, goal
         )
         drops = drops_in_points(uncompressed.exits, after.exits)
         # What a device scores: the goal file itself against the
@@ -272,9 +277,12 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
         )
         row = {
             "clusters": setting,
-            "stages": [list(s) for s in clustered.stages],
+            "stages": [
+                list(s)
+                for s in tfee.compress.clustering_stages(network, clusters, staged)
+            ],
             "seconds": round(seconds, 1),
-            "after": after.__dict__,
+            "after": after.to_dict(),
             "exit_drop_points_vs_uncompressed": drops,
             "ensemble_drop_points_vs_uncompressed": 100
             * (uncompressed.ensemble - after.ensemble),
@@ -300,6 +308,7 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
                 f"{name} {artifacts[name]['ratio']:.1f}x "
                 f"({artifacts[name]['bits_per_weight']:.2f} bits/weight)"
                 for name, *_ in ARTIFACTS
+                if name in artifacts
             )
             + f", entropy bound {artifacts['entropy']['ratio']:.1f}x; worst exit "
             f"drop vs uncompressed {max(drops.values()):.2f} points (the {goal} "
@@ -309,29 +318,19 @@ def run(quick, cache_dir, archive, settings, base, steps, staged, learning_rate)
         )
         tag = "_quick" if quick else ""
         result["seconds"] = round(time.time() - started, 1)
-        result["record"] = reference.machine_record()
-        os.makedirs(FLAGS.clustering_results_dir, exist_ok=True)
-        report.write_json(
-            os.path.join(
-                FLAGS.clustering_results_dir,
-                f"{FLAGS.clustering_result_name}{tag}.json",
-            ),
-            result,
-        )
+        result["record"] = common.machine_record(argv)
+        common.write_result(f"{FLAGS.clustering_result_name}{tag}", result)
     return result
 
 
 def main(argv):
-    del argv
     run(
-        FLAGS.quick,
-        FLAGS.cache_dir,
-        FLAGS.archive,
         [s for s in FLAGS.clustering_settings.split(";") if s],
         FLAGS.clustering_base,
         FLAGS.clustering_steps,
         FLAGS.clustering_staged,
         FLAGS.clustering_learning_rate,
+        argv,
     )
 
 

@@ -15,6 +15,7 @@ set to zero (graph, scales, int32 biases and metadata are left), which no
 cluster count can remove.
 
     .venv/bin/python -m benchmarks.clustering_ceiling
+    .venv/bin/python -m benchmarks.clustering_ceiling --quick --ceiling_settings=2   # smoke check
 """
 
 import os
@@ -32,8 +33,7 @@ import tfee
 import tfee.compress
 import tfee.export
 from benchmarks import clustering
-from benchmarks import reference
-from tfee import report
+from benchmarks import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -65,27 +65,20 @@ def goal_file(network, representative, directory, name):
         return path, f.read()
 
 
-def run(quick, cache_dir, archive, settings):
-    reference.wait_for_network(cache_dir, quick)
-    network = reference.reference_network(archive, cache_dir, quick)
-    splits, mean, std = reference.reference_data(archive, cache_dir, quick)
-    representative = reference.pipeline(
-        *splits["validation"], mean, std, training=False
-    )
-    test = reference.pipeline(*splits["test"], mean, std, training=False)
-    test_arrays = tuple(
-        np.concatenate([np.asarray(part) for part in parts])
-        for parts in zip(*test.as_numpy_iterator())
-    )
+def run(settings, argv=None):
+    """Clusters without retraining per setting; writes clustering_ceiling.json."""
+    network, data = common.reference()
+    representative = data.pipeline("validation")
+    test_arrays = (data.normalised("test"), data.test[1])
     started = time.time()
     directory = tempfile.mkdtemp(prefix="tfee-clustering-ceiling-")
     try:
         _, dense_bytes = goal_file(network, representative, directory, "dense")
-        dense = tfee.compress.compression_report(network, dense_bytes)
+        dense = tfee.export.compression_report(network, dense_bytes)
         fixed = tfee.export.gzipped_size(with_zero_int8_weights(dense_bytes))
         weights = dense.fp32_bytes // 4
         result = {
-            "setup": "reference" if not quick else "quick (smoke check only)",
+            "setup": common.setup(),
             "method": "sections clustered per setting (kmeans++, BN kept, no "
             "retraining); goal file = int8 stage_k signatures, per-channel "
             "scales, gzip -9",
@@ -119,11 +112,11 @@ def run(quick, cache_dir, archive, settings):
                 epochs=0,
                 fold_batch_norm=False,
                 verbose=0,
-            ).network
+            )
             path, data = goal_file(
                 clustered, representative, directory, f"setting_{index}"
             )
-            compression = tfee.compress.compression_report(clustered, data)
+            compression = tfee.export.compression_report(clustered, data)
             accuracy = clustering.file_accuracy(path, *test_arrays)
             row = {
                 "clusters": setting,
@@ -147,19 +140,14 @@ def run(quick, cache_dir, archive, settings):
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     result["seconds"] = round(time.time() - started, 1)
-    result["record"] = reference.machine_record()
-    os.makedirs(reference.RESULTS, exist_ok=True)
-    tag = "_quick" if quick else ""
-    report.write_json(
-        os.path.join(reference.RESULTS, f"clustering_ceiling{tag}.json"), result
-    )
+    result["record"] = common.machine_record(argv)
+    tag = "_quick" if FLAGS.quick else ""
+    common.write_result(f"clustering_ceiling{tag}", result)
     return result
 
 
 def main(argv):
-    del argv
-    settings = [s for s in FLAGS.ceiling_settings.split(";") if s]
-    run(FLAGS.quick, FLAGS.cache_dir, FLAGS.archive, settings)
+    run([s for s in FLAGS.ceiling_settings.split(";") if s], argv)
 
 
 if __name__ == "__main__":

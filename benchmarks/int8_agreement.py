@@ -9,6 +9,7 @@ of the disagreements are near-ties: samples whose two top Keras logits lie
 less than two steps of the int8 logits' scale apart.
 
     .venv/bin/python -m benchmarks.int8_agreement
+    .venv/bin/python -m benchmarks.int8_agreement --quick    # smoke check only
 """
 
 import os
@@ -20,7 +21,8 @@ from absl import flags
 
 import tfee
 import tfee.export
-from benchmarks import reference
+from benchmarks import common
+from tfee import naming
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("int8_calibration", 512, "Validation images for calibration.")
@@ -29,48 +31,29 @@ flags.DEFINE_integer("int8_samples", 512, "Other validation images compared.")
 
 def near_tie_share(path, network, images):
     """{exit_k: share of int8/Keras disagreements that are near-ties}."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path)
     keras_logits = network.predict(images, verbose=0)[: len(tfee.exits(network))]
     shares = {}
     for k, expected in enumerate(keras_logits, start=1):
-        runner = interpreter.get_signature_runner(f"exit_{k}")
-        image_details = runner.get_input_details()["image"]
-        logits_details = runner.get_output_details()["logits"]
-        got = np.concatenate(
-            [
-                tfee.export.runtime.dequantize_output(
-                    runner(
-                        image=tfee.export.runtime.quantize_input(
-                            images[i : i + 1], image_details
-                        )
-                    )["logits"],
-                    logits_details,
-                )
-                for i in range(len(images))
-            ]
-        )
+        name = naming.exit_name(k)
+        call = common.signature_function(path, name)
+        got = np.concatenate([call(images[i : i + 1]) for i in range(len(images))])
+        step = call.logits_details["quantization"][0]
         top2 = np.sort(expected, axis=-1)[:, -2:]
-        near = top2[:, 1] - top2[:, 0] < 2 * logits_details["quantization"][0]
+        near = top2[:, 1] - top2[:, 0] < 2 * step
         differ = np.argmax(got, -1) != np.argmax(expected, -1)
-        shares[f"exit_{k}"] = float(near[differ].mean()) if differ.any() else None
+        shares[name] = float(near[differ].mean()) if differ.any() else None
     return shares
 
 
-def main(argv):
-    path = reference.wait_for_network(FLAGS.cache_dir, FLAGS.quick)
-    network = tfee.keras.models.load_model(path)
-    splits, mean, std = reference.reference_data(
-        FLAGS.archive, FLAGS.cache_dir, FLAGS.quick
-    )
-    images = ((splits["validation"][0].astype(np.float32) / 255.0 - mean) / std).astype(
-        np.float32
-    )
-    calibration = images[: FLAGS.int8_calibration]
-    compared = images[
-        FLAGS.int8_calibration : FLAGS.int8_calibration + FLAGS.int8_samples
-    ]
+def run(argv=None):
+    """Exports, verifies and writes int8_agreement_<tag>.json."""
+    network, data = common.reference()
+    images = data.normalised("validation")
+    # At most half the images calibrate, so that some are left to compare
+    # (the quick stand-in has only a few).
+    split = min(FLAGS.int8_calibration, len(images) // 2)
+    calibration = images[:split]
+    compared = images[split : split + FLAGS.int8_samples]
     with tempfile.TemporaryDirectory() as directory:
         tflite_path = os.path.join(directory, "reference_int8.tflite")
         export = tfee.export.tflite(
@@ -82,11 +65,8 @@ def main(argv):
         near_ties = near_tie_share(tflite_path, network, compared)
     print(verification)
     print(f"disagreements that are near-ties (within two int8 steps): {near_ties}")
-    tag = "quick" if FLAGS.quick else "full"
     result = {
-        "setup": (
-            "reference" if not FLAGS.quick else "quick (smoke check only, not a result)"
-        ),
+        "setup": common.setup(),
         "calibration_images": len(calibration),
         "compared_images": len(compared),
         "file_bytes": export.bytes,
@@ -108,11 +88,15 @@ def main(argv):
             "logits cannot resolve)",
             "share": near_ties,
         },
-        "record": reference.machine_record(argv),
+        "record": common.machine_record(argv),
     }
-    out = os.path.join(reference.RESULTS, f"int8_agreement_{tag}.json")
-    tfee.report.write_json(out, result)
-    print(f"written: {out}")
+    tag = "quick" if FLAGS.quick else "full"
+    print(f"written: {common.write_result(f'int8_agreement_{tag}', result)}")
+    return result
+
+
+def main(argv):
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ below the network's own deepest exit), evaluated on test. Pruned networks
 are cached under --cache_dir for benchmarks/clustering.py.
 
     .venv/bin/python -m benchmarks.pruning            # the reference network
-    .venv/bin/python -m benchmarks.pruning --quick    # smoke check only
+    .venv/bin/python -m benchmarks.pruning --quick --pruning_levels=0.5 --pruning_steps=2
 """
 
 import os
@@ -34,9 +34,8 @@ from absl import flags
 import tfee
 import tfee.compress
 import tfee.policy
-from benchmarks import reference
+from benchmarks import common
 from tfee import keras
-from tfee import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("pruning_levels", ["0.5", "0.7", "0.8", "0.9"], "Global sparsities.")
@@ -49,16 +48,20 @@ flags.DEFINE_float(
     0.01,
     "Calibration target: accuracy drop vs the network's own deepest exit.",
 )
-flags.DEFINE_string(
-    "pruning_results_dir", reference.RESULTS, "Where the JSON and PNG go."
-)
-flags.DEFINE_integer(
-    "pruning_wait_minutes", 0, "Wait this long for the trained network to appear."
-)
+flags.DEFINE_alias("pruning_results_dir", "results_dir")
+flags.DEFINE_alias("pruning_wait_minutes", "wait_minutes")
 
 ORDERS = ("together", "ordered")
 # The reference training ends with SDN's ramped weights; fine-tuning keeps them.
 SDN_FINAL_WEIGHTS = (*tfee.losses.SDN_MAX_WEIGHTS, 1.0)
+
+
+def fine_tuning_weights(network):
+    """SDN's final weights for the reference's 7 exits; uniform for the quick
+    stand-in, which has fewer."""
+    if len(tfee.exits(network)) == len(SDN_FINAL_WEIGHTS):
+        return SDN_FINAL_WEIGHTS
+    return "uniform"
 
 
 def pruned_path(cache_dir, quick, order, level):
@@ -166,18 +169,19 @@ def plot(path, result):
     os.replace(partial, path)
 
 
-def run(quick, cache_dir, archive, levels, steps, learning_rate, target_drop):
-    reference.wait_for_network(cache_dir, quick, FLAGS.pruning_wait_minutes)
-    network = reference.reference_network(archive, cache_dir, quick)
-    splits, mean, std = reference.reference_data(archive, cache_dir, quick)
-    train = reference.pipeline(*splits["train"], mean, std, training=True)
-    validation = reference.pipeline(*splits["validation"], mean, std, training=False)
-    test = reference.pipeline(*splits["test"], mean, std, training=False)
+def run(levels, steps, learning_rate, target_drop, argv=None):
+    """Prunes both orders level by level; rewrites pruning.json/.png after each."""
+    quick, cache_dir = FLAGS.quick, FLAGS.cache_dir
+    network, data = common.reference()
+    train = data.pipeline("train", training=True)
+    validation = data.pipeline("validation")
+    test = data.pipeline("test")
+    weights = fine_tuning_weights(network)
     dense_full = tfee.cost.analyze(network).full_macs
     started = time.time()
     print("measuring the dense network ...", flush=True)
     result = {
-        "setup": "reference" if not quick else "quick (smoke check only, not a result)",
+        "setup": common.setup(),
         "method": "global magnitude threshold; levels are the rounds, each "
         "continuing from the previous level and pruning once to its target, then "
         "fine-tuning; ordered = backbone phase (heads frozen, deepest loss only) "
@@ -185,11 +189,11 @@ def run(quick, cache_dir, archive, levels, steps, learning_rate, target_drop):
         "budget": {
             "levels": levels,
             "fine_tuning_batches_per_phase_per_level": steps,
-            "batch": reference.BATCH,
-            "images_per_phase_per_level": steps * reference.BATCH,
-            "train_images": len(splits["train"][1]),
+            "batch": tfee.recipes.BATCH,
+            "images_per_phase_per_level": steps * tfee.recipes.BATCH,
+            "train_images": len(data.train[1]),
             "optimizer": f"Adam({learning_rate:g})",
-            "loss": f"tfee.losses.joint(weights={list(SDN_FINAL_WEIGHTS)}) "
+            "loss": f"tfee.losses.joint(weights={list(weights)!r}) "
             "(SDN's ramped-up weights)",
             "augmentation": "crop+flip (reference pipeline)",
         },
@@ -209,7 +213,7 @@ def run(quick, cache_dir, archive, levels, steps, learning_rate, target_drop):
         for level in levels:
             print(f"{order}: pruning to {100 * level:.0f}% ...", flush=True)
             tick = time.time()
-            pruned = tfee.compress.prune(
+            current = tfee.compress.prune(
                 current,
                 train,
                 level,
@@ -218,11 +222,10 @@ def run(quick, cache_dir, archive, levels, steps, learning_rate, target_drop):
                 epochs=1,
                 steps_per_epoch=steps,
                 optimizer=keras.optimizers.Adam(learning_rate),
-                loss=tfee.losses.joint(current, weights=SDN_FINAL_WEIGHTS),
+                loss=tfee.losses.joint(current, weights=weights),
                 verbose=2,
             )
             train_seconds = time.time() - tick
-            current = pruned.network
             path = pruned_path(cache_dir, quick, order, level)
             current.save(path + ".partial.keras")
             os.replace(path + ".partial.keras", path)
@@ -240,31 +243,25 @@ def run(quick, cache_dir, archive, levels, steps, learning_rate, target_drop):
             )
             result["orders"][order] = rows
             result["seconds"] = round(time.time() - started, 1)
-            write(result, quick)
+            write(result, quick, argv)
     return result
 
 
-def write(result, quick):
+def write(result, quick, argv=None):
     """JSON and PNG of what is measured so far (rewritten after every level)."""
-    result["record"] = reference.machine_record()
+    result["record"] = common.machine_record(argv)
     tag = "_quick" if quick else ""
-    os.makedirs(FLAGS.pruning_results_dir, exist_ok=True)
-    report.write_json(
-        os.path.join(FLAGS.pruning_results_dir, f"pruning{tag}.json"), result
-    )
-    plot(os.path.join(FLAGS.pruning_results_dir, f"pruning{tag}.png"), result)
+    common.write_result(f"pruning{tag}", result)
+    plot(os.path.join(common.results_dir(), f"pruning{tag}.png"), result)
 
 
 def main(argv):
-    del argv
     run(
-        FLAGS.quick,
-        FLAGS.cache_dir,
-        FLAGS.archive,
         [float(level) for level in FLAGS.pruning_levels],
         FLAGS.pruning_steps,
         FLAGS.pruning_learning_rate,
         FLAGS.pruning_target_drop,
+        argv,
     )
 
 

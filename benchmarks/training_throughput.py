@@ -13,21 +13,21 @@ shuffle) when the archive or its cache is there, else synthetic 32x32x3
 uint8 images through the same pipeline, labelled as such in the JSON.
 
     .venv/bin/python -m benchmarks.training_throughput
-    .venv/bin/python -m benchmarks.training_throughput --windows=2 \\
-        --window_steps=3 --warmup_steps=2 --synthetic   # smoke check
+    .venv/bin/python -m benchmarks.training_throughput --quick   # smoke check
 """
 
 import os
 import statistics
-import time
 
 import numpy as np
 from absl import app
 from absl import flags
 
 import tfee
-from benchmarks import reference
+from benchmarks import common
+from benchmarks import timing
 from tfee import keras
+from tfee import recipes
 
 FLAGS = flags.FLAGS
 
@@ -41,21 +41,26 @@ flags.DEFINE_string(
     "result_name", "training_throughput", "JSON name under benchmarks/results."
 )
 
+# --quick: the smoke check's windows, on synthetic data and the tiny
+# stand-in network (benchmarks.common.TINY_NETWORK).
+QUICK = {"windows": 2, "window_steps": 2, "warmup_steps": 1}
+
 
 def _optimizer():
-    # The reference recipe: weight decay as an L2 loss (reference.L2).
+    # The reference recipe: weight decay as an L2 loss (recipes.L2).
     return keras.optimizers.SGD(0.01, momentum=0.9)
 
 
-def build_models():
-    """(plain backbone, early-exit network), both compiled for training."""
+def build_models(**network_settings):
+    """(plain backbone, early-exit network), both compiled for training.
+
+    Args:
+      **network_settings: `tfee.recipes.build_reference_network`'s settings
+        (none: the reference ResNet-20 with 6 SDN exits).
+    """
     keras.utils.set_random_seed(0)
-    backbone = tfee.backbones.resnet_cifar(
-        depth=20, num_classes=10, weight_decay=reference.L2
-    )
-    network = tfee.attach_exits(
-        backbone, tfee.FlopsFractions(list(reference.SDN_FRACTIONS)), head="sdn"
-    )
+    network = recipes.build_reference_network(**network_settings)
+    backbone = tfee.detach_exits(network)
     backbone.compile(
         optimizer=_optimizer(),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -72,25 +77,20 @@ def build_models():
 
 def training_data(synthetic, batch):
     """A repeated training pipeline and a description of its source."""
-    archive = FLAGS.archive
     cached = os.path.exists(os.path.join(FLAGS.cache_dir, "train.npz"))
-    if not synthetic and (cached or os.path.exists(archive)):
-        splits, mean, std = reference.reference_data(
-            archive, FLAGS.cache_dir, quick=False
-        )
-        images, labels = splits["train"]
-        source = f"reference CIFAR-10 training pipeline ({len(labels)} images)"
+    if not synthetic and (cached or os.path.exists(FLAGS.archive)):
+        data = recipes.reference_data(FLAGS.archive, FLAGS.cache_dir)
+        source = f"reference CIFAR-10 training pipeline ({len(data.train[1])} images)"
     else:
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (2048, 32, 32, 3), dtype=np.uint8)
         labels = rng.integers(0, 10, 2048).astype("int32")
-        mean, std = np.full(3, 0.5, "float32"), np.full(3, 0.25, "float32")
+        data = common.tiny_data()._replace(train=(images, labels))
         source = (
             "SYNTHETIC 32x32x3 uint8 images (2048, random labels) through the "
             "reference pipeline"
         )
-    dataset = reference.pipeline(images, labels, mean, std, training=True, batch=batch)
-    return dataset.repeat(), source
+    return data.pipeline("train", training=True, batch=batch).repeat(), source
 
 
 def _run(train_function, iterator, steps):
@@ -109,36 +109,33 @@ def measure(models, dataset, windows, window_steps, warmup_steps, batch):
     for name, (function, iterator) in runners.items():
         print(f"warm-up: {name} ({warmup_steps} steps)", flush=True)
         _run(function, iterator, warmup_steps)
-    rates = {name: [] for name in models}
-    names = list(models)
-    for window in range(windows):
-        # Alternate who goes first so drifts in machine load hit both.
-        order = names if window % 2 == 0 else names[::-1]
-        for name in order:
-            function, iterator = runners[name]
-            started = time.perf_counter()
-            _run(function, iterator, window_steps)
-            rates[name].append(window_steps * batch / (time.perf_counter() - started))
-        print(
-            f"window {window + 1}/{windows}: "
-            + ", ".join(f"{n} {rates[n][-1]:.0f} img/s" for n in names),
-            flush=True,
-        )
-    return rates
+    times = timing.time_alternately(
+        {
+            name: lambda _, f=function, it=iterator: _run(f, it, window_steps)
+            for name, (function, iterator) in runners.items()
+        },
+        range(windows),
+    )
+    return {
+        name: [window_steps * batch / seconds for seconds in times[name]]
+        for name in models
+    }
 
 
-def main(argv):
-    del argv
-    batch = reference.BATCH
-    dataset, source = training_data(FLAGS.synthetic, batch)
-    backbone, network = build_models()
+def run(argv=None):
+    """Measures both models; writes <result_name>.json."""
+    settings = {
+        "windows": FLAGS.windows,
+        "window_steps": FLAGS.window_steps,
+        "warmup_steps": FLAGS.warmup_steps,
+    }
+    if FLAGS.quick:
+        settings = QUICK
+    batch = recipes.BATCH
+    dataset, source = training_data(FLAGS.synthetic or FLAGS.quick, batch)
+    backbone, network = build_models(**(common.TINY_NETWORK if FLAGS.quick else {}))
     rates = measure(
-        {"backbone": backbone, "early_exit": network},
-        dataset,
-        FLAGS.windows,
-        FLAGS.window_steps,
-        FLAGS.warmup_steps,
-        batch,
+        {"backbone": backbone, "early_exit": network}, dataset, batch=batch, **settings
     )
     backbone_median = statistics.median(rates["backbone"])
     network_median = statistics.median(rates["early_exit"])
@@ -150,13 +147,11 @@ def main(argv):
         "data": source,
         "setting": (
             "smoke check only, not a result"
-            if FLAGS.windows < 5 or FLAGS.window_steps < 10
+            if settings["windows"] < 5 or settings["window_steps"] < 10
             else "measurement"
         ),
         "batch": batch,
-        "windows": FLAGS.windows,
-        "window_steps": FLAGS.window_steps,
-        "warmup_steps": FLAGS.warmup_steps,
+        **settings,
         "backbone_images_per_second": rates["backbone"],
         "early_exit_images_per_second": rates["early_exit"],
         "backbone_median": backbone_median,
@@ -170,11 +165,9 @@ def main(argv):
             .exits[-1]
             .cumulative_macs,
         },
-        "record": reference.machine_record(),
+        "record": common.machine_record(argv),
     }
-    os.makedirs(reference.RESULTS, exist_ok=True)
-    path = os.path.join(reference.RESULTS, f"{FLAGS.result_name}.json")
-    tfee.report.write_json(path, result)
+    path = common.write_result(FLAGS.result_name, result)
     print(
         f"\nTraining throughput ({source}):\n"
         f"  backbone    {backbone_median:8.1f} images/s (median)\n"
@@ -183,6 +176,11 @@ def main(argv):
         f"{result['median_of_window_ratios']:.3f}\n"
         f"wrote {path}"
     )
+    return result
+
+
+def main(argv):
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,12 @@ import typing
 
 import numpy as np
 
+from tfee import backbones
 from tfee import data as data_lib
 from tfee import network as network_lib
 from tfee import placement
 from tfee._keras import keras
 from tfee._keras import tf
-from tfee.backbones.resnet_cifar import resnet_cifar
-from tfee.backbones.small_cnn import small_cnn
 from tfee.training import callbacks as callbacks_lib
 from tfee.training import losses
 from tfee.training.distillation import Distiller
@@ -172,7 +171,7 @@ def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
     """
     keras.utils.set_random_seed(seed)
     train, validation, _ = data_lib.digits(seed=seed)
-    backbone = small_cnn(num_classes=10, input_shape=(8, 8, 1))
+    backbone = backbones.small_cnn(num_classes=10, input_shape=(8, 8, 1))
     network = network_lib.attach_exits(
         backbone, ["block1_out", "block2_out"], head=head
     )
@@ -381,7 +380,7 @@ def build_reference_network(
       An early-exit network with len(fractions) SDN heads plus the
       backbone's classifier as the deepest exit.
     """
-    backbone = resnet_cifar(
+    backbone = backbones.resnet_cifar(
         depth=depth,
         num_classes=num_classes,
         input_shape=input_shape or (32, 32, 3),
