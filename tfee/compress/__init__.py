@@ -1,7 +1,6 @@
 """Compressing early-exit networks: pruning, section-wise clustering and
 cluster-preserving quantization-aware training (tfmot)."""
 
-from tfee.compress import ratio
 from tfee.compress import scopes
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
@@ -17,10 +16,6 @@ from tfee.compress.pruning import prune_low_magnitude_sections
 from tfee.compress.qat import ExitHeadQuantizeConfig
 from tfee.compress.qat import quantization_aware_training
 from tfee.compress.qat import quantize_preserving_clusters
-from tfee.compress.ratio import CompressionReport
-from tfee.compress.ratio import compression_report
-from tfee.compress.ratio import quantized_tflite_bytes
-from tfee.compress.ratio import tflite_bytes
 from tfee.compress.schedules import ConstantSparsity
 from tfee.compress.schedules import PolynomialDecay
 from tfee.compress.schedules import Rounds
@@ -31,15 +26,11 @@ from tfee.compress.sparsity import sparsity_report
 from tfee.compress.stripping import strip
 
 __all__ = [
-    "CompressionReport",
     "ExitHeadQuantizeConfig",
     "cluster",
     "cluster_weights",
     "clustering_stages",
-    "compression_report",
     "fold_batch_norm",
-    "ratio",
-    "tflite_bytes",
     "ConstantSparsity",
     "Phase",
     "PolynomialDecay",
@@ -54,9 +45,11 @@ __all__ = [
     "parse_clusters",
     "prune_low_magnitude_sections",
     "quantization_aware_training",
-    "quantized_tflite_bytes",
     "quantize_preserving_clusters",
     "scopes",
     "sparsity_report",
     "strip",
 ]
+
+# Private modules stay out of the public namespace (they remain importable).
+del _copy, _tfmot  # noqa: F821

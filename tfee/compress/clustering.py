@@ -329,7 +329,7 @@ def cluster(
       clustered weights hold their centroids). Measure it beside the call:
       `tfee.policy.exit_accuracy(clustered, data)` for accuracy,
       `tfee.compress.clustering_stages(network, clusters, staged)` for the
-      stages it ran, `tfee.compress.compression_report(clustered)` for sizes.
+      stages it ran, `tfee.export.compression_report(clustered)` for sizes.
 
     Example:
       >>> clustered = tfee.compress.cluster(

@@ -167,7 +167,7 @@ def quantization_aware_training(
 
     Returns:
       The trained QAT model; convert it with
-      `tfee.compress.quantized_tflite_bytes` for an int8 .tflite.
+      `tfee.export.quantized_tflite_bytes` for an int8 .tflite.
 
     Raises:
       ValueError: `epochs` is not a positive integer; see

@@ -9,6 +9,10 @@
 The files run as cascades in `tfee.runtime` (`Cascade`, `MicroCascade`).
 """
 
+from tfee.export.compression_ratio import CompressionReport
+from tfee.export.compression_ratio import compression_report
+from tfee.export.compression_ratio import quantized_tflite_bytes
+from tfee.export.compression_ratio import tflite_bytes
 from tfee.export.micro_export import MicroExport
 from tfee.export.micro_export import MicroStage
 from tfee.export.micro_export import micro
@@ -21,15 +25,19 @@ from tfee.export.verification import Verification
 from tfee.export.verification import verify
 
 __all__ = [
+    "CompressionReport",
     "ExportReport",
     "MicroExport",
     "MicroStage",
     "QUANTIZATIONS",
     "SignatureCheck",
     "Verification",
+    "compression_report",
     "gzipped_size",
     "micro",
+    "quantized_tflite_bytes",
     "tflite",
+    "tflite_bytes",
     "verify",
 ]
 

@@ -1,5 +1,9 @@
 """Compression ratio: fp32 weights vs the deployable artifact, and the entropy bound.
 
+Measures what `tfee.compress.prune` / `cluster` achieved in the file that
+ships, so it lives with the export that writes that file (compression itself
+never exports).
+
 The ratio is fp32 bytes of all weights / bytes of the exported .tflite (the
 deployable artifact `tfee.export.tflite` writes: exit and stage signatures
 sharing one copy of the weights) after gzip -9 (clustered weights repeat a
@@ -22,6 +26,7 @@ from tfee import network as network_lib
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee.compress import scopes
+from tfee.export import tflite_export
 
 __all__ = [
     "CompressionReport",
@@ -32,7 +37,7 @@ __all__ = [
 
 
 def tflite_bytes(network, quantize="float32", representative=None):
-    """The .tflite that `tfee.export.tflite` exports for `network`, as bytes.
+    """The .tflite that `tfee.export.tflite` writes for `network`, as bytes.
 
     Args:
       network: a tfee early-exit network (tfmot wrappers are stripped).
@@ -42,12 +47,12 @@ def tflite_bytes(network, quantize="float32", representative=None):
     Returns:
       The flatbuffer bytes.
     """
-    from tfee import export
-
     directory = tempfile.mkdtemp(prefix="tfee-ratio-")
     try:
         path = os.path.join(directory, "network.tflite")
-        export.tflite(network, path, quantize=quantize, representative=representative)
+        tflite_export.tflite(
+            network, path, quantize=quantize, representative=representative
+        )
         with open(path, "rb") as f:
             return f.read()
     finally:
