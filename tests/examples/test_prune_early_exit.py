@@ -32,8 +32,9 @@ def test_both_orders_write_one_plot_and_json(tmp_path):
 
 def test_cascade_curve_at_threshold_zero_uses_the_first_exit_only():
     logits = [np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([[0.0, 2.0], [0.0, 2.0]])]
+    # A threshold of 1.0 no exit-1 score reaches sends everyone to exit 2.
     points = prune_early_exit.cascade_curve(
-        logits, np.array([0, 0]), [1.0, 3.0], [0.0, 1.01]
+        logits, np.array([0, 0]), [1.0, 3.0], [0.0, 1.0]
     )
     assert points[0] == (0.5, 1.0)
     assert points[1] == (0.0, 3.0)

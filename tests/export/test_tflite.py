@@ -10,6 +10,7 @@ from ai_edge_litert.interpreter import Interpreter
 import tfee
 import tfee.export
 from tests.tiny_files import tiny_network
+from tfee import _flatbuffer
 from tfee import keras
 from tfee import tf
 from tfee import tfmot
@@ -97,7 +98,7 @@ def test_weight_quantized_variants_convert_and_verify(
     )
     assert report.quantize == quantize
     with open(report.path, "rb") as f:
-        ops = tfee._flatbuffer.op_names(f.read())
+        ops = _flatbuffer.op_names(f.read())
     # float16 weights are widened at load time; tiny kernels stay float in
     # dynamic-range mode (the converter skips kernels under 1024 values).
     assert ("DEQUANTIZE" in ops) == (quantize == "float16")
@@ -259,7 +260,7 @@ def test_a_failed_export_leaves_the_existing_good_file_intact(
 
 
 def test_last_bit_scale_differences_are_repairable_and_larger_ones_are_not():
-    verdict = tfee._flatbuffer.chain_verdict
+    verdict = _flatbuffer.chain_verdict
     assert verdict((0.018021779, -128), (0.018021779, -128)) == "same"
     assert verdict((0.018021779134869576, -128), (0.018021777272224426, -128)) == (
         "rounding"
@@ -271,7 +272,7 @@ def test_last_bit_scale_differences_are_repairable_and_larger_ones_are_not():
 def test_an_input_quantization_can_be_set_to_the_producers(int8_file):
     with open(int8_file.path, "rb") as f:
         data = f.read()
-    patched = tfee._flatbuffer.set_input_quantization(
+    patched = _flatbuffer.set_input_quantization(
         data, "stage_2", "features_1", (0.5, -3)
     )
     details = (

@@ -8,6 +8,7 @@ of stage k are the same numbers, and their int8 scales agree.
 
 import numpy as np
 
+from tfee import naming
 from tfee import stages as stages_lib
 from tfee._keras import tf
 
@@ -99,7 +100,7 @@ def generator(names, inputs):
                 if kind == "exit":
                     yield name, {"image": inputs[0][i : i + 1]}
                 else:
-                    key = "image" if k == 1 else f"features_{k - 1}"
+                    key = naming.stage_input_name(k)
                     yield name, {key: inputs[k - 1][i : i + 1]}
 
     return representative_dataset

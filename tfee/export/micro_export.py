@@ -24,6 +24,7 @@ from tfee.export import _calibration
 from tfee.export import _signatures
 from tfee.layers.exit_head import ExitHead
 from tfee.policy import policies
+from tfee.runtime import engine
 
 __all__ = ["MANIFEST_FORMAT", "MicroStage", "MicroExport", "micro", "MICRO_OPS"]
 
@@ -164,16 +165,11 @@ def _check_policy(policy, num_exits, api):
             "for the generated C++ loop, or None. Received: "
             f"policy={type(policy).__name__}"
         )
-    if policy.num_exits != num_exits:
-        raise ValueError(
-            f"{api}: the policy is for {policy.num_exits} exits but the network "
-            f"has {num_exits}. Received: policy.num_exits={policy.num_exits}"
-        )
-    return policy
+    return engine.check_policy(policy, num_exits, api)
 
 
 def _convert_stage(network, k, calibration):
-    name = f"stage_{k}"
+    name = naming.stage_name(k)
     functions = _signatures.functions(network, [name], batch=1)
     _signatures.check_ops(functions, "tfee.export.micro")
     converter, directory = _signatures.converter(network, functions)
@@ -447,7 +443,7 @@ def micro(
             )
         converted.append((data, ops) + _io(data))
     for k in range(1, len(converted)):
-        produced = converted[k - 1][3][f"features_{k}"][0]["quantization"]
+        produced = converted[k - 1][3][naming.features_name(k)][0]["quantization"]
         consumed = converted[k][2]["quantization"]
         verdict = _flatbuffer.chain_verdict(produced, consumed)
         if verdict == "different":
@@ -456,7 +452,7 @@ def micro(
             # A last-bit difference of the same calibrated range: give the
             # consumer the producer's exact scale (see tflite.chain_features).
             data = _flatbuffer.set_input_quantization(
-                converted[k][0], None, f"features_{k}", produced
+                converted[k][0], None, naming.features_name(k), produced
             )
             converted[k] = (data, converted[k][1]) + _io(data)
     stages, files = [], []
@@ -471,7 +467,7 @@ def micro(
             os.path.join(directory, f"{stem}_model_data.h"),
         ]
         files += list(zip(paths, [data, source, header]))
-        features = outputs.get(f"features_{k}")
+        features = outputs.get(naming.features_name(k))
         stages.append(
             MicroStage(
                 index=k,

@@ -13,6 +13,7 @@ import numpy as np
 
 from tfee import _flatbuffer
 from tfee import cost
+from tfee import naming
 from tfee import network as network_lib
 from tfee._files import write_bytes_atomically
 from tfee._keras import tf
@@ -90,12 +91,16 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
     interpreter = Interpreter(model_content=bytes(data))
     repairs = []
     for k in range(1, num_exits):
-        if f"stage_{k}" not in names or f"stage_{k + 1}" not in names:
+        if naming.stage_name(k) not in names or naming.stage_name(k + 1) not in names:
             continue
-        outputs = interpreter.get_signature_runner(f"stage_{k}").get_output_details()
-        inputs = interpreter.get_signature_runner(f"stage_{k + 1}").get_input_details()
-        produced = outputs[f"features_{k}"]["quantization"]
-        consumed = inputs[f"features_{k}"]["quantization"]
+        outputs = interpreter.get_signature_runner(
+            naming.stage_name(k)
+        ).get_output_details()
+        inputs = interpreter.get_signature_runner(
+            naming.stage_name(k + 1)
+        ).get_input_details()
+        produced = outputs[naming.features_name(k)]["quantization"]
+        consumed = inputs[naming.features_name(k)]["quantization"]
         verdict = _flatbuffer.chain_verdict(produced, consumed)
         if verdict == "different":
             raise _flatbuffer.chain_error(api, k, produced, consumed)
@@ -103,7 +108,7 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
             repairs.append((k, produced))
     for k, produced in repairs:
         data = _flatbuffer.set_input_quantization(
-            data, f"stage_{k + 1}", f"features_{k}", produced
+            data, naming.stage_name(k + 1), naming.features_name(k), produced
         )
     return data
 

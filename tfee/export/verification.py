@@ -6,8 +6,10 @@ import os
 import numpy as np
 
 from tfee import _flatbuffer
+from tfee import naming
 from tfee.export import _calibration
 from tfee.export import _signatures
+from tfee.runtime.litert import Cascade
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
@@ -65,7 +67,8 @@ def verify(path, network, images, tolerance=None, min_agreement=0.99, samples=51
     by max(1, largest |Keras logit|), is within `tolerance`; dynamic-range and
     int8 files pass when top-1 agreement with Keras is at least
     `min_agreement`. Stage signatures are run as a chain (stage_k reads the
-    features stage_(k-1) of the file wrote), as a device would run them.
+    features stage_(k-1) of the file wrote), as a device would run them,
+    when the file has all of them.
 
     Args:
       path: a .tflite from `tfee.export.tflite`.
@@ -85,8 +88,6 @@ def verify(path, network, images, tolerance=None, min_agreement=0.99, samples=51
       ValueError: images that do not fit the network, or a file without tfee
         metadata.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
     api = "tfee.export.verify"
     if not isinstance(path, str) or not os.path.isfile(path):
         raise FileNotFoundError(f"{api}: no .tflite file at path={path!r}")
@@ -115,30 +116,9 @@ def verify(path, network, images, tolerance=None, min_agreement=0.99, samples=51
     else:
         limit = None
         criterion = f"top-1 agreement >= {100 * min_agreement:g}%"
-    interpreter = Interpreter(model_path=path)
-    available = interpreter.get_signature_list()
     checks = []
-    features = None
-    for name in metadata["signatures"]:
-        if name not in available:
-            continue
-        kind, k = name.split("_")
-        k = int(k)
-        runner = interpreter.get_signature_runner(name)
-        details = runner.get_output_details()
-        if kind == "stage" and k > 1:
-            if features is None:
-                continue
-            values = features
-        else:
-            values = quantize_input(data, runner.get_input_details()["image"])
-        outputs = runner(
-            **{("image" if kind == "exit" or k == 1 else f"features_{k - 1}"): values}
-        )
-        if kind == "stage":
-            features = outputs.get(f"features_{k}")
-        logits = dequantize_output(outputs["logits"], details["logits"])
-        expected = keras_logits[k - 1]
+    for name, logits in _file_logits(path, metadata, data).items():
+        expected = keras_logits[naming.parse_signature(name)[1] - 1]
         difference = float(np.max(np.abs(logits - expected)))
         agreement = float(np.mean(np.argmax(logits, -1) == np.argmax(expected, -1)))
         if limit is not None:
@@ -148,3 +128,27 @@ def verify(path, network, images, tolerance=None, min_agreement=0.99, samples=51
             passed = agreement >= min_agreement
         checks.append(SignatureCheck(name, difference, agreement, bool(passed)))
     return Verification(path, quantize, criterion, tuple(checks))
+
+
+def _file_logits(path, metadata, images):
+    """{signature: the file's float logits}: each exit_k on the images, and
+    the stage_k signatures chained as a device runs them (the runtime's
+    `Cascade.exit_logits`; only when the file has every stage)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    available = interpreter.get_signature_list()
+    logits = {}
+    for name in metadata["signatures"]:
+        if name in available and naming.parse_signature(name)[0] == naming.EXIT:
+            runner = interpreter.get_signature_runner(name)
+            details = runner.get_input_details()[naming.IMAGE]
+            outputs = runner(**{naming.IMAGE: quantize_input(images, details)})
+            logits[name] = dequantize_output(
+                outputs[naming.LOGITS], runner.get_output_details()[naming.LOGITS]
+            )
+    stages = [naming.stage_name(k) for k in range(1, metadata["num_exits"] + 1)]
+    if all(name in available for name in stages):
+        chained = Cascade(path).exit_logits(images)
+        logits.update(zip(stages, chained))
+    return logits

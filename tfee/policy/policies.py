@@ -211,7 +211,15 @@ class Policy:
         Returns:
           An int array (samples,).
         """
-        raise NotImplementedError
+        api = f"{type(self).__name__}.exit_indices"
+        logits = self._check_exits(logits, api)
+        state = self.initial_state(logits.shape[1])
+        exits = np.full(logits.shape[1], -1, np.int64)
+        for k in range(self.num_exits):
+            confidence = None if confidences is None else confidences[k]
+            leave, state = self.update(state, k, logits[k], confidence)
+            exits[leave] = k
+        return exits
 
     def _check_exits(self, logits, api):
         logits = _stack_logits(logits, api)
@@ -500,20 +508,6 @@ class PatiencePolicy(Policy):
         streak[rows] = rules.streak(state.previous[rows], state.streak[rows], predicted)
         previous[rows] = predicted
         return streak[rows] >= self.patience, streak, previous
-
-    def exit_indices(self, logits, confidences=None):
-        api = "PatiencePolicy.exit_indices"
-        logits = self._check_exits(logits, api)
-        predicted = rules.predictions(logits)
-        streak = np.zeros(predicted.shape[1], np.int64)
-        previous = np.full(predicted.shape[1], -1)
-        passes = np.zeros(predicted.shape, bool)
-        for k in range(self.num_exits):
-            streak = rules.streak(previous, streak, predicted[k])
-            previous = predicted[k]
-            passes[k] = streak >= self.patience
-        passes[-1] = True
-        return np.argmax(passes, axis=0)
 
     def to_dict(self):
         return {

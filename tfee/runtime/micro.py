@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from tfee import naming
 from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
@@ -104,14 +105,14 @@ class _Backend:
         values = self.raw_stage(k, inputs)
         details = {name: d for name, (_, d) in self.stages[k]["outputs"].items()}
         confidence = None
-        if "confidence" in values:
+        if naming.CONFIDENCE in values:
             confidence = dequantize_output(
-                values["confidence"], details["confidence"]
+                values[naming.CONFIDENCE], details[naming.CONFIDENCE]
             ).reshape(-1)
         return engine.StageOutputs(
-            dequantize_output(values["logits"], details["logits"]),
+            dequantize_output(values[naming.LOGITS], details[naming.LOGITS]),
             confidence,
-            values.get(f"features_{k + 1}"),
+            values.get(naming.features_name(k + 1)),
         )
 
     @staticmethod
@@ -194,7 +195,7 @@ class MicroCascade:
             recorded.append(
                 [(raw[name], details["quantization"]) for name, (_, details) in ordered]
             )
-            values = raw.get(f"features_{k + 1}")
+            values = raw.get(naming.features_name(k + 1))
         return recorded
 
     def predict(self, images):
