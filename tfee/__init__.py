@@ -33,9 +33,6 @@ from tfee.placement import FlopsFractions
 from tfee.placement import Layers
 from tfee.placement import Placement
 from tfee.placement import PTEENet
-from tfee.runtime import Cascade
-from tfee.runtime import CascadeResult
-from tfee.runtime import DynamicPredictor
 from tfee.policy import PatiencePolicy
 from tfee.policy import ThresholdPolicy
 from tfee.policy import calibrate
@@ -44,6 +41,9 @@ from tfee.policy import evaluate
 from tfee.policy import exit_accuracy
 from tfee.policy import load_policy
 from tfee.policy import oracle
+from tfee.runtime import Cascade
+from tfee.runtime import CascadeResult
+from tfee.runtime import DynamicPredictor
 from tfee.stages import stage_models
 from tfee.training import Distiller
 from tfee.training import EENet
