@@ -151,6 +151,21 @@ def run(backend, policy, images):
     )
 
 
+def check_images(images, input_shape, api):
+    """`images` as a float batch of `input_shape` (a single image gets a batch
+    axis); a ValueError naming `api` otherwise."""
+    images = np.asarray(images)
+    if images.ndim == len(input_shape):
+        images = images[None]
+    if images.shape[1:] != tuple(input_shape) or images.dtype.kind != "f":
+        raise ValueError(
+            f"{api}: `images` must be float images of shape (batch,) + "
+            f"{tuple(input_shape)}, preprocessed as for the network. Received: "
+            f"shape={images.shape}, dtype={images.dtype}"
+        )
+    return images
+
+
 def batch_size(value, count, api):
     """The batch size to run `count` samples with (None: all at once)."""
     return max(count, 1) if value is None else check_int(value, "batch_size", api)

@@ -154,16 +154,9 @@ class Cascade:
             )
 
     def _check_images(self, images, method):
-        images = np.asarray(images)
-        if images.ndim == len(self.input_shape):
-            images = images[None]
-        if images.shape[1:] != self.input_shape or images.dtype.kind != "f":
-            raise ValueError(
-                f"tfee.runtime.Cascade.{method}: `images` must be float images of "
-                f"shape (batch,) + {self.input_shape}, preprocessed as for the "
-                f"network. Received: shape={images.shape}, dtype={images.dtype}"
-            )
-        return images
+        return engine.check_images(
+            images, self.input_shape, f"tfee.runtime.Cascade.{method}"
+        )
 
     def _every_exit(self, images, batch_size, method):
         """(logits, confidences) of every stage for every checked image;

@@ -147,16 +147,7 @@ class MicroCascade:
         self.input_shape = self._backend.stages[0]["input"]["shape"][1:]
 
     def _check_images(self, images, api):
-        images = np.asarray(images)
-        if images.ndim == len(self.input_shape):
-            images = images[None]
-        if images.shape[1:] != self.input_shape or images.dtype.kind != "f":
-            raise ValueError(
-                f"{api}: `images` must be float images of shape (batch,) + "
-                f"{self.input_shape}, preprocessed as for the network. Received: "
-                f"shape={images.shape}, dtype={images.dtype}"
-            )
-        return images
+        return engine.check_images(images, self.input_shape, api)
 
     def exit_outputs(self, images):
         """Every exit's outputs for every sample, as the models compute them.
