@@ -63,14 +63,50 @@ def test_each_resolver_registers_exactly_the_ops_its_stage_uses(micro_export):
     assert "int tiny_cascade(const int8_t* image, int* exit_index)" in cascade
 
 
-def test_the_arena_estimate_holds_the_largest_activation(micro_export):
+def test_each_stage_runs_in_tflite_micro_in_its_arena_and_not_in_much_less(
+    micro_export,
+):
+    from tflite_micro import runtime
+
     for stage in micro_export.stages:
-        interpreter = Interpreter(model_path=stage.model_path)
-        interpreter.allocate_tensors()
-        largest = max(
-            int(np.prod(d["shape"])) for d in interpreter.get_tensor_details()
-        )
-        assert stage.arena_bytes > largest
+        with open(stage.model_path, "rb") as f:
+            data = f.read()
+        measured = tfee.runtime.measure_arena(data)
+        assert measured < stage.arena_bytes <= 1.1 * measured + 1024 + 16
+        interpreter = runtime.Interpreter.from_bytes(data, arena_size=stage.arena_bytes)
+        interpreter.invoke()
+        with pytest.raises(RuntimeError, match="allocate"):
+            runtime.Interpreter.from_bytes(data, arena_size=measured - 64)
+    assert micro_export.arena_bytes == max(s.arena_bytes for s in micro_export.stages)
+
+
+def test_the_cascade_header_declares_the_function_input_and_outputs(micro_export):
+    with open(micro_export.header_path) as f:
+        header = f.read()
+    scale, zero_point = micro_export.stages[0].input_quantization
+    assert "int tiny_cascade(const int8_t* image, int* exit_index);" in header
+    assert f"constexpr int kInputZeroPoint = {zero_point};" in header
+    assert f"constexpr float kInputScale = {float(scale)!r}f;" in header
+    assert f"constexpr unsigned int kArenaBytes = {micro_export.arena_bytes};" in header
+    assert "stage 1 (g_tiny_stage_1_model): " in header and "features_1" in header
+
+
+def test_exporting_fewer_stages_over_an_old_folder_removes_the_stale_ones(
+    network, images, micro_export, tmp_path, monkeypatch
+):
+    stale = [f"tiny_stage_3{suffix}" for suffix in (".tflite", "_model_data.cc")]
+    keep = ["tiny_stage_3_notes.txt", "other_stage_3.tflite"]
+    for entry in stale + keep:
+        (tmp_path / entry).write_text("old")
+    converted = {}
+    for stage in micro_export.stages:
+        with open(stage.model_path, "rb") as f:
+            converted[stage.index] = f.read()
+    monkeypatch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+    tfee.export.micro(network, str(tmp_path), images[:4], name="tiny")
+    names = set(os.listdir(tmp_path))
+    assert not names & set(stale)
+    assert set(keep) <= names and "tiny_stage_2.tflite" in names
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")

@@ -11,6 +11,7 @@ from tfee.runtime.keras import DynamicPredictor
 from tfee.runtime.litert import Cascade
 from tfee.runtime.litert import read_metadata
 from tfee.runtime.micro import MicroCascade
+from tfee.runtime.micro import measure_arena
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
@@ -20,6 +21,7 @@ __all__ = [
     "DynamicPredictor",
     "MicroCascade",
     "dequantize_output",
+    "measure_arena",
     "quantize_input",
     "read_metadata",
 ]

@@ -7,6 +7,7 @@ hands them to the cascade engine. Its decisions are those of the generated
 C++: dequantized logits, `tfee.rules`, the same loop.
 """
 
+import contextlib
 import json
 import os
 
@@ -17,9 +18,76 @@ from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
-__all__ = ["MicroCascade"]
+__all__ = ["MicroCascade", "measure_arena"]
 
 _FORMAT = "tfee.export.micro/1"
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences TFLM's own C-level complaints while arenas are probed."""
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _runs(data, arena_size):
+    from tflite_micro import runtime
+
+    try:
+        interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena_size)
+        details = interpreter.get_input_details(0)
+        interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+        interpreter.invoke()
+    except RuntimeError:
+        return False
+    return True
+
+
+def measure_arena(data, alignment=16):
+    """The smallest tensor arena in which TFLite Micro runs a model, in bytes.
+
+    Bisects `arena_size` of the real interpreter (`tflite-micro`): the model
+    must allocate its tensors and invoke. The interpreter runs on this
+    machine, where pointers are 8 bytes; a 32-bit microcontroller's
+    persistent allocations are smaller, so the figure is an upper bound there.
+
+    Args:
+      data: the .tflite model bytes.
+      alignment: the result is a multiple of this.
+
+    Returns:
+      An int.
+
+    Raises:
+      ValueError: the model does not run in TFLite Micro even with an arena
+        of 64 times its size (an operator TFLM lacks, for instance).
+    """
+    data = bytes(data)
+    low, high = 0, max(4096, 4 * len(data))
+    with _quiet_stderr():
+        while not _runs(data, high):
+            if high > 64 * max(len(data), 4096):
+                raise ValueError(
+                    "tfee.runtime.measure_arena: the model does not run in "
+                    f"TensorFlow Lite Micro with an arena of {high} bytes. "
+                    f"Received: a model of {len(data)} bytes"
+                )
+            low, high = high, 2 * high
+        while high - low > alignment:
+            middle = (low + high) // 2 // alignment * alignment
+            if middle <= low:
+                break
+            if _runs(data, middle):
+                high = middle
+            else:
+                low = middle
+    return high
 
 
 def _details(details):
@@ -67,11 +135,11 @@ class _Backend:
         self.stages = []
         for stage in manifest["stages"]:
             path = os.path.join(directory, stage["model"])
-            # The interpreter's own default arena (10x the model) or twice
-            # the export's estimate, whichever is larger: this runs models,
-            # it does not size firmware.
-            arena = max(2 * int(stage["arena_bytes"]), 10 * os.path.getsize(path))
-            interpreter = runtime.Interpreter.from_file(path, arena_size=arena)
+            # The arena the export measured and wrote into the firmware: a
+            # model that needs more fails here as it would on the device.
+            interpreter = runtime.Interpreter.from_file(
+                path, arena_size=int(stage["arena_bytes"])
+            )
             outputs = stage["outputs"]
             self.stages.append(
                 {
