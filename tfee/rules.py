@@ -282,10 +282,17 @@ C_SOURCE = r"""
 /* tfee confidence rules (generated from tfee.rules; keep in sync there). */
 #include <math.h>
 
+/* A cascade uses only its policy's functions; the others must not warn. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TFEE_UNUSED __attribute__((unused))
+#else
+#define TFEE_UNUSED
+#endif
+
 enum { TFEE_MAX_SOFTMAX = 0, TFEE_ENTROPY = 1, TFEE_MARGIN = 2, TFEE_LEARNED = 3 };
 
 /* Arg-max class, first on ties; -1 if a logit is not finite. */
-static inline int tfee_argmax(const float* logits, int classes) {
+TFEE_UNUSED static inline int tfee_argmax(const float* logits, int classes) {
   int best = 0;
   for (int i = 0; i < classes; ++i) {
     if (!isfinite(logits[i])) return -1;
@@ -295,8 +302,8 @@ static inline int tfee_argmax(const float* logits, int classes) {
 }
 
 /* The rule's score in [0, 1]; NAN when undefined (never passes). */
-static inline double tfee_score(int rule, const float* logits, int classes,
-                                float learned) {
+TFEE_UNUSED static inline double tfee_score(int rule, const float* logits, int classes,
+                                            float learned) {
   const int best = tfee_argmax(logits, classes);
   if (best < 0) return NAN;
   if (rule == TFEE_LEARNED) return isfinite(learned) ? (double)learned : NAN;
@@ -321,13 +328,13 @@ static inline double tfee_score(int rule, const float* logits, int classes,
 }
 
 /* Patience's agreement: the streak of consecutive exits on one class. */
-static inline int tfee_streak(int previous, int streak, int predicted) {
+TFEE_UNUSED static inline int tfee_streak(int previous, int streak, int predicted) {
   if (predicted < 0) return 0;
   return predicted == previous ? streak + 1 : 1;
 }
 
 /* The exit decision: finite and at least the threshold (INFINITY: never). */
-static inline int tfee_leaves(double score, double threshold) {
+TFEE_UNUSED static inline int tfee_leaves(double score, double threshold) {
   return isfinite(score) && score >= threshold;
 }
 """

@@ -308,8 +308,9 @@ def _policy_lines(policy, k_total):
     return [
         f"// Rule {policy.rule}: a sample leaves exit k when its score",
         "// (tfee.rules, on the dequantized logits) >= kThresholds[k].",
-        f"constexpr int kRule = {rules.get(policy.rule).c_id};",
-        f"constexpr double kThresholds[{k_total - 1}] = {{{values}}};",
+        "// (Unused where every threshold is None: the sample never leaves.)",
+        f"TFEE_UNUSED constexpr int kRule = {rules.get(policy.rule).c_id};",
+        f"TFEE_UNUSED constexpr double kThresholds[{k_total - 1}] = {{{values}}};",
     ]
 
 
