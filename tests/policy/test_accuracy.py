@@ -114,3 +114,11 @@ def test_exit_accuracy_rejects_networks_without_exits_and_bad_data():
 
 def test_exit_accuracy_is_exported_from_tfee():
     assert tfee.exit_accuracy is tfee.policy.exit_accuracy
+
+
+def test_non_finite_logits_answer_no_class_and_count_as_wrong():
+    accuracy = tfee.policy.ExitAccuracy.from_logits(
+        [np.array([[np.nan, 0.0], [2.0, 0.0]])], np.array([0, 0])
+    )
+    assert accuracy.exits["exit_1"] == 0.5
+    assert accuracy.ensemble == 0.5

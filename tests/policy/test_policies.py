@@ -204,3 +204,27 @@ def test_a_policy_for_a_different_number_of_exits_raises():
         ValueError, match="policy is for 3 exits but the outputs have 4"
     ):
         ThresholdPolicy([0.5, 0.5]).exit_indices(np.zeros((4, 2, 3)))
+
+
+def test_a_confidence_that_does_not_match_the_logits_rows_is_refused():
+    policy = ThresholdPolicy([0.5], rule="learned")
+    state = policy.initial_state(2)
+    with pytest.raises(ValueError, match=r"shape \(2,\) or \(2, 1\).*\(4,\)"):
+        policy.update(state, 0, np.zeros((2, 3)), np.array([0.6, 0.6, 0.7, 0.1]))
+
+
+def test_leaves_refuses_exit_indices_out_of_range():
+    policy = ThresholdPolicy([0.5, 0.5])
+    assert policy.leaves(2, np.zeros(3)) is True
+    for bad in (3, -1, 1.0, True):
+        with pytest.raises(ValueError, match=r"int in \[0, 2\].*Received"):
+            policy.leaves(bad, np.zeros(3))
+
+
+def test_check_policy_refuses_a_learned_rule_without_confidences():
+    policy = ThresholdPolicy([0.5, None], rule="learned")
+    with pytest.raises(ValueError, match=r"exits \[1\] have no learned confidence"):
+        tfee.policy.check_policy(policy, 3, [False, False, False], "api")
+    assert tfee.policy.check_policy(policy, 3, [True, False, False], "api") is policy
+    with pytest.raises(ValueError, match="policy is for 3 exits but the network has 2"):
+        tfee.policy.check_policy(policy, 2, [True, True], "api")

@@ -195,7 +195,7 @@ def _remove_stale_stages(directory, name, num_stages):
             os.remove(os.path.join(directory, entry))
 
 
-def _check_policy(policy, num_exits, api):
+def _check_policy(policy, infos, api):
     if policy is None:
         return None
     if not isinstance(policy, (policies.ThresholdPolicy, policies.PatiencePolicy)):
@@ -204,7 +204,8 @@ def _check_policy(policy, num_exits, api):
             "for the generated C++ loop, or None. Received: "
             f"policy={type(policy).__name__}"
         )
-    return engine.check_policy(policy, num_exits, api)
+    learned = [info.confidence is not None for info in infos]
+    return policies.check_policy(policy, len(infos), learned, api)
 
 
 def _convert_stage(network, k, calibration):
@@ -328,8 +329,9 @@ def _cascade_header(name, stages, positions, classes, arena, features):
         "",
         f"namespace {name} {{",
         "",
-        "// The image is int8: q = round(x / kInputScale) + kInputZeroPoint, with x",
-        "// preprocessed as for the network.",
+        "// The image is int8: q = nearbyintf(x / kInputScale) + kInputZeroPoint",
+        "// (rounding half to even, as numpy.round and tfee do), clamped to",
+        "// [-128, 127], with x preprocessed as for the network.",
         f"constexpr float kInputScale = {float(scale)!r}f;",
         f"constexpr int kInputZeroPoint = {int(zero_point)};",
         f"constexpr unsigned int kInputBytes = {stages[0].input_bytes};",
@@ -560,7 +562,7 @@ def micro(
     stripped = _signatures.stripped_network(network, api)
     _check_layers(stripped, api)
     infos = network_lib.exits(stripped)
-    policy = _check_policy(policy, len(infos), api)
+    policy = _check_policy(policy, infos, api)
     calibration = _calibration.images(
         representative, stripped, calibration_samples, api
     )
@@ -619,6 +621,18 @@ def micro(
             )
         )
     positions = [{n: position for n, (_, position) in c[3].items()} for c in converted]
+    engine.warn_unreachable(
+        policy,
+        [
+            (
+                engine.confidence_ceiling(c[3][naming.CONFIDENCE][0])
+                if naming.CONFIDENCE in c[3]
+                else None
+            )
+            for c in converted
+        ],
+        api,
+    )
     classes = int(converted[0][3][naming.LOGITS][0]["shape"][-1])
     arena = max(stage.arena_bytes for stage in stages)
     features = max(

@@ -17,6 +17,7 @@ from tfee.policy.outputs import collect_outputs
 from tfee.policy.policies import PatiencePolicy
 from tfee.policy.policies import Policy
 from tfee.policy.policies import ThresholdPolicy
+from tfee.policy.policies import check_policy
 from tfee.policy.policies import load_policy
 from tfee.rules import RULES
 from tfee.rules import scores as confidence_scores
@@ -33,6 +34,7 @@ __all__ = [
     "ThresholdPolicy",
     "UnreachableTargetWarning",
     "calibrate",
+    "check_policy",
     "collect_outputs",
     "confidence_scores",
     "evaluate",

@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 
 from tfee import naming
+from tfee import rules
 
 __all__ = ["ExitAccuracy", "exit_accuracy"]
 
@@ -139,9 +140,10 @@ class _Counts:
                     f"{self.api}: exit {k}'s logits must have shape (n, classes) "
                     f"with n = {len(labels)} labels. Received shape {x.shape}"
                 )
-        self.correct += [np.sum(np.argmax(x, -1) == labels) for x in logits]
+        # Non-finite logits answer no class (tfee.rules.predictions).
+        self.correct += [np.sum(rules.predictions(x) == labels) for x in logits]
         ensemble = np.mean([_softmax(x) for x in logits], axis=0)
-        self.ensemble += int(np.sum(np.argmax(ensemble, -1) == labels))
+        self.ensemble += int(np.sum(rules.predictions(ensemble) == labels))
         self.samples += len(labels)
 
     def result(self):

@@ -318,8 +318,7 @@ def _refine(outputs, rule, thresholds, target, candidates):
             rest = policies._first_passing(scores, without_k)
             reaches = rest >= k
             values = np.append(thresholds[k], per_exit[k])
-            with np.errstate(invalid="ignore"):
-                leave = reaches[None] & (scores[k][None] >= values[:, None])
+            leave = reaches[None] & rules.leaves(scores[k][None], values[:, None])
             moments = _Moments(
                 *(_mean_if_leaving(q, k, rest, leave) for q in per_sample)
             )

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from tfee import rules
 from tfee._keras import keras
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
@@ -163,8 +164,7 @@ def summarize(outputs, exit_indices, name, with_oracle=True):
     correct = outputs.correct()
     samples = np.arange(outputs.num_samples)
     answered = correct[exit_indices, samples]
-    finite = np.all(np.isfinite(outputs.logits), axis=-1)
-    predicted = np.where(finite, np.argmax(outputs.logits, axis=-1), -1)
+    predicted = rules.predictions(outputs.logits)
     agreement = np.mean(predicted[exit_indices, samples] == predicted[-1])
     counts = np.bincount(exit_indices, minlength=outputs.num_exits)
     right = np.bincount(exit_indices, weights=answered, minlength=outputs.num_exits)
@@ -189,21 +189,11 @@ def summarize(outputs, exit_indices, name, with_oracle=True):
 
 
 def check_policy(policy, outputs, api):
-    if not isinstance(policy, policies.Policy):
-        raise TypeError(
-            f"{api}: `policy` must be a tfee policy (ThresholdPolicy, "
-            f"PatiencePolicy). Received: policy={type(policy).__name__}"
-        )
-    if policy.num_exits != outputs.num_exits:
-        raise ValueError(
-            f"{api}: the policy is for {policy.num_exits} exits but the network "
-            f"has {outputs.num_exits}. Calibrate a policy for this network."
-        )
-    if getattr(policy, "rule", None) == "learned" and outputs.confidences is None:
-        raise ValueError(
-            f"{api}: the policy uses rule='learned' but the network's heads have "
-            "no learned confidence (attach_exits(..., with_confidence=True))."
-        )
+    """`policies.check_policy` against cached outputs."""
+    learned = [False] * outputs.num_exits
+    if outputs.confidences is not None:
+        learned = list(np.any(np.isfinite(outputs.confidences), axis=1))
+    return policies.check_policy(policy, outputs.num_exits, learned, api)
 
 
 def evaluate(source, dataset=None, policy=None, *, sparse=False):
@@ -234,7 +224,7 @@ def evaluate(source, dataset=None, policy=None, *, sparse=False):
     if policy is None:
         raise ValueError(f"{api}: `policy` is required. Received: policy=None")
     if not isinstance(policy, policies.Policy):
-        check_policy(policy, None, api)
+        policies.check_policy(policy, None, None, api)
     outputs = _as_outputs(source, dataset, api, sparse)
     check_policy(policy, outputs, api)
     exit_indices = policy.exit_indices(outputs.logits, outputs.confidences)

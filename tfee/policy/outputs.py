@@ -11,6 +11,7 @@ import numpy as np
 
 from tfee import cost
 from tfee import network as network_lib
+from tfee import rules
 from tfee._files import write_atomically
 from tfee._keras import keras
 from tfee._keras import tf
@@ -91,8 +92,7 @@ class ExitOutputs:
 
     def correct(self):
         """Bool array (K, samples): exit k's arg-max equals the label."""
-        finite = np.all(np.isfinite(self.logits), axis=-1)
-        return finite & (np.argmax(self.logits, axis=-1) == self.labels[None])
+        return rules.predictions(self.logits) == self.labels[None]
 
     def exit_accuracy(self):
         """Each single exit's accuracy over every sample, (K,)."""

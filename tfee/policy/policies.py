@@ -26,7 +26,13 @@ from tfee import rules
 from tfee._checks import check_int
 from tfee._files import write_bytes_atomically
 
-__all__ = ["PatiencePolicy", "Policy", "ThresholdPolicy", "load_policy"]
+__all__ = [
+    "PatiencePolicy",
+    "Policy",
+    "ThresholdPolicy",
+    "check_policy",
+    "load_policy",
+]
 
 _FORMAT = "tfee.policy"
 _VERSION = 1
@@ -177,7 +183,14 @@ class Policy:
                 f"Received: logits.shape={logits.shape}"
             )
         if confidence is not None:
-            confidence = np.asarray(confidence).reshape(len(logits), -1)[:, 0]
+            confidence = np.asarray(confidence)
+            if confidence.shape not in ((len(logits),), (len(logits), 1)):
+                raise ValueError(
+                    f"{api}: `confidence` must have shape ({len(logits)},) or "
+                    f"({len(logits)}, 1), one value per row of `logits`. "
+                    f"Received: confidence.shape={confidence.shape}"
+                )
+            confidence = confidence.reshape(-1)
         rows = state.rows(len(logits), api)
         alive_here = state.alive[rows]
         if exit_index == self.num_exits - 1:
@@ -386,13 +399,18 @@ class ThresholdPolicy(Policy):
         Raises:
           ValueError: a negative `exit_index`.
         """
-        if exit_index >= self.num_exits - 1:
-            return True
-        if exit_index < 0:
+        if (
+            isinstance(exit_index, bool)
+            or not isinstance(exit_index, numbers.Integral)
+            or not 0 <= exit_index < self.num_exits
+        ):
             raise ValueError(
-                "ThresholdPolicy.leaves: `exit_index` must be 0-based and >= 0. "
-                f"Received: exit_index={exit_index!r}"
+                "ThresholdPolicy.leaves: `exit_index` must be an int in "
+                f"[0, {self.num_exits - 1}] (0-based). Received: "
+                f"exit_index={exit_index!r}"
             )
+        if exit_index == self.num_exits - 1:
+            return True
         threshold = self.thresholds[exit_index]
         if threshold is None:
             return False
@@ -524,6 +542,49 @@ class PatiencePolicy(Policy):
 
     def __repr__(self):
         return f"PatiencePolicy(patience={self.patience}, num_exits={self.num_exits})"
+
+
+def check_policy(policy, num_exits, learned, api):
+    """Raises unless `policy` is a tfee policy a network can run.
+
+    Args:
+      policy: the policy to check.
+      num_exits: the network's (or file's) number of exits.
+      learned: per exit, whether its head outputs a learned confidence.
+      api: the public API asking, for messages.
+
+    Returns:
+      The policy.
+
+    Raises:
+      TypeError: not a tfee policy.
+      ValueError: a policy for another number of exits, or the learned rule
+        where an exit that may let samples leave has no learned confidence.
+    """
+    if not isinstance(policy, Policy):
+        raise TypeError(
+            f"{api}: `policy` must be a tfee policy (tfee.ThresholdPolicy, "
+            "tfee.PatiencePolicy, e.g. from tfee.calibrate). Received: "
+            f"policy={type(policy).__name__}"
+        )
+    if policy.num_exits != num_exits:
+        raise ValueError(
+            f"{api}: the policy is for {policy.num_exits} exits but the network "
+            f"has {num_exits}. Calibrate a policy for this network. Received: "
+            f"policy.num_exits={policy.num_exits}"
+        )
+    missing = [
+        k + 1
+        for k, threshold in enumerate(getattr(policy, "thresholds", ()))
+        if threshold is not None and not learned[k]
+    ]
+    if policy.rule == "learned" and missing:
+        raise ValueError(
+            f"{api}: the policy uses rule='learned' but exits {missing} have no "
+            "learned confidence (attach_exits(..., with_confidence=True)). "
+            f"Received: policy={policy!r}"
+        )
+    return policy
 
 
 def load_policy(path):

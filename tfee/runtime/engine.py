@@ -11,6 +11,7 @@ conformance suite (tests/runtime/test_conformance.py) checks it.
 A backend implements:
 
   num_exits: K.
+  learned: per exit, whether its head outputs a learned confidence.
   exit_macs: cumulative MACs to each exit, K numbers (or None if unknown).
   prepare(images) -> inputs of stage 1 (e.g. quantized).
   run_stage(k, inputs) -> StageOutputs (0-based k).
@@ -18,6 +19,7 @@ A backend implements:
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -29,9 +31,10 @@ __all__ = [
     "CascadeResult",
     "StageOutputs",
     "batch_size",
-    "check_policy",
+    "confidence_ceiling",
     "exit_macs",
     "run",
+    "warn_unreachable",
 ]
 
 
@@ -88,21 +91,39 @@ class CascadeResult:
         )
 
 
-def check_policy(policy, num_exits, api):
-    """Raises unless `policy` is a tfee policy for `num_exits` exits."""
-    if not isinstance(policy, policies.Policy):
-        raise TypeError(
-            f"{api}: `policy` must be a tfee policy (tfee.ThresholdPolicy, "
-            "tfee.PatiencePolicy, e.g. from tfee.calibrate). Received: "
-            f"policy={type(policy).__name__}"
+def confidence_ceiling(details):
+    """The largest learned confidence an output described by `details` can
+    hold: 1 for floats, `(max - zero_point) * scale` for integers (255/256
+    for TFLite's int8 sigmoid)."""
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind == "f":
+        return 1.0
+    scale, zero_point = details["quantization"]
+    return float(
+        (np.float32(np.iinfo(dtype).max) - np.float32(zero_point)) * np.float32(scale)
+    )
+
+
+def warn_unreachable(policy, ceilings, api):
+    """Warns where a learned-rule threshold is above what an exit's
+    confidence output can hold: no sample can leave there, on any runtime
+    of that file (an int8 sigmoid stops at 255/256)."""
+    if getattr(policy, "rule", None) != "learned":
+        return
+    blocked = [
+        (k + 1, threshold, ceiling)
+        for k, (threshold, ceiling) in enumerate(zip(policy.thresholds, ceilings))
+        if threshold is not None and ceiling is not None and threshold > ceiling
+    ]
+    if blocked:
+        warnings.warn(
+            f"{api}: learned-confidence thresholds above what the exits' "
+            "quantized confidence can hold never let a sample leave: "
+            + ", ".join(f"exit {k}: {t:g} > {c:.6g}" for k, t, c in blocked)
+            + ". Calibrate the policy on this file's own outputs.",
+            UserWarning,
+            stacklevel=3,
         )
-    if policy.num_exits != num_exits:
-        raise ValueError(
-            f"{api}: the policy is for {policy.num_exits} exits but the network "
-            f"has {num_exits}. Calibrate a policy for this network. Received: "
-            f"policy.num_exits={policy.num_exits}"
-        )
-    return policy
 
 
 def exit_macs(backend, exit_indices):
@@ -123,6 +144,7 @@ def run(backend, policy, images):
     Returns:
       A `CascadeResult` for the batch.
     """
+    policies.check_policy(policy, backend.num_exits, backend.learned, "tfee.runtime")
     inputs = backend.prepare(images)
     count = len(images)
     state = policy.initial_state(count)

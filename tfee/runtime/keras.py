@@ -28,8 +28,9 @@ __all__ = ["DynamicPredictor"]
 class _Backend:
     """The engine's view of a network's stage models (see `engine`)."""
 
-    def __init__(self, stage_models, exit_macs):
+    def __init__(self, stage_models, learned, exit_macs):
         self.num_exits = len(stage_models)
+        self.learned = learned
         self.exit_macs = exit_macs
         self.dtype = stage_models[0].inputs[0].dtype
         self.stages = [self._compile(stage) for stage in stage_models]
@@ -83,12 +84,13 @@ class DynamicPredictor:
         api = "tfee.DynamicPredictor"
         network_lib._require_network(network, api)
         stage_models = stages_lib.stage_models(network)
-        engine.check_policy(policy, len(stage_models), api)
+        infos = network_lib.exits(network)
+        learned = [info.confidence is not None for info in infos]
+        policies.check_policy(policy, len(stage_models), learned, api)
         self._policy = policy
         self._stage_models = stage_models
         self._backend = _Backend(
-            stage_models,
-            [info.cumulative_macs for info in network_lib.exits(network)],
+            stage_models, learned, [info.cumulative_macs for info in infos]
         )
         self._single = None  # The batch-1 graph, traced on first use.
         if isinstance(policy, policies.ThresholdPolicy):

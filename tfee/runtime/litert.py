@@ -13,6 +13,7 @@ import numpy as np
 from tfee import _flatbuffer
 from tfee import naming
 from tfee.policy import outputs as outputs_lib
+from tfee.policy import policies
 from tfee.runtime import _litert
 from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
@@ -83,6 +84,17 @@ class _Backend:
         features = outputs[-1] if k < self.num_exits - 1 else None
         return engine.StageOutputs(logits, confidence, features)
 
+    def ceilings(self):
+        """Per exit, the largest learned confidence it can output (or None)."""
+        return [
+            (
+                engine.confidence_ceiling(stage.output_details[naming.CONFIDENCE])
+                if learned
+                else None
+            )
+            for stage, learned in zip(self.stages, self.learned)
+        ]
+
     @staticmethod
     def select(features, keep):
         return features[keep]
@@ -132,16 +144,17 @@ class Cascade:
                 "them with tfee.export.tflite(signatures=None)). Received "
                 f"signatures: {sorted(available)}"
             )
+        learned = self.metadata.get("learned_confidence", [False] * len(stages))
         if policy is not None:
-            engine.check_policy(policy, len(stages), api)
+            policies.check_policy(policy, len(stages), learned, api)
         self.path = path
         self.policy = policy
         self.num_exits = len(stages)
         self._backend = _Backend(
-            interpreter,
-            self.metadata.get("learned_confidence", [False] * len(stages)),
-            self.metadata.get("cumulative_macs"),
+            interpreter, learned, self.metadata.get("cumulative_macs")
         )
+        if policy is not None:
+            engine.warn_unreachable(policy, self._backend.ceilings(), api)
         self.input_shape = tuple(
             int(d) for d in self._backend.image_details["shape"][1:]
         )

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from tfee import naming
+from tfee.policy import policies
 from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
@@ -132,6 +133,9 @@ class _Backend:
 
         self.num_exits = manifest["num_exits"]
         self.exit_macs = manifest.get("cumulative_macs")
+        self.learned = [
+            naming.CONFIDENCE in stage["outputs"] for stage in manifest["stages"]
+        ]
         self.stages = []
         for stage in manifest["stages"]:
             path = os.path.join(directory, stage["model"])
@@ -183,6 +187,17 @@ class _Backend:
             values.get(naming.features_name(k + 1)),
         )
 
+    def ceilings(self):
+        """Per exit, the largest learned confidence it can output (or None)."""
+        return [
+            (
+                engine.confidence_ceiling(stage["outputs"][naming.CONFIDENCE][1])
+                if naming.CONFIDENCE in stage["outputs"]
+                else None
+            )
+            for stage in self.stages
+        ]
+
     @staticmethod
     def select(features, keep):
         return features[keep]
@@ -209,9 +224,12 @@ class MicroCascade:
     def __init__(self, manifest, policy):
         api = "tfee.runtime.MicroCascade"
         data = _read_manifest(manifest, api)
-        self.policy = engine.check_policy(policy, data["num_exits"], api)
-        self.num_exits = data["num_exits"]
         self._backend = _Backend(data, os.path.dirname(os.path.abspath(manifest)))
+        self.policy = policies.check_policy(
+            policy, data["num_exits"], self._backend.learned, api
+        )
+        self.num_exits = data["num_exits"]
+        engine.warn_unreachable(policy, self._backend.ceilings(), api)
         self.input_shape = self._backend.stages[0]["input"]["shape"][1:]
 
     def _check_images(self, images, api):
