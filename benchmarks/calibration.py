@@ -107,7 +107,7 @@ def int8_file_section(
     """What the device sees: a policy calibrated on the int8 file's own
     validation outputs, and the Keras-calibrated policy, both run on the
     file's test outputs (`tfee.runtime.Cascade.collect_outputs`)."""
-    stages = [f"stage_{k}" for k in range(1, len(tfee.exits(network)) + 1)]
+    stages = [tfee.naming.stage_name(k) for k in range(1, len(tfee.exits(network)) + 1)]
     directory = tempfile.mkdtemp(prefix="tfee-calibration-")
     try:
         path = os.path.join(directory, "int8.tflite")

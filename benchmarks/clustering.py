@@ -144,7 +144,7 @@ def artifact_sizes(network, representative, test_images, test_arrays, goal):
     measured on every test image (what a device would score), the other int8
     files' top-1 agreement with Keras on 512 of them.
     """
-    stages = [f"stage_{k}" for k in range(1, len(tfee.exits(network)) + 1)]
+    stages = [tfee.naming.stage_name(k) for k in range(1, len(tfee.exits(network)) + 1)]
     directory = tempfile.mkdtemp(prefix="tfee-clustering-")
     try:
         rows = {}

@@ -57,7 +57,7 @@ def with_zero_int8_weights(data):
 def goal_file(network, representative, directory, name):
     """(path, bytes) of the int8 stage_k file with per-channel scales."""
     path = os.path.join(directory, f"{name}.tflite")
-    stages = [f"stage_{k}" for k in range(1, len(tfee.exits(network)) + 1)]
+    stages = [tfee.naming.stage_name(k) for k in range(1, len(tfee.exits(network)) + 1)]
     tfee.export.tflite(
         network, path, quantize="int8", representative=representative, signatures=stages
     )

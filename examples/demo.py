@@ -5,7 +5,6 @@ Runs offline in about a minute on 2 CPU cores:
     python3 dev.py demo            # or: .venv/bin/python examples/demo.py
 """
 
-import numpy as np
 from absl import app
 from absl import flags
 
@@ -28,12 +27,8 @@ def run_demo(epochs, head, seed):
     network = tfee.recipes.train_digits_network(epochs, head=head, seed=seed)
     _, validation, test = tfee.data.digits(seed=seed)
 
-    labels = np.concatenate([y for _, y in test])
-    logits = network.predict(test, verbose=0)
-    rows = []
-    for info, exit_logits in zip(tfee.exits(network), logits):
-        accuracy = float(np.mean(np.argmax(exit_logits, axis=-1) == labels))
-        rows.append((info, accuracy))
+    accuracy = tfee.exit_accuracy(network, test)
+    rows = list(zip(tfee.exits(network), accuracy.exits.values()))
     policy = tfee.calibrate(network, validation, max_accuracy_drop=0.01)
     evaluation = tfee.evaluate(network, test, policy)
     return rows, tfee.cost.analyze(network).full_macs, evaluation

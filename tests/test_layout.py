@@ -1,6 +1,6 @@
 """The package layout: imports point down one table, public namespaces hide the rest.
 
-The table is /tmp/team/layout.md's (the layout of issue 13) written as data.
+The table is docs/architecture.md's (the layout of issue 13) written as data.
 Every tfee module's imports are read with `ast`, those inside functions too,
 because a lazy import is as much a dependency as one at the top.
 """

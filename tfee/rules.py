@@ -140,7 +140,7 @@ def _sequential_sum(values):
     return np.cumsum(values, axis=-1)[..., -1]
 
 
-def scores(logits, rule, confidence=None):
+def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     """Confidence per sample under `rule` (numpy, float64), NaN where undefined.
 
     Args:
@@ -148,6 +148,7 @@ def scores(logits, rule, confidence=None):
       rule: one of `RULES`.
       confidence: the learned confidence, (..., batch) or (..., batch, 1);
         required for rule="learned", ignored otherwise.
+      api: the public API asking, for messages.
 
     Returns:
       A float64 array (..., batch) in [0, 1] (learned: as given), NaN where
@@ -157,7 +158,6 @@ def scores(logits, rule, confidence=None):
       ValueError: unknown rule, a learned rule without `confidence`, or
         logits with fewer than 2 classes.
     """
-    api = "tfee.policy.confidence_scores"
     check_rule(rule, api)
     logits = np.asarray(logits, dtype=np.float64)
     _check_logits(logits, api)
@@ -212,7 +212,10 @@ def tf_scores(logits, rule, confidence=None, dtype=None):
     nan = tf.constant(float("nan"), dtype)
     if rule == "learned":
         if confidence is None:
-            raise ValueError(f"{api}: rule='learned' needs `confidence`.")
+            raise ValueError(
+                f"{api}: rule='learned' needs the head's learned `confidence`. "
+                "Received: confidence=None"
+            )
         score = tf.reshape(tf.cast(confidence, dtype), [-1])
         finite = tf.logical_and(finite, tf.math.is_finite(score))
         return tf.where(finite, score, nan)
@@ -240,8 +243,10 @@ def tf_scores(logits, rule, confidence=None, dtype=None):
 def leaves(score, threshold):
     """Whether scores pass a threshold: finite and >= it (None never passes).
 
-    Works on numbers and numpy arrays; this comparison is the only exit
-    decision tfee makes.
+    Works on numbers and numpy arrays (thresholds broadcast). Every numpy
+    decision in tfee is this comparison; the C form is `tfee_leaves`, and
+    DynamicPredictor's batch-1 graph compares in TensorFlow and hands scores
+    within 1e-9 of a threshold back to this one.
     """
     if threshold is None:
         return np.zeros(np.shape(score), bool) if np.ndim(score) else False

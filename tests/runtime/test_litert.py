@@ -219,3 +219,9 @@ def test_a_cascade_without_a_policy_cannot_predict(float_file, images):
         tfee.runtime.Cascade(float_file.path).predict(images)
     with pytest.raises(ValueError, match="exit_logits.*batch_size=0"):
         tfee.runtime.Cascade(float_file.path).exit_logits(images, batch_size=0)
+
+
+def test_an_empty_batch_is_refused_with_a_clear_error(float_file):
+    cascade = tfee.runtime.Cascade(float_file.path, tfee.ThresholdPolicy([0.5]))
+    with pytest.raises(ValueError, match=r"at least one float image.*\(0, 8, 8, 1\)"):
+        cascade.predict(np.zeros((0, 8, 8, 1), np.float32))

@@ -377,7 +377,10 @@ class ThresholdPolicy(Policy):
         if threshold is None:
             return np.zeros(len(logits), bool), state.streak, state.previous
         score = rules.scores(
-            logits, self.rule, confidence if self.rule == "learned" else None
+            logits,
+            self.rule,
+            confidence if self.rule == "learned" else None,
+            api=f"{type(self).__name__}.update",
         )
         return rules.leaves(score, threshold), state.streak, state.previous
 

@@ -179,10 +179,14 @@ def check_images(images, input_shape, api):
     images = np.asarray(images)
     if images.ndim == len(input_shape):
         images = images[None]
-    if images.shape[1:] != tuple(input_shape) or images.dtype.kind != "f":
+    if (
+        images.shape[1:] != tuple(input_shape)
+        or images.dtype.kind != "f"
+        or not len(images)
+    ):
         raise ValueError(
-            f"{api}: `images` must be float images of shape (batch,) + "
-            f"{tuple(input_shape)}, preprocessed as for the network. Received: "
+            f"{api}: `images` must be at least one float image of shape (batch,) "
+            f"+ {tuple(input_shape)}, preprocessed as for the network. Received: "
             f"shape={images.shape}, dtype={images.dtype}"
         )
     return images
