@@ -27,6 +27,7 @@ on every runtime.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -140,6 +141,32 @@ def _sequential_sum(values):
     return np.cumsum(values, axis=-1)[..., -1]
 
 
+def _one_row(row, rule):
+    """`scores` of one sample: the same operations in the same order, with
+    fewer numpy calls (a batch-1 cascade asks this once per exit). A float64
+    sum of float32 logits is finite exactly when they all are."""
+    if not math.isfinite(row.sum()):
+        return np.array([np.nan])
+    shifted = row - row.max()
+    exp = np.exp(shifted)
+    total = sum(exp.tolist())  # In index order, as _sequential_sum.
+    if rule == "max_softmax":
+        score = _max_softmax(shifted, exp, total)
+    elif rule == "entropy":
+        score = _entropy(
+            shifted,
+            exp,
+            np.float64(total),
+            np.log,
+            lambda v: sum(v.tolist()),
+            float(len(row)),
+        )
+    else:
+        second = np.partition(shifted, -2)[-2]
+        score = _margin(second, total, np.exp)
+    return np.array([min(max(float(score), 0.0), 1.0)])
+
+
 def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     """Confidence per sample under `rule` (numpy, float64), NaN where undefined.
 
@@ -161,25 +188,31 @@ def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     check_rule(rule, api)
     logits = np.asarray(logits, dtype=np.float64)
     _check_logits(logits, api)
-    finite = np.all(np.isfinite(logits), axis=-1)
+    if logits.shape[0] == 1 and logits.ndim == 2 and rule != "learned":
+        return _one_row(logits[0], rule)
+    finite = np.isfinite(logits).all(axis=-1)
+    everywhere = bool(finite.all())
     if rule == "learned":
         score = _learned_values(confidence, logits.shape[:-1], api)
         return np.where(finite & np.isfinite(score), score, np.nan)
-    with np.errstate(all="ignore"):
-        safe = np.where(finite[..., None], logits, 0.0)
-        shifted = safe - safe.max(axis=-1, keepdims=True)
-        exp = np.exp(shifted)
-        total = _sequential_sum(exp)
-        if rule == "max_softmax":
-            score = _max_softmax(shifted, exp, total)
-        elif rule == "entropy":
-            score = _entropy(
-                shifted, exp, total, np.log, _sequential_sum, float(logits.shape[-1])
-            )
-        else:
-            second = np.partition(shifted, -2, axis=-1)[..., -2]
-            score = _margin(second, total, np.exp)
-    return np.where(finite, np.clip(score, 0.0, 1.0), np.nan)
+    # Non-finite rows are zeroed first, so no operation below can overflow
+    # or produce NaN; they become NaN at the end. Runtimes call this once
+    # per exit and batch: the all-finite case skips both masks.
+    safe = logits if everywhere else np.where(finite[..., None], logits, 0.0)
+    shifted = safe - safe.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    total = _sequential_sum(exp)
+    if rule == "max_softmax":
+        score = _max_softmax(shifted, exp, total)
+    elif rule == "entropy":
+        score = _entropy(
+            shifted, exp, total, np.log, _sequential_sum, float(logits.shape[-1])
+        )
+    else:
+        second = np.partition(shifted, -2, axis=-1)[..., -2]
+        score = _margin(second, total, np.exp)
+    score = np.minimum(np.maximum(score, 0.0), 1.0)
+    return score if everywhere else np.where(finite, score, np.nan)
 
 
 def tf_scores(logits, rule, confidence=None, dtype=None):
@@ -250,8 +283,8 @@ def leaves(score, threshold):
     """
     if threshold is None:
         return np.zeros(np.shape(score), bool) if np.ndim(score) else False
-    with np.errstate(invalid="ignore"):
-        passed = np.isfinite(score) & (np.asarray(score) >= threshold)
+    # NaN compares False without a warning; infinite scores cannot occur.
+    passed = np.isfinite(score) & (np.asarray(score) >= threshold)
     return passed if np.ndim(passed) else bool(passed)
 
 
@@ -276,7 +309,9 @@ def streak(previous, previous_streak, predicted):
 def predictions(logits):
     """Arg-max class per sample (first on ties); -1 where logits are not finite."""
     logits = np.asarray(logits)
-    finite = np.all(np.isfinite(logits), axis=-1)
+    finite = np.isfinite(logits).all(axis=-1)
+    if finite.all():
+        return np.argmax(logits, axis=-1)
     safe = np.where(finite[..., None], logits, 0)
     return np.where(finite, np.argmax(safe, axis=-1), -1)
 

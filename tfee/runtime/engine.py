@@ -147,12 +147,23 @@ def run(backend, policy, images):
     policies.check_policy(policy, backend.num_exits, backend.learned, "tfee.runtime")
     inputs = backend.prepare(images)
     count = len(images)
-    state = policy.initial_state(count)
+    # One sample under a threshold policy (the on-device case) needs no
+    # stream state: `leaves` answers what `update` would, for less.
+    single = count == 1 and isinstance(policy, policies.ThresholdPolicy)
+    state = None if single else policy.initial_state(count)
     alive = np.arange(count)
     exit_indices = np.full(count, -1, np.int64)
     chosen = None
     for k in range(backend.num_exits):
         outputs = backend.run_stage(k, inputs)
+        if single:
+            confidence = outputs.confidence
+            confidence = None if confidence is None else confidence[0]
+            if policy.leaves(k, outputs.logits[0], confidence):
+                chosen, exit_indices[0] = outputs.logits, k
+                break
+            inputs = outputs.features
+            continue
         leave, state = policy.update(state, k, outputs.logits, outputs.confidence)
         if chosen is None:
             chosen = np.zeros((count, outputs.logits.shape[-1]), np.float32)

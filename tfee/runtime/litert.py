@@ -287,6 +287,8 @@ class Cascade:
         self._require_policy("predict")
         images = self._check_images(images, "predict")
         size = engine.batch_size(batch_size, len(images), "tfee.runtime.Cascade")
+        if size >= len(images):
+            return engine.run(self._backend, self.policy, images)
         return engine.CascadeResult.concatenate(
             [
                 engine.run(self._backend, self.policy, images[i : i + size])
