@@ -158,3 +158,13 @@ def test_threshold_one_passes_only_scores_that_are_exactly_one():
 
 def test_public_confidence_scores_is_the_registry():
     assert tfee.policy.confidence_scores is rules.scores
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS + (100,))
+@pytest.mark.parametrize("rule", rules.SCORE_RULES)
+def test_one_row_scores_are_bit_identical_to_the_batch_scores(rule, classes):
+    # A batch-1 cascade takes the one-row path; its exits must not differ.
+    logits = _logit_cases(classes)
+    batch = rules.scores(logits, rule)
+    rows = np.array([rules.scores(row[None], rule)[0] for row in logits])
+    np.testing.assert_array_equal(rows, batch)
