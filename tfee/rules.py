@@ -50,18 +50,24 @@ __all__ = [
 THRESHOLD_RANGE = (0.0, 1.0)
 
 
-def _max_softmax(shifted, exp, total):
-    del shifted, exp
-    return 1.0 / total
+def _rule_score(rule, shifted, exp, total, ops):
+    """The formula of a logit rule, given s = x - max(x), exp(s) and Z.
+
+    `ops` supplies the array library's log, its index-order sum over the
+    classes, exp, the number of classes and the second-largest s, so that
+    numpy (batch or one row) and TensorFlow evaluate the same expressions.
+    """
+    if rule == "max_softmax":
+        return 1.0 / total
+    if rule == "entropy":
+        entropy = ops.log(total) - ops.reduce_sum(exp * shifted) / total
+        return 1.0 - entropy / ops.log(ops.classes)
+    return (1.0 - ops.exp(ops.second(shifted))) / total
 
 
-def _entropy(shifted, exp, total, log, reduce_sum, classes):
-    entropy = log(total) - reduce_sum(exp * shifted) / total
-    return 1.0 - entropy / log(classes)
-
-
-def _margin(second, total, exp):
-    return (1.0 - exp(second)) / total
+class _Ops:
+    def __init__(self, **functions):
+        self.__dict__.update(functions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,20 +156,14 @@ def _one_row(row, rule):
     shifted = row - row.max()
     exp = np.exp(shifted)
     total = sum(exp.tolist())  # In index order, as _sequential_sum.
-    if rule == "max_softmax":
-        score = _max_softmax(shifted, exp, total)
-    elif rule == "entropy":
-        score = _entropy(
-            shifted,
-            exp,
-            np.float64(total),
-            np.log,
-            lambda v: sum(v.tolist()),
-            float(len(row)),
-        )
-    else:
-        second = np.partition(shifted, -2)[-2]
-        score = _margin(second, total, np.exp)
+    ops = _Ops(
+        log=np.log,
+        reduce_sum=lambda v: sum(v.tolist()),
+        exp=np.exp,
+        classes=np.float64(len(row)),
+        second=lambda v: np.partition(v, -2)[-2],
+    )
+    score = _rule_score(rule, shifted, exp, np.float64(total), ops)
     return np.array([min(max(float(score), 0.0), 1.0)])
 
 
@@ -202,15 +202,14 @@ def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     shifted = safe - safe.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     total = _sequential_sum(exp)
-    if rule == "max_softmax":
-        score = _max_softmax(shifted, exp, total)
-    elif rule == "entropy":
-        score = _entropy(
-            shifted, exp, total, np.log, _sequential_sum, float(logits.shape[-1])
-        )
-    else:
-        second = np.partition(shifted, -2, axis=-1)[..., -2]
-        score = _margin(second, total, np.exp)
+    ops = _Ops(
+        log=np.log,
+        reduce_sum=_sequential_sum,
+        exp=np.exp,
+        classes=np.float64(logits.shape[-1]),
+        second=lambda v: np.partition(v, -2, axis=-1)[..., -2],
+    )
+    score = _rule_score(rule, shifted, exp, total, ops)
     score = np.minimum(np.maximum(score, 0.0), 1.0)
     return score if everywhere else np.where(finite, score, np.nan)
 
@@ -256,20 +255,14 @@ def tf_scores(logits, rule, confidence=None, dtype=None):
     shifted = safe - tf.reduce_max(safe, axis=-1, keepdims=True)
     exp = tf.exp(shifted)
     total = tf.reduce_sum(exp, axis=-1)
-    if rule == "max_softmax":
-        score = _max_softmax(shifted, exp, total)
-    elif rule == "entropy":
-        score = _entropy(
-            shifted,
-            exp,
-            total,
-            tf.math.log,
-            lambda v: tf.reduce_sum(v, axis=-1),
-            tf.constant(float(classes), dtype),
-        )
-    else:
-        second = tf.math.top_k(shifted, k=2).values[:, 1]
-        score = _margin(second, total, tf.exp)
+    ops = _Ops(
+        log=tf.math.log,
+        reduce_sum=lambda v: tf.reduce_sum(v, axis=-1),
+        exp=tf.exp,
+        classes=tf.constant(float(classes), dtype),
+        second=lambda v: tf.math.top_k(v, k=2).values[:, 1],
+    )
+    score = _rule_score(rule, shifted, exp, total, ops)
     return tf.where(finite, tf.clip_by_value(score, 0.0, 1.0), nan)
 
 
