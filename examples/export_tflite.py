@@ -74,7 +74,7 @@ def export_all(network, output_dir, quantizations, micro, images):
         )
         for stage in result.stages:
             lines.append(
-                f"micro stage_{stage.index}: {stage.bytes:,} bytes, arena ~"
+                f"micro stage_{stage.index}: {stage.bytes:,} bytes, arena "
                 f"{stage.arena_bytes:,} bytes, ops {', '.join(stage.ops)}"
             )
         lines.append(f"cascade loop: {result.cascade_path}")
