@@ -77,7 +77,10 @@ def export_all(network, output_dir, quantizations, micro, images):
                 f"micro stage_{stage.index}: {stage.bytes:,} bytes, arena "
                 f"{stage.arena_bytes:,} bytes, ops {', '.join(stage.ops)}"
             )
-        lines.append(f"cascade loop: {result.cascade_path}")
+        lines.append(
+            f"shared arena: {result.arena_bytes:,} bytes (RAM for every stage)"
+        )
+        lines.append(f"cascade loop: {result.cascade_path} ({result.header_path})")
     return lines
 
 
