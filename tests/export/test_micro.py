@@ -190,3 +190,23 @@ def test_a_failing_export_writes_nothing(
     with pytest.raises(RuntimeError, match="generator broke"):
         tfee.export.micro(network, str(tmp_path), images[:4], calibration_samples=4)
     assert os.listdir(tmp_path) == []
+
+
+def test_arenas_are_measured_without_crashing_on_models_tflm_crashes_for(tmp_path):
+    # TFLM's Python interpreter segfaulted (instead of failing) on an arena
+    # of 3,584 bytes for stage 2 of this network, which once killed the
+    # export; probes now run in a child process.
+    keras.utils.set_random_seed(0)
+    backbone = tfee.backbones.small_cnn(num_classes=10, input_shape=(8, 8, 1))
+    network = tfee.attach_exits(
+        backbone, ["block1_out"], head="sdn", with_confidence=True
+    )
+    images = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
+    export = tfee.export.micro(network, str(tmp_path), images)
+    from tflite_micro import runtime
+
+    for stage in export.stages:
+        interpreter = runtime.Interpreter.from_file(
+            stage.model_path, arena_size=stage.arena_bytes
+        )
+        interpreter.invoke()

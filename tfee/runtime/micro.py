@@ -7,9 +7,11 @@ hands them to the cascade engine. Its decisions are those of the generated
 C++: dequantized logits, `tfee.rules`, the same loop.
 """
 
-import contextlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
 
 import numpy as np
 
@@ -24,17 +26,32 @@ __all__ = ["MicroCascade", "measure_arena"]
 _FORMAT = "tfee.export.micro/1"
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silences TFLM's own C-level complaints while arenas are probed."""
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as devnull:
-        os.dup2(devnull.fileno(), 2)
+# Probes arenas in a child process: the interpreter of `tflite-micro` can
+# crash (not fail) when an arena is too small, which must not take the
+# caller down. It prints "try N", then "ok N" or "fail N", for every size.
+_PROBE = """
+import sys
+import numpy as np
+from tflite_micro import runtime
+
+data = open(sys.argv[1], "rb").read()
+low, high, alignment = (int(v) for v in sys.argv[2:5])
+while high - low > alignment:
+    size = (low + high) // 2 // alignment * alignment
+    if size <= low:
+        break
+    print("try", size, flush=True)
     try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        interpreter = runtime.Interpreter.from_bytes(data, arena_size=size)
+        details = interpreter.get_input_details(0)
+        interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+        interpreter.invoke()
+        print("ok", size, flush=True)
+        high = size
+    except RuntimeError:
+        print("fail", size, flush=True)
+        low = size
+"""
 
 
 def _runs(data, arena_size):
@@ -54,7 +71,9 @@ def measure_arena(data, alignment=16):
     """The smallest tensor arena in which TFLite Micro runs a model, in bytes.
 
     Bisects `arena_size` of the real interpreter (`tflite-micro`): the model
-    must allocate its tensors and invoke. The interpreter runs on this
+    must allocate its tensors and invoke. The probes run in a child process,
+    because too small an arena can crash that interpreter instead of making
+    it fail; a crash counts as a failure. The interpreter runs on this
     machine, where pointers are 8 bytes; a 32-bit microcontroller's
     persistent allocations are smaller, so the figure is an upper bound there.
 
@@ -66,28 +85,47 @@ def measure_arena(data, alignment=16):
       An int.
 
     Raises:
-      ValueError: the model does not run in TFLite Micro even with an arena
-        of 64 times its size (an operator TFLM lacks, for instance).
+      ValueError: the model does not run in TensorFlow Lite Micro (an
+        operator TFLM lacks, for instance).
     """
     data = bytes(data)
-    low, high = 0, max(4096, 4 * len(data))
-    with _quiet_stderr():
-        while not _runs(data, high):
-            if high > 64 * max(len(data), 4096):
-                raise ValueError(
-                    "tfee.runtime.measure_arena: the model does not run in "
-                    f"TensorFlow Lite Micro with an arena of {high} bytes. "
-                    f"Received: a model of {len(data)} bytes"
-                )
-            low, high = high, 2 * high
+    high = max(1 << 20, 16 * len(data))
+    if not _runs(data, high):
+        raise ValueError(
+            "tfee.runtime.measure_arena: the model does not run in TensorFlow "
+            f"Lite Micro even with an arena of {high} bytes (an operator it "
+            f"lacks?). Received: a model of {len(data)} bytes"
+        )
+    low = 0
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(data)
         while high - low > alignment:
-            middle = (low + high) // 2 // alignment * alignment
-            if middle <= low:
+            child = subprocess.run(
+                [sys.executable, "-c", _PROBE, path, str(low), str(high)]
+                + [str(alignment)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            tried = None
+            for word, size in (line.split() for line in child.stdout.splitlines()):
+                size = int(size)
+                if word == "try":
+                    tried = size
+                elif word == "ok":
+                    high, tried = size, None
+                else:
+                    low, tried = size, None
+            if child.returncode == 0:
                 break
-            if _runs(data, middle):
-                high = middle
-            else:
-                low = middle
+            if tried is None:
+                raise RuntimeError(
+                    "tfee.runtime.measure_arena: the probing process failed: "
+                    + child.stderr[-500:]
+                )
+            low = tried  # It crashed on this size: too small.
     return high
 
 
