@@ -109,11 +109,7 @@ def run(argv=None):
             print(f"timing {quantize} over {len(images)} images ...", flush=True)
             result[quantize] = time_file(path, num_exits, images)
     result["record"] = common.machine_record(argv)
-    tag = "quick" if FLAGS.quick else "full"
-    path = common.write_result(f"cascade_overhead_{tag}", result)
-    print(common.summary_line(result, ["float32", "int8"]))
-    print(f"written: {path}")
-    return result
+    return common.finish("cascade_overhead", result, ["float32", "int8"])
 
 
 def main(argv):

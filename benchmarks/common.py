@@ -82,6 +82,15 @@ def write_result(name, result):
     return path
 
 
+def finish(name, result, keys):
+    """Writes `result` as `<name>_quick|full.json`, prints `keys` of it and the
+    path; returns the result (every benchmark's last step)."""
+    path = write_result(f"{name}_{'quick' if FLAGS.quick else 'full'}", result)
+    print(summary_line(result, keys))
+    print(f"written: {path}")
+    return result
+
+
 def machine_record(argv=None):
     """Command, versions and machine, for every result JSON."""
     return {

@@ -90,9 +90,7 @@ def run(argv=None):
         },
         "record": common.machine_record(argv),
     }
-    tag = "quick" if FLAGS.quick else "full"
-    print(f"written: {common.write_result(f'int8_agreement_{tag}', result)}")
-    return result
+    return common.finish("int8_agreement", result, ["passed"])
 
 
 def main(argv):

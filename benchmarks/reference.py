@@ -64,11 +64,9 @@ def run(argv=None):
         "normalisation": {"mean": data.mean.tolist(), "std": data.std.tolist()},
         "record": common.machine_record(argv),
     }
-    name = "reference_network_quick" if FLAGS.quick else "reference_network_full"
-    path = common.write_result(name, result)
-    print(common.summary_line(result, ["test_exit_accuracy", "train_seconds"]))
-    print(f"written: {path}")
-    return result
+    return common.finish(
+        "reference_network", result, ["test_exit_accuracy", "train_seconds"]
+    )
 
 
 def main(argv):

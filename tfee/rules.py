@@ -28,6 +28,7 @@ on every runtime.
 
 import dataclasses
 import math
+import types
 
 import numpy as np
 
@@ -63,11 +64,6 @@ def _rule_score(rule, shifted, exp, total, ops):
         entropy = ops.log(total) - ops.reduce_sum(exp * shifted) / total
         return 1.0 - entropy / ops.log(ops.classes)
     return (1.0 - ops.exp(ops.second(shifted))) / total
-
-
-class _Ops:
-    def __init__(self, **functions):
-        self.__dict__.update(functions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +152,7 @@ def _one_row(row, rule):
     shifted = row - row.max()
     exp = np.exp(shifted)
     total = sum(exp.tolist())  # In index order, as _sequential_sum.
-    ops = _Ops(
+    ops = types.SimpleNamespace(
         log=np.log,
         reduce_sum=lambda v: sum(v.tolist()),
         exp=np.exp,
@@ -202,7 +198,7 @@ def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     shifted = safe - safe.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     total = _sequential_sum(exp)
-    ops = _Ops(
+    ops = types.SimpleNamespace(
         log=np.log,
         reduce_sum=_sequential_sum,
         exp=np.exp,
@@ -255,7 +251,7 @@ def tf_scores(logits, rule, confidence=None, dtype=None):
     shifted = safe - tf.reduce_max(safe, axis=-1, keepdims=True)
     exp = tf.exp(shifted)
     total = tf.reduce_sum(exp, axis=-1)
-    ops = _Ops(
+    ops = types.SimpleNamespace(
         log=tf.math.log,
         reduce_sum=lambda v: tf.reduce_sum(v, axis=-1),
         exp=tf.exp,

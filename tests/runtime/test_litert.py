@@ -25,26 +25,17 @@ def _keras_predictions(network, images):
     return [np.argmax(x, -1) for x in network.predict(images, verbose=0)[:2]]
 
 
-def test_threshold_zero_answers_every_sample_at_the_first_exit(
-    float_file, network, images
+@pytest.mark.parametrize("threshold,exit_index", [(0.0, 0), (None, 1)])
+def test_a_threshold_of_zero_or_none_sends_everyone_to_the_first_or_deepest_exit(
+    float_file, network, images, threshold, exit_index
 ):
-    result = tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.0])).predict(
-        images
+    result = tfee.runtime.Cascade(
+        float_file.path, RecordingPolicy([threshold])
+    ).predict(images)
+    assert np.all(result.exit_indices == exit_index)
+    np.testing.assert_array_equal(
+        result.predictions, _keras_predictions(network, images)[exit_index]
     )
-    predictions, exits = result.predictions, result.exit_indices
-    assert np.all(exits == 0)
-    np.testing.assert_array_equal(predictions, _keras_predictions(network, images)[0])
-
-
-def test_an_unreachable_threshold_sends_every_sample_to_the_deepest_exit(
-    float_file, network, images
-):
-    result = tfee.runtime.Cascade(float_file.path, RecordingPolicy([None])).predict(
-        images
-    )
-    predictions, exits = result.predictions, result.exit_indices
-    assert np.all(exits == 1)
-    np.testing.assert_array_equal(predictions, _keras_predictions(network, images)[1])
 
 
 def test_mixed_exits_give_each_sample_the_answer_of_its_own_exit(

@@ -32,8 +32,9 @@ from tfee.runtime import micro as micro_runtime
 
 __all__ = ["MANIFEST_FORMAT", "MicroStage", "MicroExport", "micro", "MICRO_OPS"]
 
-# The manifest beside the stage models: which output is which, for runtimes.
-MANIFEST_FORMAT = "tfee.export.micro/1"
+# The manifest beside the stage models (which output is which) is in the
+# format its reader, tfee.runtime.MicroCascade, defines.
+MANIFEST_FORMAT = micro_runtime.MANIFEST_FORMAT
 
 # The arena measured in the reference-kernel interpreter, plus this margin:
 # optimized kernels (CMSIS-NN, for instance) may ask for scratch buffers the

@@ -21,9 +21,10 @@ from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
-__all__ = ["MicroCascade", "measure_arena"]
+__all__ = ["MANIFEST_FORMAT", "MicroCascade", "measure_arena"]
 
-_FORMAT = "tfee.export.micro/1"
+# The manifest tfee.export.micro writes beside the stage models.
+MANIFEST_FORMAT = "tfee.export.micro/1"
 
 
 # Probes arenas in a child process: the interpreter of `tflite-micro` can
@@ -155,10 +156,10 @@ def _read_manifest(path, api):
             manifest = json.load(f)
         except json.JSONDecodeError as error:
             raise ValueError(f"{api}: {path} is not valid JSON ({error})") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(
             f'{api}: {path} is not a tfee micro manifest (expected "format": '
-            f'"{_FORMAT}"). Received: format={manifest.get("format")!r}'
+            f'"{MANIFEST_FORMAT}"). Received: format={manifest.get("format")!r}'
         )
     return manifest
 
