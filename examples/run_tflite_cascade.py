@@ -4,8 +4,9 @@
         --tflite /tmp/tfee-export/net_int8.tflite --max_softmax_threshold 0.9
 
 Prints accuracy (with labels), how many samples each exit answered and the
-mean MACs relative to the deepest exit. Use --policy_path for a policy saved by
-`policy.save(...)`, or --max_softmax_threshold for a shared max-softmax threshold.
+mean MACs relative to the deepest exit. The policy is --policy_path (a policy
+saved by `policy.save(...)`) when given, else the one embedded in the file
+(`tfee.export.tflite(policy=...)`), else a shared --max_softmax_threshold.
 """
 
 import numpy as np
@@ -22,7 +23,11 @@ flags.DEFINE_string("tflite", "/tmp/tfee-export/net_float32.tflite", "The .tflit
 flags.DEFINE_string(
     "policy_path", "", "A saved policy JSON; overrides --max_softmax_threshold."
 )
-flags.DEFINE_float("max_softmax_threshold", 0.9, "Shared max-softmax threshold.")
+flags.DEFINE_float(
+    "max_softmax_threshold",
+    0.9,
+    "Shared max-softmax threshold, for files that embed no policy.",
+)
 flags.DEFINE_enum(
     "test_data", "digits", ["digits", "random"], "Test images (random: smoke tests)."
 )
@@ -49,8 +54,8 @@ def summarize(cascade, result, labels):
     counts = np.bincount(result.exit_indices, minlength=cascade.num_exits)
     for k, count in enumerate(counts, start=1):
         lines.append(f"exit_{k}: {count} samples")
-    macs = cascade.metadata.get("cumulative_macs")
-    if macs:
+    macs = [e["cumulative_macs"] for e in cascade.metadata["exits"]]
+    if None not in macs:
         mean = result.mean_macs
         lines.append(f"mean MACs: {mean:,.0f} ({100 * mean / macs[-1]:.1f}% of exit_K)")
     return lines
@@ -58,12 +63,16 @@ def summarize(cascade, result, labels):
 
 def main(argv):
     del argv
+    metadata = tfee.runtime.read_metadata(FLAGS.tflite)
     if FLAGS.policy_path:
         policy = load_policy(FLAGS.policy_path)
+    elif metadata.get("policy") is not None:
+        policy = None  # The cascade uses the file's own.
     else:
-        exits = tfee.runtime.read_metadata(FLAGS.tflite).get("num_exits", 2)
+        exits = metadata.get("num_exits", 2)
         policy = ThresholdPolicy.shared(FLAGS.max_softmax_threshold, exits)
     cascade = tfee.runtime.Cascade(FLAGS.tflite, policy)
+    print(f"policy: {cascade.policy!r}")
     images, labels = load_test_data(
         FLAGS.test_data, cascade.input_shape, FLAGS.data_seed
     )

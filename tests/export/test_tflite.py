@@ -66,7 +66,7 @@ def test_learned_confidence_is_exported_where_the_head_learns_one(
     learned = network.predict(images, verbose=0)[-1][:, 0]
     np.testing.assert_allclose(exported, learned, atol=1e-5)
     metadata = tfee.runtime.read_metadata(float_file.path)
-    assert metadata["learned_confidence"] == [True, False]
+    assert [e["confidence"] for e in metadata["exits"]] == ["confidence", None]
 
 
 def test_int8_features_chain_with_the_same_scale_and_zero_point(int8_file):

@@ -4,6 +4,7 @@
   weights (float32, float16, dynamic-range or full int8).
 - `micro`: one dense int8 .tflite per stage for TFLite Micro, as C arrays,
   with op resolvers, arena estimates and the cascade loop in C++.
+- `set_policy`: embeds a (re)calibrated policy in an exported .tflite.
 - `verify`: checks every signature against the Keras network.
 
 The files run as cascades in `tfee.runtime` (`Cascade`, `MicroCascade`).
@@ -19,6 +20,7 @@ from tfee.export.micro_export import micro
 from tfee.export.tflite_export import QUANTIZATIONS
 from tfee.export.tflite_export import ExportReport
 from tfee.export.tflite_export import gzipped_size
+from tfee.export.tflite_export import set_policy
 from tfee.export.tflite_export import tflite
 from tfee.export.verification import SignatureCheck
 from tfee.export.verification import Verification
@@ -36,6 +38,7 @@ __all__ = [
     "gzipped_size",
     "micro",
     "quantized_tflite_bytes",
+    "set_policy",
     "tflite",
     "tflite_bytes",
     "verify",

@@ -8,6 +8,7 @@ pays for stage 2: nothing is computed twice. Weights are stored once for all sig
 
 import dataclasses
 import gzip
+import os
 
 import numpy as np
 
@@ -15,12 +16,15 @@ from tfee import _flatbuffer
 from tfee import cost
 from tfee import naming
 from tfee import network as network_lib
+from tfee import version
 from tfee._files import write_bytes_atomically
 from tfee._keras import tf
 from tfee.export import _calibration
 from tfee.export import _signatures
+from tfee.policy import policies
+from tfee.runtime import litert
 
-__all__ = ["ExportReport", "QUANTIZATIONS", "tflite", "gzipped_size"]
+__all__ = ["ExportReport", "QUANTIZATIONS", "set_policy", "tflite", "gzipped_size"]
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
@@ -68,6 +72,156 @@ def _check_positive(value, argument, api):
             f"{api}: `{argument}` must be a positive integer. "
             f"Received: {argument}={value!r}"
         )
+
+
+def check_output_path(path, api, argument="path"):
+    """Raises unless `path` names a file that can be (re)written."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TypeError(
+            f"{api}: `{argument}` must be a file path string. "
+            f"Received: {argument}={path!r}"
+        )
+    if os.path.isdir(path):
+        raise ValueError(
+            f"{api}: `{argument}` is a directory; pass the file to write, e.g. "
+            f"{os.path.join(os.fspath(path), 'network.tflite')!r}. "
+            f"Received: {argument}={path!r}"
+        )
+
+
+def _check_normalisation(normalisation, channels, api):
+    """(mean, std) as two lists of `channels` floats, or None."""
+    if normalisation is None:
+        return None
+    accepted = (
+        f"{api}: `normalisation` must be None or (mean, std), each a number or "
+        f"{channels} per-channel numbers, std > 0, all finite. "
+        f"Received: normalisation={normalisation!r}"
+    )
+    try:
+        mean, std = normalisation
+        mean = np.broadcast_to(np.asarray(mean, np.float64), (channels,))
+        std = np.broadcast_to(np.asarray(std, np.float64), (channels,))
+    except (TypeError, ValueError) as error:
+        raise ValueError(accepted) from error
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError(accepted)
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def _check_labels(labels, classes, api):
+    """`labels` as a list of `classes` strings, or None."""
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
+        raise TypeError(
+            f"{api}: `labels` must be None or a list of {classes} class names. "
+            f"Received: labels={labels!r}"
+        )
+    labels = list(labels)
+    if len(labels) != classes:
+        raise ValueError(
+            f"{api}: `labels` must name each of the network's {classes} classes. "
+            f"Received: {len(labels)} labels"
+        )
+    return labels
+
+
+def _input_description(data, network, names, normalisation):
+    """The metadata's "input": what a client feeds the first stage."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    first = names[0]
+    kind, _ = naming.parse_signature(first)
+    input_name = naming.IMAGE if kind == naming.EXIT else naming.stage_input_name(1)
+    details = (
+        Interpreter(model_content=bytes(data))
+        .get_signature_runner(first)
+        .get_input_details()[input_name]
+    )
+    scale, zero_point = details["quantization"]
+    quantized = details["dtype"] != np.float32
+    return {
+        "name": input_name,
+        "shape": [int(d) for d in network.inputs[0].shape[1:]],
+        "dtype": np.dtype(details["dtype"]).name,
+        "scale": float(scale) if quantized else None,
+        "zero_point": int(zero_point) if quantized else None,
+        "mean": normalisation["mean"] if normalisation else None,
+        "std": normalisation["std"] if normalisation else None,
+    }
+
+
+def _metadata(network, infos, names, quantize, data, policy, normalisation, labels):
+    """The "tfee" metadata document (docs/tflite_metadata.md)."""
+    exits = []
+    for k, info in enumerate(infos, start=1):
+        exits.append(
+            {
+                "name": info.name,
+                "exit_signature": (
+                    naming.exit_name(k) if naming.exit_name(k) in names else None
+                ),
+                "stage_signature": (
+                    naming.stage_name(k) if naming.stage_name(k) in names else None
+                ),
+                "stage_input": naming.stage_input_name(k),
+                "logits": naming.LOGITS,
+                "confidence": naming.CONFIDENCE if info.confidence else None,
+                "features": naming.features_name(k) if k < len(infos) else None,
+                "cumulative_macs": int(info.cumulative_macs),
+            }
+        )
+    return {
+        "format": litert.METADATA_FORMAT,
+        "tfee_version": version.__version__,
+        "num_exits": len(infos),
+        "exits": exits,
+        "full_macs": int(cost.analyze(network).full_macs),
+        "policy": None if policy is None else policy.to_dict(),
+        "input": _input_description(data, network, names, normalisation),
+        "num_classes": int(network.outputs[0].shape[-1]),
+        "labels": labels,
+        "quantize": quantize,
+        "signatures": names,
+    }
+
+
+def set_policy(path, policy):
+    """Embeds `policy` in an exported .tflite, replacing the file atomically.
+
+    Calibrate on the file's own outputs (`Cascade(path).collect_outputs`),
+    then store the result where every client reads it, without converting
+    again. The weights and signatures are left as they are.
+
+    Args:
+      path: a .tflite written by `tfee.export.tflite`.
+      policy: a tfee policy for the file's exits, or None to remove it.
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+      ValueError: a file without tfee metadata, or a policy for another
+        network. The file is unchanged.
+
+    Example:
+      >>> outputs = tfee.runtime.Cascade("net.tflite").collect_outputs(x, y)
+      >>> tfee.export.set_policy("net.tflite", tfee.calibrate(outputs, 0.9))
+    """
+    api = "tfee.export.set_policy"
+    metadata = litert.read_metadata(path)
+    if not metadata:
+        raise ValueError(
+            f"{api}: {path} has no tfee metadata; embed policies in files "
+            "written by tfee.export.tflite."
+        )
+    exits = metadata["exits"]
+    if policy is not None:
+        learned = [e["confidence"] is not None for e in exits]
+        policies.check_policy(policy, len(exits), learned, api)
+    metadata["policy"] = None if policy is None else policy.to_dict()
+    with open(path, "rb") as f:
+        data = f.read()
+    write_bytes_atomically(path, _flatbuffer.with_metadata(data, metadata))
 
 
 def chain_features(data, num_exits, names, api="tfee.export.tflite"):
@@ -152,6 +306,9 @@ def tflite(
     calibration_samples=512,
     sparse=False,
     per_channel=True,
+    policy=None,
+    normalisation=None,
+    labels=None,
 ):
     """Exports an early-exit network as one .tflite with exit and stage signatures.
 
@@ -171,8 +328,11 @@ def tflite(
     tfmot pruning and clustering wrappers are stripped first; zeros and
     clusters stay in the weights and show in `gzipped_bytes`. The file is
     written atomically: a failed export leaves an existing file untouched.
-    Metadata named "tfee" (exit count, learned confidences, MACs) is
-    embedded for `tfee.runtime.Cascade`.
+    The file carries its own description in a JSON metadata entry named
+    "tfee" (docs/tflite_metadata.md): per exit its signatures, output names
+    and cumulative MACs, the policy, the input's shape, dtype, quantization
+    and normalisation, and the class labels. `tfee.runtime.Cascade(path)`
+    and a client with only LiteRT read everything from the file.
 
     Args:
       network: a tfee early-exit network (from `tfee.attach_exits`).
@@ -190,6 +350,12 @@ def tflite(
         clustered kernel then keeps at most its cluster count of distinct
         int8 values (per-channel scales turn each centroid into a different
         value in every channel), so its gzipped file is much smaller.
+      policy: the exit policy to embed (e.g. from `tfee.calibrate`), or None;
+        `set_policy` replaces it later without converting again.
+      normalisation: (mean, std) a client applies to raw images before the
+        input (`(x - mean) / std`, per channel or scalar), or None when the
+        network takes its input as it comes.
+      labels: class names, one per logit, or None.
 
     Returns:
       An `ExportReport`.
@@ -198,8 +364,10 @@ def tflite(
       TypeError: `network` is not a tf_keras functional model, or the
         representative images are not floating point.
       ValueError: unknown `quantize` or signature names, missing or
-        wrongly shaped representative data, or int8 features whose scales
-        do not chain. All but the last are raised before conversion starts.
+        wrongly shaped representative data, a policy for another network,
+        bad normalisation or labels, a `path` that is a directory, or int8
+        features whose scales do not chain. All but the last are raised
+        before conversion starts.
 
     Example:
       >>> report = tfee.export.tflite(net, "net.tflite", quantize="int8",
@@ -209,11 +377,16 @@ def tflite(
     api = "tfee.export.tflite"
     _check_quantize(quantize, api)
     _check_positive(calibration_samples, "calibration_samples", api)
-    if not isinstance(path, str) or not path:
-        raise TypeError(f"{api}: `path` must be a file path string. Received: {path!r}")
+    check_output_path(path, api)
     stripped = _signatures.stripped_network(network, api)
     infos = network_lib.exits(stripped)
     names = _signatures.select_signatures(signatures, len(infos), api)
+    learned = _signatures.learned_confidence(stripped)
+    if policy is not None:
+        policies.check_policy(policy, len(infos), learned, api)
+    channels = int(stripped.inputs[0].shape[-1])
+    normalisation = _check_normalisation(normalisation, channels, api)
+    labels = _check_labels(labels, int(stripped.outputs[0].shape[-1]), api)
     calibration = None
     if quantize == "int8":
         if representative is None:
@@ -234,16 +407,9 @@ def tflite(
         data = chain_features(data, len(infos), names, api)
     data = _flatbuffer.with_metadata(
         data,
-        {
-            "format": "tfee.export.tflite/2",
-            "num_exits": len(infos),
-            "exit_names": [i.name for i in infos],
-            "learned_confidence": _signatures.learned_confidence(stripped),
-            "quantize": quantize,
-            "signatures": names,
-            "cumulative_macs": [int(i.cumulative_macs) for i in infos],
-            "full_macs": int(cost.analyze(stripped).full_macs),
-        },
+        _metadata(
+            stripped, infos, names, quantize, data, policy, normalisation, labels
+        ),
     )
     write_bytes_atomically(path, data)
     statistics = _flatbuffer.weight_statistics(data)

@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 
-from tfee import _flatbuffer
 from tfee import naming
 from tfee.export import _calibration
 from tfee.export import _signatures
+from tfee.runtime import litert
 from tfee.runtime.litert import Cascade
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
@@ -96,8 +96,7 @@ def verify(path, network, images, tolerance=None, min_agreement=0.99, samples=51
             f"{api}: `min_agreement` must lie in [0, 1]. "
             f"Received: min_agreement={min_agreement!r}"
         )
-    with open(path, "rb") as f:
-        metadata = _flatbuffer.metadata(f.read())
+    metadata = litert.read_metadata(path)
     if not metadata:
         raise ValueError(
             f"{api}: {path} has no tfee metadata; verify files written by "

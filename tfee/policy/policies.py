@@ -284,9 +284,25 @@ class Policy:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"{api}: not valid JSON ({error})") from error
+        policy = Policy.from_dict(data, api)
+        if cls is not Policy and not isinstance(policy, cls):
+            raise ValueError(
+                f"{api}: the JSON holds a {type(policy).__name__}, not a "
+                f"{cls.__name__}."
+            )
+        return policy
+
+    @staticmethod
+    def from_dict(data, api="tfee.Policy.from_dict"):
+        """A policy from `to_dict()`'s form (as a .tflite's metadata holds it).
+
+        Raises:
+          ValueError: `data` is not a tfee policy, or names an unknown type.
+        """
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ValueError(
-                f'{api}: not a tfee policy (expected "format": "{_FORMAT}").'
+                f'{api}: not a tfee policy (expected "format": "{_FORMAT}"). '
+                f"Received: {type(data).__name__}"
             )
         kinds = {c.kind: c for c in (ThresholdPolicy, PatiencePolicy)}
         if data.get("type") not in kinds:
@@ -294,13 +310,7 @@ class Policy:
                 f"{api}: unknown policy type, expected one of {sorted(kinds)}. "
                 f"Received: type={data.get('type')!r}"
             )
-        policy = kinds[data["type"]]._from_dict(data)
-        if cls is not Policy and not isinstance(policy, cls):
-            raise ValueError(
-                f"{api}: the JSON holds a {type(policy).__name__}, not a "
-                f"{cls.__name__}."
-            )
-        return policy
+        return kinds[data["type"]]._from_dict(data)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.to_dict() == other.to_dict()

@@ -8,7 +8,9 @@ the same rules (`tfee.rules`).
 
 from tfee.runtime.engine import CascadeResult
 from tfee.runtime.keras import DynamicPredictor
+from tfee.runtime.litert import METADATA_FORMAT
 from tfee.runtime.litert import Cascade
+from tfee.runtime.litert import embedded_policy
 from tfee.runtime.litert import read_metadata
 from tfee.runtime.micro import MicroCascade
 from tfee.runtime.micro import measure_arena
@@ -17,10 +19,12 @@ from tfee.runtime.quantization import quantize_input
 
 __all__ = [
     "Cascade",
+    "METADATA_FORMAT",
     "CascadeResult",
     "DynamicPredictor",
     "MicroCascade",
     "dequantize_output",
+    "embedded_policy",
     "measure_arena",
     "quantize_input",
     "read_metadata",

@@ -19,29 +19,88 @@ from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
-__all__ = ["Cascade", "read_metadata"]
+__all__ = ["Cascade", "METADATA_FORMAT", "embedded_policy", "read_metadata"]
+
+
+# The "tfee" metadata entry of an exported .tflite: a JSON document whose
+# fields docs/tflite_metadata.md specifies. Older files are upgraded on read.
+METADATA_FORMAT = "tfee.export.tflite/3"
+_FORMAT_2 = "tfee.export.tflite/2"
+
+
+def _upgrade_format_2(metadata):
+    """A format-2 document (flat per-exit lists, no policy) in format 3."""
+    count = metadata["num_exits"]
+    learned = metadata.get("learned_confidence", [False] * count)
+    macs = metadata.get("cumulative_macs", [None] * count)
+    signatures = metadata.get("signatures", [])
+    exits = []
+    for k in range(1, count + 1):
+        exits.append(
+            {
+                "name": metadata["exit_names"][k - 1],
+                "exit_signature": (
+                    naming.exit_name(k) if naming.exit_name(k) in signatures else None
+                ),
+                "stage_signature": (
+                    naming.stage_name(k) if naming.stage_name(k) in signatures else None
+                ),
+                "stage_input": naming.stage_input_name(k),
+                "logits": naming.LOGITS,
+                "confidence": naming.CONFIDENCE if learned[k - 1] else None,
+                "features": naming.features_name(k) if k < count else None,
+                "cumulative_macs": macs[k - 1],
+            }
+        )
+    upgraded = dict(metadata, format=METADATA_FORMAT, exits=exits)
+    upgraded.setdefault("policy", None)
+    upgraded.setdefault("labels", None)
+    upgraded.setdefault("input", None)
+    return upgraded
 
 
 def read_metadata(path):
     """The "tfee" metadata of a .tflite written by `tfee.export.tflite`.
 
+    The format (docs/tflite_metadata.md) is a JSON document in the
+    flatbuffer's standard `metadata` list, so any LiteRT client reads it
+    (Python: `ai_edge_litert.schema_py_generated`; C++:
+    `tflite::FlatBufferModel::ReadAllMetadata`).
+
     Args:
       path: the .tflite file.
 
     Returns:
-      A dict (num_exits, exit_names, learned_confidence,
-      quantize, signatures, cumulative_macs, full_macs), or {} for other
-      files.
+      A dict (format, num_exits, exits, full_macs, policy, input, labels,
+      quantize, signatures), or {} for a file tfee did not export.
 
     Raises:
       FileNotFoundError: no file at `path`.
+      ValueError: metadata in a format this version cannot read.
     """
-    if not isinstance(path, str) or not os.path.isfile(path):
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
         raise FileNotFoundError(
             f"tfee.runtime.read_metadata: no .tflite file at path={path!r}"
         )
     with open(path, "rb") as f:
-        return _flatbuffer.metadata(f.read())
+        metadata = _flatbuffer.metadata(f.read())
+    if not metadata:
+        return {}
+    if metadata.get("format") == _FORMAT_2:
+        return _upgrade_format_2(metadata)
+    if metadata.get("format") != METADATA_FORMAT:
+        raise ValueError(
+            f"tfee.runtime.read_metadata: {path} holds tfee metadata in format "
+            f"{metadata.get('format')!r}; this tfee reads {_FORMAT_2!r} and "
+            f"{METADATA_FORMAT!r}. Export the network again."
+        )
+    return metadata
+
+
+def embedded_policy(metadata):
+    """The policy stored in a file's metadata, or None."""
+    stored = metadata.get("policy")
+    return None if stored is None else policies.Policy.from_dict(stored)
 
 
 class _Backend:
@@ -106,14 +165,16 @@ class Cascade:
     Args:
       path: a .tflite from `tfee.export.tflite` with stage_1..stage_K.
       policy: a tfee policy with K exits (e.g. from `tfee.calibrate`); None
-        for a cascade that only computes `exit_logits` / `collect_outputs`.
+        for the policy embedded in the file (`tfee.export.tflite(policy=)`,
+        `tfee.export.set_policy`), and where it holds none, a cascade that
+        only computes `exit_logits` / `collect_outputs`.
       num_threads: LiteRT CPU threads.
 
     Raises:
       FileNotFoundError: `path` does not exist.
       TypeError: `policy` is not a tfee policy.
-      ValueError: the file lacks stage signatures, or the policy's exit count
-        differs from the file's.
+      ValueError: the file lacks tfee metadata or stage signatures, or the
+        policy's exit count differs from the file's.
 
     Example:
       >>> cascade = tfee.runtime.Cascade("net.tflite", policy)
@@ -127,31 +188,34 @@ class Cascade:
         from ai_edge_litert.interpreter import Interpreter
 
         api = "tfee.runtime.Cascade"
-        if not isinstance(path, str) or not os.path.isfile(path):
+        if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
             raise FileNotFoundError(f"{api}: no .tflite file at path={path!r}")
         self.metadata = read_metadata(path)
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
-        available = interpreter.get_signature_list()
-        stages = [n for n in available if naming.parse_signature(n)]
-        stages = sorted(
-            (n for n in stages if naming.parse_signature(n)[0] == naming.STAGE),
-            key=lambda n: naming.parse_signature(n)[1],
-        )
-        expected = [naming.stage_name(k) for k in range(1, len(stages) + 1)]
-        if not stages or stages != expected:
+        if not self.metadata:
             raise ValueError(
-                f"{api}: {path} needs the signatures stage_1..stage_K (export "
-                "them with tfee.export.tflite(signatures=None)). Received "
-                f"signatures: {sorted(available)}"
+                f"{api}: {path} has no tfee metadata (the exits, their outputs "
+                "and MACs); run files written by tfee.export.tflite."
             )
-        learned = self.metadata.get("learned_confidence", [False] * len(stages))
+        interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+        available = interpreter.get_signature_list()
+        exits = self.metadata["exits"]
+        stages = [e["stage_signature"] for e in exits]
+        if None in stages or not set(stages) <= set(available):
+            raise ValueError(
+                f"{api}: {path} needs the signatures stage_1..stage_{len(exits)} "
+                "(export them with tfee.export.tflite(signatures=None)). "
+                f"Received signatures: {sorted(available)}"
+            )
+        learned = [e["confidence"] is not None for e in exits]
+        if policy is None:
+            policy = embedded_policy(self.metadata)
         if policy is not None:
             policies.check_policy(policy, len(stages), learned, api)
         self.path = path
         self.policy = policy
         self.num_exits = len(stages)
         self._backend = _Backend(
-            interpreter, learned, self.metadata.get("cumulative_macs")
+            interpreter, learned, [e["cumulative_macs"] for e in exits]
         )
         if policy is not None:
             engine.warn_unreachable(policy, self._backend.ceilings(), api)
@@ -163,7 +227,9 @@ class Cascade:
         if self.policy is None:
             raise ValueError(
                 f"tfee.runtime.Cascade.{method}: this cascade has no exit "
-                "policy; pass one as Cascade(path, policy). Received: policy=None"
+                "policy and its file embeds none; pass one as Cascade(path, "
+                "policy) or embed one with tfee.export.set_policy. "
+                "Received: policy=None"
             )
 
     def _check_images(self, images, method):
@@ -243,9 +309,10 @@ class Cascade:
                 f"{api}: `labels` must be {count} integer labels, one per image. "
                 f"Received: {len(labels)} labels of dtype {labels.dtype}"
             )
-        if "full_macs" not in self.metadata:
+        macs = [e["cumulative_macs"] for e in self.metadata["exits"]]
+        if "full_macs" not in self.metadata or None in macs:
             raise ValueError(
-                f"{api}: {self.path} has no full_macs in its tfee metadata; "
+                f"{api}: {self.path} has no MACs in its tfee metadata; "
                 "export it again with tfee.export.tflite."
             )
         logits, confidences = self._every_exit(images, batch_size, "collect_outputs")
@@ -258,7 +325,7 @@ class Cascade:
             logits=np.stack(logits),
             confidences=learned,
             labels=labels,
-            exit_macs=self.metadata["cumulative_macs"],
+            exit_macs=macs,
             full_macs=self.metadata["full_macs"],
         )
 

@@ -1,0 +1,91 @@
+"""A client with only LiteRT and numpy reproduces `Cascade` from the file alone.
+
+The client is the README's own code block (between the plain-client markers),
+executed here as a user would paste it.
+"""
+
+import ast
+import os
+import re
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.export
+from tests.tiny_files import tiny_data
+
+README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+MEAN, STD = 0.4, 0.3
+
+
+def _readme_client():
+    with open(README) as f:
+        text = f.read()
+    block = re.search(
+        r"<!-- plain-client:start -->\s*```python\n(.*?)```\s*<!-- plain-client:end -->",
+        text,
+        re.S,
+    )
+    assert block, "README lost its plain-client block"
+    return block.group(1)
+
+
+def test_the_readme_client_imports_only_litert_and_numpy():
+    tree = ast.parse(_readme_client())
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add(node.module.split(".")[0])
+    assert modules == {"json", "numpy", "ai_edge_litert"}
+
+
+@pytest.fixture(scope="module")
+def client():
+    namespace = {}
+    exec(compile(_readme_client(), "README.md:plain-client", "exec"), namespace)
+    return namespace["PlainCascade"]
+
+
+@pytest.fixture(scope="module")
+def raw_images():
+    # Raw pixels whose normalised form is the tiny network's input.
+    return tiny_data()[0] * np.float32(STD) + np.float32(MEAN)
+
+
+def _policies(outputs):
+    """One policy per rule (about half the samples leave at exit 1) and patience."""
+    policies = []
+    for rule in tfee.rules.RULES:
+        confidence = outputs.confidences[0] if rule == "learned" else None
+        first = tfee.rules.scores(outputs.logits[0], rule, confidence)
+        policies.append(tfee.ThresholdPolicy([float(np.median(first))], rule))
+    return policies + [tfee.PatiencePolicy(1, 2), tfee.PatiencePolicy(2, 2)]
+
+
+@pytest.mark.parametrize("quantize", ["float32", "int8"])
+def test_the_plain_client_leaves_where_cascade_does(
+    quantize, network, tiny_images, raw_images, client, tmp_path
+):
+    path = str(tmp_path / "net.tflite")
+    tfee.export.tflite(
+        network,
+        path,
+        quantize=quantize,
+        representative=tiny_images,
+        normalisation=(MEAN, STD),
+        labels=["dark", "mid", "bright"],
+    )
+    normalised = (raw_images - np.float32(MEAN)) / np.float32(STD)
+    outputs = tfee.runtime.Cascade(path).collect_outputs(normalised, tiny_data()[1])
+    for policy in _policies(outputs):
+        tfee.export.set_policy(path, policy)
+        expected = tfee.runtime.Cascade(path).predict(normalised, batch_size=1)
+        plain = client(path)
+        answers = np.array([plain(image) for image in raw_images])
+        np.testing.assert_array_equal(answers[:, 0], expected.predictions, str(policy))
+        np.testing.assert_array_equal(answers[:, 1], expected.exit_indices, str(policy))
+        if policy.kind == "threshold":  # Both exits answer some samples.
+            assert 0 < np.mean(answers[:, 1] == 0) < 1, policy
