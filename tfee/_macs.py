@@ -61,10 +61,23 @@ def _elements(shape):
     return int(np.prod([d for d in tf.TensorShape(shape)[1:]]))
 
 
-def _kernel_positions(weight, positions, sparse):
+def _kernel_positions(layer, attribute, positions, sparse):
     """MACs of a kernel applied at `positions` places: every weight once per place."""
-    values = np.asarray(keras.backend.get_value(weight))
-    used = np.count_nonzero(values) if sparse else values.size
+    weight = getattr(layer, attribute)
+    if isinstance(weight, tf.Variable):
+        values = np.asarray(keras.backend.get_value(weight))
+        used = np.count_nonzero(values) if sparse else values.size
+    elif sparse:
+        # Inside tfmot's quantize wrapper the attribute holds the symbolic
+        # fake-quantized tensor of the wrapper's last trace: no values to
+        # count zeros in, only the shape.
+        raise TypeError(
+            f"tfee.cost: layer {layer.name!r} is wrapped for quantization-aware "
+            "training, which hides its kernel's values; count sparse MACs on "
+            "the network before tfee.compress.quantize_preserving_clusters."
+        )
+    else:
+        used = int(np.prod(weight.shape))
     return int(used) * int(positions)
 
 
@@ -115,24 +128,24 @@ def layer_macs(layer, input_shapes, output_shapes, sparse=False):
         return model_macs(layer, sparse=sparse)
     if isinstance(layer, layers.SeparableConv2D):
         spatial = _elements(out_shape) // out_shape[-1]
-        return _kernel_positions(layer.depthwise_kernel, spatial, sparse) + (
-            _kernel_positions(layer.pointwise_kernel, spatial, sparse)
+        return _kernel_positions(layer, "depthwise_kernel", spatial, sparse) + (
+            _kernel_positions(layer, "pointwise_kernel", spatial, sparse)
         )
     if isinstance(layer, layers.DepthwiseConv2D):
         spatial = _elements(out_shape) // out_shape[-1]
-        return _kernel_positions(layer.depthwise_kernel, spatial, sparse)
+        return _kernel_positions(layer, "depthwise_kernel", spatial, sparse)
     if isinstance(
         layer,
         (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose),
     ):
         spatial = _elements(in_shape) // in_shape[-1]
-        return _kernel_positions(layer.kernel, spatial, sparse)
+        return _kernel_positions(layer, "kernel", spatial, sparse)
     if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D)):
         spatial = _elements(out_shape) // out_shape[-1]
-        return _kernel_positions(layer.kernel, spatial, sparse)
+        return _kernel_positions(layer, "kernel", spatial, sparse)
     if isinstance(layer, layers.Dense):
         leading = _elements(in_shape) // in_shape[-1]
-        return _kernel_positions(layer.kernel, leading, sparse)
+        return _kernel_positions(layer, "kernel", leading, sparse)
     if isinstance(layer, (layers.BatchNormalization, layers.LayerNormalization)):
         return _elements(out_shape)
     if isinstance(layer, _GLOBAL_POOLING):
@@ -154,9 +167,22 @@ def layer_macs(layer, input_shapes, output_shapes, sparse=False):
     return 0
 
 
+def _is_fake_quantization(layer):
+    # tfmot's QuantizeLayer (the input's fake quantization in a QAT model):
+    # it rounds values, multiplies none. Matched by name to keep tfmot out
+    # of this base module.
+    return type(
+        layer
+    ).__name__ == "QuantizeLayer" and "tensorflow_model_optimization" in (
+        type(layer).__module__
+    )
+
+
 def node_macs(node, sparse=False):
     """MACs of one `_graph.GraphNode` (a layer call inside a model); inputs cost 0."""
-    if isinstance(node.layer, keras.layers.InputLayer):
+    if isinstance(node.layer, keras.layers.InputLayer) or _is_fake_quantization(
+        node.layer
+    ):
         return 0
     return layer_macs(node.layer, node.input_shapes, node.output_shapes, sparse)
 

@@ -14,6 +14,7 @@ from tfee.compress.pruning import prune
 from tfee.compress.pruning import prune_low_magnitude
 from tfee.compress.pruning import prune_low_magnitude_sections
 from tfee.compress.qat import ExitHeadQuantizeConfig
+from tfee.compress.qat import is_quantization_aware
 from tfee.compress.qat import quantization_aware_training
 from tfee.compress.qat import quantize_preserving_clusters
 from tfee.compress.schedules import ConstantSparsity
@@ -27,6 +28,7 @@ from tfee.compress.stripping import strip
 
 __all__ = [
     "ExitHeadQuantizeConfig",
+    "is_quantization_aware",
     "cluster",
     "cluster_weights",
     "clustering_stages",

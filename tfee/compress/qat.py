@@ -17,6 +17,7 @@ from tfee.layers.exit_head import ExitHead
 
 __all__ = [
     "ExitHeadQuantizeConfig",
+    "is_quantization_aware",
     "quantization_aware_training",
     "quantize_preserving_clusters",
 ]
@@ -81,6 +82,22 @@ class ExitHeadQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 
     def get_config(self):
         return {"preserve_sparsity": self.preserve_sparsity}
+
+
+def is_quantization_aware(network):
+    """Whether `network` holds tfmot quantization wrappers (a QAT model).
+
+    Such a network converts to int8 with the ranges it learned; it cannot be
+    cloned without tfmot's custom-object scope, so exports use it as it is.
+    """
+    # QuantizeLayer (the input's fake quantization) is not in tfmot's
+    # public API; the wrappers are.
+    from tensorflow_model_optimization.python.core.quantization.keras import (
+        quantize_layer,
+    )
+
+    kinds = (tfmot.quantization.keras.QuantizeWrapper, quantize_layer.QuantizeLayer)
+    return any(isinstance(layer, kinds) for layer in getattr(network, "layers", ()))
 
 
 def quantize_preserving_clusters(network, *, preserve_sparsity=True):
@@ -166,8 +183,9 @@ def quantization_aware_training(
       verbose: passed to `fit`.
 
     Returns:
-      The trained QAT model; convert it with
-      `tfee.export.quantized_tflite_bytes` for an int8 .tflite.
+      The trained QAT model; export it with `tfee.export.tflite(model, path,
+      quantize="int8", representative=...)` for int8 exit_k and stage_k
+      signatures with metadata.
 
     Raises:
       ValueError: `epochs` is not a positive integer; see

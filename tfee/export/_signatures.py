@@ -25,14 +25,20 @@ __all__ = []
 def stripped_network(network, api):
     """`tfee.compress.strip(network)`, checked to be an early-exit network.
 
-    Sparsity and clusters stay in the weights; only tfmot's wrappers go.
+    Sparsity and clusters stay in the weights; only tfmot's pruning and
+    clustering wrappers go. A quantization-aware network is used as it is.
 
     Raises:
       TypeError: `network` is not a functional tf_keras model.
       ValueError: `network` is not an early-exit network.
     """
     require_functional_model(network, api, argument="network", single_output=False)
-    stripped = compress.strip(network)
+    # A QAT network keeps its quantize wrappers: they carry the int8 ranges
+    # it learned (and it holds no pruning or clustering wrappers to strip).
+    if compress.is_quantization_aware(network):
+        stripped = network
+    else:
+        stripped = compress.strip(network)
     if not network_lib.is_early_exit(stripped):
         raise ValueError(
             f"{api} expects a tfee early-exit network (outputs exit_1..exit_K, "
@@ -82,14 +88,19 @@ def learned_confidence(network):
     return [info.confidence is not None for info in network_lib.exits(network)]
 
 
-def functions(network, names, batch=None):
+def functions(network, names, batch=None, input_ranges=None):
     """{signature name: concrete function} for the stripped `network`.
 
     Args:
       network: a stripped early-exit network.
       names: signature names, from `select_signatures`.
       batch: the fixed batch size of the inputs, or None for any.
+      input_ranges: {k: (min, max)}: stage_k's input passes a fake int8
+        quantization with this range first, so that the converter gives it
+        exactly these parameters (a QAT network's stage inputs must read
+        features with the range the previous stage writes them in).
     """
+    input_ranges = input_ranges or {}
     infos = network_lib.exits(network)
     outputs = dict(zip(network.output_names, network.outputs))
     stage_models = stages_lib.stage_models(network)
@@ -122,7 +133,13 @@ def functions(network, names, batch=None):
                 name=naming.stage_input_name(k),
             )
 
-            def call(inputs, model=model, k=k):
+            limits = input_ranges.get(k)
+
+            def call(inputs, model=model, k=k, limits=limits):
+                if limits is not None:
+                    inputs = tf.quantization.fake_quant_with_min_max_args(
+                        inputs, min=limits[0], max=limits[1], num_bits=8
+                    )
                 staged = model(inputs, training=False)
                 result = _exit_outputs(staged["logits"], staged.get("confidence"))
                 if "features" in staged:

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from tfee import _flatbuffer
+from tfee import compress
 from tfee import cost
 from tfee import naming
 from tfee import network as network_lib
@@ -224,6 +225,26 @@ def set_policy(path, policy):
     write_bytes_atomically(path, _flatbuffer.with_metadata(data, metadata))
 
 
+def _feature_ranges(data, num_exits, names):
+    """{k: (min, max)} of the int8 features_(k-1) that stage_(k-1) writes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=bytes(data))
+    ranges = {}
+    for k in range(2, num_exits + 1):
+        if naming.stage_name(k - 1) not in names or naming.stage_name(k) not in names:
+            continue
+        details = interpreter.get_signature_runner(
+            naming.stage_name(k - 1)
+        ).get_output_details()[naming.features_name(k - 1)]
+        scale, zero_point = details["quantization"]
+        ranges[k] = (
+            float((-128 - zero_point) * scale),
+            float((127 - zero_point) * scale),
+        )
+    return ranges
+
+
 def chain_features(data, num_exits, names, api="tfee.export.tflite"):
     """Makes features_k leave stage_k exactly as stage_(k+1) reads it.
 
@@ -267,9 +288,11 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
     return data
 
 
-def convert(network, names, quantize, calibration, sparse, per_channel=True):
+def convert(
+    network, names, quantize, calibration, sparse, per_channel=True, input_ranges=None
+):
     """Converts the stripped `network`; returns the flatbuffer bytes."""
-    functions = _signatures.functions(network, names)
+    functions = _signatures.functions(network, names, input_ranges=input_ranges)
     _signatures.check_ops(functions, "tfee.export.tflite")
     converter, directory = _signatures.converter(network, functions)
     try:
@@ -335,7 +358,10 @@ def tflite(
     and a client with only LiteRT read everything from the file.
 
     Args:
-      network: a tfee early-exit network (from `tfee.attach_exits`).
+      network: a tfee early-exit network (from `tfee.attach_exits`), or its
+        quantization-aware form (`tfee.compress.quantization_aware_training`),
+        which exports as int8 with the ranges it learned: every stage input
+        reads features in the range the previous stage writes them.
       path: the .tflite file to write.
       quantize: "float32", "float16" (weights), "dynamic" (int8 weights,
         float activations) or "int8" (full integer, needs `representative`).
@@ -379,6 +405,12 @@ def tflite(
     _check_positive(calibration_samples, "calibration_samples", api)
     check_output_path(path, api)
     stripped = _signatures.stripped_network(network, api)
+    if compress.is_quantization_aware(stripped) and quantize != "int8":
+        raise ValueError(
+            f"{api}: a quantization-aware network (tfee.compress."
+            "quantize_preserving_clusters) exports as quantize='int8', with the "
+            f"ranges it learned. Received: quantize={quantize!r}"
+        )
     infos = network_lib.exits(stripped)
     names = _signatures.select_signatures(signatures, len(infos), api)
     learned = _signatures.learned_confidence(stripped)
@@ -403,6 +435,14 @@ def tflite(
             f"Received: per_channel={per_channel!r}"
         )
     data = convert(stripped, names, quantize, calibration, sparse, per_channel)
+    if quantize == "int8" and compress.is_quantization_aware(stripped):
+        # The stages write features in the ranges QAT learned, but their
+        # inputs were calibrated: convert again with each stage input held
+        # to the range its producer writes.
+        ranges = _feature_ranges(data, len(infos), names)
+        data = convert(
+            stripped, names, quantize, calibration, sparse, per_channel, ranges
+        )
     if quantize == "int8":
         data = chain_features(data, len(infos), names, api)
     data = _flatbuffer.with_metadata(
