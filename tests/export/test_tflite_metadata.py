@@ -199,3 +199,13 @@ def test_the_metadata_is_plain_json_in_the_standard_metadata_list(float_file):
     entry = model.Metadata(names.index(b"tfee"))
     document = json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
     assert document == tfee.runtime.read_metadata(float_file.path)
+
+
+def test_representative_images_with_nan_are_refused(network, tiny_images, tmp_path):
+    bad = tiny_images.copy()
+    bad[3, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite values"):
+        tfee.export.tflite(
+            network, str(tmp_path / "n.tflite"), quantize="int8", representative=bad
+        )
+    assert os.listdir(tmp_path) == []

@@ -35,7 +35,8 @@ def images(representative, network, samples, api, argument="representative"):
 
     Raises:
       TypeError: not a dataset or array, or images that are not floating point.
-      ValueError: images of the wrong shape, or no images at all.
+      ValueError: images of the wrong shape, non-finite values, or no images
+        at all.
     """
     expected = tuple(network.inputs[0].shape[1:].as_list())
     if isinstance(representative, np.ndarray):
@@ -76,7 +77,16 @@ def images(representative, network, samples, api, argument="representative"):
     taken = [np.asarray(x, np.float32) for x in dataset.take(samples)]
     if not taken:
         raise ValueError(f"{api}: `{argument}` yielded no images.")
-    return np.stack(taken)
+    images = np.stack(taken)
+    bad = int(np.sum(~np.isfinite(images)))
+    if bad:
+        # NaN or inf would set the int8 ranges of every tensor they reach.
+        raise ValueError(
+            f"{api}: `{argument}` images must be finite; the calibrated int8 "
+            f"ranges come from them. Received: {bad} NaN or infinite values in "
+            f"the first {len(images)} images"
+        )
+    return images
 
 
 def stage_inputs(network, calibration):
