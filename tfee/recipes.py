@@ -363,7 +363,12 @@ def reference_data(
 
 
 def build_reference_network(
-    depth=20, width=16, fractions=SDN_FRACTIONS, num_classes=10, input_shape=None
+    depth=20,
+    width=16,
+    fractions=SDN_FRACTIONS,
+    num_classes=10,
+    input_shape=None,
+    head="sdn",
 ):
     """The reference network, untrained: a CIFAR ResNet with SDN exits.
 
@@ -375,9 +380,10 @@ def build_reference_network(
       fractions: exit placement as fractions of the backbone's MACs.
       num_classes: classes of every exit.
       input_shape: image shape; CIFAR's (32, 32, 3) when None.
+      head: the exit head type ("sdn" in the reference; "linear", "conv").
 
     Returns:
-      An early-exit network with len(fractions) SDN heads plus the
+      An early-exit network with len(fractions) `head` heads plus the
       backbone's classifier as the deepest exit.
     """
     backbone = backbones.resnet_cifar(
@@ -388,7 +394,7 @@ def build_reference_network(
         weight_decay=L2,
     )
     return network_lib.attach_exits(
-        backbone, placement.FlopsFractions(list(fractions)), head="sdn"
+        backbone, placement.FlopsFractions(list(fractions)), head=head
     )
 
 
