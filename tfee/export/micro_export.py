@@ -5,14 +5,19 @@ tensors, so a cascade on a microcontroller is one full-integer model per
 stage: stage 1 maps the image to features_1 and exit 1's outputs, stage k
 maps features_(k-1) onward. Every stage comes as a .tflite and a C++
 source/header pair (`alignas(16)` const arrays and their lengths), with the
-builtin ops it needs and an estimate of its tensor arena; `{name}_cascade.cc`
-holds the op resolvers and the loop that stops at the first confident exit.
+builtin ops it needs and its tensor arena, measured in TFLite Micro;
+`{name}_cascade.cc` holds the op resolvers and the loop that stops at the
+first confident exit. With `compress="lut"`, clustered weight tensors are
+stored as bit-packed look-up-table indices (`tflite_micro.compression`) that
+TFLite Micro's DECODE operator expands into the arena.
 """
 
 import dataclasses
 import json
+import math
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -30,7 +35,15 @@ from tfee.policy import policies
 from tfee.runtime import engine
 from tfee.runtime import micro as micro_runtime
 
-__all__ = ["MANIFEST_FORMAT", "MicroStage", "MicroExport", "micro", "MICRO_OPS"]
+__all__ = [
+    "COMPRESSIONS",
+    "LutTensor",
+    "MANIFEST_FORMAT",
+    "MICRO_OPS",
+    "MicroExport",
+    "MicroStage",
+    "micro",
+]
 
 # The manifest beside the stage models (which output is which) is in the
 # format its reader, tfee.runtime.MicroCascade, defines.
@@ -93,7 +106,21 @@ _MICRO_LAYERS = (
     ExitHead,
 )
 _MICRO_ACTIVATIONS = {"linear", "relu", "relu6", "sigmoid", "tanh", "softmax"}
-_RESOLVER_NAMES = {"RELU6": "Relu6", "HARD_SWISH": "HardSwish"}
+# How `micro(compress=...)` may store weights: None (plain int8) or "lut".
+COMPRESSIONS = (None, "lut")
+# TFLite Micro's DECODE operator, a custom op inserted by tflite_micro.compression.
+_DECODE_OP = "CUSTOM:TFLM_DECODE"
+_RESOLVER_NAMES = {
+    "RELU6": "Relu6",
+    "HARD_SWISH": "HardSwish",
+    _DECODE_OP: "AddDecode",
+}
+# The ops whose weights (input 1) tfmot clusters and DECODE may feed.
+_LUT_WEIGHT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
+# The widest index DECODE reads, and the header before each tensor's value
+# tables (its Decode Common Metadata).
+_LUT_MAX_BITS = 7
+_LUT_HEADER_BYTES = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +138,13 @@ class MicroStage:
       input_bytes: the size of its int8 input.
       input_quantization, features_quantization: (scale, zero_point) of the
         input and of features_k (None for the last stage).
+      flash_bytes: what the stage puts in flash: its C array, the .tflite as
+        written (LUT-packed where `compress="lut"` packed any tensor).
+      dense_bytes: the same model with every weight stored as plain int8
+        (equal to `flash_bytes` when nothing was packed).
+      measured_arena_bytes: the arena TFLite Micro needed, before the margin.
+      lut_tensors: a `LutTensor` per weight tensor stored as look-up-table
+        indices (empty unless `compress="lut"` packed some).
     """
 
     index: int
@@ -124,6 +158,39 @@ class MicroStage:
     input_bytes: int
     input_quantization: tuple
     features_quantization: tuple
+    flash_bytes: int
+    dense_bytes: int
+    measured_arena_bytes: int
+    lut_tensors: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class LutTensor:
+    """A weight tensor stored as look-up-table indices (`compress="lut"`).
+
+    Its int8 values become one value table per quantization channel (one
+    table for a per-tensor quantized tensor) plus, per weight, a `bits`-wide
+    index into its channel's table; TFLite Micro's DECODE operator writes the
+    int8 values back into the arena before the operator that reads them.
+
+    Attributes:
+      name: the tensor's name in the stage model.
+      shape: its shape.
+      weights: how many int8 values it holds (as many bytes unpacked).
+      bits: bits per index: ceil(log2(the most distinct values in a table)),
+        1 to 7.
+      tables: how many value tables (quantization channels).
+      index_bytes: the packed indices.
+      table_bytes: the value tables and their header.
+    """
+
+    name: str
+    shape: tuple
+    weights: int
+    bits: int
+    tables: int
+    index_bytes: int
+    table_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +207,8 @@ class MicroExport:
       manifest_path: `{name}_manifest.json`: per stage its model file and
         the positions of its logits, confidence and features outputs, plus
         the exits' cumulative MACs (read by `tfee.runtime.MicroCascade`).
+      compress: how weights are stored: None or "lut".
+      flash_bytes: every stage's `flash_bytes` together.
     """
 
     directory: str
@@ -148,6 +217,8 @@ class MicroExport:
     header_path: str
     arena_bytes: int
     manifest_path: str
+    compress: object
+    flash_bytes: int
 
 
 def _check_layers(network, api):
@@ -178,11 +249,156 @@ def _check_name(name, api):
         )
 
 
+def _check_compress(compress, api):
+    if not (compress is None or (isinstance(compress, str) and compress == "lut")):
+        raise ValueError(
+            f'{api}: `compress` must be one of {list(COMPRESSIONS)} ("lut": '
+            "clustered weights as look-up-table indices that TFLite Micro's "
+            f"DECODE operator expands). Received: compress={compress!r}"
+        )
+
+
 def _arena(data):
-    """The stage's arena: measured in TFLite Micro, plus the margin, 16-aligned."""
+    """(arena, measured): the stage's arena, measured in TFLite Micro, plus the
+    margin, 16-aligned; and the measurement alone."""
     measured = micro_runtime.measure_arena(data)
     arena = int(measured * (1 + _ARENA_MARGIN_FRACTION)) + _ARENA_MARGIN_BYTES
-    return (arena + 15) // 16 * 16
+    return (arena + 15) // 16 * 16, measured
+
+
+@dataclasses.dataclass(frozen=True)
+class _LutCandidate:
+    index: int
+    axis: object  # The channel axis of the value tables, or None for one table.
+    tensor: LutTensor
+
+    @property
+    def saving(self):
+        t = self.tensor
+        return t.weights - t.index_bytes - t.table_bytes
+
+
+def _lut_candidates(data):
+    """The stage's int8 weight tensors whose look-up-table form is smaller.
+
+    Tables follow the tensor's quantization: one per channel of a
+    per-channel quantized tensor (DECODE takes its channels from the
+    quantization), else one. Bits per index are ceil(log2(the most
+    distinct values in a table)), at most 7.
+    """
+    model = _flatbuffer.read(data)
+    graph = model.subgraphs[0]
+    codes = model.operatorCodes
+    found = {}
+    for op in graph.operators or []:
+        code = codes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if _flatbuffer._OP_NAMES.get(builtin) not in _LUT_WEIGHT_OPS:
+            continue
+        index = int(op.inputs[1])
+        tensor = graph.tensors[index]
+        buffer = model.buffers[tensor.buffer] if tensor.buffer else None
+        if (
+            index in found
+            or tensor.type != _flatbuffer.schema.TensorType.INT8
+            or buffer is None
+            or buffer.data is None
+        ):
+            continue
+        shape = tuple(int(d) for d in tensor.shape)
+        values = np.frombuffer(np.asarray(buffer.data, np.uint8).tobytes(), np.int8)
+        values = values.reshape(shape)
+        scales = tensor.quantization.scale if tensor.quantization else None
+        axis = None
+        if scales is not None and len(scales) > 1:
+            axis = int(tensor.quantization.quantizedDimension)
+            if axis not in (0, len(shape) - 1):
+                continue  # DECODE reads channels on the first or last axis only.
+        slices = [values] if axis is None else list(np.moveaxis(values, axis, 0))
+        entries = max(len(np.unique(s)) for s in slices)
+        bits = max(1, (entries - 1).bit_length())
+        if bits > _LUT_MAX_BITS:
+            continue
+        candidate = _LutCandidate(
+            index,
+            axis,
+            LutTensor(
+                name=tensor.name.decode() if tensor.name else str(index),
+                shape=shape,
+                weights=values.size,
+                bits=bits,
+                tables=len(slices),
+                index_bytes=math.ceil(values.size * bits / 8),
+                table_bytes=len(slices) * entries + _LUT_HEADER_BYTES,
+            ),
+        )
+        if candidate.saving > 0:
+            found[index] = candidate
+    return sorted(found.values(), key=lambda c: -c.saving)
+
+
+def _lut_pack(data):
+    """(model, LutTensors): the stage with its weights as look-up tables.
+
+    Each packed tensor also costs graph entries (its DECODE operator, the
+    value-table and decoded tensors), so the tensors are packed in order of
+    their saving and the smallest resulting model is kept: the model as it
+    was when no packing makes it smaller.
+    """
+    from tflite_micro import compression
+    from tflite_micro.tensorflow.lite.micro.compression import spec
+
+    candidates = _lut_candidates(data)
+    best, packed = data, ()
+    for count in range(1, len(candidates) + 1):
+        specs = [
+            spec.Tensor(
+                subgraph=0,
+                tensor=c.index,
+                compression=[
+                    spec.LookUpTableCompression(
+                        index_bitwidth=c.tensor.bits,
+                        mode=(
+                            spec.PerTensor()
+                            if c.axis is None
+                            else spec.PerChannel(axis=c.axis)
+                        ),
+                    )
+                ],
+            )
+            for c in candidates[:count]
+        ]
+        model = bytes(compression.compress(data, specs))
+        if len(model) < len(best):
+            best, packed = model, tuple(c.tensor for c in candidates[:count])
+    return best, packed
+
+
+def _check_lut_stage(dense, packed, arena, outputs, k, api):
+    """Runs both forms of stage k in TFLite Micro on the same int8 inputs:
+    the packed one, in its arena, must compute exactly what the dense one does."""
+    from tflite_micro import runtime
+
+    dense_interpreter = runtime.Interpreter.from_bytes(
+        dense, arena_size=max(arena, 1 << 20)
+    )
+    packed_interpreter = runtime.Interpreter.from_bytes(packed, arena_size=arena)
+    details = dense_interpreter.get_input_details(0)
+    rng = np.random.default_rng(k)
+    for _ in range(2):
+        row = rng.integers(-128, 128, details["shape"]).astype(details["dtype"])
+        for interpreter in (dense_interpreter, packed_interpreter):
+            interpreter.set_input(row, 0)
+            interpreter.invoke()
+        for i in range(outputs):
+            if not np.array_equal(
+                dense_interpreter.get_output(i), packed_interpreter.get_output(i)
+            ):
+                raise RuntimeError(
+                    f"{api}: stage_{k} packed as look-up tables computes output "
+                    f"{i} differently from its int8 model in TensorFlow Lite "
+                    "Micro; export with compress=None."
+                )
 
 
 def _remove_stale_stages(directory, name, num_stages):
@@ -240,7 +456,7 @@ def _io(data):
     return input_details, outputs
 
 
-def _c_array(data, array_name, header_name, ops, arena):
+def _c_array(data, array_name, header_name, ops, arena, lut_tensors=()):
     rows = []
     for start in range(0, len(data), 12):
         rows.append(", ".join(f"0x{b:02x}" for b in data[start : start + 12]))
@@ -255,7 +471,8 @@ def _c_array(data, array_name, header_name, ops, arena):
     header = (
         f"// Generated by tfee.export.micro. Do not edit.\n"
         f"#ifndef {guard}\n#define {guard}\n\n"
-        f"// Builtin ops: {', '.join(ops)}.\n"
+        f"// Builtin ops: {', '.join(op for op in ops if op != _DECODE_OP)}.\n"
+        f"{_lut_comment(lut_tensors)}"
         f"// Tensor arena, measured in TFLite Micro plus the margin of\n"
         f"// tfee.export.micro: {arena} bytes.\n"
         f"constexpr unsigned int {array_name}_arena_bytes = {arena};\n"
@@ -264,6 +481,17 @@ def _c_array(data, array_name, header_name, ops, arena):
         f"#endif  // {guard}\n"
     )
     return source, header
+
+
+def _lut_comment(lut_tensors):
+    if not lut_tensors:
+        return ""
+    bits = sorted({t.bits for t in lut_tensors})
+    return (
+        f"// Weight tensors stored as look-up-table indices: {len(lut_tensors)} "
+        f"({', '.join(map(str, bits))} bits),\n"
+        "// expanded into the arena by the DECODE operator (AddDecode()).\n"
+    )
 
 
 def _resolver_method(op):
@@ -506,6 +734,7 @@ def micro(
     name="tfee_model",
     policy=None,
     calibration_samples=512,
+    compress=None,
 ):
     """Exports one dense int8 .tflite per stage for TFLite Micro, with C sources.
 
@@ -527,6 +756,20 @@ def micro(
     10% + 1 KiB for kernels that need scratch buffers the reference kernels
     do not.
 
+    `compress="lut"` packs clustered weights for flash with
+    `tflite_micro.compression`: every convolution, depthwise or dense
+    weight tensor whose look-up-table form is smaller than its int8 bytes
+    becomes bit-packed indices (ceil(log2(distinct values)) bits, 1 to 7)
+    into value tables, one per quantization channel, and a DECODE operator
+    before its consumer expands it into the arena. A tensor is packed only
+    if the stage file, graph entries included, gets smaller. The resolver
+    then registers DECODE (`AddDecode()`); the arena is measured on the
+    packed model (it holds the decoded tensors), and each packed stage is
+    checked to compute exactly what its int8 model computes in TFLite
+    Micro. A network without such tensors (not clustered, say) is written
+    as with None, with a warning; each stage's `lut_tensors` says what was
+    packed.
+
     Args:
       network: a tfee early-exit network (pruning/clustering wrappers are
         stripped; sparse weights are stored dense, as Micro needs).
@@ -539,23 +782,30 @@ def micro(
         which decides as `tfee.rules` specifies; None runs every sample to
         the deepest exit.
       calibration_samples: how many representative images to use.
+      compress: None (every weight plain int8) or "lut" (see above).
 
     Returns:
-      A `MicroExport`.
+      A `MicroExport`: per stage its files, flash bytes (LUT-packed and
+      dense) and arena bytes (measured, and with the margin).
 
     Raises:
       TypeError: not a functional tf_keras model, or non-float images.
       ValueError: layers or ops TFLite Micro cannot run, bad representative
-        data or name, or features whose int8 scales do not chain. Checks on
-        the inputs run before any conversion; nothing is written unless every
-        stage converted.
+        data, name or `compress`, or features whose int8 scales do not chain.
+        Checks on the inputs run before any conversion; nothing is written
+        unless every stage converted.
+      RuntimeError: a LUT-packed stage computes other outputs than its int8
+        model in TensorFlow Lite Micro (checked at export; nothing written).
 
     Example:
       >>> tfee.export.micro(net, "firmware/", representative=val_ds,
       ...                   policy=policy)
+      >>> clustered = tfee.compress.cluster(net, train_ds, 16)
+      >>> tfee.export.micro(clustered, "firmware/", val_ds, compress="lut")
     """
     api = "tfee.export.micro"
     _check_name(name, api)
+    _check_compress(compress, api)
     if not isinstance(directory, str) or not directory:
         raise TypeError(
             f"{api}: `directory` must be a path string. Received: {directory!r}"
@@ -592,11 +842,18 @@ def micro(
             )
             converted[k] = (data, converted[k][1]) + _io(data)
     stages, files = [], []
-    for k, (data, ops, input_details, outputs) in enumerate(converted, start=1):
+    for k, (dense, ops, input_details, outputs) in enumerate(converted, start=1):
         stem = f"{name}_stage_{k}"
         array_name = f"g_{stem}_model"
-        arena = _arena(data)
-        source, header = _c_array(data, array_name, f"{stem}_model_data.h", ops, arena)
+        data, lut_tensors = _lut_pack(dense) if compress == "lut" else (dense, ())
+        if lut_tensors:
+            ops = tuple(_flatbuffer.op_names(data, subgraph=0))
+        arena, measured = _arena(data)
+        if lut_tensors:
+            _check_lut_stage(dense, data, arena, len(outputs), k, api)
+        source, header = _c_array(
+            data, array_name, f"{stem}_model_data.h", ops, arena, lut_tensors
+        )
         paths = [
             os.path.join(directory, f"{stem}.tflite"),
             os.path.join(directory, f"{stem}_model_data.cc"),
@@ -619,7 +876,19 @@ def micro(
                 features_quantization=(
                     tuple(features[0]["quantization"]) if features else None
                 ),
+                flash_bytes=len(data),
+                dense_bytes=len(dense),
+                measured_arena_bytes=measured,
+                lut_tensors=lut_tensors,
             )
+        )
+    if compress == "lut" and not any(stage.lut_tensors for stage in stages):
+        warnings.warn(
+            f"{api}: compress='lut' packed no weight tensor: none has few enough "
+            "distinct int8 values (per quantization channel) for look-up-table "
+            "indices to make its stage smaller, so every stage is plain int8. "
+            "Cluster the network first (tfee.compress.cluster).",
+            stacklevel=2,
         )
     positions = [{n: position for n, (_, position) in c[3].items()} for c in converted]
     engine.warn_unreachable(
@@ -660,11 +929,19 @@ def micro(
         "num_exits": len(stages),
         "cumulative_macs": [int(i.cumulative_macs) for i in infos],
         "arena_bytes": arena,
+        "compress": compress,
+        "flash_bytes": sum(stage.flash_bytes for stage in stages),
         "stages": [
             {
                 "model": os.path.basename(stage.model_path),
                 "outputs": outputs,
                 "arena_bytes": stage.arena_bytes,
+                "measured_arena_bytes": stage.measured_arena_bytes,
+                "flash_bytes": stage.flash_bytes,
+                "dense_bytes": stage.dense_bytes,
+                "lut_tensors": [
+                    dataclasses.asdict(tensor) for tensor in stage.lut_tensors
+                ],
             }
             for stage, outputs in zip(stages, positions)
         ],
@@ -675,5 +952,12 @@ def micro(
         write_bytes_atomically(path, content)
     _remove_stale_stages(directory, name, len(stages))
     return MicroExport(
-        directory, tuple(stages), cascade_path, header_path, arena, manifest_path
+        directory=directory,
+        stages=tuple(stages),
+        cascade_path=cascade_path,
+        header_path=header_path,
+        arena_bytes=arena,
+        manifest_path=manifest_path,
+        compress=compress,
+        flash_bytes=sum(stage.flash_bytes for stage in stages),
     )

@@ -4,7 +4,10 @@
 TensorFlow Lite Micro interpreter of the `tflite-micro` package (the same
 kernels a microcontroller runs), one sample at a time as on the device, and
 hands them to the cascade engine. Its decisions are those of the generated
-C++: dequantized logits, `tfee.rules`, the same loop.
+C++: dequantized logits, `tfee.rules`, the same loop. Stages exported with
+`compress="lut"` run as the device runs them: that interpreter registers
+the DECODE operator that expands their look-up-table weights, in the arena
+the manifest gives.
 """
 
 import json

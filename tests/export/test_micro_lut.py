@@ -1,0 +1,191 @@
+"""tfee.export.micro(compress="lut"): clustered weights as look-up-table indices."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.compress
+import tfee.export
+from tfee import _flatbuffer
+from tfee import keras
+
+# The package re-exports the function `micro`, which hides the module.
+from tfee.export import micro_export as micro_lib
+
+TFLM_KIT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tflm")
+DECODE = "CUSTOM:TFLM_DECODE"
+CLUSTERS = 4
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """small_cnn (widths 16, 32) with an SDN exit, every kernel in 4 clusters."""
+    keras.utils.set_random_seed(0)
+    backbone = tfee.backbones.small_cnn(
+        num_classes=3, input_shape=(8, 8, 1), widths=(16, 32)
+    )
+    network = tfee.attach_exits(
+        backbone, ["block1_out"], head="sdn", with_confidence=True
+    )
+    wrapped = tfee.compress.cluster_weights(network, CLUSTERS, init="linear")
+    return tfee.compress.strip(wrapped)
+
+
+@pytest.fixture(scope="module")
+def exports(clustered, images, tmp_path_factory):
+    """(plain, lut): the same int8 stage models without and with LUT packing
+    (the second export reuses the first one's conversions)."""
+    plain = tfee.export.micro(
+        clustered, str(tmp_path_factory.mktemp("plain")), images, name="lut"
+    )
+    converted = {}
+    for stage in plain.stages:
+        with open(stage.model_path, "rb") as f:
+            converted[stage.index] = f.read()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+        packed = tfee.export.micro(
+            clustered,
+            str(tmp_path_factory.mktemp("packed")),
+            images,
+            name="lut",
+            compress="lut",
+        )
+    return plain, packed
+
+
+def test_lut_stages_hold_decode_and_are_smaller_than_plain_int8(exports):
+    plain, packed = exports
+    assert plain.compress is None and packed.compress == "lut"
+    for before, after in zip(plain.stages, packed.stages):
+        with open(after.model_path, "rb") as f:
+            data = f.read()
+        assert DECODE in _flatbuffer.op_names(data) and DECODE in after.ops
+        assert DECODE not in before.ops and not before.lut_tensors
+        assert after.flash_bytes == after.bytes == len(data)
+        assert after.flash_bytes < before.flash_bytes == after.dense_bytes
+        assert after.lut_tensors
+        for tensor in after.lut_tensors:
+            # 4 clusters: at most 4 int8 values per quantization channel.
+            assert tensor.bits == 2
+            assert tensor.tables == tensor.shape[0]
+            assert tensor.index_bytes == tensor.weights * 2 // 8
+    kernels = {t.name for s in packed.stages for t in s.lut_tensors}
+    assert "stage_2/block2_conv/Conv2D" in kernels
+    assert packed.flash_bytes == sum(s.flash_bytes for s in packed.stages)
+    with open(packed.manifest_path) as f:
+        manifest = json.load(f)
+    assert manifest["compress"] == "lut"
+    assert manifest["flash_bytes"] == packed.flash_bytes
+    for stage, entry in zip(packed.stages, manifest["stages"]):
+        assert entry["flash_bytes"] == stage.flash_bytes
+        assert entry["dense_bytes"] == stage.dense_bytes
+        assert entry["measured_arena_bytes"] == stage.measured_arena_bytes
+        assert [t["bits"] for t in entry["lut_tensors"]] == [
+            t.bits for t in stage.lut_tensors
+        ]
+
+
+def test_micro_cascade_on_the_lut_export_is_bit_identical_to_plain_int8(
+    exports, images
+):
+    plain, packed = exports
+    policy = tfee.ThresholdPolicy([0.5])
+    expected = tfee.runtime.MicroCascade(plain.manifest_path, policy)
+    actual = tfee.runtime.MicroCascade(packed.manifest_path, policy)
+    for want, got in zip(expected.raw_outputs(images), actual.raw_outputs(images)):
+        for (values, quantization), (packed_values, packed_quantization) in zip(
+            want, got
+        ):
+            np.testing.assert_array_equal(packed_values, values)
+            assert packed_quantization == quantization
+    want_logits, want_confidences = expected.exit_outputs(images)
+    got_logits, got_confidences = actual.exit_outputs(images)
+    for want, got in zip(want_logits + want_confidences, got_logits + got_confidences):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_lut_arenas_are_measured_on_the_packed_models_with_the_margin(exports):
+    from tflite_micro import runtime
+
+    plain, packed = exports
+    for before, after in zip(plain.stages, packed.stages):
+        # DECODE writes the unpacked weights into the arena.
+        assert after.measured_arena_bytes > before.measured_arena_bytes
+        measured = after.measured_arena_bytes
+        assert measured < after.arena_bytes <= 1.1 * measured + 1024 + 16
+        runtime.Interpreter.from_file(
+            after.model_path, arena_size=after.arena_bytes
+        ).invoke()
+    assert packed.arena_bytes == max(s.arena_bytes for s in packed.stages)
+
+
+def _tflm_flags():
+    config = os.path.join(TFLM_KIT, "tflm-config")
+    if not os.path.exists(config):
+        pytest.skip("no TensorFlow Lite Micro source kit at ../shared/tflm")
+    flags = subprocess.run(
+        [config, "--cflags"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    # The kit's own headers are not ours to lint: include them as system ones.
+    return [f.replace("-I", "-isystem", 1) if f.startswith("-I") else f for f in flags]
+
+
+def test_the_lut_resolver_registers_decode_and_compiles_warning_free(exports, tmp_path):
+    plain, packed = exports
+    with open(plain.cascade_path) as f:
+        assert "AddDecode" not in f.read()
+    with open(packed.cascade_path) as f:
+        cascade = f.read()
+    for stage in packed.stages:
+        # DECODE counts in the resolver's capacity.
+        assert f"MicroMutableOpResolver<{len(stage.ops)}>" in cascade
+        with open(stage.header_path) as f:
+            assert "DECODE operator (AddDecode())" in f.read()
+    assert cascade.count("resolver.AddDecode();") == len(packed.stages)
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    flags = _tflm_flags()
+    for source in [packed.cascade_path] + [s.source_path for s in packed.stages]:
+        subprocess.run(
+            ["g++", *flags, "-Wall", "-Wextra", "-Werror"]
+            + [f"-I{packed.directory}", "-c", source, "-o", str(tmp_path / "o.o")],
+            check=True,
+        )
+
+
+@pytest.mark.parametrize("compress", ["LUT", "gzip", True, 4])
+def test_bad_compress_values_raise_before_anything_is_written(
+    network, images, tmp_path, monkeypatch, compress
+):
+    monkeypatch.setattr(micro_lib, "_convert_stage", None)
+    with pytest.raises(
+        ValueError,
+        match=rf"`compress` must be one of \[None, 'lut'\].*"
+        rf"Received: compress={compress!r}",
+    ):
+        tfee.export.micro(network, str(tmp_path), images, compress=compress)
+    assert os.listdir(tmp_path) == []
+
+
+def test_lut_on_an_unclustered_network_warns_and_writes_plain_int8(
+    network, images, micro_export, tmp_path, monkeypatch
+):
+    converted = {}
+    for stage in micro_export.stages:
+        with open(stage.model_path, "rb") as f:
+            converted[stage.index] = f.read()
+    monkeypatch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+    with pytest.warns(UserWarning, match="packed no weight tensor.*Cluster"):
+        export = tfee.export.micro(
+            network, str(tmp_path), images, name="tiny", compress="lut"
+        )
+    for stage in export.stages:
+        with open(stage.model_path, "rb") as f:
+            assert f.read() == converted[stage.index]
+        assert stage.lut_tensors == () and stage.flash_bytes == stage.dense_bytes
