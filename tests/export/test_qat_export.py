@@ -121,3 +121,22 @@ def test_a_qat_network_refuses_a_float_export(qat_network, tmp_path):
 def test_sparse_macs_of_a_qat_network_ask_for_the_network_before_qat(qat_network):
     with pytest.raises(TypeError, match="before tfee.compress.quantize_preserving"):
         tfee.cost.analyze(qat_network, sparse=True)
+
+
+def test_plain_qat_of_an_unclustered_network_exports_a_chaining_int8_file(
+    network, images, tmp_path
+):
+    tiny_images, labels = tiny_data()
+    data = tf.data.Dataset.from_tensor_slices((tiny_images, labels)).batch(16)
+    with _tiny.eagerly():
+        qat = tfee.compress.quantization_aware_training(
+            network, data, preserve_clusters=False, verbose=0
+        )
+    head = qat.get_layer("quant_exit_1_head").quantize_config
+    assert not head.preserve_clusters
+    path = str(tmp_path / "plain.tflite")
+    tfee.export.tflite(qat, path, quantize="int8", representative=tiny_images)
+    chain = tfee.runtime.Cascade(path).exit_logits(images)
+    simulated = qat.predict(images, verbose=0)
+    for k, logits in enumerate(chain):
+        assert np.mean(logits.argmax(1) == simulated[k].argmax(1)) >= 0.95

@@ -47,19 +47,27 @@ class ExitHeadQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 
     Args:
       preserve_sparsity: keep zero weights at zero during training.
+      preserve_clusters: keep each kernel's clusters (tfmot's cluster-
+        preserving quantizer); False: plain 8-bit symmetric per-tensor fake
+        quantization, for networks that were never clustered.
     """
 
-    def __init__(self, preserve_sparsity=True):
+    def __init__(self, preserve_sparsity=True, preserve_clusters=True):
         self.preserve_sparsity = bool(preserve_sparsity)
+        self.preserve_clusters = bool(preserve_clusters)
+
+    def _quantizer(self):
+        if self.preserve_clusters:
+            return _weights_quantizer(self.preserve_sparsity)
+        return _quantizers.LastValueQuantizer(
+            num_bits=8, per_axis=False, symmetric=True, narrow_range=True
+        )
 
     def _kernels(self, layer):
         return layer._owned_kernels()
 
     def get_weights_and_quantizers(self, layer):
-        return [
-            (weight, _weights_quantizer(self.preserve_sparsity))
-            for _, weight in self._kernels(layer)
-        ]
+        return [(weight, self._quantizer()) for _, weight in self._kernels(layer)]
 
     def get_activations_and_quantizers(self, layer):
         return []
@@ -81,7 +89,10 @@ class ExitHeadQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         ]
 
     def get_config(self):
-        return {"preserve_sparsity": self.preserve_sparsity}
+        return {
+            "preserve_sparsity": self.preserve_sparsity,
+            "preserve_clusters": self.preserve_clusters,
+        }
 
 
 def is_quantization_aware(network):
@@ -100,7 +111,9 @@ def is_quantization_aware(network):
     return any(isinstance(layer, kinds) for layer in getattr(network, "layers", ()))
 
 
-def quantize_preserving_clusters(network, *, preserve_sparsity=True):
+def quantize_preserving_clusters(
+    network, *, preserve_sparsity=True, preserve_clusters=True
+):
     """Wraps a clustered (and pruned) network for quantization-aware training.
 
     tfmot's PCQAT: built-in layers get `Default8BitClusterPreserveQuantizeScheme`,
@@ -113,6 +126,10 @@ def quantize_preserving_clusters(network, *, preserve_sparsity=True):
       network: a tfee early-exit network, clustered and stripped (left
         unchanged).
       preserve_sparsity: keep pruned (zero) weights at zero.
+      preserve_clusters: False for a network that was never clustered:
+        tfmot's default 8-bit scheme (the cluster-preserving quantizer would
+        treat every distinct weight as a cluster, which does not fit in
+        memory for real kernels).
 
     Returns:
       A functional model with tfmot quantize wrappers.
@@ -129,16 +146,22 @@ def quantize_preserving_clusters(network, *, preserve_sparsity=True):
     api = "tfee.compress.quantize_preserving_clusters"
     require_functional_model(network, api, argument="network", single_output=False)
     network_lib.sections(network)  # Raises unless it is an early-exit network.
-    if not isinstance(preserve_sparsity, bool):
-        raise TypeError(
-            f"{api}: `preserve_sparsity` must be a bool. "
-            f"Received: preserve_sparsity={preserve_sparsity!r}"
+    for argument, value in (
+        ("preserve_sparsity", preserve_sparsity),
+        ("preserve_clusters", preserve_clusters),
+    ):
+        if not isinstance(value, bool):
+            raise TypeError(
+                f"{api}: `{argument}` must be a bool. Received: {argument}={value!r}"
+            )
+    if preserve_clusters:
+        scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity=preserve_sparsity
         )
-    scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
-        preserve_sparsity=preserve_sparsity
-    )
+    else:
+        scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
     registry = scheme.get_quantize_registry()
-    head_config = ExitHeadQuantizeConfig(preserve_sparsity)
+    head_config = ExitHeadQuantizeConfig(preserve_sparsity, preserve_clusters)
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
     plain = strip(network)
@@ -168,6 +191,7 @@ def quantization_aware_training(
     *,
     epochs=1,
     preserve_sparsity=True,
+    preserve_clusters=True,
     optimizer=None,
     verbose="auto",
 ):
@@ -179,6 +203,7 @@ def quantization_aware_training(
       train_data: a tf.data.Dataset of (images, labels) batches.
       epochs: training epochs, a positive integer.
       preserve_sparsity: keep zero weights at zero.
+      preserve_clusters: False for a network that was never clustered.
       optimizer: an optimizer (default Adam 1e-5: QAT only nudges weights).
       verbose: passed to `fit`.
 
@@ -198,7 +223,11 @@ def quantization_aware_training(
         raise ValueError(
             f"{api}: `epochs` must be a positive integer. Received: epochs={epochs!r}"
         )
-    model = quantize_preserving_clusters(network, preserve_sparsity=preserve_sparsity)
+    model = quantize_preserving_clusters(
+        network,
+        preserve_sparsity=preserve_sparsity,
+        preserve_clusters=preserve_clusters,
+    )
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(1e-5),
         loss=losses.joint(model),
