@@ -210,3 +210,38 @@ def test_arenas_are_measured_without_crashing_on_models_tflm_crashes_for(tmp_pat
             stage.model_path, arena_size=stage.arena_bytes
         )
         interpreter.invoke()
+
+
+def test_tflite_micro_computes_what_litert_computes_on_the_same_stage_files(
+    micro_export, images
+):
+    """The stage chain run in TFLite Micro and in LiteRT, fed the same int8
+    input: every output within one int8 step (kernels may round differently)."""
+    every_stage = tfee.ThresholdPolicy([None] * (len(micro_export.stages) - 1))
+    micro_outputs = tfee.runtime.MicroCascade(
+        micro_export.manifest_path, every_stage
+    ).raw_outputs(images)
+    first = Interpreter(model_path=micro_export.stages[0].model_path)
+    values = tfee.runtime.quantize_input(images, first.get_input_details()[0])
+    for k, (stage, recorded) in enumerate(zip(micro_export.stages, micro_outputs)):
+        interpreter = Interpreter(model_path=stage.model_path)
+        interpreter.resize_tensor_input(0, (1,) + values.shape[1:])
+        interpreter.allocate_tensors()
+        outputs = [[] for _ in interpreter.get_output_details()]
+        for row in values:
+            interpreter.set_tensor(
+                interpreter.get_input_details()[0]["index"], row[None]
+            )
+            interpreter.invoke()
+            for index, details in enumerate(interpreter.get_output_details()):
+                outputs[index].append(interpreter.get_tensor(details["index"]))
+        litert = [np.concatenate(o) for o in outputs]
+        assert len(litert) == len(recorded)
+        for got, (expected, _) in zip(litert, recorded):
+            difference = np.abs(got.astype(int) - np.asarray(expected).astype(int))
+            assert difference.max() <= 1, stage.index
+        # The next stage reads this stage's features as TFLite Micro wrote them.
+        if k + 1 < len(micro_export.stages):
+            following = Interpreter(model_path=micro_export.stages[k + 1].model_path)
+            shape = tuple(following.get_input_details()[0]["shape"][1:])
+            values = next(v for v, _ in recorded if np.shape(v)[1:] == shape)
