@@ -64,7 +64,13 @@ def test_an_unreachable_accuracy_warns_and_returns_the_most_accurate_setting(out
     [
         ({}, "exactly one target"),
         ({"max_accuracy_drop": 0.01, "macs_budget": 0.5}, "exactly one target"),
-        ({"max_accuracy_drop": 2.0}, r"max_accuracy_drop.*\[-1, 1\].*Received"),
+        ({"max_accuracy_drop": 2.0}, r"max_accuracy_drop.*\(-1, 1\).*Received"),
+        # A percentage where a fraction belongs: it would constrain nothing.
+        (
+            {"max_accuracy_drop": 1},
+            r"0.01 = one point\). Received: max_accuracy_drop=1",
+        ),
+        ({"macs_budget": 60}, r"costs at most .*constrains nothing. Did you mean 0.6"),
         ({"macs_budget": 0.0}, "macs_budget` must be a positive fraction"),
         ({"macs_budget": 0.5, "rule": "top5"}, "unknown `rule`"),
         ({"macs_budget": 0.5, "rule": "learned"}, "no learned confidence|none"),
@@ -77,6 +83,11 @@ def test_an_unreachable_accuracy_warns_and_returns_the_most_accurate_setting(out
 def test_bad_calibration_arguments_raise(outputs, kwargs, message):
     with pytest.raises(ValueError, match=message):
         tfee.policy.calibrate(outputs, **kwargs)
+
+
+def test_a_drop_that_looks_like_a_percentage_warns(outputs):
+    with pytest.warns(UserWarning, match=r"pass 0.005 for 0.5 point"):
+        tfee.policy.calibrate(outputs, max_accuracy_drop=0.5)
 
 
 def test_front_is_pareto_optimal_and_sorted_by_cost(outputs):

@@ -239,6 +239,11 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
     return Front(rule, points, len(accuracy))
 
 
+# A max_accuracy_drop at least this large is more likely a percentage than a
+# fraction (0.5 meant as half a point): it warns.
+PERCENT_SUSPICION = 0.1
+
+
 class _Target:
     """Ranks settings: feasible first, then the target's objective."""
 
@@ -405,11 +410,21 @@ def calibrate(
     if max_accuracy_drop is not None and (
         isinstance(max_accuracy_drop, bool)
         or not isinstance(max_accuracy_drop, numbers.Real)
-        or not -1.0 <= max_accuracy_drop <= 1.0
+        or not -1.0 < max_accuracy_drop < 1.0
     ):
+        # 1 or more would accept any accuracy: a percentage, almost surely.
         raise ValueError(
-            f"{api}: `max_accuracy_drop` must be a fraction in [-1, 1] (0.005 = half "
-            f"a point). Received: max_accuracy_drop={max_accuracy_drop!r}"
+            f"{api}: `max_accuracy_drop` must be a fraction in (-1, 1) (0.005 = half "
+            f"a point, 0.01 = one point). Received: "
+            f"max_accuracy_drop={max_accuracy_drop!r}"
+        )
+    if max_accuracy_drop is not None and max_accuracy_drop >= PERCENT_SUSPICION:
+        warnings.warn(
+            f"{api}: max_accuracy_drop={max_accuracy_drop:g} accepts losing "
+            f"{100 * max_accuracy_drop:g} points of accuracy; it is a fraction "
+            f"(pass {max_accuracy_drop / 100:g} for {max_accuracy_drop:g} "
+            "point(s)).",
+            stacklevel=2,
         )
     if macs_budget is not None and (
         isinstance(macs_budget, bool)
@@ -434,6 +449,15 @@ def calibrate(
     _check_candidates(candidates, api)
     outputs = evaluate_lib._as_outputs(source, dataset, api, sparse)
     _check_rule(rule, outputs, api)
+    most = float(np.max(outputs.exit_macs)) / outputs.full_macs
+    if macs_budget is not None and macs_budget > max(most, 1.0):
+        # No policy can cost that much: the budget would constrain nothing.
+        raise ValueError(
+            f"{api}: `macs_budget` is a fraction of the full network's MACs "
+            f"(0.6 = 60%); every policy of this network costs at most "
+            f"{most:.3f}, so macs_budget={macs_budget!r} constrains nothing. "
+            f"Did you mean {macs_budget / 100:g}?"
+        )
     target = _Target(outputs, max_accuracy_drop, macs_budget, confidence)
 
     settings, moments = _shared_family(outputs, rule, candidates)
