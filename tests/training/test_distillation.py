@@ -72,6 +72,32 @@ def test_a_single_logits_teacher_is_accepted():
     assert np.isfinite(distiller.fit(dataset, verbose=0).history["loss"][0])
 
 
+@pytest.mark.parametrize("ending", ["layer", "activation"])
+def test_a_softmax_teacher_is_distilled_as_its_logits(ending):
+    """Issue 16: probabilities taken as logits gave near-uniform targets."""
+    keras.utils.set_random_seed(3)
+    logits_teacher = tfee.backbones.small_cnn(_tiny.CLASSES, (8, 8, 1), widths=(4,))
+    # The same classifier ending in softmax, as keras.applications models do.
+    if ending == "layer":
+        probabilities = keras.layers.Softmax()(logits_teacher.output)
+        softmax_teacher = keras.Model(logits_teacher.input, probabilities)
+    else:
+        dense = logits_teacher.layers[-1]
+        features = dense.input
+        head = keras.layers.Dense(_tiny.CLASSES, activation="softmax")
+        softmax_teacher = keras.Model(logits_teacher.input, head(features))
+        head.set_weights(dense.get_weights())
+    student = _tiny.network()
+    _, _, dataset = _tiny.data()
+    losses = []
+    for teacher in (logits_teacher, softmax_teacher):
+        distiller = tfee.training.Distiller(student, teacher, kd_weight=1.0)
+        distiller.compile(optimizer="adam")
+        losses.append(distiller.evaluate(dataset, return_dict=True, verbose=0))
+    for name in ("exit_1_loss", "exit_2_loss"):
+        assert losses[1][name] == pytest.approx(losses[0][name], rel=1e-4)
+
+
 def test_a_pruned_student_keeps_its_wrappers_and_gets_sparse():
     student = tfmot.sparsity.keras.prune_low_magnitude(
         _tiny.network(),

@@ -25,6 +25,19 @@ __all__ = ["Distiller", "distillation_loss"]
 _MATCHES = ("deepest", "per_exit")
 
 
+def _ends_in_softmax(output):
+    """Whether a model output is a softmax's probabilities."""
+    layer = output._keras_history.layer
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return getattr(layer, "activation", None) is keras.activations.softmax
+
+
+def _as_logits(probabilities):
+    """Logits whose softmax is `probabilities` (log p, up to a constant)."""
+    return tf.math.log(tf.clip_by_value(probabilities, 1e-30, 1.0))
+
+
 def distillation_loss(labels, student_logits, teacher_logits, temperature, kd_weight):
     """Per-sample `kd_weight * T^2 * KL + (1 - kd_weight) * CE` for one exit.
 
@@ -80,8 +93,10 @@ class Distiller(ExitLossModel):
     Args:
       student: a tfee early-exit network (possibly tfmot-wrapped).
       teacher: None, a tfee early-exit network, or a single-output tf_keras
-        model that returns logits. Same input shape and class count as the
-        student.
+        model. Same input shape and class count as the student. A teacher
+        output that ends in softmax (a `Softmax` layer or a layer with
+        `activation="softmax"`) is read as probabilities and distilled from
+        their log, whose softmax at any temperature equals the logits'.
       temperature: softmax temperature T > 0.
       kd_weight: distillation share in [0, 1] (the rest is cross-entropy).
       match: "deepest" or "per_exit"; see above.
@@ -136,8 +151,15 @@ class Distiller(ExitLossModel):
         self.kd_weight = float(kd_weight)
         self.match = match
         self._teacher_exits = None
+        self._teacher_softmax = None
         if teacher is not None:
             self._teacher_exits = self._check_teacher(teacher, student, match, api)
+            # Most keras.applications models and user classifiers end in
+            # softmax: their outputs are probabilities, which taken as logits
+            # give near-uniform targets. Their log is a valid logits vector.
+            self._teacher_softmax = [
+                _ends_in_softmax(teacher.outputs[i]) for i in self._teacher_exits
+            ]
         self.teacher = teacher
 
     @staticmethod
@@ -199,7 +221,10 @@ class Distiller(ExitLossModel):
             produced = self.teacher(x, training=False)
             if not isinstance(produced, (list, tuple)):
                 produced = [produced]
-            teacher_logits = [produced[i] for i in self._teacher_exits]
+            teacher_logits = [
+                _as_logits(produced[i]) if softmax else produced[i]
+                for i, softmax in zip(self._teacher_exits, self._teacher_softmax)
+            ]
             if self.match == "per_exit":
                 targets = teacher_logits
             else:
