@@ -66,6 +66,23 @@ def test_heads_and_backbone_keys_prune_by_role():
     assert report.layers["block1_conv"] == 0.0
 
 
+def test_the_readme_mix_of_sections_and_heads_prunes_every_head_at_its_target():
+    """Issue 16: {1: .5, 2: .7, "heads": .6} raised on a 3-exit network (the
+    numbered sections had claimed every head, leaving "heads" empty)."""
+    network = tfee.attach_exits(
+        tfee.backbones.small_cnn(3, (8, 8, 1), widths=(4, 8, 8)),
+        ["block1_out", "block2_out"],
+        head="sdn",
+    )
+    _, report = _prune(network, {1: 0.5, 2: 0.7, "heads": 0.6}, scope="section")
+    assert report.layers["block1_conv"] == pytest.approx(0.5, abs=0.02)
+    assert report.layers["block2_conv"] == pytest.approx(0.7, abs=0.02)
+    assert report.layers["block3_conv"] == 0.0
+    head_weights = {"exit_1": 64 * 3, "exit_2": 128 * 3}
+    pruned = sum(report.heads[name] * count for name, count in head_weights.items())
+    assert pruned / sum(head_weights.values()) == pytest.approx(0.6, abs=0.02)
+
+
 def test_ordered_keeps_heads_unchanged_while_the_backbone_is_pruned():
     # Traced, not eager: phase 2 must retrace the train function to unfreeze
     # the heads, which eager execution would hide.

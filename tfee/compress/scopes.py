@@ -210,15 +210,20 @@ def resolve(network, targets, scope, *, api, argument, check, weights_of):
                 f"{api}: unknown section keys {bad} in `{argument}`; accepted: the "
                 f"section numbers {sections} and {list(ROLES)}."
             )
-        claimed = set()
+        # A role key ("heads", "backbone") takes its layers in every section;
+        # a section number takes the rest of its section, so that
+        # {1: .5, 2: .7, "heads": .6} prunes every head at .6.
+        named_roles = [role for role in ROLES if role in spec]
         for key in sorted(k for k in spec if k not in ROLES):
-            names = [n for n in order if roles[n][0] == key]
-            claimed.update(names)
+            names = [
+                n
+                for n in order
+                if roles[n][0] == key and roles[n][1] not in named_roles
+            ]
             groups.append(Group(f"section_{key}", tuple(names), spec[key]))
-        for role in ROLES:
-            if role in spec:
-                names = [n for n in order if roles[n][1] == role and n not in claimed]
-                groups.append(Group(role, tuple(names), spec[role], role))
+        for role in named_roles:
+            names = [n for n in order if roles[n][1] == role]
+            groups.append(Group(role, tuple(names), spec[role], role))
         for group in groups:
             need_support([n for n in group.layers if n not in frozen])
         groups = [
