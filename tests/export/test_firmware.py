@@ -1,0 +1,169 @@
+"""Generated firmware on real TensorFlow Lite Micro: MicroCascade's exits and classes.
+
+`tfee.export.micro`'s cascade and `examples/firmware/main.cc` are built with
+that folder's Makefile (and CMakeLists.txt, where cmake is installed) against
+the `libtflm.a` of the TFLM source kit at ../shared/tflm (built once into a
+cache, see tests/tflm_kit.py), run on x86 on the tiny images, and must leave
+every image at the exit and with the class `tfee.runtime.MicroCascade` gives
+in the `tflite-micro` interpreter.
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.export
+from tests import tflm_kit
+
+FIRMWARE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "firmware"
+FLAGS = "-O1 -Wall -Wextra -Werror"
+
+
+@pytest.fixture(scope="session")
+def tflm_lib_dir():
+    if not tflm_kit.KIT.is_dir():
+        pytest.skip(f"no TensorFlow Lite Micro source kit at {tflm_kit.KIT}")
+    return tflm_kit.library_dir()
+
+
+@pytest.fixture(scope="session")
+def max_softmax_export(micro_export):
+    """(export, policy): the shared tiny export (tests/tiny_files.py)."""
+    return micro_export, tfee.ThresholdPolicy([0.5])
+
+
+@pytest.fixture(scope="session")
+def learned_export(network, tiny_images, micro_export, tmp_path_factory):
+    """(export, policy): the learned rule, at a threshold that half the images
+    reach at exit 1 (whose stage model is the max-softmax export's)."""
+    cascade = tfee.runtime.MicroCascade(
+        micro_export.manifest_path, tfee.ThresholdPolicy([0.5])
+    )
+    confidence = cascade.exit_outputs(tiny_images)[1][0]
+    policy = tfee.ThresholdPolicy([float(np.median(confidence))], rule="learned")
+    directory = str(tmp_path_factory.mktemp("micro_learned"))
+    export = tfee.export.micro(
+        network, directory, tiny_images, name="tiny_learned", policy=policy
+    )
+    return export, policy
+
+
+@pytest.fixture(params=["max_softmax", "learned"])
+def export_and_policy(request):
+    """Each export whose policy sends images to both exits, with that policy."""
+    return request.getfixturevalue(f"{request.param}_export")
+
+
+@pytest.fixture(scope="session")
+def build(tflm_lib_dir, tmp_path_factory):
+    """Builds main.cc with an export through examples/firmware/Makefile, once
+    per export; returns the program's path."""
+    programs = {}
+
+    def make(export):
+        if export.directory not in programs:
+            build_dir = tmp_path_factory.mktemp("firmware_build")
+            _call(
+                ["make", "-C", str(FIRMWARE), "-j2"]
+                + [f"MODEL_DIR={export.directory}", f"NAME={_name(export)}"]
+                + [f"TFLM_KIT={tflm_kit.KIT}", f"TFLM_LIB_DIR={tflm_lib_dir}"]
+                + [f"BUILD_DIR={build_dir}", f"CXXFLAGS={FLAGS}"]
+            )
+            programs[export.directory] = build_dir / f"{_name(export)}_main"
+        return programs[export.directory]
+
+    return make
+
+
+def _call(args, data=None):
+    """Runs a command; fails the test with its output if it fails."""
+    done = subprocess.run(args, input=data, capture_output=True)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode(errors="replace")
+        pytest.fail(f"{' '.join(map(str, args))} failed:\n{output[-4000:]}")
+    return done
+
+
+def _name(export):
+    """The `name` the export was given."""
+    return os.path.basename(export.header_path)[: -len("_cascade.h")]
+
+
+def _int8(export, images):
+    """The images as the cascade's int8 input, quantized as MicroCascade does."""
+    details = {"dtype": np.int8, "quantization": export.stages[0].input_quantization}
+    return tfee.runtime.quantize_input(images, details)
+
+
+def _run(program, data, *args):
+    """The program's (classes, exits) for the images in `data` (bytes)."""
+    done = _call([str(program), *args], data)
+    answers = np.array(
+        [line.split() for line in done.stdout.decode().splitlines()], dtype=int
+    ).reshape(-1, 2)
+    return answers[:, 0], answers[:, 1]
+
+
+def _micro_cascade(export, policy, images):
+    """MicroCascade's CascadeResult: the answers the firmware must give."""
+    result = tfee.runtime.MicroCascade(export.manifest_path, policy).predict(images)
+    # Both exits answer some images, so both branches of the loop are compared.
+    assert set(result.exit_indices) == {0, 1}
+    return result
+
+
+def test_the_firmware_leaves_at_micro_cascades_exits_with_its_classes(
+    export_and_policy, build, tiny_images
+):
+    export, policy = export_and_policy
+    expected = _micro_cascade(export, policy, tiny_images)
+    classes, exits = _run(build(export), _int8(export, tiny_images).tobytes())
+    np.testing.assert_array_equal(exits, expected.exit_indices)
+    np.testing.assert_array_equal(classes, expected.predictions)
+
+
+def test_the_example_main_quantizes_float_images_as_micro_cascade_does(
+    max_softmax_export, build, tiny_images
+):
+    export, policy = max_softmax_export
+    expected = _micro_cascade(export, policy, tiny_images)
+    data = np.asarray(tiny_images, dtype=np.float32).tobytes()
+    classes, exits = _run(build(export), data, "--float")
+    np.testing.assert_array_equal(exits, expected.exit_indices)
+    np.testing.assert_array_equal(classes, expected.predictions)
+
+
+def test_the_example_main_fails_on_a_truncated_image(
+    max_softmax_export, build, tiny_images
+):
+    export, _ = max_softmax_export
+    data = _int8(export, tiny_images[:2]).tobytes()[:-1]
+    done = subprocess.run([str(build(export))], input=data, capture_output=True)
+    assert done.returncode == 1
+    assert done.stdout.decode().count("\n") == 1
+    assert b"image 1: truncated" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+def test_the_cmake_snippet_builds_the_same_firmware(
+    max_softmax_export, tflm_lib_dir, tiny_images, tmp_path
+):
+    export, policy = max_softmax_export
+    build_dir = tmp_path / "build"
+    _call(
+        ["cmake", "-S", str(FIRMWARE), "-B", str(build_dir)]
+        + [f"-DTFEE_MODEL_DIR={export.directory}", f"-DTFEE_MODEL_NAME={_name(export)}"]
+        + [f"-DTFLM_KIT={tflm_kit.KIT}", f"-DTFLM_LIB_DIR={tflm_lib_dir}"]
+        + ["-DCMAKE_CXX_FLAGS=-O1"]
+    )
+    _call(["cmake", "--build", str(build_dir), "-j2"])
+    expected = _micro_cascade(export, policy, tiny_images)
+    program = build_dir / f"{_name(export)}_main"
+    classes, exits = _run(program, _int8(export, tiny_images).tobytes())
+    np.testing.assert_array_equal(exits, expected.exit_indices)
+    np.testing.assert_array_equal(classes, expected.predictions)
