@@ -132,3 +132,18 @@ def test_a_policy_for_another_network_or_bad_input_raises(net, tiny_resnet):
     predictor = tfee.DynamicPredictor(net, ThresholdPolicy([0.5, 0.5]))
     with pytest.raises(ValueError, match="empty"):
         predictor.predict(np.zeros((0, 16, 16, 3), "float32"))
+
+
+def test_non_finite_images_answer_alike_at_every_batch_size_and_warn(network, images):
+    """Issue 16: NaN or inf images once left at other exits at batch 1 than 8."""
+    bad = images[:8].copy()
+    bad[2, 0, 0, 0], bad[5, 1, 1, 0] = np.nan, np.inf
+    predictor = tfee.runtime.DynamicPredictor(network, tfee.ThresholdPolicy([0.5]))
+    with pytest.warns(UserWarning, match=r"2 of 8 images hold NaN or infinite"):
+        together = predictor.predict(bad, batch_size=8)
+    with pytest.warns(UserWarning, match="NaN or infinite"):
+        alone = predictor.predict(bad, batch_size=1)
+    np.testing.assert_array_equal(together.predictions, alone.predictions)
+    np.testing.assert_array_equal(together.exit_indices, alone.exit_indices)
+    assert together.predictions[2] == together.predictions[5] == -1
+    assert together.exit_indices[2] == together.exit_indices[5] == 1

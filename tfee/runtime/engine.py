@@ -200,7 +200,27 @@ def check_images(images, input_shape, api):
             f"+ {tuple(input_shape)}, preprocessed as for the network. Received: "
             f"shape={images.shape}, dtype={images.dtype}"
         )
+    warn_non_finite(non_finite_rows(images), api)
     return images
+
+
+def non_finite_rows(images):
+    """Per image (first axis), whether it holds a NaN or an infinity."""
+    images = np.asarray(images)
+    return ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+
+
+def warn_non_finite(rows, api):
+    """Warns once for the images `rows` marks (from `non_finite_rows`)."""
+    rows = np.asarray(rows, bool)
+    if rows.any():
+        warnings.warn(
+            f"{api}: {int(rows.sum())} of {len(rows)} images hold NaN or infinite "
+            f"values (rows {np.flatnonzero(rows)[:10].tolist()}); no exit is "
+            "confident on them and they answer class -1 at the deepest exit, at "
+            "every batch size.",
+            stacklevel=4,
+        )
 
 
 def batch_size(value, count, api):

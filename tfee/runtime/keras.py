@@ -197,9 +197,13 @@ class DynamicPredictor:
             batches = (
                 data[i : i + batch_size] for i in range(0, len(data), batch_size)
             )
-        results = [self.predict_batch(b) for b in batches]
+        results, non_finite = [], []
+        for batch in batches:
+            non_finite.append(engine.non_finite_rows(batch))
+            results.append(self.predict_batch(batch))
         if not results:
             raise ValueError(f"{api}: `data` is empty (0 batches).")
+        engine.warn_non_finite(np.concatenate(non_finite), api)
         return engine.CascadeResult.concatenate(results)
 
 
