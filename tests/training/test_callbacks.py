@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -206,3 +207,64 @@ def test_backup_and_restore_resumes_a_distillers_student(tmp_path):
     )
     assert history.epoch == [1]
     assert all(np.array_equal(a, b) for a, b in zip(interrupt.weights, restored[0]))
+
+
+def test_the_ramp_logs_a_comparable_loss_and_warns_about_monitoring_the_ramped_one():
+    """Issue 16: EarlyStopping/ModelCheckpoint on the ramped val_loss kept the
+    worst epoch; the ramp now says so and logs what to monitor instead."""
+    _, labels, dataset = _tiny.data()
+    net = _tiny.network()
+    net.compile(
+        optimizer="adam",
+        loss=tfee.losses.joint(net, "sdn"),
+        metrics={name: "accuracy" for name in net.output_names},
+    )
+    seen = {}
+
+    class Seen(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen[epoch] = dict(logs)
+
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5)
+    with pytest.warns(UserWarning, match=r"EarlyStopping monitors 'val_loss'"):
+        net.fit(
+            dataset,
+            validation_data=dataset,
+            epochs=2,
+            verbose=0,
+            callbacks=[tfee.callbacks.SDNRamp(), stop, Seen()],
+        )
+    logs = seen[1]
+    # The unweighted cross-entropy, averaged over the exits.
+    outputs = net.predict(dataset, verbose=0)
+    expected = np.mean(
+        [
+            keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            )
+            .numpy()
+            .mean()
+            for logits in outputs
+        ]
+    )
+    assert logs["val_mean_exit_loss"] == pytest.approx(expected, rel=1e-3)
+    assert logs["mean_exit_loss"] > 0
+    assert logs["val_mean_exit_accuracy"] == pytest.approx(
+        np.mean([logs["val_exit_1_accuracy"], logs["val_exit_2_accuracy"]])
+    )
+
+
+def test_monitoring_the_comparable_loss_does_not_warn():
+    _, _, dataset = _tiny.data()
+    net = _tiny.network()
+    _joint(net)
+    stop = keras.callbacks.EarlyStopping(monitor="val_mean_exit_loss", patience=5)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*SDNRamp.*")
+        net.fit(
+            dataset,
+            validation_data=dataset,
+            epochs=1,
+            verbose=0,
+            callbacks=[tfee.callbacks.SDNRamp(), stop],
+        )

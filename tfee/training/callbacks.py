@@ -1,5 +1,10 @@
 """Keras callbacks that drive early-exit training schedules."""
 
+import sys
+import warnings
+
+import numpy as np
+
 from tfee import naming
 from tfee._keras import keras
 from tfee.training.losses import SDN_MAX_WEIGHTS
@@ -15,6 +20,15 @@ class SDNRamp(keras.callbacks.Callback):
     min(max_k, 0.01 + e * max_k / ramp_epochs); the deepest exit keeps its
     weight. Works with the losses from `tfee.losses.joint(net, "sdn")`, and
     resumes correctly under BackupAndRestore because it depends only on e.
+
+    Because the weights change, `loss` and `val_loss` are not comparable
+    across epochs: a callback that keeps the "best" epoch by them keeps an
+    early, barely weighted one. The ramp therefore logs, every epoch,
+    `mean_exit_loss` (the unweighted cross-entropy averaged over the exits,
+    and `val_mean_exit_loss`) and `mean_exit_accuracy` where exit accuracies
+    are logged, for callbacks listed after it to monitor; and it warns when
+    an EarlyStopping, ModelCheckpoint or ReduceLROnPlateau monitors `loss`
+    or `val_loss`.
 
     Args:
       max_weights: final weights of the internal exits, shallowest first
@@ -37,11 +51,11 @@ class SDNRamp(keras.callbacks.Callback):
         self.max_weights = None if max_weights is None else tuple(max_weights)
         self.ramp_epochs = ramp_epochs
 
-    def _exit_losses(self):
+    def _named_exit_losses(self):
         losses = self.model.loss if isinstance(self.model.loss, dict) else {}
         # Output names may be tfmot-wrapped (prune_low_magnitude_exit_2).
         named = [
-            (naming.exit_number(name), loss)
+            (naming.exit_number(name), name, loss)
             for name, loss in losses.items()
             if naming.exit_number(name) and isinstance(loss, ExitCrossEntropy)
         ]
@@ -51,7 +65,10 @@ class SDNRamp(keras.callbacks.Callback):
                 "SDNRamp needs the model compiled with tfee.losses.joint(...) losses; "
                 f"received loss={self.model.loss!r}"
             )
-        return [loss for _, loss in named]
+        return [(name, loss) for _, name, loss in named]
+
+    def _exit_losses(self):
+        return [loss for _, loss in self._named_exit_losses()]
 
     def _targets(self, count):
         if self.max_weights is not None:
@@ -70,3 +87,48 @@ class SDNRamp(keras.callbacks.Callback):
         ramp = self.ramp_epochs or self.params.get("epochs") or 1
         for loss, target in zip(internal, self._targets(len(internal))):
             loss.weight.assign(min(target, 0.01 + epoch * target / ramp))
+
+    def on_train_begin(self, logs=None):
+        # Keras gives a callback no handle on its siblings; the CallbackList
+        # calling this method holds them (tf_keras: `callbacks` attribute).
+        caller = sys._getframe(1).f_locals.get("self")
+        for callback in getattr(caller, "callbacks", ()):
+            monitor = getattr(callback, "monitor", None)
+            if monitor in RAMPED_LOSSES and isinstance(callback, _MONITORING):
+                warnings.warn(
+                    f"tfee.callbacks.SDNRamp: {type(callback).__name__} monitors "
+                    f"{monitor!r}, which the ramp re-weights every epoch, so its "
+                    "'best' epoch is an early one. Monitor "
+                    f"'{monitor.replace('loss', 'mean_exit_loss')}' (logged by "
+                    "SDNRamp; list the callback after it) or an exit's accuracy.",
+                    stacklevel=2,
+                )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        named = self._named_exit_losses()
+        for prefix in ("", "val_"):
+            unweighted = [
+                logs[f"{prefix}{name}_loss"] / float(loss.weight.numpy())
+                for name, loss in named
+                if f"{prefix}{name}_loss" in logs and float(loss.weight.numpy()) > 0
+            ]
+            if len(unweighted) == len(named):
+                logs[f"{prefix}mean_exit_loss"] = float(np.mean(unweighted))
+            accuracies = [
+                logs[f"{prefix}{name}_accuracy"]
+                for name, _ in named
+                if f"{prefix}{name}_accuracy" in logs
+            ]
+            if len(accuracies) == len(named):
+                logs[f"{prefix}mean_exit_accuracy"] = float(np.mean(accuracies))
+
+
+# The logged losses the ramp re-weights, and the callbacks that keep a "best".
+RAMPED_LOSSES = ("loss", "val_loss")
+_MONITORING = (
+    keras.callbacks.EarlyStopping,
+    keras.callbacks.ModelCheckpoint,
+    keras.callbacks.ReduceLROnPlateau,
+)
