@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,13 @@ def test_joint_loss_refuses_a_network_with_nothing_left_to_train():
     net.trainable = False
     with pytest.raises(ValueError, match="nothing left to train"):
         tfee.losses.joint(net)
+
+
+def test_joint_says_that_learned_confidences_get_no_loss():
+    """Issue 16: confidence heads trained with the joint loss stayed at their
+    initial weights without a word from tfee."""
+    with pytest.warns(UserWarning, match=r"learned confidences \['confidence_1'\]"):
+        tfee.losses.joint(_tiny.network(with_confidence=True))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*learned confidences.*")
+        tfee.losses.joint(_tiny.network())

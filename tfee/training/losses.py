@@ -1,5 +1,7 @@
 """Per-exit losses for `model.compile`: weighted joint cross-entropy (BranchyNet, SDN)."""
 
+import warnings
+
 import numpy as np
 
 from tfee import naming
@@ -108,6 +110,24 @@ def joint(network, weights="uniform"):
             )
         for value in values:
             _check_weight(value, "weights", "tfee.losses.joint")
+    learned = [
+        name
+        for name, role in zip(network.output_names, output_roles(network))
+        if role
+        and naming.parse_output(role)
+        and naming.parse_output(role)[0] == naming.CONFIDENCE
+    ]
+    if learned and any(layer.trainable for layer in network.layers):
+        # Keras gives an output's loss only that output: the joint loss cannot
+        # tell a confidence whether its exit was right, so it gets no gradient.
+        warnings.warn(
+            f"tfee.losses.joint: the learned confidences {learned} get no loss "
+            "here and stay at their initial weights (Keras warns 'Gradients do "
+            "not exist'); a policy with rule='learned' would then decide on "
+            "noise. Train them with tfee.training.EENet, or attach the exits "
+            "with with_confidence=False.",
+            stacklevel=2,
+        )
     return {
         name: ExitCrossEntropy(value, name=f"{role}_cross_entropy")
         for (name, role), value in zip(outputs, values)
