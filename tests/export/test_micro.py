@@ -171,6 +171,11 @@ def test_bad_name_and_policy_are_rejected(network, images, tmp_path):
         tfee.export.micro(
             network, str(tmp_path), images, policy=tfee.ThresholdPolicy([0.5, 0.5])
         )
+    a_file = tmp_path / "firmware"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match="`directory` is an existing file"):
+        tfee.export.micro(network, str(a_file), images)
+    assert a_file.read_text() == "not a folder"
 
 
 def test_a_failing_export_writes_nothing(

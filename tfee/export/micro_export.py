@@ -810,6 +810,11 @@ def micro(
         raise TypeError(
             f"{api}: `directory` must be a path string. Received: {directory!r}"
         )
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(
+            f"{api}: `directory` is an existing file; pass the folder to write the "
+            f"stage models and sources into. Received: directory={directory!r}"
+        )
     stripped = _signatures.stripped_network(network, api)
     _check_layers(stripped, api)
     infos = network_lib.exits(stripped)
