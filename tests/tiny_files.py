@@ -86,3 +86,20 @@ def micro_export(network, tiny_images, tmp_path_factory):
         name="tiny",
         policy=tfee.ThresholdPolicy([0.5]),
     )
+
+
+def reuse_conversions(export, patch):
+    """Makes `tfee.export.micro` reuse `export`'s converted stage models
+    (conversion is the slow part) through the monkeypatch `patch`.
+
+    Returns:
+      {k: the stage model's bytes}.
+    """
+    from tfee.export import micro_export
+
+    converted = {}
+    for stage in export.stages:
+        with open(stage.model_path, "rb") as f:
+            converted[stage.index] = f.read()
+    patch.setattr(micro_export, "_convert_stage", lambda n, k, c: converted[k])
+    return converted

@@ -11,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import tfee
 import tfee.export
+from tests.tiny_files import reuse_conversions
 from tfee import _flatbuffer
 from tfee import keras
 from tfee import rules
@@ -98,11 +99,7 @@ def test_exporting_fewer_stages_over_an_old_folder_removes_the_stale_ones(
     keep = ["tiny_stage_3_notes.txt", "other_stage_3.tflite"]
     for entry in stale + keep:
         (tmp_path / entry).write_text("old")
-    converted = {}
-    for stage in micro_export.stages:
-        with open(stage.model_path, "rb") as f:
-            converted[stage.index] = f.read()
-    monkeypatch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+    reuse_conversions(micro_export, monkeypatch)
     tfee.export.micro(network, str(tmp_path), images[:4], name="tiny")
     names = set(os.listdir(tmp_path))
     assert not names & set(stale)
@@ -181,16 +178,11 @@ def test_bad_name_and_policy_are_rejected(network, images, tmp_path):
 def test_a_failing_export_writes_nothing(
     network, images, micro_export, tmp_path, monkeypatch
 ):
-    converted = {}
-    for stage in micro_export.stages:
-        with open(stage.model_path, "rb") as f:
-            converted[stage.index] = f.read()
-
     def broken(*args):
         raise RuntimeError("generator broke")
 
     # Reuse the shared conversions; fail after every stage has converted.
-    monkeypatch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+    reuse_conversions(micro_export, monkeypatch)
     monkeypatch.setattr(micro_lib, "_cascade_source", broken)
     with pytest.raises(RuntimeError, match="generator broke"):
         tfee.export.micro(network, str(tmp_path), images[:4], calibration_samples=4)

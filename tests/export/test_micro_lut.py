@@ -11,6 +11,7 @@ import pytest
 import tfee
 import tfee.compress
 import tfee.export
+from tests.tiny_files import reuse_conversions
 from tfee import _flatbuffer
 from tfee import keras
 
@@ -43,12 +44,8 @@ def exports(clustered, images, tmp_path_factory):
     plain = tfee.export.micro(
         clustered, str(tmp_path_factory.mktemp("plain")), images, name="lut"
     )
-    converted = {}
-    for stage in plain.stages:
-        with open(stage.model_path, "rb") as f:
-            converted[stage.index] = f.read()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+        reuse_conversions(plain, patch)
         packed = tfee.export.micro(
             clustered,
             str(tmp_path_factory.mktemp("packed")),
@@ -176,11 +173,7 @@ def test_bad_compress_values_raise_before_anything_is_written(
 def test_lut_on_an_unclustered_network_warns_and_writes_plain_int8(
     network, images, micro_export, tmp_path, monkeypatch
 ):
-    converted = {}
-    for stage in micro_export.stages:
-        with open(stage.model_path, "rb") as f:
-            converted[stage.index] = f.read()
-    monkeypatch.setattr(micro_lib, "_convert_stage", lambda n, k, c: converted[k])
+    converted = reuse_conversions(micro_export, monkeypatch)
     with pytest.warns(UserWarning, match="packed no weight tensor.*Cluster"):
         export = tfee.export.micro(
             network, str(tmp_path), images, name="tiny", compress="lut"

@@ -155,24 +155,17 @@ def _input_description(data, network, names, normalisation):
 
 def _metadata(network, infos, names, quantize, data, policy, normalisation, labels):
     """The "tfee" metadata document (docs/tflite_metadata.md)."""
-    exits = []
-    for k, info in enumerate(infos, start=1):
-        exits.append(
-            {
-                "name": info.name,
-                "exit_signature": (
-                    naming.exit_name(k) if naming.exit_name(k) in names else None
-                ),
-                "stage_signature": (
-                    naming.stage_name(k) if naming.stage_name(k) in names else None
-                ),
-                "stage_input": naming.stage_input_name(k),
-                "logits": naming.LOGITS,
-                "confidence": naming.CONFIDENCE if info.confidence else None,
-                "features": naming.features_name(k) if k < len(infos) else None,
-                "cumulative_macs": int(info.cumulative_macs),
-            }
+    exits = [
+        litert.exit_description(
+            k,
+            len(infos),
+            info.name,
+            names,
+            info.confidence is not None,
+            int(info.cumulative_macs),
         )
+        for k, info in enumerate(infos, start=1)
+    ]
     return {
         "format": litert.METADATA_FORMAT,
         "tfee_version": version.__version__,

@@ -28,30 +28,41 @@ METADATA_FORMAT = "tfee.export.tflite/3"
 _FORMAT_2 = "tfee.export.tflite/2"
 
 
+def exit_description(k, num_exits, name, signatures, learned, cumulative_macs):
+    """`exits[k-1]` of the metadata document (docs/tflite_metadata.md)."""
+
+    def present(signature):
+        return signature if signature in signatures else None
+
+    return {
+        "name": name,
+        "exit_signature": present(naming.exit_name(k)),
+        "stage_signature": present(naming.stage_name(k)),
+        "stage_input": naming.stage_input_name(k),
+        "logits": naming.LOGITS,
+        "confidence": naming.CONFIDENCE if learned else None,
+        "features": naming.features_name(k) if k < num_exits else None,
+        "cumulative_macs": cumulative_macs,
+    }
+
+
 def _upgrade_format_2(metadata):
     """A format-2 document (flat per-exit lists, no policy) in format 3."""
     count = metadata["num_exits"]
     learned = metadata.get("learned_confidence", [False] * count)
     macs = metadata.get("cumulative_macs", [None] * count)
     signatures = metadata.get("signatures", [])
-    exits = []
-    for k in range(1, count + 1):
-        exits.append(
-            {
-                "name": metadata["exit_names"][k - 1],
-                "exit_signature": (
-                    naming.exit_name(k) if naming.exit_name(k) in signatures else None
-                ),
-                "stage_signature": (
-                    naming.stage_name(k) if naming.stage_name(k) in signatures else None
-                ),
-                "stage_input": naming.stage_input_name(k),
-                "logits": naming.LOGITS,
-                "confidence": naming.CONFIDENCE if learned[k - 1] else None,
-                "features": naming.features_name(k) if k < count else None,
-                "cumulative_macs": macs[k - 1],
-            }
+    exits = [
+        exit_description(
+            k,
+            count,
+            metadata["exit_names"][k - 1],
+            signatures,
+            learned[k - 1],
+            macs[k - 1],
         )
+        for k in range(1, count + 1)
+    ]
     upgraded = dict(metadata, format=METADATA_FORMAT, exits=exits)
     upgraded.setdefault("policy", None)
     upgraded.setdefault("labels", None)
