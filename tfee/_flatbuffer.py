@@ -83,12 +83,15 @@ def weight_statistics(data):
     are left out, as tfmot leaves them unpruned and unclustered.
 
     Returns:
-      {"weights": n, "zero_fraction": f, "max_unique_values": u}.
+      {"weights": n, "zero_fraction": f, "max_unique_values": u,
+       "max_unique_values_per_channel": c}: c counts per slice along a
+      kernel's quantized dimension (per-channel int8), else its first axis
+      (output channels of TFLite's conv and dense kernels).
     """
     model = read(data)
     seen = set()
     zeros = total = 0
-    unique = 0
+    unique = per_channel = 0
     for graph in model.subgraphs:
         for tensor in graph.tensors:
             buffer = model.buffers[tensor.buffer] if tensor.buffer else None
@@ -110,10 +113,19 @@ def weight_statistics(data):
             total += values.size
             if values.size:
                 unique = max(unique, len(np.unique(values)))
+                parameters = tensor.quantization
+                axis = parameters.quantizedDimension if parameters is not None else 0
+                if values.size == int(np.prod(shape)):
+                    channels = np.moveaxis(values.reshape(shape), axis, 0)
+                    per_channel = max(
+                        per_channel,
+                        max(len(np.unique(c)) for c in channels),
+                    )
     return {
         "weights": total,
         "zero_fraction": zeros / total if total else 0.0,
         "max_unique_values": unique,
+        "max_unique_values_per_channel": per_channel,
     }
 
 

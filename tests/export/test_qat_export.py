@@ -9,7 +9,6 @@ import tfee.compress
 import tfee.export
 from tests.compress import _tiny
 from tests.tiny_files import tiny_data
-from tfee import _flatbuffer
 from tfee import keras
 from tfee import tf
 
@@ -87,23 +86,8 @@ def test_the_file_answers_as_the_qat_network_does(qat_file, qat_network, images)
 
 
 def test_cluster_counts_survive_per_output_channel(qat_file):
-    with open(qat_file.path, "rb") as f:
-        model = _flatbuffer.read(f.read())
-    kernels = 0
-    for graph in model.subgraphs:
-        for tensor in graph.tensors:
-            buffer = model.buffers[tensor.buffer] if tensor.buffer else None
-            if buffer is None or buffer.data is None or tensor.shape is None:
-                continue
-            if len(tensor.shape) < 2 or tensor.type != 9:  # int8 kernels
-                continue
-            values = np.frombuffer(
-                np.asarray(buffer.data, np.uint8).tobytes(), np.int8
-            ).reshape(tensor.shape)
-            kernels += 1
-            for channel in values:
-                assert len(np.unique(channel)) <= CLUSTERS, tensor.name
-    assert kernels >= 3
+    assert qat_file.max_unique_values_per_channel <= CLUSTERS
+    assert qat_file.max_unique_values > CLUSTERS  # channels differ in scale
 
 
 def test_the_embedded_policy_runs_on_the_qat_file(qat_file, images):

@@ -43,6 +43,9 @@ class ExportReport:
       zero_fraction: fraction of zero values in the file's weight kernels.
       max_unique_values: the most distinct values in one weight kernel (at
         most the cluster count for a clustered network).
+      max_unique_values_per_channel: the most distinct values in one output
+        channel of a kernel (what survives clustering under per-channel int8
+        scales and QAT, which keep clusters per channel).
     """
 
     path: str
@@ -52,6 +55,7 @@ class ExportReport:
     gzipped_bytes: int
     zero_fraction: float
     max_unique_values: int
+    max_unique_values_per_channel: int
 
 
 def gzipped_size(data):
@@ -454,4 +458,5 @@ def tflite(
         gzipped_bytes=gzipped_size(data),
         zero_fraction=statistics["zero_fraction"],
         max_unique_values=statistics["max_unique_values"],
+        max_unique_values_per_channel=statistics["max_unique_values_per_channel"],
     )
