@@ -1,5 +1,7 @@
 """Pruning early-exit networks: scopes, orders, schedules, resume, errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -240,3 +242,26 @@ def test_unknown_scope_and_order_are_rejected():
         tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, scope="block")
     with pytest.raises(ValueError, match="`order` must be one of"):
         tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, order="heads_first")
+
+
+def test_a_fit_shorter_than_the_plan_says_the_target_was_not_reached():
+    """Issue 16: a short fit ended below the target without a word."""
+    pruned, scheduler = tfee.compress.prune_low_magnitude(
+        _tiny.network(), 0.8, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
+    )
+    pruned.compile("adam", loss=tfee.losses.joint(pruned))
+    with _tiny.eagerly(), pytest.warns(UserWarning, match="prunes until step 5"):
+        pruned.fit(_tiny.dataset(), epochs=1, callbacks=[scheduler], verbose=0)
+    with _tiny.eagerly(), warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*pruning plan.*")
+        pruned.fit(_tiny.dataset(), epochs=2, callbacks=[scheduler], verbose=0)
+
+
+def test_steps_per_execution_is_refused_by_the_scheduler():
+    """Issue 16: steps_per_execution=4 made the plan miss its round boundaries."""
+    pruned, scheduler = tfee.compress.prune_low_magnitude(
+        _tiny.network(), 0.8, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
+    )
+    pruned.compile("adam", loss=tfee.losses.joint(pruned), steps_per_execution=4)
+    with pytest.raises(ValueError, match="steps_per_execution=1. Received: .*=4"):
+        pruned.fit(_tiny.dataset(), epochs=1, callbacks=[scheduler], verbose=0)

@@ -8,6 +8,7 @@ when pruning wrappers are added in a later phase.
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -149,6 +150,16 @@ class PruningScheduler(UpdatePruningStep):
 
     # -- state ----------------------------------------------------------------
     def on_train_begin(self, logs=None):
+        executions = getattr(self.model, "_steps_per_execution", None)
+        if executions is not None and int(keras.backend.get_value(executions)) != 1:
+            # Keras calls batch callbacks once per execution: the plan would
+            # count one step where several ran and miss its round boundaries.
+            raise ValueError(
+                "tfee.compress.PruningScheduler: the plan prunes at batch "
+                "boundaries, which compile(steps_per_execution=N > 1) hides; "
+                "compile with steps_per_execution=1. Received: "
+                f"steps_per_execution={int(keras.backend.get_value(executions))}"
+            )
         super().on_train_begin(logs)
         if self._original_trainable is None:
             self._original_trainable = {
@@ -282,8 +293,24 @@ class PruningScheduler(UpdatePruningStep):
         self._pending = []
         self._step += 1
 
+    def pruning_steps(self):
+        """Steps until the plan's last pruning step has run (None: no end)."""
+        last = self.phases[-1]
+        final = last.schedule.last_step
+        return None if final is None else last.start_step + final + 1
+
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
+        needed = self.pruning_steps()
+        if self._step is not None and needed is not None and self._step < needed:
+            warnings.warn(
+                f"tfee.compress.PruningScheduler: fit ended after {self._step} "
+                f"steps but the pruning plan prunes until step {needed} (phases "
+                f"start at {[p.start_step for p in self.phases]}): the network "
+                "has not reached its target sparsity. Train longer (more "
+                "epochs; an interrupted plan resumes), or shorten the schedule.",
+                stacklevel=2,
+            )
         if self._original_trainable is not None:
             for layer in self.model.layers:
                 layer.trainable = self._original_trainable.get(
