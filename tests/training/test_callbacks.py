@@ -268,3 +268,25 @@ def test_monitoring_the_comparable_loss_does_not_warn():
             verbose=0,
             callbacks=[tfee.callbacks.SDNRamp(), stop],
         )
+
+
+@pytest.mark.parametrize("wrapper", ["eenet", "distiller"])
+def test_model_checkpoint_on_a_wrapper_saves_the_network_it_trains(wrapper, tmp_path):
+    """Issue 16: the wrappers' .keras files could not be loaded back."""
+    images, _, dataset = _tiny.data()
+    net = _tiny.network(with_confidence=wrapper == "eenet")
+    trainer = (
+        tfee.training.EENet(net) if wrapper == "eenet" else tfee.training.Distiller(net)
+    )
+    trainer.compile(optimizer="adam")
+    path = str(tmp_path / "best.keras")
+    trainer.fit(
+        dataset,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras.callbacks.ModelCheckpoint(path)],
+    )
+    loaded = keras.models.load_model(path)
+    assert loaded.output_names == net.output_names
+    for a, b in zip(loaded.predict(images, verbose=0), net.predict(images, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -123,6 +123,16 @@ class ExitLossModel(keras.Model):
     def metrics(self):
         return list(self._trackers.values()) + self._accuracies
 
+    def save(self, filepath, *args, **kwargs):
+        """Saves the early-exit network this wrapper trains (not the wrapper).
+
+        The wrapper holds only a loss; what a user (or
+        `keras.callbacks.ModelCheckpoint`) wants to load back is the trained
+        network, which `keras.models.load_model` then returns. A `.keras`
+        file of the wrapper itself could not be loaded.
+        """
+        return self._network().save(filepath, *args, **kwargs)
+
     def call(self, inputs, training=None):
         return self._network()(inputs, training=training)
 
