@@ -8,8 +8,9 @@ distillation). Either way the logs hold `exit_k_accuracy` (and
 `val_exit_k_accuracy`), so Keras callbacks work as usual:
 
 - `EarlyStopping(monitor="val_exit_2_accuracy", mode="max")`.
-- `ModelCheckpoint("net.keras")` on a compiled network; on a wrapper use
-  `save_weights_only=True` (or save `wrapper.network` / `student` after).
+- `ModelCheckpoint("net.keras")`: on a compiled network as usual; on a
+  wrapper it saves the network the wrapper trains (`load_model` returns it),
+  and `save_weights_only=True` saves the wrapper's weights.
 - `BackupAndRestore(dir)`: an interrupted `fit` resumes at the next epoch
   with its weights; `SDNRamp` recomputes its weights from the epoch.
 - `TensorBoard(log_dir)`: TF 2.21 no longer installs the `tensorboard`
