@@ -1,5 +1,7 @@
 """attach_exits, detach_exits and reading exits and sections back from the graph."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -262,3 +264,16 @@ def test_exits_and_sections_are_read_through_tfmot_wrappers(tiny_cnn):
     assert tfee.is_early_exit(pruned)
     assert [e.attach_layer.endswith("block1_out") for e in tfee.exits(pruned)][0]
     assert len(tfee.sections(pruned)) == 2
+
+
+def test_an_exit_that_costs_more_than_the_backbone_warns():
+    """Issue 16: conv heads on wide early features made leaving at exit 1
+    cost 2.7x the backbone without a word."""
+    backbone = tfee.backbones.small_cnn(
+        num_classes=10, input_shape=(32, 32, 3), widths=(8, 16)
+    )
+    with pytest.warns(UserWarning, match=r"leaving at exit_1 \(2\.\d+x\) costs"):
+        tfee.attach_exits(backbone, ["block1_out"], head="conv")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*never save compute.*")
+        tfee.attach_exits(backbone, ["block1_out"], head="linear")

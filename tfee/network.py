@@ -8,6 +8,7 @@ they attach, which layers form section k) is read from the graph.
 """
 
 import dataclasses
+import warnings
 
 from tfee import _graph
 from tfee import _macs
@@ -231,11 +232,39 @@ def attach_exits(
             )
     final_name = naming.exit_name(len(attach_names) + 1)
     exit_outputs.append(keras.layers.Activation("linear", name=final_name)(logits))
-    return keras.Model(
+    network = keras.Model(
         backbone.inputs,
         exit_outputs + confidence_outputs,
         name=name or f"{model.name}_early_exit",
     )
+    _warn_about_costly_exits(
+        network, _macs.model_macs(keras.Model(backbone.inputs, logits))
+    )
+    return network
+
+
+def _warn_about_costly_exits(network, backbone_macs):
+    """Warns when leaving at an internal exit costs at least the backbone alone.
+
+    Heavy heads (conv heads on wide early features, PTEENet-style placement)
+    can make a sample that leaves early pay more than the whole backbone:
+    such an exit never saves compute.
+    """
+    infos = exits(network)
+    costly = [
+        f"{info.name} ({info.cumulative_macs / backbone_macs:.2f}x)"
+        for info in infos[:-1]
+        if info.cumulative_macs >= backbone_macs
+    ]
+    if costly and backbone_macs > 0:
+        warnings.warn(
+            "tfee.attach_exits: leaving at "
+            + ", ".join(costly)
+            + " costs at least the backbone alone (MACs, heads on the way "
+            "included), so those exits can never save compute. Choose a lighter "
+            "head (e.g. head='linear' or 'sdn'), fewer exits, or earlier placement.",
+            stacklevel=3,
+        )
 
 
 def is_early_exit(model):
