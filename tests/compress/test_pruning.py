@@ -265,3 +265,16 @@ def test_steps_per_execution_is_refused_by_the_scheduler():
     pruned.compile("adam", loss=tfee.losses.joint(pruned), steps_per_execution=4)
     with pytest.raises(ValueError, match="steps_per_execution=1. Received: .*=4"):
         pruned.fit(_tiny.dataset(), epochs=1, callbacks=[scheduler], verbose=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tfee.compress.ConstantSparsity(0.5, 0),
+        lambda: tfee.compress.PolynomialDecay(0.0, 0.8, 0, 100),
+    ],
+)
+def test_a_tfmot_style_schedule_call_is_explained(make):
+    """Issue 16: tfmot's schedules start with the sparsity; tfee's take none."""
+    with pytest.raises(ValueError, match="tfee schedules take no sparsity"):
+        make()

@@ -22,8 +22,20 @@ def _check_int(value, argument, api, minimum, allow=()):
         accepted = f"an integer >= {minimum}" + (
             f" (or {', '.join(map(str, allow))})" if allow else ""
         )
+        hint = ""
+        if isinstance(value, float) and 0 <= value < 1:
+            # tfmot's schedules start with the sparsity; tfee's take none.
+            hint = (
+                " tfee schedules take no sparsity (unlike tfmot's "
+                "ConstantSparsity(target_sparsity, begin_step) and "
+                "PolynomialDecay(initial_sparsity, final_sparsity, begin_step, "
+                "end_step)): the target comes from `sparsity` of "
+                "tfee.compress.prune / prune_low_magnitude, per group; pass "
+                "the steps by name."
+            )
         raise ValueError(
-            f"{api}: `{argument}` must be {accepted}. Received: {argument}={value!r}"
+            f"{api}: `{argument}` must be {accepted}. Received: "
+            f"{argument}={value!r}.{hint}"
         )
 
 
