@@ -278,3 +278,14 @@ def test_a_tfmot_style_schedule_call_is_explained(make):
     """Issue 16: tfmot's schedules start with the sparsity; tfee's take none."""
     with pytest.raises(ValueError, match="tfee schedules take no sparsity"):
         make()
+
+
+def test_using_the_pruning_plan_as_a_model_explains_itself():
+    """Issue 16: tfmot's prune_low_magnitude returns the model; tfee's returns
+    (model, scheduler), and `plan.compile` failed with a bare tuple error."""
+    plan = tfee.compress.prune_low_magnitude(_tiny.network(), 0.5)
+    with pytest.raises(AttributeError, match=r"returns \(model, scheduler\).*unpack"):
+        plan.compile("adam")
+    pruned, scheduler = plan
+    assert plan.model is pruned and plan.scheduler is scheduler
+    assert isinstance(scheduler, tfee.compress.PruningScheduler)

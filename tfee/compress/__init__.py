@@ -10,6 +10,7 @@ from tfee.compress.clustering import cluster_weights
 from tfee.compress.clustering import clustering_stages
 from tfee.compress.clustering import parse_clusters
 from tfee.compress.fold import fold_batch_norm
+from tfee.compress.pruning import PruningPlan
 from tfee.compress.pruning import prune
 from tfee.compress.pruning import prune_low_magnitude
 from tfee.compress.pruning import prune_low_magnitude_sections
@@ -36,6 +37,7 @@ __all__ = [
     "ConstantSparsity",
     "Phase",
     "PolynomialDecay",
+    "PruningPlan",
     "PruningScheduler",
     "Rounds",
     "Schedule",

@@ -28,6 +28,7 @@ from tfee.compress.stripping import strip
 
 __all__ = [
     "ORDERS",
+    "PruningPlan",
     "prune",
     "prune_low_magnitude",
     "prune_low_magnitude_sections",
@@ -79,7 +80,8 @@ def prune_low_magnitude(
       phase_steps: for "ordered": the step at which phase 2 (heads) begins.
 
     Returns:
-      (pruned model, `PruningScheduler`). Layers the caller froze are not
+      A `PruningPlan`: the tuple (pruned model, `PruningScheduler`), which
+      explains itself when used as a model. Layers the caller froze are not
       wrapped and never change.
 
     Raises:
@@ -160,7 +162,35 @@ def prune_low_magnitude(
     pruned = keras.models.clone_model(dense, clone_function=wrap)
     scheduler = PruningScheduler(phases)
     scheduler.frozen = tuple(frozen)
-    return pruned, scheduler
+    return PruningPlan(pruned, scheduler)
+
+
+class PruningPlan(tuple):
+    """`(model, scheduler)`, as `prune_low_magnitude` returns them.
+
+    tfmot's `prune_low_magnitude` returns the model alone; code written for
+    it (`model = ...; model.compile(...)`) would meet a plain tuple's
+    "no attribute 'compile'". This tuple names the mistake instead.
+    """
+
+    def __new__(cls, model, scheduler):
+        return super().__new__(cls, (model, scheduler))
+
+    @property
+    def model(self):
+        return self[0]
+
+    @property
+    def scheduler(self):
+        return self[1]
+
+    def __getattr__(self, name):
+        raise AttributeError(
+            f"tfee.compress.prune_low_magnitude returns (model, scheduler), not a "
+            f"model, so it has no {name!r}: unpack it, `pruned, scheduler = "
+            "tfee.compress.prune_low_magnitude(...)`, and pass the scheduler to "
+            "fit(callbacks=[scheduler]) (unlike tfmot, tfee's plan needs it)."
+        )
 
 
 def prune_low_magnitude_sections(network, sparsities, **kwargs):
