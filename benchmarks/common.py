@@ -92,9 +92,15 @@ def finish(name, result, keys):
 
 
 def machine_record(argv=None):
-    """Command, versions and machine, for every result JSON."""
+    """Command, versions and machine, for every result JSON.
+
+    The command is the process's own `sys.argv`: absl hands `main` an argv
+    without the flags it parsed, which would record a rerun that differs.
+    `argv` is accepted for callers that pass it, and not used.
+    """
+    del argv
     return {
-        "command": " ".join(argv or sys.argv),
+        "command": " ".join(sys.argv),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "tf_keras": keras.__version__,
