@@ -1,13 +1,22 @@
 """The TensorFlow Lite Micro source kit beside the project, built once per kit.
 
 `../shared/tflm` (read-only) holds TFLM's sources and a Makefile that builds
-`libtflm.a` in about ten CPU-minutes. Tests link generated firmware against
-that library, so it is built once into a cache keyed by a hash of the kit and
-of the compiler (`$XDG_CACHE_HOME/tfee/tflm-<hash>/lib`, else `~/.cache/...`)
-and reused by every later run. Concurrent builders (pytest-xdist workers,
-other test runs) wait on a file lock; the library is built in a temporary
-folder renamed into place, so an interrupted build never leaves a library
-that looks complete.
+`libtflm.a`: 202 translation units, about ten CPU-minutes. The firmware tests
+need far less, so by default the kit's Makefile builds its core without its
+test utilities (`CORE_EXCLUDED`) and only the kernels of the ops that
+`tfee.export.micro` can emit (`FIRMWARE_KERNELS`): 80 translation units.
+Nearly all of each one's compile time is parsing the same headers
+(flatbuffers' schema above all), so they are parsed once into a precompiled
+header that every unit includes first; the core is then built at -O2 like the
+kernels (instead of -Os), since GCC uses a precompiled header only under the
+optimization level it was made with.
+
+The library goes into a cache keyed by a hash of the kit, of the compiler and
+of the build's settings (`$XDG_CACHE_HOME/tfee/tflm-<hash>/lib`, else
+`~/.cache/...`) and is reused by every later run. Concurrent builders
+(pytest-xdist workers, other test runs) wait on a file lock; the library is
+built in a temporary folder renamed into place, so an interrupted build never
+leaves a library that looks complete.
 """
 
 import fcntl
@@ -18,9 +27,82 @@ import shutil
 import subprocess
 import tempfile
 
-__all__ = ["KIT", "kit_hash", "library_dir"]
+__all__ = ["CORE_EXCLUDED", "FIRMWARE_KERNELS", "KIT", "kit_hash", "library_dir"]
 
 KIT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "tflm"
+
+_MICRO = "tensorflow/lite/micro/"
+# The kit's core sources (its TFLM_CORE_SRCS) that only TFLM's own tests use:
+# fakes, mocks, recording allocators, model builders.
+CORE_EXCLUDED = tuple(
+    _MICRO + name
+    for name in (
+        "arena_allocator/recording_single_arena_buffer_allocator.cc",
+        "fake_micro_context.cc",
+        "mock_micro_graph.cc",
+        "recording_micro_allocator.cc",
+        "test_helper_custom_ops.cc",
+        "test_helpers.cc",
+    )
+)
+# The kit's kernel sources (its TFLM_KERNEL_SRCS) that define the Register_*
+# functions behind the resolver entries of tfee.export.micro's stages (every
+# op in tfee.export.MICRO_OPS, and DECODE for compress="lut"), with the files
+# those kernels call into. tests/export/test_firmware.py checks the list
+# against MICRO_OPS and the kit's micro_mutable_op_resolver.h.
+FIRMWARE_KERNELS = tuple(
+    _MICRO + "kernels/" + name
+    for name in (
+        "activations.cc",  # RELU, RELU6
+        "activations_common.cc",
+        "add.cc",
+        "add_common.cc",
+        "concatenation.cc",
+        "conv.cc",
+        "conv_common.cc",
+        "decode.cc",  # DECODE and the decoders it dispatches to
+        "decode_state.cc",
+        "decode_state_huffman.cc",
+        "decode_state_lut.cc",
+        "decode_state_prune.cc",
+        "decompress.cc",
+        "decompress_common.cc",
+        "depthwise_conv.cc",
+        "depthwise_conv_common.cc",
+        "dequantize.cc",
+        "dequantize_common.cc",
+        "fully_connected.cc",
+        "fully_connected_common.cc",
+        "hard_swish.cc",
+        "hard_swish_common.cc",
+        "kernel_util.cc",
+        "logistic.cc",
+        "logistic_common.cc",
+        "mul.cc",
+        "mul_common.cc",
+        "pad.cc",
+        "pad_common.cc",
+        "pooling.cc",  # AVERAGE_POOL_2D, MAX_POOL_2D
+        "pooling_common.cc",
+        "quantize.cc",
+        "quantize_common.cc",
+        "reduce.cc",  # MEAN, REDUCE_MAX
+        "reduce_common.cc",
+        "reshape.cc",
+        "reshape_common.cc",
+        "softmax.cc",
+        "softmax_common.cc",
+        "sub.cc",
+        "sub_common.cc",
+        "tanh.cc",
+    )
+)
+
+
+# The headers nearly every unit includes, parsed once (see above), and the
+# optimization level of every unit and of the precompiled header.
+_PRECOMPILED = (_MICRO + "kernels/kernel_util.h", _MICRO + "micro_context.h")
+_OPTIMIZATION = "-O2"
 
 
 def _cache_root():
@@ -28,9 +110,10 @@ def _cache_root():
     return pathlib.Path(base) / "tfee"
 
 
-def kit_hash(kit=KIT, compiler="g++"):
-    """A short hash of every file in the kit (path and bytes) and of the
-    compiler's version line: a different kit or compiler gets a new library."""
+def kit_hash(kit=KIT, compiler="g++", settings=()):
+    """A short hash of every file in the kit (path and bytes), of the
+    compiler's version line and of the build's `settings` (strings): a
+    different kit, compiler or build gets a new library."""
     digest = hashlib.sha256()
     for path in sorted(p for p in kit.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(kit)).encode() + b"\0")
@@ -39,12 +122,21 @@ def kit_hash(kit=KIT, compiler="g++"):
     version = subprocess.run(
         [compiler, "--version"], check=True, capture_output=True, text=True
     ).stdout.splitlines()[0]
-    digest.update(version.encode())
+    digest.update(version.encode() + b"\0")
+    for setting in settings:
+        digest.update(setting.encode() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def library_dir(kit=KIT, jobs=2):
+def library_dir(kit=KIT, jobs=2, kernels=FIRMWARE_KERNELS):
     """The folder holding the kit's `libtflm.a`, built there first if missing.
+
+    Args:
+      kit: the source kit.
+      jobs: parallel compiler jobs.
+      kernels: the kernel sources to build, as paths inside the kit, with the
+        core less `CORE_EXCLUDED` and a precompiled header; None builds the
+        kit's whole library as its Makefile does by default.
 
     Returns:
       A pathlib.Path to pass as the kit's TFLM_LIB_DIR.
@@ -52,9 +144,25 @@ def library_dir(kit=KIT, jobs=2):
     Raises:
       RuntimeError: the kit's build failed (with the end of its output).
     """
+    # Variables given on make's command line override the Makefile's.
+    settings, described = {}, []
+    if kernels is not None:
+        core = [
+            path
+            for path in _make_variable(kit, "TFLM_CORE_SRCS")
+            if path not in CORE_EXCLUDED
+        ]
+        settings = {
+            "TFLM_CORE_SRCS": " ".join(core),
+            "TFLM_KERNEL_SRCS": " ".join(kernels),
+            "CORE_OPT": _OPTIMIZATION,
+            "KERNEL_OPT": _OPTIMIZATION,
+        }
+        described = [f"{k}={v}" for k, v in settings.items()]
+        described.append(_precompiled_text())
     root = _cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"tflm-{kit_hash(kit)}"
+    final = root / f"tflm-{kit_hash(kit, settings=described)}"
     library = final / "lib" / "libtflm.a"
     if library.is_file():
         return library.parent
@@ -66,20 +174,55 @@ def library_dir(kit=KIT, jobs=2):
         shutil.rmtree(final, ignore_errors=True)
         staging = pathlib.Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=root))
         try:
-            command = ["make", "-C", str(kit), f"-j{jobs}"] + [
-                f"BUILD_DIR={staging / 'build'}",
-                f"TFLM_LIB_DIR={staging / 'lib'}",
-            ]
-            done = subprocess.run(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            build = staging / "build"
+            if kernels is not None:
+                header = _precompile(kit, build / "precompiled" / "tflm.h")
+                # Included first by every unit, so GCC reads header.gch instead.
+                settings["CXX"] = f"g++ -include {header} -Winvalid-pch"
+            _run(
+                ["make", "-C", str(kit), f"-j{jobs}"]
+                + [f"BUILD_DIR={build}", f"TFLM_LIB_DIR={staging / 'lib'}"]
+                + [f"{k}={v}" for k, v in settings.items()]
             )
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"building TFLM failed: {' '.join(command)}\n{done.stdout[-4000:]}"
-                )
             # Only the library is kept; its objects are not needed again.
-            shutil.rmtree(staging / "build")
+            shutil.rmtree(build)
             os.rename(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return library.parent
+
+
+def _make_variable(kit, name):
+    """The words of a variable of the kit's Makefile."""
+    return _run(
+        ["make", "-s", "--no-print-directory", "-C", str(kit)]
+        + ["--eval", f"tfee-print: ; @echo $({name})", "tfee-print"]
+    ).split()
+
+
+def _precompiled_text():
+    return "".join(f'#include "{path}"\n' for path in _PRECOMPILED)
+
+
+def _precompile(kit, header):
+    """Writes `header` and its `.gch`, made with the library's flags."""
+    header.parent.mkdir(parents=True)
+    header.write_text(_precompiled_text())
+    flags = _make_variable(kit, "LIB_CXXFLAGS")
+    _run(
+        ["g++", *flags, _OPTIMIZATION, "-x", "c++-header", str(header)]
+        + ["-o", f"{header}.gch"]
+    )
+    return header
+
+
+def _run(command):
+    """Runs a build command and returns its output; RuntimeError if it fails."""
+    done = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"building TFLM failed: {' '.join(command)}\n{done.stdout[-4000:]}"
+        )
+    return done.stdout

@@ -5,11 +5,14 @@ that folder's Makefile (and CMakeLists.txt, where cmake is installed) against
 the `libtflm.a` of the TFLM source kit at ../shared/tflm (built once into a
 cache, see tests/tflm_kit.py), run on x86 on the tiny images, and must leave
 every image at the exit and with the class `tfee.runtime.MicroCascade` gives
-in the `tflite-micro` interpreter.
+in the `tflite-micro` interpreter, LUT-compressed stages (DECODE) included.
+The library holds the kit's core and only the kernels of the ops a micro
+export can use (`tflm_kit.FIRMWARE_KERNELS`), which a test checks here.
 """
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -17,11 +20,18 @@ import numpy as np
 import pytest
 
 import tfee
+import tfee.compress
 import tfee.export
 from tests import tflm_kit
+from tests import tiny_files
+from tfee import keras
+
+# The package re-exports the function `micro`, which hides the module.
+from tfee.export import micro_export as micro_lib
 
 FIRMWARE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "firmware"
 FLAGS = "-O1 -Wall -Wextra -Werror"
+DECODE = "CUSTOM:TFLM_DECODE"
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +63,48 @@ def learned_export(network, tiny_images, micro_export, tmp_path_factory):
     return export, policy
 
 
-@pytest.fixture(params=["max_softmax", "learned"])
+@pytest.fixture(scope="session")
+def lut_export(tiny_images, tmp_path_factory):
+    """(export, policy): a tiny network wide enough (16 and 32 channels) for
+    look-up-table indices to pay, trained a little, every kernel in 4
+    clusters, exported with compress="lut" (its stages run DECODE), at a
+    max-softmax threshold that about half the images reach at exit 1."""
+    keras.utils.set_random_seed(0)
+    backbone = tfee.backbones.small_cnn(
+        num_classes=3, input_shape=tiny_files.INPUT_SHAPE, widths=(16, 32)
+    )
+    network = tfee.attach_exits(
+        backbone, ["block1_out"], head="sdn", with_confidence=True
+    )
+    labels = tiny_files.tiny_data()[1]
+    network.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        loss={
+            name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            for name in ("exit_1", "exit_2")
+        },
+    )
+    network.fit(tiny_images, {"exit_1": labels, "exit_2": labels}, epochs=10, verbose=0)
+    clustered = tfee.compress.strip(
+        tfee.compress.cluster_weights(network, 4, init="linear")
+    )
+    outputs = tfee.collect_outputs(clustered, (tiny_images, labels))
+    confidence = tfee.rules.scores(outputs.logits[0], "max_softmax")
+    policy = tfee.ThresholdPolicy([float(np.median(confidence))])
+    directory = str(tmp_path_factory.mktemp("micro_lut"))
+    export = tfee.export.micro(
+        clustered,
+        directory,
+        tiny_images,
+        name="tiny_lut",
+        policy=policy,
+        compress="lut",
+    )
+    assert any(DECODE in stage.ops and stage.lut_tensors for stage in export.stages)
+    return export, policy
+
+
+@pytest.fixture(params=["max_softmax", "learned", "lut"])
 def export_and_policy(request):
     """Each export whose policy sends images to both exits, with that policy."""
     return request.getfixturevalue(f"{request.param}_export")
@@ -125,6 +176,26 @@ def test_the_firmware_leaves_at_micro_cascades_exits_with_its_classes(
     classes, exits = _run(build(export), _int8(export, tiny_images).tobytes())
     np.testing.assert_array_equal(exits, expected.exit_indices)
     np.testing.assert_array_equal(classes, expected.predictions)
+
+
+def test_the_library_has_the_kernel_of_every_op_a_micro_export_can_use():
+    if not tflm_kit.KIT.is_dir():
+        pytest.skip(f"no TensorFlow Lite Micro source kit at {tflm_kit.KIT}")
+    sources = "\n".join(
+        (tflm_kit.KIT / path).read_text() for path in tflm_kit.FIRMWARE_KERNELS
+    )
+    # MicroMutableOpResolver's Add<Op>() registers Register_<OP>() (DECODE:
+    # Register_DECODE()), so that function must be defined in the library.
+    ops = micro_lib.MICRO_OPS | {DECODE}
+    missing = [
+        op
+        for op in sorted(ops)
+        if not re.search(
+            rf"TFLMRegistration\s+Register_{op.split('TFLM_')[-1]}\(\)\s*\{{",
+            sources,
+        )
+    ]
+    assert not missing, f"add the kernels of {missing} to tflm_kit.FIRMWARE_KERNELS"
 
 
 def test_the_example_main_quantizes_float_images_as_micro_cascade_does(
