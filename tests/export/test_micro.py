@@ -242,3 +242,17 @@ def test_tflite_micro_computes_what_litert_computes_on_the_same_stage_files(
             following = Interpreter(model_path=micro_export.stages[k + 1].model_path)
             shape = tuple(following.get_input_details()[0]["shape"][1:])
             values = next(v for v, _ in recorded if np.shape(v)[1:] == shape)
+
+
+def test_every_op_micro_accepts_maps_to_a_resolver_method_tflm_has():
+    """RELU6 and HARD_SWISH once generated `resolver.Relu6()`, which does not
+    exist: firmware using them would not compile."""
+    header = os.path.join(
+        TFLM_KIT, "tensorflow", "lite", "micro", "micro_mutable_op_resolver.h"
+    )
+    if not os.path.exists(header):
+        pytest.skip("no TensorFlow Lite Micro source kit at ../shared/tflm")
+    with open(header) as f:
+        declared = set(re.findall(r"TfLiteStatus (Add\w+)\(", f.read()))
+    for op in sorted(micro_lib.MICRO_OPS) + [micro_lib._DECODE_OP]:
+        assert micro_lib._resolver_method(op) in declared, op

@@ -111,8 +111,6 @@ COMPRESSIONS = (None, "lut")
 # TFLite Micro's DECODE operator, a custom op inserted by tflite_micro.compression.
 _DECODE_OP = "CUSTOM:TFLM_DECODE"
 _RESOLVER_NAMES = {
-    "RELU6": "Relu6",
-    "HARD_SWISH": "HardSwish",
     _DECODE_OP: "AddDecode",
 }
 # The ops whose weights (input 1) tfmot clusters and DECODE may feed.
