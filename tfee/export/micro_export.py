@@ -179,7 +179,10 @@ class LutTensor:
         1 to 7.
       tables: how many value tables (quantization channels).
       index_bytes: the packed indices.
-      table_bytes: the value tables and their header.
+      table_bytes: the value tables and their header, as this tensor needs
+        them; `tflite_micro.compression` stores identical tables once, so a
+        stage's sum can exceed what its file holds (read flash from
+        `MicroStage.flash_bytes`).
     """
 
     name: str
