@@ -4,7 +4,7 @@ Two int8 files of the cached reference network (never trained here):
 
   ptq  post-training full-int8 export, calibrated on --int8_calibration
        validation images;
-  qat  the same network after --qat_epochs of quantization-aware training
+  qat  the same network after --int8_qat_epochs of quantization-aware training
        (`tfee.compress.quantization_aware_training(preserve_clusters=False)`,
        SDN-weighted joint loss, cached under --cache_dir and resumed after an
        interruption), exported to int8 with the ranges it learned.
@@ -40,8 +40,8 @@ from tfee import naming
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("int8_calibration", 512, "Validation images for calibration.")
 flags.DEFINE_integer("int8_samples", 512, "Other validation images compared.")
-flags.DEFINE_integer("qat_epochs", 2, "Quantization-aware training epochs.")
-flags.DEFINE_float("qat_learning_rate", 1e-4, "Adam learning rate of QAT.")
+flags.DEFINE_integer("int8_qat_epochs", 2, "Quantization-aware training epochs.")
+flags.DEFINE_float("int8_qat_learning_rate", 1e-4, "Adam learning rate of QAT.")
 
 ACCURACY_POINTS = 0.3
 AGREEMENT = 0.99
@@ -64,14 +64,14 @@ def near_tie_share(path, network, images):
 
 
 def qat_network(network, data):
-    """The QAT form of `network`, trained --qat_epochs (cached, resumable)."""
+    """The QAT form of `network`, trained --int8_qat_epochs (cached, resumable)."""
     tag = "quick" if FLAGS.quick else "full"
     weights = os.path.join(FLAGS.cache_dir, f"reference_qat_{tag}.weights.h5")
     model = tfee.compress.quantize_preserving_clusters(
         network, preserve_sparsity=False, preserve_clusters=False
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(FLAGS.qat_learning_rate),
+        optimizer=keras.optimizers.Adam(FLAGS.int8_qat_learning_rate),
         loss=tfee.losses.joint(model),
         metrics=["accuracy"],
     )
@@ -80,10 +80,12 @@ def qat_network(network, data):
         model.load_weights(weights)
         return model
     backup = os.path.join(FLAGS.cache_dir, f"reference_qat_{tag}_backup")
-    print(f"quantization-aware training, {FLAGS.qat_epochs} epochs ...", flush=True)
+    print(
+        f"quantization-aware training, {FLAGS.int8_qat_epochs} epochs ...", flush=True
+    )
     model.fit(
         data.pipeline("train", training=True),
-        epochs=FLAGS.qat_epochs,
+        epochs=FLAGS.int8_qat_epochs,
         callbacks=[keras.callbacks.BackupAndRestore(backup)],
         verbose=2,
     )
@@ -101,7 +103,11 @@ def measure(path, source, network, data, compared):
     float_accuracy = [float(np.mean(x.argmax(1) == test_y)) for x in float_logits]
     drops = [100 * (f - q) for f, q in zip(float_accuracy, file_accuracy)]
     against_source = tfee.export.verify(path, source, compared, samples=len(compared))
-    against_float = tfee.export.verify(path, network, compared, samples=len(compared))
+    against_float = (
+        against_source
+        if source is network
+        else tfee.export.verify(path, network, compared, samples=len(compared))
+    )
     entry = {
         "test_accuracy_float32": float_accuracy,
         "test_accuracy_int8_stage_chain": file_accuracy,
@@ -142,9 +148,9 @@ def run(argv=None):
         f"{ACCURACY_POINTS} points of float32; per signature: top-1 agreement "
         f">= {AGREEMENT:.0%} with the Keras model converted",
         "qat": {
-            "epochs": FLAGS.qat_epochs,
+            "epochs": FLAGS.int8_qat_epochs,
             "optimizer": "Adam",
-            "learning_rate": FLAGS.qat_learning_rate,
+            "learning_rate": FLAGS.int8_qat_learning_rate,
         },
     }
     sources = {"ptq": network, "qat": qat_network(network, data)}

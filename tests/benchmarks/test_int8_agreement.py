@@ -5,7 +5,7 @@ from tests.benchmarks import _quick
 
 
 def test_quick_int8_agreement_measures_ptq_and_qat_per_exit(quick_flags):
-    _quick.run_main(int8_agreement, {**quick_flags, "qat_epochs": 1})
+    _quick.run_main(int8_agreement, {**quick_flags, "int8_qat_epochs": 1})
     result = _quick.read_json(quick_flags["results_dir"], "int8_agreement_quick.json")
     assert result["calibration_images"] == result["compared_images"] == 64
     for variant in ("ptq", "qat"):
