@@ -27,7 +27,14 @@ import shutil
 import subprocess
 import tempfile
 
-__all__ = ["CORE_EXCLUDED", "FIRMWARE_KERNELS", "KIT", "kit_hash", "library_dir"]
+__all__ = [
+    "CORE_EXCLUDED",
+    "FIRMWARE_KERNELS",
+    "KIT",
+    "compile_flags",
+    "kit_hash",
+    "library_dir",
+]
 
 KIT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "tflm"
 
@@ -103,6 +110,20 @@ FIRMWARE_KERNELS = tuple(
 # optimization level of every unit and of the precompiled header.
 _PRECOMPILED = (_MICRO + "kernels/kernel_util.h", _MICRO + "micro_context.h")
 _OPTIMIZATION = "-O2"
+
+
+def compile_flags(kit=KIT):
+    """The kit's `tflm-config --cflags`, its include folders given as
+    -isystem: the kit's headers are not ours to lint with -Werror."""
+    import pytest
+
+    config = kit / "tflm-config"
+    if not config.exists():
+        pytest.skip(f"no TensorFlow Lite Micro source kit at {kit}")
+    flags = subprocess.run(
+        [str(config), "--cflags"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    return [f.replace("-I", "-isystem", 1) if f.startswith("-I") else f for f in flags]
 
 
 def _cache_root():

@@ -11,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import tfee
 import tfee.export
+from tests import tflm_kit
 from tests.tiny_files import reuse_conversions
 from tfee import _flatbuffer
 from tfee import keras
@@ -116,7 +117,7 @@ def test_the_generated_model_sources_compile(micro_export, tmp_path):
         )
 
 
-TFLM_KIT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tflm")
+TFLM_KIT = str(tflm_kit.KIT)
 COMPILERS = ["g++", "clang++", "clang++-14"]
 
 
@@ -126,14 +127,7 @@ def test_the_generated_cascade_compiles_warning_free_against_real_tflm_headers(
 ):
     if shutil.which(compiler) is None:
         pytest.skip(f"{compiler} is not installed")
-    config = os.path.join(TFLM_KIT, "tflm-config")
-    if not os.path.exists(config):
-        pytest.skip("no TensorFlow Lite Micro source kit at ../shared/tflm")
-    flags = subprocess.run(
-        [config, "--cflags"], check=True, capture_output=True, text=True
-    ).stdout.split()
-    # The kit's own headers are not ours to lint: include them as system ones.
-    flags = [f.replace("-I", "-isystem", 1) if f.startswith("-I") else f for f in flags]
+    flags = tflm_kit.compile_flags()
     sources = [micro_export.cascade_path] + [s.source_path for s in micro_export.stages]
     for source in sources:
         subprocess.run(

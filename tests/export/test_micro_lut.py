@@ -11,6 +11,7 @@ import pytest
 import tfee
 import tfee.compress
 import tfee.export
+from tests import tflm_kit
 from tests.tiny_files import reuse_conversions
 from tfee import _flatbuffer
 from tfee import keras
@@ -18,7 +19,6 @@ from tfee import keras
 # The package re-exports the function `micro`, which hides the module.
 from tfee.export import micro_export as micro_lib
 
-TFLM_KIT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tflm")
 DECODE = "CUSTOM:TFLM_DECODE"
 CLUSTERS = 4
 
@@ -122,17 +122,6 @@ def test_lut_arenas_are_measured_on_the_packed_models_with_the_margin(exports):
     assert packed.arena_bytes == max(s.arena_bytes for s in packed.stages)
 
 
-def _tflm_flags():
-    config = os.path.join(TFLM_KIT, "tflm-config")
-    if not os.path.exists(config):
-        pytest.skip("no TensorFlow Lite Micro source kit at ../shared/tflm")
-    flags = subprocess.run(
-        [config, "--cflags"], check=True, capture_output=True, text=True
-    ).stdout.split()
-    # The kit's own headers are not ours to lint: include them as system ones.
-    return [f.replace("-I", "-isystem", 1) if f.startswith("-I") else f for f in flags]
-
-
 def test_the_lut_resolver_registers_decode_and_compiles_warning_free(exports, tmp_path):
     plain, packed = exports
     with open(plain.cascade_path) as f:
@@ -147,7 +136,7 @@ def test_the_lut_resolver_registers_decode_and_compiles_warning_free(exports, tm
     assert cascade.count("resolver.AddDecode();") == len(packed.stages)
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
-    flags = _tflm_flags()
+    flags = tflm_kit.compile_flags()
     for source in [packed.cascade_path] + [s.source_path for s in packed.stages]:
         subprocess.run(
             ["g++", *flags, "-Wall", "-Wextra", "-Werror"]
