@@ -17,6 +17,7 @@ from tfee import tfmot
 
 # The package re-exports the function `tflite`, which hides the module.
 from tfee.export import _calibration
+from tfee.export import _signatures
 from tfee.export import tflite_export as tflite_lib
 
 
@@ -299,3 +300,32 @@ def test_a_network_that_calls_python_is_rejected_before_conversion(tmp_path):
     with pytest.raises(ValueError, match="calls Python code"):
         tfee.export.tflite(network, str(tmp_path / "x.tflite"))
     assert not (tmp_path / "x.tflite").exists()
+
+
+class _ScaleFromTable(keras.layers.Layer):
+    """Holds a resource (a hash table) that network.variables does not list."""
+
+    def build(self, shape):
+        keys = tf.constant([0, 1], tf.int64)
+        values = tf.constant([1.0, 2.0])
+        initializer = tf.lookup.KeyValueTensorInitializer(keys, values)
+        self.table = tf.lookup.StaticHashTable(initializer, 0.0)
+
+    def call(self, x):
+        return x * self.table.lookup(tf.constant(1, tf.int64))
+
+
+def test_signatures_save_a_network_holding_a_resource_beside_its_variables():
+    image = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="c1")(_ScaleFromTable()(image))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    network = tfee.attach_exits(
+        keras.Model(image, keras.layers.Dense(3)(x)), ["c1"], head="linear"
+    )
+    functions = _signatures.functions(network, ["exit_1"])
+    converter, directory = _signatures.converter(network, functions)
+    try:
+        assert os.path.exists(os.path.join(directory, "saved_model.pb"))
+        assert converter is not None
+    finally:
+        _signatures.remove(directory)

@@ -185,9 +185,18 @@ def converter(network, concrete_functions):
       (converter, temporary directory to remove once converted).
     """
     directory = tempfile.mkdtemp(prefix="tfee-export-")
+    # Track the variables only: saving the Keras network itself makes
+    # tf.saved_model trace every layer's call again (most of the export time).
     module = tf.Module()
-    module.network = network
-    tf.saved_model.save(module, directory, signatures=concrete_functions)
+    module.variables_ = list(network.variables)
+    try:
+        tf.saved_model.save(module, directory, signatures=concrete_functions)
+    except AssertionError:
+        # A resource outside network.variables (a lookup table in a
+        # preprocessing layer): save the network itself, which tracks it.
+        module = tf.Module()
+        module.network = network
+        tf.saved_model.save(module, directory, signatures=concrete_functions)
     return (
         tf.lite.TFLiteConverter.from_saved_model(
             directory, signature_keys=list(concrete_functions)
