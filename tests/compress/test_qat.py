@@ -72,8 +72,16 @@ def test_clusters_and_zeros_survive_qat_on_every_kernel(trained_qat):
 def test_qat_network_converts_to_an_int8_tflite_and_keeps_its_accuracy_api(
     trained_qat,
 ):
-    flatbuffer = tfee.export.quantized_tflite_bytes(trained_qat[1])
+    flatbuffer = tfee.export.tflite_bytes(
+        trained_qat[1], quantize="int8", representative=_tiny.dataset()
+    )
     interpreter = Interpreter(model_content=flatbuffer)
+    assert sorted(interpreter.get_signature_list()) == [
+        "exit_1",
+        "exit_2",
+        "stage_1",
+        "stage_2",
+    ]
     types = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.int8 in types
     accuracy = tfee.policy.exit_accuracy(trained_qat[1], _tiny.dataset())

@@ -12,7 +12,6 @@ The files run as cascades in `tfee.runtime` (`Cascade`, `MicroCascade`).
 
 from tfee.export.compression_ratio import CompressionReport
 from tfee.export.compression_ratio import compression_report
-from tfee.export.compression_ratio import quantized_tflite_bytes
 from tfee.export.compression_ratio import tflite_bytes
 from tfee.export.micro_export import MicroExport
 from tfee.export.micro_export import MicroStage
@@ -37,7 +36,6 @@ __all__ = [
     "compression_report",
     "gzipped_size",
     "micro",
-    "quantized_tflite_bytes",
     "set_policy",
     "tflite",
     "tflite_bytes",

@@ -24,14 +24,12 @@ import numpy as np
 from tfee import cost
 from tfee import network as network_lib
 from tfee._keras import keras
-from tfee._keras import tf
 from tfee.compress import scopes
 from tfee.export import tflite_export
 
 __all__ = [
     "CompressionReport",
     "compression_report",
-    "quantized_tflite_bytes",
     "tflite_bytes",
 ]
 
@@ -57,15 +55,6 @@ def tflite_bytes(network, quantize="float32", representative=None):
             return f.read()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def quantized_tflite_bytes(model):
-    """The int8 .tflite of a quantization-aware-trained model (from
-    `tfee.compress.quantize_preserving_clusters`): the converter reads the
-    learned ranges, no representative data needed. One default signature."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
 
 
 def _entropy_bits(values):
