@@ -9,6 +9,8 @@ import tfee
 import tfee.compress
 from tests.compress import _tiny
 from tfee import keras
+from tfee import tf
+from tfee import tfmot
 
 
 def _prune(net, sparsity, **kwargs):
@@ -289,3 +291,61 @@ def test_using_the_pruning_plan_as_a_model_explains_itself():
     pruned, scheduler = plan
     assert plan.model is pruned and plan.scheduler is scheduler
     assert isinstance(scheduler, tfee.compress.PruningScheduler)
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [tfmot.sparsity.keras.UpdatePruningStep, tfee.compress.UpdatePruningStep],
+    ids=["tfmot", "tfee"],
+)
+def test_training_without_the_scheduler_is_refused_and_changes_nothing(callback):
+    """Issue 16: tfmot's UpdatePruningStep (or tfee's) alone ended at 0%."""
+    pruned, _ = tfee.compress.prune_low_magnitude(_tiny.network(), 0.8)
+    pruned.compile("adam", loss=tfee.losses.joint(pruned))
+    before = {w.name: w.numpy().copy() for w in pruned.weights}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="callbacks=.scheduler"):
+        pruned.fit(_tiny.dataset(), epochs=1, callbacks=[callback()], verbose=0)
+    for weight in pruned.weights:
+        if "pruning_step" in weight.name:  # The callback's start (-1 -> 0) only.
+            assert weight.numpy() == 0, weight.name
+        else:
+            np.testing.assert_array_equal(weight.numpy(), before[weight.name])
+
+
+def _plan(network):
+    return tfee.compress.prune_low_magnitude(
+        network, 0.8, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
+    )
+
+
+def test_a_model_saved_mid_plan_loads_and_resumes_with_the_plans_scheduler(tmp_path):
+    """Issue 16: a pruned .keras saved mid-plan failed to load
+    (`Unknown object: '_ControlledSparsity'`)."""
+    network = _tiny.network()
+    pruned, scheduler = _plan(network)
+    pruned.compile("adam", loss=tfee.losses.joint(pruned))
+    with pytest.warns(UserWarning, match="not reached its target"):
+        pruned.fit(_tiny.dataset(), epochs=1, callbacks=[scheduler], verbose=0)
+    pruned.save(tmp_path / "mid.keras")
+
+    loaded = keras.models.load_model(tmp_path / "mid.keras")  # No prune_scope.
+    wrappers = tfee.compress.callbacks.pruning_wrappers(loaded)
+    assert {int(w.pruning_step.numpy()) for w in wrappers} == {2}
+    _, resumed = _plan(network)  # The same plan, rebuilt: its scheduler resumes.
+    loaded.fit(_tiny.dataset(), epochs=2, callbacks=[resumed], verbose=0)
+    report = tfee.compress.sparsity_report(tfee.compress.strip(loaded))
+    assert report.overall == pytest.approx(0.8, abs=0.02)
+
+
+def test_after_the_plan_ends_training_on_without_the_scheduler_keeps_the_masks():
+    pruned, scheduler = _plan(_tiny.network())
+    pruned.compile("adam", loss=tfee.losses.joint(pruned))
+    pruned.fit(_tiny.dataset(), epochs=3, callbacks=[scheduler], verbose=0)
+    pruned.fit(
+        _tiny.dataset(),
+        epochs=1,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        verbose=0,
+    )
+    report = tfee.compress.sparsity_report(tfee.compress.strip(pruned))
+    assert report.overall == pytest.approx(0.8, abs=0.02)

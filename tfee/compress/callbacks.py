@@ -37,19 +37,75 @@ def _name(layer):
     return layer.layer.name if isinstance(layer, _Wrapper) else layer.name
 
 
+_UNDRIVEN = (
+    "tfee.compress.prune_low_magnitude: this pruned model prunes only while its "
+    "PruningScheduler runs: pass the scheduler it returned, fit(callbacks="
+    "[scheduler]). Without it (tfmot's or tfee's UpdatePruningStep alone) no "
+    "weight would ever be pruned and the model would stay at 0% sparsity. "
+    "Received: a training step with no PruningScheduler in fit's callbacks"
+)
+
+
+@keras.utils.register_keras_serializable(package="tfee", name="ControlledSparsity")
 class _ControlledSparsity(tfmot.sparsity.keras.PruningSchedule):
     """A tfmot schedule whose decision and target are variables that
-    `PruningScheduler` sets from Python, so no retracing is needed."""
+    `PruningScheduler` sets from Python, so no retracing is needed.
+
+    `driven` is set while the scheduler runs (and after its plan has ended):
+    a training step without it fails instead of silently never pruning.
+    The schedule saves with the model (`get_config`), so a model saved in
+    the middle of a plan loads under `tfmot.sparsity.keras.prune_scope()`
+    and resumes with its scheduler.
+    """
 
     def __init__(self):
         self.prune_now = tf.Variable(False, trainable=False, name="prune_now")
         self.target = tf.Variable(0.0, trainable=False, name="target_sparsity")
+        self.driven = tf.Variable(False, trainable=False, name="driven")
 
     def __call__(self, step):
         return tf.identity(self.prune_now), tf.identity(self.target)
 
     def get_config(self):
-        return {"class_name": type(self).__name__, "config": {}}
+        return {"class_name": "tfee>ControlledSparsity", "config": {}}
+
+
+@keras.utils.register_keras_serializable(package="tfee", name="PruneLowMagnitude")
+class PruneLowMagnitude(_Wrapper):
+    """tfmot's pruning wrapper, under a `_ControlledSparsity` schedule, that
+    refuses a training step while no `PruningScheduler` drives it. tfmot
+    names a wrapper after its class, so this one keeps tfmot's class name
+    (and its layers tfmot's names, prune_low_magnitude_<layer>).
+
+    The check runs before the wrapper's own updates (its step counter and
+    masks) and before the forward pass, so a refused step changes nothing.
+    """
+
+    def call(self, inputs, training=None, **kwargs):
+        if training is None:
+            training = keras.backend.learning_phase()
+
+        def check():
+            assertion = tf.debugging.Assert(self.pruning_schedule.driven, [_UNDRIVEN])
+            with tf.control_dependencies([assertion]):
+                return tf.no_op()
+
+        guard = tf.__internal__.smart_cond.smart_cond(training, check, tf.no_op)
+        with tf.control_dependencies([guard] if guard is not None else []):
+            return super().call(inputs, training=training, **kwargs)
+
+
+def planned_pruning(layer):
+    """`layer` in a pruning wrapper that only a `PruningScheduler` prunes."""
+    return PruneLowMagnitude(layer, pruning_schedule=_ControlledSparsity())
+
+
+def _controlled_schedules(model):
+    return [
+        w.pruning_schedule
+        for w in pruning_wrappers(model)
+        if isinstance(w.pruning_schedule, _ControlledSparsity)
+    ]
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -161,6 +217,8 @@ class PruningScheduler(UpdatePruningStep):
                 f"steps_per_execution={int(keras.backend.get_value(executions))}"
             )
         super().on_train_begin(logs)
+        for schedule in _controlled_schedules(self.model):
+            schedule.driven.assign(True)
         if self._original_trainable is None:
             self._original_trainable = {
                 _name(layer): layer.trainable for layer in self.model.layers
@@ -302,6 +360,11 @@ class PruningScheduler(UpdatePruningStep):
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
         needed = self.pruning_steps()
+        # Once the plan has ended, training on without the scheduler keeps
+        # the masks; before, it would silently stop pruning.
+        finished = needed is not None and self._current_step() >= needed
+        for schedule in _controlled_schedules(self.model):
+            schedule.driven.assign(finished)
         if self._step is not None and needed is not None and self._step < needed:
             warnings.warn(
                 f"tfee.compress.PruningScheduler: fit ended after {self._step} "

@@ -14,13 +14,12 @@ import numbers
 from tfee import network as network_lib
 from tfee import training
 from tfee._keras import keras
-from tfee._keras import tfmot
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
 from tfee.compress._copy import steps_per_epoch as _steps_per_epoch
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
-from tfee.compress.callbacks import _ControlledSparsity
+from tfee.compress.callbacks import planned_pruning
 from tfee.compress.schedules import Rounds
 from tfee.compress.schedules import Schedule
 from tfee.compress.stripping import _check_network
@@ -64,6 +63,13 @@ def prune_low_magnitude(
         pruned.compile("adam", loss=tfee.losses.joint(pruned))
         pruned.fit(train_ds, epochs=4, callbacks=[scheduler])
         small = tfee.compress.strip(pruned)
+
+    The pruned model trains only with its scheduler among `fit`'s callbacks
+    until the plan ends: a training step without it (tfmot's
+    `UpdatePruningStep` alone) raises instead of never pruning. It saves
+    and loads at any point of the plan (`keras.models.load_model`, with
+    tfee imported); to resume, build the same plan again and pass its
+    scheduler: `_, scheduler = prune_low_magnitude(network, <same args>)`.
 
     Args:
       network: a tfee early-exit network (left unchanged).
@@ -154,9 +160,7 @@ def prune_low_magnitude(
 
     def wrap(layer):
         if layer.name in to_wrap:
-            return tfmot.sparsity.keras.prune_low_magnitude(
-                layer, pruning_schedule=_ControlledSparsity()
-            )
+            return planned_pruning(layer)
         return layer
 
     pruned = keras.models.clone_model(dense, clone_function=wrap)
