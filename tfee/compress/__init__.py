@@ -2,6 +2,7 @@
 cluster-preserving quantization-aware training (tfmot)."""
 
 from tfee.compress import scopes
+from tfee.compress.batch_norm import reestimate_batch_norm
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
 from tfee.compress.callbacks import UpdatePruningStep
@@ -50,6 +51,7 @@ __all__ = [
     "prune_low_magnitude_sections",
     "quantization_aware_training",
     "quantize_preserving_clusters",
+    "reestimate_batch_norm",
     "scopes",
     "sparsity_report",
     "strip",

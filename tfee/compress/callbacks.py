@@ -15,6 +15,7 @@ import numpy as np
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
+from tfee.compress.batch_norm import reestimate_batch_norm
 
 __all__ = ["Phase", "PruningScheduler", "UpdatePruningStep", "pruning_wrappers"]
 
@@ -176,6 +177,9 @@ class PruningScheduler(UpdatePruningStep):
 
     Args:
       phases: a list of `Phase`, by increasing `start_step`.
+      batch_norm_data: images from which every BatchNormalization layer's
+        statistics are re-estimated when a later phase begins (its frozen
+        layers would keep statistics of weights pruned away), or None.
 
     Example:
       >>> pruned, scheduler = tfee.compress.prune_low_magnitude(net, 0.8)
@@ -183,7 +187,7 @@ class PruningScheduler(UpdatePruningStep):
       >>> pruned.fit(train_ds, epochs=4, callbacks=[scheduler])
     """
 
-    def __init__(self, phases):
+    def __init__(self, phases, batch_norm_data=None):
         super().__init__()
         phases = list(phases)
         if not phases or not all(isinstance(p, Phase) for p in phases):
@@ -198,6 +202,7 @@ class PruningScheduler(UpdatePruningStep):
                 f"start_step. Received start steps: {starts}"
             )
         self.phases = phases
+        self.batch_norm_data = batch_norm_data
         self._step = None
         self._original_trainable = None
         self._compiled_weights = None
@@ -256,6 +261,8 @@ class PruningScheduler(UpdatePruningStep):
                 layer.trainable = wanted
                 changed = True
         self._set_loss_weights(phase.loss_weights or {})
+        if self.batch_norm_data is not None and phase is not self.phases[0]:
+            reestimate_batch_norm(self.model, self.batch_norm_data)
         if changed:
             self.model.train_function = self.model.make_train_function(force=True)
         self._phase = phase

@@ -10,6 +10,7 @@ schedules are tfee's (see `PruningScheduler`).
 """
 
 import numbers
+import warnings
 
 from tfee import network as network_lib
 from tfee import training
@@ -17,6 +18,7 @@ from tfee._keras import keras
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
 from tfee.compress._copy import steps_per_epoch as _steps_per_epoch
+from tfee.compress.batch_norm import batch_norm_layers
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
 from tfee.compress.callbacks import planned_pruning
@@ -54,6 +56,7 @@ def prune_low_magnitude(
     order="together",
     schedule=None,
     phase_steps=None,
+    batch_norm_data=None,
 ):
     """Wraps a copy of `network` for pruning; returns it with the callback that prunes.
 
@@ -84,6 +87,11 @@ def prune_low_magnitude(
       schedule: a `tfee.compress.Schedule` per phase (default: prune to the
         target at the first step, `ConstantSparsity`-like `Rounds(1, ...)`).
       phase_steps: for "ordered": the step at which phase 2 (heads) begins.
+      batch_norm_data: for "ordered": images (a dataset or array, as for the
+        model) from which the BatchNormalization statistics are re-estimated
+        when phase 2 freezes the pruned backbone
+        (`tfee.compress.reestimate_batch_norm`); without them the backbone
+        keeps statistics of its unpruned weights, and a warning says so.
 
     Returns:
       A `PruningPlan`: the tuple (pruned model, `PruningScheduler`), which
@@ -163,8 +171,17 @@ def prune_low_magnitude(
             return planned_pruning(layer)
         return layer
 
+    if order == "ordered" and batch_norm_data is None and batch_norm_layers(network):
+        warnings.warn(
+            f"{api}: order='ordered' freezes the pruned backbone in phase 2, so "
+            "its BatchNormalization statistics stay those of the unpruned "
+            "weights and the exits can fall to chance. Pass batch_norm_data= "
+            "(training images) to re-estimate them when phase 2 begins. "
+            "Received: batch_norm_data=None",
+            stacklevel=2,
+        )
     pruned = keras.models.clone_model(dense, clone_function=wrap)
-    scheduler = PruningScheduler(phases)
+    scheduler = PruningScheduler(phases, batch_norm_data=batch_norm_data)
     scheduler.frozen = tuple(frozen)
     return PruningPlan(pruned, scheduler)
 
@@ -282,6 +299,7 @@ def prune(
         order=order,
         schedule=schedule,
         phase_steps=phase_steps,
+        batch_norm_data=train_data if order == "ordered" else None,
     )
     if optimizer is None:
         optimizer = keras.optimizers.Adam(1e-4)

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from tfee import _checks
 from tfee import _flatbuffer
 from tfee import naming
 from tfee import network as network_lib
@@ -820,7 +821,7 @@ def micro(
     _check_layers(stripped, api)
     infos = network_lib.exits(stripped)
     policy = _check_policy(policy, infos, api)
-    calibration = _calibration.images(
+    calibration = _checks.check_images(
         representative, stripped, calibration_samples, api
     )
     inputs = _calibration.stage_inputs(stripped, calibration)

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from tfee import _checks
 from tfee import _flatbuffer
 from tfee import compress
 from tfee import cost
@@ -423,7 +424,7 @@ def tflite(
                 f"{api}: quantize='int8' needs `representative` images to "
                 "calibrate activations. Received: representative=None"
             )
-        calibration = _calibration.images(
+        calibration = _checks.check_images(
             representative, stripped, calibration_samples, api
         )
     if not isinstance(per_channel, bool):

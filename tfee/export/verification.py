@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 
+from tfee import _checks
 from tfee import naming
-from tfee.export import _calibration
 from tfee.export import _signatures
 from tfee.runtime import litert
 from tfee.runtime.litert import Cascade
@@ -103,7 +103,7 @@ def verify(path, network, images, tolerance=None, min_agreement=0.99, samples=51
             "tfee.export.tflite."
         )
     stripped = _signatures.stripped_network(network, api)
-    data = _calibration.images(images, stripped, samples, api, argument="images")
+    data = _checks.check_images(images, stripped, samples, api, argument="images")
     keras_logits = [
         np.asarray(x)
         for x in stripped.predict(data, verbose=0)[: metadata["num_exits"]]
