@@ -428,8 +428,8 @@ def lut_export(clustered, directory, representative):
         compress="lut",
     )
     # Weights as the README's bits per weight count them (every Keras
-    # weight); the empty artifact spares a float32 export.
-    weights = tfee.export.compression_report(clustered, b"").fp32_bytes // 4
+    # weight of the network, as tfee.export.compression_report does).
+    weights, _ = tfee.cost.parameter_bytes(clustered.layers)
     return export, flash_split(export.stages, weights)
 
 

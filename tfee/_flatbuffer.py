@@ -32,6 +32,11 @@ def read(data):
     return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
 
 
+def signature_keys(data):
+    """The names of the model's signatures, in file order."""
+    return [s.signatureKey.decode() for s in read(data).signatureDefs or []]
+
+
 def op_names(data, subgraph=None):
     """Sorted builtin operator names used by the model (or one subgraph)."""
     model = read(data)

@@ -1,7 +1,7 @@
 """tfee.export's compression ratio: fp32 weights vs the gzipped .tflite, and
 the entropy bound of the cluster indices."""
 
-import numpy as np
+import pytest
 
 import tfee
 import tfee.compress
@@ -38,7 +38,35 @@ def test_the_default_artifact_is_the_float32_tflite_export():
 
 def test_an_artifact_given_is_the_one_measured():
     clustered = _clustered(_tiny.network(), 2)
-    payload = np.zeros(1000, np.uint8).tobytes()
-    report = tfee.export.compression_report(clustered, artifact=payload)
-    assert report.tflite_bytes == 1000
-    assert report.gzip_bytes < 100
+    flatbuffer = tfee.export.tflite_bytes(clustered, quantize="float16")
+    report = tfee.export.compression_report(clustered, artifact=flatbuffer)
+    assert report.tflite_bytes == len(flatbuffer)
+    assert report.file_values_per_kernel <= 2
+
+
+def test_an_artifact_that_is_not_a_tflite_is_refused():
+    clustered = _clustered(_tiny.network(), 2)
+    with pytest.raises(ValueError, match="without TFLite's identifier"):
+        tfee.export.compression_report(clustered, artifact=b"\0" * 1000)
+
+
+def test_a_file_without_some_exits_is_refused_instead_of_inflating_the_ratio():
+    """Issue 16: missing heads still counted in fp32_bytes."""
+    clustered = _clustered(_tiny.network(), 2)
+    deepest_only = tfee.export.tflite_bytes(clustered, signatures=["exit_2"])
+    with pytest.raises(ValueError, match=r"without \['exit_1'\]"):
+        tfee.export.compression_report(clustered, artifact=deepest_only)
+    stages = tfee.export.tflite_bytes(clustered, signatures=["stage_1", "stage_2"])
+    assert tfee.export.compression_report(clustered, artifact=stages).ratio > 0
+
+
+def test_a_file_whose_kernels_hold_more_values_than_the_clusters_warns():
+    """Issue 16: the report counted 4 clusters where per-channel int8 spread
+    them to many values per kernel in the file."""
+    clustered = _clustered(_tiny.network(), 4)
+    flatbuffer = tfee.export.tflite_bytes(
+        clustered, quantize="int8", representative=_tiny.dataset()
+    )
+    with pytest.warns(UserWarning, match="describes the Keras weights, not this file"):
+        report = tfee.export.compression_report(clustered, artifact=flatbuffer)
+    assert report.file_values_per_kernel > 4

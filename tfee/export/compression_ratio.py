@@ -18,10 +18,13 @@ import gzip
 import os
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 
+from tfee import _flatbuffer
 from tfee import cost
+from tfee import naming
 from tfee import network as network_lib
 from tfee._keras import keras
 from tfee.compress import scopes
@@ -34,13 +37,15 @@ __all__ = [
 ]
 
 
-def tflite_bytes(network, quantize="float32", representative=None):
+def tflite_bytes(network, quantize="float32", representative=None, **options):
     """The .tflite that `tfee.export.tflite` writes for `network`, as bytes.
 
     Args:
       network: a tfee early-exit network (tfmot wrappers are stripped).
       quantize: "float32", "float16", "dynamic" or "int8".
       representative: calibration images for "int8".
+      **options: more `tfee.export.tflite` arguments (signatures, per_channel,
+        policy, ...).
 
     Returns:
       The flatbuffer bytes.
@@ -49,12 +54,36 @@ def tflite_bytes(network, quantize="float32", representative=None):
     try:
         path = os.path.join(directory, "network.tflite")
         tflite_export.tflite(
-            network, path, quantize=quantize, representative=representative
+            network, path, quantize=quantize, representative=representative, **options
         )
         with open(path, "rb") as f:
             return f.read()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _check_artifact(flatbuffer, num_exits, api):
+    """Raises unless `flatbuffer` is a .tflite that reaches every exit."""
+    if bytes(flatbuffer[4:8]) != b"TFL3":  # The flatbuffer's file identifier.
+        raise ValueError(
+            f"{api}: `artifact` must be the bytes of a .tflite file that "
+            "tfee.export.tflite wrote. Received: "
+            f"{len(flatbuffer)} bytes without TFLite's identifier"
+        )
+    keys = set(_flatbuffer.signature_keys(flatbuffer))
+    missing = [
+        naming.exit_name(k)
+        for k in range(1, num_exits + 1)
+        if naming.exit_name(k) not in keys
+        and not all(naming.stage_name(j) in keys for j in range(1, k + 1))
+    ]
+    if missing:
+        raise ValueError(
+            f"{api}: `artifact` must hold every exit of the network (as exit_k "
+            "or a chain of stage signatures): the ratio counts the weights of "
+            f"all {num_exits} exits. Received a file without {missing} "
+            f"(signatures: {sorted(keys)})"
+        )
 
 
 def _entropy_bits(values):
@@ -70,9 +99,14 @@ class CompressionReport:
     Attributes:
       fp32_bytes: 4 bytes per weight of the whole network.
       tflite_bytes: the exported .tflite.
+      file_values_per_kernel: the most distinct values any kernel holds in
+        the file (per-channel int8 scales or folded BN spread a clustered
+        kernel's centroids over many values).
+      file_values_per_channel: the same per output channel.
       gzip_bytes: the .tflite after gzip -9 (the deployable artifact).
       ratio: fp32_bytes / gzip_bytes.
-      entropy_bytes: the entropy bound of the whole network.
+      entropy_bytes: the entropy bound of the whole network (the Keras
+        weights: one codebook of `clusters` values per kernel).
       entropy_ratio: fp32_bytes / entropy_bytes.
       bits_per_weight: 8 * gzip_bytes / weights.
       sections: per section: index, weights, clusters (largest distinct count
@@ -82,6 +116,8 @@ class CompressionReport:
 
     fp32_bytes: int
     tflite_bytes: int
+    file_values_per_kernel: int
+    file_values_per_channel: int
     gzip_bytes: int
     ratio: float
     entropy_bytes: float
@@ -98,12 +134,22 @@ def compression_report(network, artifact=None):
 
     Args:
       network: a stripped tfee early-exit network.
-      artifact: the .tflite bytes to measure (default: the float32 export
-        of `tfee.export.tflite`).
+      artifact: the .tflite bytes to measure, as `tfee.export.tflite` wrote
+        them with every exit (default: its float32 export).
 
     Returns:
-      A `CompressionReport`.
+      A `CompressionReport`. It warns when the file's kernels hold more
+      distinct values than the network's clustered ones (the entropy bound
+      then describes the Keras weights, not the file).
+
+    Raises:
+      ValueError: `artifact` is not a .tflite, or lacks exits of the network
+        (fp32 bytes count the whole network, so the ratio would be inflated).
     """
+    api = "tfee.export.compression_report"
+    num_exits = len(network_lib.exits(network))
+    flatbuffer = artifact if artifact is not None else tflite_bytes(network)
+    _check_artifact(flatbuffer, num_exits, api)
     layers = {layer.name: layer for layer in network.layers}
     sections = []
     total_weights = total_entropy = 0
@@ -136,12 +182,28 @@ def compression_report(network, artifact=None):
         )
         total_weights += weights
         total_entropy += entropy_bytes
-    flatbuffer = artifact if artifact is not None else tflite_bytes(network)
     packed = len(gzip.compress(flatbuffer, compresslevel=9))
     fp32 = int(4 * total_weights)
+    statistics = _flatbuffer.weight_statistics(flatbuffer)
+    clusters = max((s["clusters"] for s in sections), default=0)
+    if statistics["max_unique_values"] > clusters:
+        warnings.warn(
+            f"{api}: the file's kernels hold up to "
+            f"{statistics['max_unique_values']} distinct values "
+            f"({statistics['max_unique_values_per_channel']} per channel) where "
+            f"the network's hold at most {clusters}: the converter spread the "
+            "clusters (per-channel int8 scales or BatchNormalization folded into "
+            "them), so entropy_bytes, which counts one codebook per kernel, "
+            "describes the Keras weights, not this file. Fold BN before "
+            "clustering (fold_batch_norm=True) and export with "
+            "per_channel=False to keep them.",
+            stacklevel=2,
+        )
     return CompressionReport(
         fp32_bytes=fp32,
         tflite_bytes=len(flatbuffer),
+        file_values_per_kernel=statistics["max_unique_values"],
+        file_values_per_channel=statistics["max_unique_values_per_channel"],
         gzip_bytes=packed,
         ratio=fp32 / packed,
         entropy_bytes=total_entropy,
