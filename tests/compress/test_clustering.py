@@ -120,9 +120,14 @@ def test_fewer_than_two_clusters_are_rejected():
         tfee.compress.cluster_weights(_tiny.network(), {1: 8, 2: 1})
 
 
-def test_more_clusters_than_weights_in_a_layer_are_rejected():
-    with pytest.raises(ValueError, match="layer 'block1_conv' has 36 weights"):
-        tfee.compress.cluster_weights(_tiny.network(), {1: 64})
+def test_a_layer_with_fewer_weights_than_clusters_gets_as_many_and_a_warning():
+    """The README's {1: 32, ...} on a head whose confidence kernel holds 16
+    weights raised; the kernel already holds at most 16 values."""
+    with pytest.warns(UserWarning, match="'block1_conv' has only 36 weights.*36 clus"):
+        wrapped = tfee.compress.cluster_weights(_tiny.network(), {1: 64}, init="linear")
+    clustered = tfee.compress.strip(wrapped)
+    kernel = clustered.get_layer("block1_conv").kernel.numpy()
+    assert len(np.unique(kernel)) <= 36
 
 
 def test_unknown_sections_are_rejected():
@@ -150,3 +155,24 @@ def test_cluster_counts_parse_from_command_line_text():
 def test_unreadable_cluster_text_is_rejected(text):
     with pytest.raises(ValueError, match="`text` must be a count such as '16'"):
         tfee.compress.parse_clusters(text)
+
+
+def test_frozen_layers_left_uncompressed_are_named_in_a_warning():
+    """A PTEENet network (frozen backbone) compressed section by section kept
+    its backbone unclustered without a word."""
+    net = _tiny.network(freeze_backbone=True)
+    with pytest.warns(UserWarning, match=r"frozen layers .*block1_conv.* uncompressed"):
+        tfee.compress.cluster(net, _tiny.dataset(), {1: 4}, epochs=0, verbose=0)
+    with pytest.warns(UserWarning, match=r"frozen layers .*block1_conv.* uncompressed"):
+        tfee.compress.prune_low_magnitude(net, 0.5)
+
+
+def test_the_report_counts_the_values_of_frozen_unclustered_kernels():
+    net = _tiny.network(freeze_backbone=True)
+    with pytest.warns(UserWarning, match="frozen layers"):
+        clustered = tfee.compress.cluster(
+            net, _tiny.dataset(), {1: 4}, epochs=0, verbose=0
+        )
+    report = tfee.export.compression_report(clustered)
+    # Heads hold 4 values; the frozen backbone's kernels keep all of theirs.
+    assert all(section["clusters"] > 4 for section in report.sections)

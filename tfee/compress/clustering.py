@@ -8,6 +8,7 @@ from the uncompressed network. tfmot's `cluster_weights` does the clustering.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -103,15 +104,30 @@ def _resolve(network, clusters, api):
         for name in group.layers:
             per_layer[name] = group.target
     layers = {layer.name: layer for layer in network.layers}
-    for name, count in per_layer.items():
-        for weight_name, weight in scopes.clusterable_weights(layers[name]):
-            size = int(np.prod(weight.shape))
-            if count > size:
-                raise ValueError(
-                    f"{api}: layer '{name}' has {size} weights in "
-                    f"'{weight_name}', fewer than the {count} clusters asked for it; "
-                    "lower its count in `clusters`."
-                )
+    for name, count in list(per_layer.items()):
+        # tfmot clusters every weight of a layer with one count; a weight
+        # with fewer elements holds at most that many values already.
+        sizes = {
+            weight_name: int(np.prod(weight.shape))
+            for weight_name, weight in scopes.clusterable_weights(layers[name])
+        }
+        smallest = min(sizes, key=sizes.get, default=None)
+        if smallest is None or sizes[smallest] >= count:
+            continue
+        if sizes[smallest] < 2:
+            raise ValueError(
+                f"{api}: layer '{name}' has {sizes[smallest]} weight in "
+                f"'{smallest}', too few to cluster; leave the layer out of "
+                f"`clusters`. Received: {count} clusters for it"
+            )
+        per_layer[name] = sizes[smallest]
+        warnings.warn(
+            f"{api}: layer '{name}' has only {sizes[smallest]} weights in "
+            f"'{smallest}', and tfmot clusters all of a layer's weights with one "
+            f"count: it gets {sizes[smallest]} clusters instead of the {count} "
+            "asked for its section.",
+            stacklevel=3,
+        )
     return groups, per_layer, frozen
 
 
@@ -343,7 +359,8 @@ def cluster(
             f"{api}: `fold_batch_norm` must be True or False. "
             f"Received: fold_batch_norm={fold_batch_norm!r}"
         )
-    _resolve(network, clusters, api)
+    _, _, frozen = _resolve(network, clusters, api)
+    scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(
             f"{api}: `epochs` must be an integer >= 0. Received: epochs={epochs!r}"

@@ -124,6 +124,7 @@ def prune_low_magnitude(
         check=_check_sparsity,
         weights_of=scopes.prunable_weights,
     )
+    scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
     roles = scopes.layer_roles(network)
     if order == "together":
         phases = [Phase(tuple(groups), schedule)]

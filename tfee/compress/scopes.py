@@ -17,6 +17,9 @@ Layers the caller froze (`trainable=False`) are never compressed.
 
 import dataclasses
 import numbers
+import warnings
+
+import numpy as np
 
 from tfee import network as network_lib
 from tfee._keras import tfmot
@@ -73,16 +76,37 @@ def prunable_weights(layer):
     return None
 
 
-def clusterable_weights(layer):
-    """The (name, variable) pairs tfmot would cluster in `layer`; None if unsupported."""
+def clusterable_weights(layer, frozen_too=False):
+    """The (name, variable) pairs tfmot would cluster in `layer`; None if unsupported.
+
+    tfmot sees no weights in a frozen built-in layer; `frozen_too` names the
+    kernels it would cluster once the layer is trainable again.
+    """
     if isinstance(layer, tfmot.clustering.keras.ClusterableLayer):
         return list(layer.get_clusterable_weights())
+    if frozen_too and type(layer) in ClusteringRegistry._LAYERS_WEIGHTS_MAP:
+        names = ClusteringRegistry._LAYERS_WEIGHTS_MAP[type(layer)]
+        return [(name, getattr(layer, name)) for name in names]
     if ClusteringRegistry.supports(layer):
         return [
             (name, getattr(layer, name))
             for name in ClusteringRegistry._weight_names(layer)
         ]
     return None
+
+
+def warn_frozen(frozen, api, layers):
+    """Warns that the frozen layers among `frozen` keep their weights."""
+    if not frozen:
+        return
+    shown = ", ".join(frozen[:5]) + (", ..." if len(frozen) > 5 else "")
+    weights = sum(int(np.prod(w.shape)) for n in frozen for w in layers[n].weights)
+    warnings.warn(
+        f"{api}: {len(frozen)} frozen layers (trainable=False; {weights} weights: "
+        f"{shown}) are left uncompressed. To compress them too, make them "
+        "trainable first (e.g. `network.trainable = True`).",
+        stacklevel=3,
+    )
 
 
 def layer_roles(network):

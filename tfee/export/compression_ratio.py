@@ -158,7 +158,8 @@ def compression_report(network, artifact=None):
         clusters = 0
         for name in section.layers:
             layer = cost.unwrap(layers[name])
-            kernels = {id(w) for _, w in (scopes.clusterable_weights(layer) or [])}
+            clusterable = scopes.clusterable_weights(layer, frozen_too=True)
+            kernels = {id(w) for _, w in (clusterable or [])}
             for weight in layer.weights:
                 values = np.asarray(keras.backend.get_value(weight)).ravel()
                 weights += values.size

@@ -135,7 +135,10 @@ class ExitHead(
         return [weight for _, weight in self._owned_kernels()]
 
     def get_clusterable_weights(self):
-        return self._owned_kernels()
+        # The confidence kernel (width x 1) is too small to repay a codebook,
+        # and tfmot would give it the layer's count, which can exceed its
+        # size: it stays float, like the biases.
+        return [(n, w) for n, w in self._owned_kernels() if n != "confidence_kernel"]
 
     # -- cost ----------------------------------------------------------------
     def macs(self, input_shape, sparse=False):
