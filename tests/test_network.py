@@ -277,3 +277,18 @@ def test_an_exit_that_costs_more_than_the_backbone_warns():
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*never save compute.*")
         tfee.attach_exits(backbone, ["block1_out"], head="linear")
+
+
+def test_exits_almost_at_the_same_depth_warn():
+    """Issue 16: PTEENet placement put exits 0.5% of the MACs apart."""
+    image = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(image)
+    x = keras.layers.DepthwiseConv2D(1, name="cheap")(x)  # 0.2% of the MACs.
+    x = keras.layers.Conv2D(64, 3, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = keras.Model(image, keras.layers.Dense(4)(x))
+    with pytest.warns(UserWarning, match=r"after conv1 and cheap \(0\.2\d%\)"):
+        tfee.attach_exits(backbone, ["conv1", "cheap"], head="linear")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*MACs apart.*")
+        tfee.attach_exits(backbone, ["cheap", "conv2"], head="linear")

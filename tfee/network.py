@@ -207,6 +207,7 @@ def attach_exits(
         )
     context = _placement_context(backbone, logits, head, with_confidence)
     attach_names = placement.resolve(context)
+    _warn_about_crowded_exits(context, attach_names)
     num_classes = logits.shape[-1]
 
     if freeze_backbone:
@@ -241,6 +242,35 @@ def attach_exits(
         network, _macs.model_macs(keras.Model(backbone.inputs, logits))
     )
     return network
+
+
+# Consecutive exits closer than this share of the backbone's MACs.
+CROWDED_SHARE = 0.01
+
+
+def _warn_about_crowded_exits(context, attach_names):
+    """Warns when two consecutive exits sit almost at the same depth: the
+    deeper one costs its head but can hardly be more accurate."""
+    position = {name: macs for name, macs, _ in context.candidates}
+    depths = [position.get(name) for name in attach_names]
+    crowded = [
+        f"{first} and {second} ({100 * (b - a) / context.total_macs:.2f}%)"
+        for first, second, a, b in zip(
+            attach_names, attach_names[1:], depths, depths[1:]
+        )
+        if a is not None
+        and b is not None
+        and b - a < CROWDED_SHARE * context.total_macs
+    ]
+    if crowded and context.total_macs > 0:
+        warnings.warn(
+            "tfee.attach_exits: consecutive exits after "
+            + ", ".join(crowded)
+            + f" are less than {CROWDED_SHARE:.0%} of the backbone's MACs apart: "
+            "the deeper one pays its head for almost no extra depth. Place fewer "
+            "exits or spread them out.",
+            stacklevel=3,
+        )
 
 
 def _warn_about_costly_exits(network, backbone_macs):
