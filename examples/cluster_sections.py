@@ -117,17 +117,33 @@ def run(
     else:
         network = default_network(data.train, train_epochs, seed)
     counts = tfee.compress.parse_clusters(clusters)
-    clustered = tfee.compress.cluster(
+    # The staged clustering in our own fit (tfee.compress.cluster does the
+    # same in one call): each phase clusters its sections, distils, and
+    # leaves them frozen at their centroids for the next.
+    plan = tfee.compress.ClusteringPlan(
         network,
-        data.train,
         counts,
         staged=staged,
         distill=distill,
-        epochs=epochs,
         preserve_sparsity=preserve_sparsity,
         fold_batch_norm=fold,
-        verbose=2,
     )
+    os.makedirs(output_dir, exist_ok=True)
+    for phase in plan:
+        print(f"phase {phase.number}/{len(plan)}: clusters {phase.keys}", flush=True)
+        phase.compile(keras.optimizers.Adam(1e-4))
+        phase.model.fit(
+            data.train,
+            epochs=epochs,
+            callbacks=[
+                *phase.callbacks,
+                keras.callbacks.CSVLogger(
+                    os.path.join(output_dir, f"phase_{phase.number}_log.csv")
+                ),
+            ],
+            verbose=2,
+        )
+    clustered = plan.result()
     summary = {
         "clusters": clusters,
         "distill": distill,

@@ -6,6 +6,8 @@ from tfee.compress.batch_norm import reestimate_batch_norm
 from tfee.compress.callbacks import Phase
 from tfee.compress.callbacks import PruningScheduler
 from tfee.compress.callbacks import UpdatePruningStep
+from tfee.compress.clustering import ClusteringPhase
+from tfee.compress.clustering import ClusteringPlan
 from tfee.compress.clustering import cluster
 from tfee.compress.clustering import cluster_weights
 from tfee.compress.clustering import clustering_stages
@@ -31,6 +33,8 @@ from tfee.compress.stripping import strip
 __all__ = [
     "ExitHeadQuantizeConfig",
     "is_quantization_aware",
+    "ClusteringPhase",
+    "ClusteringPlan",
     "cluster",
     "cluster_weights",
     "clustering_stages",

@@ -7,12 +7,17 @@ network is retrained after each clustering stage with knowledge distillation
 from the uncompressed network. tfmot's `cluster_weights` does the clustering.
 """
 
+import json
 import numbers
+import os
 import warnings
 
 import numpy as np
 
 from tfee import network as network_lib
+from tfee import training
+from tfee._files import write_atomically
+from tfee._files import write_bytes_atomically
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
@@ -25,6 +30,8 @@ from tfee.compress.stripping import strip
 
 __all__ = [
     "CENTROID_INITS",
+    "ClusteringPhase",
+    "ClusteringPlan",
     "cluster",
     "cluster_weights",
     "clustering_stages",
@@ -255,33 +262,274 @@ class _KeepZeros(keras.callbacks.Callback):
             weight.assign(weight * mask)
 
 
-def _retrain(
-    student,
-    teacher,
-    data,
-    epochs,
-    optimizer,
-    distill,
-    temperature,
-    kd_weight,
-    verbose,
-    preserve_sparsity,
-):
-    fresh = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    callbacks = [_KeepZeros(student)] if preserve_sparsity else []
-    if distill:
-        from tfee.training import Distiller
+class _PhaseGuard(keras.callbacks.Callback):
+    """Refuses to fit a phase's model out of order, or another model."""
 
-        trainer = Distiller(
-            student, teacher=teacher, temperature=temperature, kd_weight=kd_weight
+    def __init__(self, phase):
+        super().__init__()
+        self._phase = phase
+
+    def on_train_begin(self, logs=None):
+        phase, plan = self._phase, self._phase._plan
+        if plan._current is not phase:
+            current = plan._current.number if plan._current else "none (finished)"
+            raise ValueError(
+                f"tfee.compress.ClusteringPlan: phase {phase.number} was fitted after "
+                f"the plan moved on; fit each phase inside its loop iteration. "
+                f"Received: phase {phase.number}; the current phase is {current}"
+            )
+        if self.model is not phase.model:
+            raise ValueError(
+                "tfee.compress.ClusteringPlan: phase.callbacks belong to "
+                f"phase.model ('{phase.model.name}'). Received: fit on "
+                f"'{self.model.name}'"
+            )
+
+
+class ClusteringPhase:
+    """One phase of a `ClusteringPlan`: compile `model`, fit it with `callbacks`.
+
+    Attributes:
+      number: 1, 2, ... in the plan's order.
+      keys: the section numbers ("backbone"/"heads", or layer names) whose
+        weights this phase clusters.
+      network: the network with this phase's layers in tfmot's clustering
+        wrappers (the sections of earlier phases frozen at their centroids).
+      model: what to compile and fit: a `tfee.training.Distiller` around
+        `network` when the plan distils, else `network` itself.
+      callbacks: pass them to `fit` (with any of your own): they keep pruned
+        zeros at zero and refuse a fit out of order.
+    """
+
+    def __init__(self, plan, number, keys, network, model, distill):
+        self._plan = plan
+        self.number = number
+        self.keys = keys
+        self.network = network
+        self.model = model
+        self._distill = distill
+        self.callbacks = [_PhaseGuard(self)]
+        if plan.preserve_sparsity:
+            self.callbacks.append(_KeepZeros(network))
+
+    def compile(self, optimizer="adam", **kwargs):
+        """`model.compile` with this phase's loss: the Distiller's own, or the
+        joint cross-entropy of every exit (`tfee.losses.joint`)."""
+        if self._distill:
+            self.model.compile(optimizer=optimizer, **kwargs)
+        else:
+            loss = training.losses.joint(self.network)
+            self.model.compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def __repr__(self):
+        return f"ClusteringPhase(number={self.number}, keys={self.keys})"
+
+
+class ClusteringPlan:
+    """Section-by-section clustering (ESCEPE) driven by your own `fit`.
+
+    Iterating gives one `ClusteringPhase` per stage; compile and fit each
+    phase's model inside the loop, with its callbacks and your own. When the
+    loop asks for the next phase, the one before is stripped and its sections
+    are frozen at their centroids, so later phases cannot move them.
+
+        plan = tfee.compress.ClusteringPlan(net, {1: 32, 2: 16, 3: 8})
+        for phase in plan:
+            phase.compile(keras.optimizers.Adam(1e-4))
+            phase.model.fit(train_ds, epochs=1,
+                            callbacks=[*phase.callbacks, keras.callbacks.CSVLogger(f)])
+        clustered = plan.result()
+
+    With `directory`, each finished phase's network is saved there, and a
+    plan made again with the same arguments and directory skips the phases
+    already done; within a phase, `keras.callbacks.BackupAndRestore` in your
+    `fit` resumes the epochs (the phase's variables are rebuilt identically).
+
+    Args:
+      network: a trained tfee early-exit network (left unchanged).
+      clusters: per-section counts, see `cluster_weights`.
+      staged: one section key per phase, shallowest first (ESCEPE); False
+        clusters all in one phase.
+      distill: phase models are `tfee.training.Distiller`s; False trains with
+        plain cross-entropy on every exit.
+      teacher: "dense" (a frozen copy of the input network), None
+        (self-distillation from the deepest exit) or a model.
+      init, per_channel, preserve_sparsity, fold_batch_norm, temperature,
+        kd_weight: see `cluster`.
+      directory: where finished phases are saved, or None.
+
+    Raises:
+      ValueError / TypeError: bad clusters, teacher or fold_batch_norm; a
+        directory holding another plan's phases.
+    """
+
+    def __init__(
+        self,
+        network,
+        clusters,
+        *,
+        staged=True,
+        distill=True,
+        teacher="dense",
+        init="kmeans++",
+        preserve_sparsity=False,
+        per_channel=False,
+        fold_batch_norm=True,
+        temperature=3.0,
+        kd_weight=0.3,
+        directory=None,
+        api="tfee.compress.ClusteringPlan",
+    ):
+        _check_network(network, api)
+        if not isinstance(fold_batch_norm, bool):
+            raise TypeError(
+                f"{api}: `fold_batch_norm` must be True or False. "
+                f"Received: fold_batch_norm={fold_batch_norm!r}"
+            )
+        _, _, frozen = _resolve(network, clusters, api)
+        scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
+        if isinstance(teacher, str):
+            if teacher != "dense":
+                raise ValueError(
+                    f"{api}: `teacher` must be 'dense', None or a model. "
+                    f"Received: teacher={teacher!r}"
+                )
+            teacher = copy_network(network)
+            teacher.trainable = False
+        self.network = network
+        self.phases = _stages(network, clusters, staged)
+        self.clusters = _spelled_out(network, clusters)
+        self.staged = staged
+        self.distill = distill
+        self.teacher = teacher
+        self.init = init
+        self.preserve_sparsity = preserve_sparsity
+        self.per_channel = per_channel
+        self.fold_batch_norm = fold_batch_norm
+        self.temperature = temperature
+        self.kd_weight = kd_weight
+        self.directory = directory
+        self._api = api
+        self._current = None
+        self._result = None
+        self._check_directory()
+
+    # -- saved phases -----------------------------------------------------------
+    def _record(self):
+        return {
+            "phases": [list(map(str, keys)) for keys in self.phases],
+            "clusters": {str(k): v for k, v in self.clusters.items()},
+            "fold_batch_norm": self.fold_batch_norm,
+        }
+
+    def _state_path(self):
+        return os.path.join(self.directory, "clustering_plan.json")
+
+    def _phase_path(self, number):
+        return os.path.join(self.directory, f"phase_{number}.keras")
+
+    def _completed(self):
+        if self.directory is None or not os.path.exists(self._state_path()):
+            return 0
+        with open(self._state_path()) as f:
+            return json.load(f)["completed"]
+
+    def _check_directory(self):
+        if self.directory is None or not os.path.exists(self._state_path()):
+            return
+        with open(self._state_path()) as f:
+            saved = json.load(f)
+        if saved["plan"] != self._record():
+            raise ValueError(
+                f"{self._api}: `directory` holds the phases of another plan; use "
+                f"a new directory. Received: directory={self.directory!r} with "
+                f"{saved['plan']}, this plan is {self._record()}"
+            )
+
+    def _save(self, number, network):
+        # The network first, then the state that points at it.
+        write_atomically(self._phase_path(number), network.save)
+        state = {"plan": self._record(), "completed": number}
+        write_bytes_atomically(self._state_path(), json.dumps(state, indent=1))
+
+    # -- the phases -------------------------------------------------------------
+    def __len__(self):
+        return len(self.phases)
+
+    def __iter__(self):
+        if self._current is not None:
+            raise ValueError(
+                f"{self._api}: the plan is being iterated already; finish that "
+                "loop (one plan, one pass)."
+            )
+        original = {layer.name: layer.trainable for layer in self.network.layers}
+        completed = self._completed()
+        if completed:
+            current = keras.models.load_model(self._phase_path(completed))
+        elif self.fold_batch_norm:
+            current = fold.fold_batch_norm(self.network)
+        else:
+            current = copy_network(self.network)
+        done = set()
+        for keys in self.phases[:completed]:
+            done.update(self._layers_of(keys))
+        for number, keys in enumerate(self.phases, start=1):
+            if number <= completed:
+                continue
+            self._freeze(current, done)
+            spec = {k: self.clusters[k] for k in keys}
+            wrapped = cluster_weights(
+                current,
+                spec,
+                init=self.init,
+                preserve_sparsity=self.preserve_sparsity,
+                per_channel=self.per_channel,
+            )
+            model = wrapped
+            if self.distill:
+                model = training.Distiller(
+                    wrapped,
+                    teacher=self.teacher,
+                    temperature=self.temperature,
+                    kd_weight=self.kd_weight,
+                )
+            phase = ClusteringPhase(self, number, keys, wrapped, model, self.distill)
+            self._current = phase
+            try:
+                yield phase
+            finally:
+                self._current = None
+            current = strip(wrapped)
+            if self.staged:
+                done.update(self._layers_of(keys))
+            if self.directory is not None:
+                self._save(number, current)
+        for layer in current.layers:
+            layer.trainable = original.get(layer.name, layer.trainable)
+        self._result = current
+
+    def _layers_of(self, keys):
+        _, layer_counts, _ = _resolve(
+            self.network, {k: self.clusters[k] for k in keys}, self._api
         )
-        trainer.compile(optimizer=fresh)
-        trainer.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    else:
-        from tfee.training import losses
+        return set(layer_counts)
 
-        student.compile(optimizer=fresh, loss=losses.joint(student))
-        student.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    @staticmethod
+    def _freeze(network, done):
+        # Clustered sections keep their centroids exactly: freeze them.
+        for layer in network.layers:
+            if layer.name in done:
+                layer.trainable = False
+
+    def result(self):
+        """The clustered network, stripped, once every phase has been fitted."""
+        if self._result is None:
+            raise ValueError(
+                f"{self._api}: result() needs every phase done: iterate the plan "
+                f"to its end first. Received: a plan of {len(self.phases)} phases "
+                "not finished"
+            )
+        return self._result
 
 
 def cluster(
@@ -353,66 +601,34 @@ def cluster(
       ...     preserve_sparsity=True)
     """
     api = "tfee.compress.cluster"
-    _check_network(network, api)
-    if not isinstance(fold_batch_norm, bool):
-        raise TypeError(
-            f"{api}: `fold_batch_norm` must be True or False. "
-            f"Received: fold_batch_norm={fold_batch_norm!r}"
-        )
-    _, _, frozen = _resolve(network, clusters, api)
-    scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(
             f"{api}: `epochs` must be an integer >= 0. Received: epochs={epochs!r}"
         )
-    if isinstance(teacher, str):
-        if teacher != "dense":
-            raise ValueError(
-                f"{api}: `teacher` must be 'dense', None or a model. "
-                f"Received: teacher={teacher!r}"
-            )
-        teacher = copy_network(network)
-        teacher.trainable = False
+    plan = ClusteringPlan(
+        network,
+        clusters,
+        staged=staged,
+        distill=distill,
+        teacher=teacher,
+        init=init,
+        preserve_sparsity=preserve_sparsity,
+        per_channel=per_channel,
+        fold_batch_norm=fold_batch_norm,
+        temperature=temperature,
+        kd_weight=kd_weight,
+        api=api,
+    )
     optimizer = optimizer or keras.optimizers.Adam(1e-4)
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get(optimizer)
-    stages = _stages(network, clusters, staged)
-    clusters = _spelled_out(network, clusters)
-    current = (
-        fold.fold_batch_norm(network) if fold_batch_norm else copy_network(network)
-    )
-    original_trainable = {layer.name: layer.trainable for layer in current.layers}
-    done = set()
-    for stage in stages:
-        spec = {k: clusters[k] for k in stage}
-        wrapped = cluster_weights(
-            current,
-            spec,
-            init=init,
-            preserve_sparsity=preserve_sparsity,
-            per_channel=per_channel,
-        )
+    for phase in plan:
         if epochs:
-            _retrain(
-                wrapped,
-                teacher,
-                train_data,
-                epochs,
-                optimizer,
-                distill,
-                temperature,
-                kd_weight,
-                verbose,
-                preserve_sparsity,
+            # A fresh copy per phase: the phases train different variables.
+            phase.compile(
+                keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
             )
-        current = strip(wrapped)
-        if staged:
-            # Clustered sections keep their centroids exactly: freeze them.
-            _, layer_counts, _ = _resolve(network, spec, api)
-            done.update(layer_counts)
-            for layer in current.layers:
-                if layer.name in done:
-                    layer.trainable = False
-    for layer in current.layers:
-        layer.trainable = original_trainable.get(layer.name, layer.trainable)
-    return current
+            phase.model.fit(
+                train_data, epochs=epochs, callbacks=phase.callbacks, verbose=verbose
+            )
+    return plan.result()
