@@ -27,6 +27,7 @@ from tfee.compress._copy import copy_network
 from tfee.compress._tfmot import ClusterWeights
 from tfee.compress.stripping import _check_network
 from tfee.compress.stripping import strip
+from tfee.layers.exit_head import ExitHead
 
 __all__ = [
     "CENTROID_INITS",
@@ -116,7 +117,7 @@ def _resolve(network, clusters, api):
         # with fewer elements holds at most that many values already.
         sizes = {
             weight_name: int(np.prod(weight.shape))
-            for weight_name, weight in scopes.clusterable_weights(layers[name])
+            for weight_name, weight in _to_cluster(layers[name], count)
         }
         smallest = min(sizes, key=sizes.get, default=None)
         if smallest is None or sizes[smallest] >= count:
@@ -136,6 +137,19 @@ def _resolve(network, clusters, api):
             stacklevel=3,
         )
     return groups, per_layer, frozen
+
+
+def _within(weight, count):
+    return len(np.unique(keras.backend.get_value(weight))) <= count
+
+
+def _to_cluster(layer, count):
+    """The weights of `layer` that clustering to `count` values changes: a
+    tfee exit head leaves out kernels that already hold at most `count`."""
+    weights = scopes.clusterable_weights(layer) or []
+    if isinstance(layer, ExitHead):
+        return [(n, w) for n, w in weights if not _within(w, count)]
+    return weights
 
 
 def cluster_weights(
@@ -177,6 +191,11 @@ def cluster_weights(
     def wrap(layer):
         if layer.name not in per_layer:
             return layer
+        if isinstance(layer, ExitHead):  # Our own copy (`dense`).
+            count = per_layer[layer.name]
+            layer.keep_unclustered = tuple(
+                n for n, w in layer._owned_kernels() if _within(w, count)
+            )
         wrapper = tfmot.clustering.keras.cluster_weights(
             layer,
             number_of_clusters=per_layer[layer.name],

@@ -134,11 +134,17 @@ class ExitHead(
     def get_prunable_weights(self):
         return [weight for _, weight in self._owned_kernels()]
 
+    # Kernels that already hold no more values than a clustering asks for
+    # (a confidence kernel of `width` weights against 32 clusters; one that
+    # pruning left with 3 non-zero values): tfmot would fail to place that
+    # many centroids in them, and they meet the count as they are. Set by
+    # tfee.compress.cluster_weights on its own copy before wrapping.
+    keep_unclustered = ()
+
     def get_clusterable_weights(self):
-        # The confidence kernel (width x 1) is too small to repay a codebook,
-        # and tfmot would give it the layer's count, which can exceed its
-        # size: it stays float, like the biases.
-        return [(n, w) for n, w in self._owned_kernels() if n != "confidence_kernel"]
+        return [
+            (n, w) for n, w in self._owned_kernels() if n not in self.keep_unclustered
+        ]
 
     # -- cost ----------------------------------------------------------------
     def macs(self, input_shape, sparse=False):
