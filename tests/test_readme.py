@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from tests.compress import _tiny
 from tfee import tf
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
@@ -73,11 +74,14 @@ def _namespace():
 def test_the_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = _namespace()
-    for number, block in enumerate(_blocks(), start=1):
-        for long, short in _SHORTER.items():
-            block = block.replace(long, short)
-        code = compile(block, f"README.md python block {number}", "exec")
-        exec(code, namespace)  # noqa: S102  (the README's own code)
+    # Training steps run eagerly: the same arithmetic, without tracing each
+    # fit's graph (most of the time on a few tiny batches).
+    with _tiny.eagerly():
+        for number, block in enumerate(_blocks(), start=1):
+            for long, short in _SHORTER.items():
+                block = block.replace(long, short)
+            code = compile(block, f"README.md python block {number}", "exec")
+            exec(code, namespace)  # noqa: S102  (the README's own code)
     assert os.path.exists("policy.json") and os.path.exists("net.tflite")
     assert namespace["result"].predictions.shape == (
         24,
