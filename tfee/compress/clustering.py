@@ -397,8 +397,9 @@ class ClusteringPlan:
         temperature=3.0,
         kd_weight=0.3,
         directory=None,
-        api="tfee.compress.ClusteringPlan",
+        _api="tfee.compress.ClusteringPlan",
     ):
+        api = _api  # cluster() builds its plan under its own name.
         _check_network(network, api)
         if not isinstance(fold_batch_norm, bool):
             raise TypeError(
@@ -636,7 +637,7 @@ def cluster(
         fold_batch_norm=fold_batch_norm,
         temperature=temperature,
         kd_weight=kd_weight,
-        api=api,
+        _api=api,
     )
     optimizer = optimizer or keras.optimizers.Adam(1e-4)
     if isinstance(optimizer, str):
