@@ -176,3 +176,14 @@ def test_the_report_counts_the_values_of_frozen_unclustered_kernels():
     report = tfee.export.compression_report(clustered)
     # Heads hold 4 values; the frozen backbone's kernels keep all of theirs.
     assert all(section["clusters"] > 4 for section in report.sections)
+
+
+def test_clustering_again_leaves_heads_that_already_hold_the_count_alone():
+    once = tfee.compress.strip(
+        tfee.compress.cluster_weights(_tiny.network(), {1: 4}, init="linear")
+    )
+    again = tfee.compress.cluster_weights(once, {1: 4}, init="linear")
+    # The head's kernels hold 4 values already: nothing for tfmot to place.
+    assert type(again.get_layer("exit_1_head")).__name__ != "ClusterWeights"
+    kernel = tfee.compress.strip(again).get_layer("exit_1_head").kernel.numpy()
+    np.testing.assert_array_equal(kernel, once.get_layer("exit_1_head").kernel.numpy())

@@ -192,9 +192,11 @@ def cluster_weights(
         if layer.name not in per_layer:
             return layer
         if isinstance(layer, ExitHead):  # Our own copy (`dense`).
-            count = per_layer[layer.name]
+            changed = {n for n, _ in _to_cluster(layer, per_layer[layer.name])}
+            if not changed:
+                return layer  # Every kernel already holds at most the count.
             layer.keep_unclustered = tuple(
-                n for n, w in layer._owned_kernels() if _within(w, count)
+                n for n, _ in layer._owned_kernels() if n not in changed
             )
         wrapper = tfmot.clustering.keras.cluster_weights(
             layer,
@@ -320,13 +322,12 @@ class ClusteringPhase:
         zeros at zero and refuse a fit out of order.
     """
 
-    def __init__(self, plan, number, keys, network, model, distill):
+    def __init__(self, plan, number, keys, network, model):
         self._plan = plan
         self.number = number
         self.keys = keys
         self.network = network
         self.model = model
-        self._distill = distill
         self.callbacks = [_PhaseGuard(self)]
         if plan.preserve_sparsity:
             self.callbacks.append(_KeepZeros(network))
@@ -334,7 +335,7 @@ class ClusteringPhase:
     def compile(self, optimizer="adam", **kwargs):
         """`model.compile` with this phase's loss: the Distiller's own, or the
         joint cross-entropy of every exit (`tfee.losses.joint`)."""
-        if self._distill:
+        if self._plan.distill:
             self.model.compile(optimizer=optimizer, **kwargs)
         else:
             loss = training.losses.joint(self.network)
@@ -513,7 +514,7 @@ class ClusteringPlan:
                     temperature=self.temperature,
                     kd_weight=self.kd_weight,
                 )
-            phase = ClusteringPhase(self, number, keys, wrapped, model, self.distill)
+            phase = ClusteringPhase(self, number, keys, wrapped, model)
             self._current = phase
             try:
                 yield phase
