@@ -40,12 +40,17 @@ LAYOUT = {
         ),
         {"base"},
     ),
+    # Flattening nested models and loading saved ones only replay Keras.
+    "keras models": (("tfee.flatten", "tfee.saving"), {"base"}),
     # Exit heads are plain Keras layers: they know nothing of networks.
     "layers": (("tfee.layers",), {"base"}),
     # A placement rule picks attach layers from a context the network hands it.
     "placement": (("tfee.placement",), {"base", "layers"}),
     # Attaching and reading exits needs heads and placements, never costs.
-    "network": (("tfee.network",), {"base", "layers", "placement"}),
+    "network": (
+        ("tfee.network",),
+        {"base", "keras models", "layers", "placement"},
+    ),
     # Stages and costs are read from a network's structure.
     "structure": (
         ("tfee.stages", "tfee.cost"),
@@ -104,6 +109,7 @@ LAYOUT = {
         ("tfee", "tfee.report", "tfee.tuning", "tfee.recipes"),
         {
             "base",
+            "keras models",
             "layers",
             "placement",
             "network",
@@ -204,7 +210,7 @@ def test_a_lazy_backward_import_is_reported():
     source = "def f():\n    from tfee import cost\n    return cost\n"
     assert _violations("tfee.network", source) == [
         "tfee.network (network) line 2 imports tfee.cost (structure); network may "
-        "import only ['base', 'layers', 'placement'] and itself"
+        "import only ['base', 'keras models', 'layers', 'placement'] and itself"
     ]
 
 

@@ -22,6 +22,7 @@ from tfee import training
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
+from tfee.flatten import flatten_model
 from tfee.network import ExitInfo
 from tfee.network import Section
 from tfee.network import attach_exits
@@ -44,6 +45,7 @@ from tfee.policy import oracle
 from tfee.runtime import Cascade
 from tfee.runtime import CascadeResult
 from tfee.runtime import DynamicPredictor
+from tfee.saving import load_model
 from tfee.stages import stage_models
 from tfee.training import Distiller
 from tfee.training import EENet
@@ -78,10 +80,12 @@ __all__ = [
     "evaluate",
     "exit_accuracy",
     "exits",
+    "flatten_model",
     "export",
     "is_early_exit",
     "keras",
     "layers",
+    "load_model",
     "load_policy",
     "losses",
     "oracle",

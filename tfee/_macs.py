@@ -188,5 +188,16 @@ def node_macs(node, sparse=False):
 
 
 def model_macs(model, sparse=False):
-    """Total MACs of one forward pass of any functional model, for one sample."""
+    """Total MACs of one forward pass of any functional model, for one sample.
+
+    Raises:
+      ValueError: the model's input has an unknown size besides the batch.
+    """
+    unknown = [tuple(t.shape)[1:] for t in model.inputs if None in tuple(t.shape)[1:]]
+    if unknown:
+        raise ValueError(
+            "tfee.cost.model_macs: MACs need a fixed input size; `model`'s input "
+            f"has unknown dimensions {unknown[0]}. Rebuild it at the size it will "
+            "run at: tfee.flatten_model(model, input_shape=(224, 224, 3))."
+        )
     return sum(node_macs(n, sparse) for n in _graph.ordered_nodes(model))

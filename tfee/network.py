@@ -17,6 +17,9 @@ from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import require_tf_keras
 from tfee._keras import tf
+from tfee.flatten import flatten_model
+from tfee.flatten import has_nested_models
+from tfee.flatten import unknown_input_dims
 from tfee.layers.exit_head import ExitHead
 from tfee.layers.head_factory import make_head
 from tfee.placement import Layers
@@ -72,19 +75,46 @@ class Section:
         return self.backbone_layers + self.head_layers
 
 
-def _final_logits(backbone):
-    """The backbone's classifier output as logits (softmax removed in our clone)."""
+def _is_softmax(layer):
+    return isinstance(layer, keras.layers.Softmax) or (
+        getattr(layer, "activation", None) is keras.activations.softmax
+    )
+
+
+def _final_logits(backbone, api):
+    """The backbone's classifier output as logits (softmax removed in our clone).
+
+    Raises:
+      ValueError: the output is not a (batch, classes >= 2) classifier ending
+        in softmax or in no activation (logits).
+    """
     output = backbone.outputs[0]
     layer = output._keras_history.layer
-    if isinstance(layer, keras.layers.Softmax) or (
-        isinstance(layer, keras.layers.Activation)
-        and layer.activation is keras.activations.softmax
-    ):
-        node = layer._inbound_nodes[output._keras_history.node_index]
-        return node.keras_inputs[0]
-    if getattr(layer, "activation", None) is keras.activations.softmax:
+    if output.shape.rank != 2 or output.shape[-1] is None or output.shape[-1] < 2:
+        raise ValueError(
+            f"{api}: `model` must end in a (batch, classes) classifier with at "
+            "least 2 classes (softmax or logits); exits predict a class each. "
+            f"Received: output shape {tuple(output.shape.as_list())} from layer "
+            f"{layer.name!r}. A binary classifier with one sigmoid unit becomes "
+            "Dense(2) with softmax; regression models cannot take exits."
+        )
+    activation = getattr(layer, "activation", None)
+    if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
+        if _is_softmax(layer):
+            node = layer._inbound_nodes[output._keras_history.node_index]
+            return node.keras_inputs[0]
+    elif activation is keras.activations.softmax:
         # The clone is ours: its classifier can emit logits instead.
         layer.activation = keras.activations.linear
+        return output
+    if activation not in (None, keras.activations.linear):
+        name = getattr(activation, "__name__", repr(activation))
+        raise ValueError(
+            f"{api}: `model` must end in softmax or in logits (no activation); "
+            f"exits are trained and calibrated as softmax classifiers. Received: "
+            f"the output layer {layer.name!r} applies {name!r}. Use softmax "
+            "(or no activation) on a layer with one unit per class."
+        )
     return output
 
 
@@ -98,23 +128,54 @@ def _clone(model):
     return clone
 
 
+# Layers that only pad or crop: an exit there reads the border the next layer
+# needs, never a feature the backbone computed.
+_PADDING_LAYERS = (
+    keras.layers.ZeroPadding1D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.ZeroPadding3D,
+    keras.layers.Cropping1D,
+    keras.layers.Cropping2D,
+    keras.layers.Cropping3D,
+)
+
+
 def _placement_context(backbone, logits, head, with_confidence):
     nodes = _graph.ordered_nodes(backbone)
     macs_by_layer = {n.name: _macs.node_macs(n) for n in nodes}
     node_by_name = {n.name: n for n in nodes}
     logits_ancestors = _graph.ancestors(logits)
     cut_points = _graph.cut_point_layers(backbone)
+    preferred = set(_graph.preferred_cut_points(backbone))
     logits_layer = logits._keras_history.layer.name
-    candidates = []
-    for name in _graph.preferred_cut_points(backbone):
-        shape = tf.TensorShape(node_by_name[name].output_shapes)
-        if name == logits_layer or shape.rank != 4 or None in shape[1:]:
-            continue
-        if name not in logits_ancestors:
-            continue
-        upstream = _graph.ancestors(node_by_name[name].node.outputs)
+    candidates, attachable, rejected = [], [], {}
+    for name in cut_points:
+        node = node_by_name[name]
+        shape = tf.TensorShape(node.output_shapes)
+        upstream = _graph.ancestors(node.node.outputs)
         cumulative = sum(macs_by_layer.get(a, 0) for a in upstream)
-        candidates.append((name, cumulative, tuple(shape.as_list())))
+        if name == logits_layer or name not in logits_ancestors:
+            rejected[name] = "is the classifier or comes after it"
+        elif shape.rank != 4 or None in shape[1:]:
+            rejected[name] = (
+                f"outputs shape {tuple(shape.as_list())}, not a 4-D feature map "
+                "(exit heads need (batch, height, width, channels))"
+            )
+        elif isinstance(_graph.unwrap(node.layer), _PADDING_LAYERS):
+            rejected[name] = (
+                "only pads or crops its input (an exit belongs after the layer "
+                "that computes on it)"
+            )
+        elif cumulative == 0:
+            rejected[name] = (
+                "comes before any computation (input preprocessing), so an exit "
+                "there would see the raw input"
+            )
+        else:
+            row = (name, cumulative, tuple(shape.as_list()))
+            attachable.append(row)
+            if name in preferred:
+                candidates.append(row)
     total = sum(macs_by_layer.get(a, 0) for a in logits_ancestors)
     num_classes = logits.shape[-1]
 
@@ -127,6 +188,8 @@ def _placement_context(backbone, logits, head, with_confidence):
         layer_names=tuple(n.name for n in nodes),
         cut_points=tuple(cut_points),
         candidates=tuple(candidates),
+        attachable=tuple(attachable),
+        rejected=rejected,
         total_macs=total,
         head_macs=head_macs,
     )
@@ -139,6 +202,7 @@ def attach_exits(
     *,
     with_confidence=False,
     freeze_backbone=False,
+    input_shape=None,
     name=None,
 ):
     """Adds exit heads to a functional model; returns a new early-exit network.
@@ -149,7 +213,10 @@ def attach_exits(
 
     Args:
       model: a single-input, single-output functional (or Sequential) tf_keras
-        model ending in a (batch, classes) classifier.
+        model ending in a (batch, classes) classifier (softmax or logits).
+        Nested functional models (a `keras.applications` base called as
+        `base(inputs)`) are flattened first (`tfee.flatten_model`), so exits
+        can attach to their inner layers.
       placement: a `tfee.Placement` (`Layers`, `FlopsFractions`, `PTEENet`) or
         a list of layer names.
       head: "linear", "sdn", "conv", an `ExitHead` subclass, or a callable
@@ -157,6 +224,8 @@ def attach_exits(
       with_confidence: give every added head a learned confidence output.
       freeze_backbone: make the backbone's layers non-trainable, so training
         updates only the heads (PTEENet's post-trained mode).
+      input_shape: (height, width, channels) to build the network at, needed
+        when the model's input has unknown dimensions (`(None, None, 3)`).
       name: the returned model's name (default: "<model>_early_exit").
 
     Returns:
@@ -165,8 +234,10 @@ def attach_exits(
 
     Raises:
       TypeError: `model` is a Keras 3, subclassed or non-model object.
-      ValueError: the model has several inputs/outputs, already has exits, or
-        the placement names layers that cannot hold an exit.
+      ValueError: the model has several inputs/outputs, already has exits,
+        has an input of unknown size and no `input_shape`, does not end in a
+        softmax or logits classifier, or the placement names layers that
+        cannot hold an exit.
 
     Example:
       >>> backbone = tfee.backbones.resnet_cifar(depth=20)
@@ -189,22 +260,29 @@ def attach_exits(
             f"{api}: `placement` must be a tfee.Placement (Layers, FlopsFractions, "
             f"PTEENet) or a list of layer names. Received: placement={placement!r}"
         )
-    clashing = [layer.name for layer in model.layers if naming.parse_output(layer.name)]
+    # Checked before cloning so that a bad head costs nothing.
+    make_head(head, 2, with_confidence, name="_validation_probe")
+
+    if has_nested_models(model) or input_shape is not None:
+        backbone = flatten_model(model, input_shape)
+    else:
+        backbone = _clone(model)
+    if unknown_input_dims(backbone):
+        raise ValueError(
+            f"{api}: `model`'s input has unknown dimensions "
+            f"{tuple(backbone.inputs[0].shape)[1:]}; placing exits and counting "
+            "MACs needs a fixed size. Pass the size the network will run at, "
+            "for example input_shape=(224, 224, 3)."
+        )
+    clashing = [
+        layer.name for layer in backbone.layers if naming.parse_output(layer.name)
+    ]
     if clashing:
         raise ValueError(
             f"{api}: the model's layer names {clashing} collide with the exit "
             "output names tfee creates (exit_k, confidence_k); rename them."
         )
-    # Checked before cloning so that a bad head costs nothing.
-    make_head(head, 2, with_confidence, name="_validation_probe")
-
-    backbone = _clone(model)
-    logits = _final_logits(backbone)
-    if logits.shape.rank != 2:
-        raise ValueError(
-            f"{api}: `model` must end in a (batch, classes) classifier. "
-            f"Received: output shape {tuple(logits.shape.as_list())}"
-        )
+    logits = _final_logits(backbone, api)
     context = _placement_context(backbone, logits, head, with_confidence)
     attach_names = placement.resolve(context)
     _warn_about_crowded_exits(context, attach_names)
@@ -251,7 +329,7 @@ CROWDED_SHARE = 0.01
 def _warn_about_crowded_exits(context, attach_names):
     """Warns when two consecutive exits sit almost at the same depth: the
     deeper one costs its head but can hardly be more accurate."""
-    position = {name: macs for name, macs, _ in context.candidates}
+    position = {name: macs for name, macs, _ in context.attachable}
     depths = [position.get(name) for name in attach_names]
     crowded = [
         f"{first} and {second} ({100 * (b - a) / context.total_macs:.2f}%)"

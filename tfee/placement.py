@@ -19,7 +19,11 @@ class PlacementContext:
       layer_names: every layer of the backbone, in topological order.
       cut_points: layers whose output alone carries the network forward.
       candidates: (name, cumulative backbone MACs, output shape) of the cut
-        points where a head fits, in depth order.
+        points where a rule places heads, in depth order: every attachable
+        one except those right before a BN/activation that is itself one.
+      attachable: the same rows for every cut point a head can read (what
+        `Layers` accepts by name).
+      rejected: maps each other cut point to why no head can read it.
       total_macs: the backbone's MACs (input to classifier).
       head_macs: maps a feature-map shape to the MACs of one head on it.
     """
@@ -27,6 +31,8 @@ class PlacementContext:
     layer_names: tuple
     cut_points: tuple
     candidates: tuple
+    attachable: tuple
+    rejected: dict
     total_macs: int
     head_macs: Callable
 
@@ -68,32 +74,32 @@ class Layers(Placement):
 
     def resolve(self, context):
         position = {name: i for i, name in enumerate(context.layer_names)}
-        candidates = {name: shape for name, _, shape in context.candidates}
-        cut_points = list(context.cut_points)
+        attachable = [name for name, _, _ in context.attachable]
         for name in self.names:
             if name not in position:
                 raise ValueError(
                     f"tfee.attach_exits: unknown layer {name!r} in `placement`; the "
                     "model has no layer of that name. Layers an exit can attach to: "
-                    f"{_preview([c for c, _, _ in context.candidates])}"
+                    f"{_preview(attachable)}"
                 )
-            if name not in cut_points:
-                before = [c for c in cut_points if position[c] < position[name]]
-                after = [c for c in cut_points if position[c] > position[name]]
+            before = [c for c in attachable if position[c] < position[name]]
+            after = [c for c in attachable if position[c] > position[name]]
+            nearest = (
+                f"Nearest layers an exit can attach to: "
+                f"{before[-1] if before else None!r} before it, "
+                f"{after[0] if after else None!r} after it"
+            )
+            if name not in context.cut_points:
                 raise ValueError(
                     f"tfee.attach_exits: layer {name!r} in `placement` is not on the "
                     "single path from input to output: other tensors bypass it (a "
                     "skip connection or a parallel branch), so an exit there could "
-                    "not end a stage of the network. Nearest layers that are: "
-                    f"{before[-1] if before else None!r} before it, "
-                    f"{after[0] if after else None!r} after it"
+                    f"not end a stage of the network. {nearest}"
                 )
-            if name not in candidates:
+            if name in context.rejected:
                 raise ValueError(
-                    f"tfee.attach_exits: layer {name!r} in `placement` is not a 4-D "
-                    "feature map before the classifier (exit heads need "
-                    "(batch, height, width, channels)). Layers an exit can attach "
-                    f"to: {_preview([c for c, _, _ in context.candidates])}"
+                    f"tfee.attach_exits: layer {name!r} in `placement` "
+                    f"{context.rejected[name]}. {nearest}"
                 )
         return sorted(self.names, key=position.__getitem__)
 
