@@ -50,11 +50,96 @@ def test_load_a_train_and_test_folder_keeps_the_test_split(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"name": ""}, "`name` must be 'digits'"),
-        ({"name": "digits", "batch_size": 0}, "`batch_size` must be a positive"),
-        ({"name": "digits", "validation_fraction": 0.6}, r"must be in \(0, 0.5\)"),
+        ({"source": 3}, r"`source` must be 'digits', an image folder.*source=3"),
+        ({"source": "/no/such/folder"}, "looks like a path but there is no folder"),
+        ({"source": "digits", "batch_size": 0}, "`batch_size` must be a positive"),
+        ({"source": "digits", "validation_fraction": 0.6}, r"must be in \(0, 0.5\)"),
+        ({"source": "digits", "image_size": (8,)}, r"`image_size` must be None or"),
+        ({"source": "digits", "augment": "mixup"}, r"`augment` must be None, one of"),
+        ({"source": "digits", "cache": 3}, r"`cache` must be None, True or a dir"),
+        ({"source": {"train": None}}, r"dict `source` maps 'train', 'test'"),
     ],
 )
 def test_bad_load_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tfee.data.load(**kwargs)
+
+
+def test_normalise_uses_training_statistics_and_reports_them(tmp_path):
+    _write_folder(tmp_path, per_class=10)
+    data = tfee.data.load(str(tmp_path), normalise=True, validation_fraction=0.2)
+    pixels = np.concatenate([x.numpy() for x, _ in data.train]).reshape(-1, 3)
+    np.testing.assert_allclose(pixels.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(pixels.std(0), 1, atol=1e-3)
+    mean, std = data.normalisation
+    assert len(mean) == len(std) == 3 and data.class_names == ("cat", "dog")
+
+
+def test_resize_augment_and_cache_on_a_folder(tmp_path):
+    _write_folder(tmp_path / "images", per_class=10)
+    data = tfee.data.load(
+        str(tmp_path / "images"),
+        image_size=(4, 4),
+        augment="crop_flip",
+        cache=str(tmp_path / "cache"),
+        validation_fraction=0.2,
+    )
+    assert data.input_shape == (4, 4, 3)
+    assert next(iter(data.train))[0].shape[1:] == (4, 4, 3)
+    assert (tmp_path / "cache" / "images.npz").exists()
+
+
+def test_crop_flip_maps_over_batched_output():
+    data = tfee.data.load("digits", batch_size=8)
+    images, labels = next(iter(data.train.map(tfee.data.augment_crop_flip)))
+    assert images.shape == (8, 8, 8, 1) and labels.shape == (8,)
+
+
+def test_a_tf_data_dataset_is_split_into_three_parts():
+    images = np.random.default_rng(0).integers(0, 255, (200, 5, 5, 3), np.uint8)
+    labels = np.arange(200) % 4
+    source = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
+    data = tfee.data.load(source, batch_size=50, validation_fraction=0.2)
+    sizes = [sum(len(y) for _, y in split) for split in data[:3]]
+    assert sum(sizes) == 200 and 90 < sizes[0] < 150 and min(sizes) > 20
+    assert data.num_classes == 4 and data.input_shape == (5, 5, 3)
+    # The split is the same on every pass.
+    assert sizes == [sum(len(y) for _, y in split) for split in data[:3]]
+
+
+def test_a_dict_of_datasets_keeps_its_splits():
+    def ds(n):
+        return tf.data.Dataset.from_tensor_slices(
+            (np.zeros((n, 4, 4, 1), "float32"), np.arange(n) % 3)
+        )
+
+    data = tfee.data.load({"train": ds(30), "validation": ds(6), "test": ds(9)})
+    assert [sum(len(y) for _, y in s) for s in data[:3]] == [30, 6, 9]
+
+
+def test_a_tfds_builder_is_accepted(tmp_path):
+    with tfds.testing.mock_data(num_examples=12):
+        builder = tfds.builder("mnist", data_dir=str(tmp_path))
+        data = tfee.data.load(builder, batch_size=4)
+        assert next(iter(data.train))[0].shape == (4, 28, 28, 1)
+
+
+def test_an_odd_sized_image_is_named(tmp_path):
+    _write_folder(tmp_path, per_class=2)
+    odd = np.zeros((9, 7, 3), np.uint8)
+    tf.io.write_file(str(tmp_path / "dog" / "odd.png"), tf.io.encode_png(odd))
+    with pytest.raises(ValueError, match=r"odd.png' is \(9, 7\) pixels.*image_size"):
+        tfee.data.load(str(tmp_path))
+    data = tfee.data.load(str(tmp_path), image_size=(6, 6))
+    assert data.input_shape == (6, 6, 3)
+
+
+def test_a_stray_file_is_skipped_and_a_broken_image_named(tmp_path):
+    _write_folder(tmp_path, per_class=10)
+    (tmp_path / "cat" / "README.md").write_text("notes")
+    with pytest.warns(UserWarning, match=r"skipped 1 file.*README.md"):
+        data = tfee.data.load(str(tmp_path), validation_fraction=0.2)
+    assert sum(len(y) for _, y in data.train) == 12
+    (tmp_path / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"cannot decode the image file .*broken.jpg"):
+        tfee.data.load(str(tmp_path))

@@ -2,6 +2,7 @@
 
 import os
 import typing
+import warnings
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from tfee._keras import tf
 __all__ = [
     "DataSplits",
     "augment_crop_flip",
+    "channel_moments",
     "digits",
     "load",
     "load_image_folder",
@@ -48,6 +50,14 @@ def split_arrays(images, labels, fractions=(0.6, 0.2, 0.2), seed=0):
     ]
 
 
+def _batched(dataset, batch_size, training, seed, augment=None):
+    if training:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        if augment is not None:
+            dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def digits(batch_size=64, fractions=(0.6, 0.2, 0.2), seed=0):
     """scikit-learn's bundled 8x8 digits (1,797 images): no download needed.
 
@@ -58,41 +68,55 @@ def digits(batch_size=64, fractions=(0.6, 0.2, 0.2), seed=0):
       (train, validation, test) `tf.data.Dataset`s of (image, label) batches;
       the training split is reshuffled every epoch.
     """
+    examples = _digits(fractions, seed)
+    return tuple(
+        _batched(ds, batch_size, training=i == 0, seed=seed)
+        for i, ds in enumerate(examples[:3])
+    )
+
+
+# Files in a class folder that are not images (notes, OS litter): skipped
+# with a warning instead of failing the whole folder.
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _read_image(path, image_size):
+    """One decoded uint8 image, resized when `image_size` is given."""
     try:
-        from sklearn.datasets import load_digits
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "tfee.data.digits needs scikit-learn: pip install 'tfee[demo]'"
-        ) from error
-    bunch = load_digits()
-    images = (bunch.images / 16.0).astype("float32")[..., None]
-    labels = bunch.target.astype("int32")
-    splits = split_arrays(images, labels, fractions, seed)
-    datasets = []
-    for i, (x, y) in enumerate(splits):
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if i == 0:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        datasets.append(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    return tuple(datasets)
+        data = tf.io.read_file(path)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+        raise ValueError(
+            f"tfee.data: cannot decode the image file {path!r} (accepted: PNG, "
+            f"JPEG, BMP, GIF). Received: {error.message.splitlines()[0]}"
+        ) from None
+    if image_size is not None:
+        image = tf.image.resize(image, image_size, antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return image.numpy()
 
 
-def load_image_folder(directory, cache=None):
+def load_image_folder(directory, cache=None, image_size=None):
     """Reads `directory/<class>/<image>` into uint8 arrays (classes sorted by name).
 
     This is the layout of `tfds.folder_dataset.ImageFolder` and of the CIFAR-10
     copy in shared/datasets. Decoding tens of thousands of JPEGs is slow, so
-    pass `cache` (an .npz path) to decode once and reuse.
+    pass `cache` (an .npz path) to decode once and reuse. Files that are not
+    images by their suffix (a README, .DS_Store) are skipped with a warning.
 
     Args:
       directory: the folder holding one sub-folder per class.
       cache: optional .npz path written after the first decode.
+      image_size: optional (height, width) every image is resized to;
+        without it every image must have the first image's size.
 
     Returns:
       (images uint8 (n, h, w, c), labels int32 (n,), class_names tuple).
-    """
-    import os
 
+    Raises:
+      ValueError: `directory` is not a folder of class folders, an image
+        file cannot be decoded, or images differ in size (both name the file).
+    """
     if cache and os.path.exists(cache):
         with np.load(cache) as stored:
             return stored["images"], stored["labels"], tuple(stored["class_names"])
@@ -101,6 +125,7 @@ def load_image_folder(directory, cache=None):
             "load_image_folder: `directory` must be an existing folder of class "
             f"sub-folders. Received: directory={directory!r}"
         )
+    image_size = _check_image_size(image_size, "load_image_folder")
     class_names = tuple(
         sorted(
             d
@@ -112,15 +137,34 @@ def load_image_folder(directory, cache=None):
         raise ValueError(
             f"load_image_folder: no class sub-folders in directory={directory!r}"
         )
-    images, labels = [], []
+    images, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
         folder = os.path.join(directory, name)
         for file_name in sorted(os.listdir(folder)):
-            data = tf.io.read_file(os.path.join(folder, file_name))
-            images.append(
-                tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-            )
+            path = os.path.join(folder, file_name)
+            if os.path.isdir(path) or not file_name.lower().endswith(_IMAGE_SUFFIXES):
+                skipped.append(path)
+                continue
+            image = _read_image(path, image_size)
+            if images and image.shape != images[0].shape:
+                raise ValueError(
+                    f"load_image_folder: the image {path!r} is {image.shape[:2]} "
+                    f"pixels, the ones before it {images[0].shape[:2]}. Pass "
+                    "`image_size=(height, width)` to resize every image."
+                )
+            images.append(image)
             labels.append(label)
+    if skipped:
+        warnings.warn(
+            f"load_image_folder: skipped {len(skipped)} file(s) that are not "
+            f"images {_IMAGE_SUFFIXES}: {skipped[:5]}",
+            stacklevel=2,
+        )
+    if not images:
+        raise ValueError(
+            f"load_image_folder: no image files in the class folders of "
+            f"directory={directory!r}"
+        )
     images, labels = np.stack(images), np.asarray(labels, dtype="int32")
     if cache:
 
@@ -135,87 +179,239 @@ def load_image_folder(directory, cache=None):
 
 
 def augment_crop_flip(image, label, padding=4):
-    """Random crop after zero-padding by `padding` pixels, plus a horizontal flip."""
+    """Random crop after zero-padding by `padding` pixels, plus a horizontal flip.
+
+    Maps over single images (h, w, c) or batches (n, h, w, c) alike, so it
+    can follow `load`'s batched output: each image of a batch gets its own
+    crop and flip.
+    """
+    if image.shape.rank == 4:
+        return (
+            tf.map_fn(lambda x: augment_crop_flip(x, None, padding)[0], image),
+            label,
+        )
     shape = tf.shape(image)
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
     image = tf.image.random_crop(padded, shape)
     return tf.image.random_flip_left_right(image), label
 
 
+def channel_moments(images):
+    """Per-channel mean and standard deviation of images.
+
+    Args:
+      images: uint8 images (scaled to [0, 1] first) or float images (taken as
+        they are), shape (n, h, w, c).
+
+    Returns:
+      (mean, std), float32 arrays of `c` values.
+    """
+    images = np.asarray(images)
+    # float64: a float32 sum over 46M pixels loses the low digits.
+    pixels = images.reshape(-1, images.shape[-1]).astype("float64")
+    if images.dtype == np.uint8:
+        pixels /= 255.0
+    return pixels.mean(axis=0).astype("float32"), pixels.std(axis=0).astype("float32")
+
+
 class DataSplits(typing.NamedTuple):
-    """What `load` returns: three batched pipelines and what a model needs."""
+    """What `load` returns: three batched pipelines and what a model needs.
+
+    Attributes:
+      train, validation, test: batched `tf.data.Dataset`s of (float32 images,
+        int32 labels); the training split is reshuffled every epoch.
+      num_classes: number of classes.
+      input_shape: (height, width, channels) of one image.
+      class_names: the classes' names, index order, or None when the source
+        has none.
+      normalisation: (mean, std) per channel, from the training split, that
+        the pipelines subtract and divide by, as lists of floats; None when
+        `normalise` is False. Pass it to `tfee.export.tflite(...,
+        normalisation=data.normalisation)` so that the file tells its clients.
+    """
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
     test: tf.data.Dataset
     num_classes: int
     input_shape: tuple
+    class_names: tuple = None
+    normalisation: tuple = None
 
 
-def _batched(images, labels, batch_size, shuffle, seed):
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle:
-        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+class _Examples(typing.NamedTuple):
+    """Three unbatched splits of (float32 image in [0, 1], int32 label)."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    num_classes: int
+    class_names: tuple
 
 
-def _from_folder(directory, batch_size, validation_fraction, seed):
-    splits = {}
+def _check_image_size(image_size, api):
+    if image_size is None:
+        return None
+    size = tuple(image_size) if not isinstance(image_size, (str, int)) else ()
+    if len(size) != 2 or any(
+        isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in size
+    ):
+        raise ValueError(
+            f"{api}: `image_size` must be None or (height, width), two positive "
+            f"integers. Received: image_size={image_size!r}"
+        )
+    return size
+
+
+def _scaled(image, label):
+    """An example as every source hands it on: float32 in [0, 1], int32 label."""
+    if image.dtype.is_integer:
+        image = tf.cast(image, tf.float32) / 255.0
+    image = tf.cast(image, tf.float32)
+    if image.shape.rank == 2:
+        image = image[..., None]
+    return image, tf.cast(label, tf.int32)
+
+
+def _from_arrays(splits, num_classes, class_names):
+    datasets = [
+        tf.data.Dataset.from_tensor_slices((x, y)).map(_scaled) for x, y in splits
+    ]
+    return _Examples(*datasets, num_classes=num_classes, class_names=class_names)
+
+
+def _digits(fractions, seed):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "tfee.data.digits needs scikit-learn: pip install 'tfee[demo]'"
+        ) from error
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype("float32")[..., None]
+    splits = split_arrays(images, bunch.target.astype("int32"), fractions, seed)
+    return _from_arrays(splits, 10, tuple(str(d) for d in range(10)))
+
+
+def _from_folder(directory, validation_fraction, seed, image_size, cache):
+    def read(folder, tag):
+        path = os.path.join(cache, f"{tag}.npz") if cache else None
+        return load_image_folder(folder, cache=path, image_size=image_size)
+
     if os.path.isdir(os.path.join(directory, "train")) and os.path.isdir(
         os.path.join(directory, "test")
     ):
-        train_x, train_y, classes = load_image_folder(os.path.join(directory, "train"))
-        test_x, test_y, test_classes = load_image_folder(
-            os.path.join(directory, "test")
-        )
+        train_x, train_y, classes = read(os.path.join(directory, "train"), "train")
+        test_x, test_y, test_classes = read(os.path.join(directory, "test"), "test")
         if test_classes != classes:
             raise ValueError(
                 "tfee.data.load: the train/ and test/ folders of "
                 f"{directory!r} must hold the same classes. Received: {classes} "
                 f"and {test_classes}"
             )
-        (train_x, train_y), (val_x, val_y) = split_arrays(
+        if train_x.shape[1:] != test_x.shape[1:]:
+            raise ValueError(
+                f"tfee.data.load: the train/ images of {directory!r} are "
+                f"{train_x.shape[1:]}, the test/ ones {test_x.shape[1:]}. Pass "
+                "`image_size=(height, width)` to resize both."
+            )
+        splits = split_arrays(
             train_x, train_y, (1 - validation_fraction, validation_fraction), seed
-        )
-        splits = {
-            "train": (train_x, train_y),
-            "validation": (val_x, val_y),
-            "test": (test_x, test_y),
-        }
+        ) + [(test_x, test_y)]
     else:
-        images, labels, classes = load_image_folder(directory)
+        images, labels, classes = read(directory, "images")
         held_out = validation_fraction
-        parts = split_arrays(
+        splits = split_arrays(
             images, labels, (1 - 2 * held_out, held_out, held_out), seed
         )
-        splits = dict(zip(("train", "validation", "test"), parts))
-    datasets = [
-        _batched(
-            x.astype("float32") / 255.0,
-            y,
-            batch_size,
-            shuffle=name == "train",
-            seed=seed,
+    return _from_arrays(splits, len(classes), classes)
+
+
+def _split_by_index(dataset, fractions, seed):
+    """Cuts one dataset into len(fractions) parts by a seeded draw per element
+    (its position decides, so every pass gives the same parts)."""
+    bounds = np.cumsum((0.0,) + tuple(fractions))
+    bounds[-1] = 1.0 + 1e-9
+    draws = dataset.enumerate().map(
+        lambda i, example: (
+            tf.random.stateless_uniform(
+                [], seed=tf.stack([tf.cast(i, tf.int64), seed])
+            ),
+            example,
         )
-        for name, (x, y) in splits.items()
+    )
+    return [
+        draws.filter(lambda u, _, a=a, b=b: (u >= a) & (u < b)).map(
+            lambda _, example: example
+        )
+        for a, b in zip(bounds, bounds[1:])
     ]
-    shape = tuple(splits["train"][0].shape[1:])
-    return DataSplits(*datasets, num_classes=len(classes), input_shape=shape)
 
 
-def _from_tfds(name, data_dir, download, batch_size, validation_fraction, seed):
+def _unbatched(dataset, api, argument):
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(
+            f"{api}: `{argument}` must yield (image, label) pairs. Received "
+            f"elements: {spec}"
+        )
+    rank = spec[0].shape.rank
+    if rank == 4 or (rank == 3 and spec[1].shape.rank == 1):
+        dataset = dataset.unbatch()
+    return dataset.map(_scaled)
+
+
+def _count_classes(dataset):
+    top = dataset.reduce(
+        tf.constant(-1, tf.int32),
+        lambda highest, example: tf.maximum(highest, tf.reduce_max(example[1])),
+    )
+    return int(top) + 1
+
+
+def _from_datasets(source, validation_fraction, seed, api):
+    if isinstance(source, tf.data.Dataset):
+        examples = _unbatched(source, api, "source")
+        held_out = validation_fraction
+        parts = _split_by_index(examples, (1 - 2 * held_out, held_out, held_out), seed)
+    else:
+        unknown = set(source) - {"train", "validation", "test"}
+        if unknown or not {"train", "test"} <= set(source):
+            raise ValueError(
+                f"{api}: a dict `source` maps 'train', 'test' and optionally "
+                "'validation' to tf.data.Datasets. Received keys: "
+                f"{sorted(source)}"
+            )
+        train = _unbatched(source["train"], api, "source['train']")
+        test = _unbatched(source["test"], api, "source['test']")
+        if "validation" in source:
+            validation = _unbatched(source["validation"], api, "source['validation']")
+        else:
+            train, validation = _split_by_index(
+                train, (1 - validation_fraction, validation_fraction), seed
+            )
+        parts = [train, validation, test]
+    return _Examples(*parts, num_classes=_count_classes(parts[0]), class_names=None)
+
+
+def _tfds_builder(source, data_dir):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError(
-            "tfee.data.load needs tensorflow-datasets for TFDS names: "
+            "tfee.data.load needs tensorflow-datasets for TFDS sources: "
             "pip install tensorflow-datasets"
         ) from error
-    builder = tfds.builder(name, data_dir=data_dir)
+    if isinstance(source, str):
+        return tfds.builder(source, data_dir=data_dir)
+    return source
+
+
+def _from_tfds(builder, download, validation_fraction, seed, api):
     features = builder.info.features
     if "image" not in features or "label" not in features:
         raise ValueError(
-            f"tfee.data.load: the TFDS dataset {name!r} must have 'image' and "
+            f"{api}: the TFDS dataset {builder.name!r} must have 'image' and "
             f"'label' features. Received features: {list(features)}"
         )
     known = set(builder.info.splits or ())
@@ -226,83 +422,203 @@ def _from_tfds(name, data_dir, download, batch_size, validation_fraction, seed):
         split_names = [f"train[:{percent}%]", f"train[{percent}%:]", "test"]
     if download:
         builder.download_and_prepare()
-    datasets = []
-    for i, split in enumerate(split_names):
-        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=i == 0)
-
-        def scale(image, label):
-            return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
-
-        ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
-        if i == 0:
-            ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-        datasets.append(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    return DataSplits(
+    datasets = [
+        builder.as_dataset(split=split, as_supervised=True, shuffle_files=i == 0).map(
+            _scaled
+        )
+        for i, split in enumerate(split_names)
+    ]
+    names = getattr(features["label"], "names", None)
+    return _Examples(
         *datasets,
         num_classes=int(features["label"].num_classes),
-        input_shape=tuple(features["image"].shape),
+        class_names=tuple(names) if names else None,
     )
 
 
+def _moments(dataset):
+    """Per-channel (mean, std) over every pixel of an unbatched image dataset."""
+
+    def add(totals, example):
+        pixels = tf.reshape(
+            tf.cast(example[0], tf.float64), [-1, tf.shape(example[0])[-1]]
+        )
+        return (
+            totals[0] + tf.reduce_sum(pixels, 0),
+            totals[1] + tf.reduce_sum(pixels**2, 0),
+            totals[2] + tf.cast(tf.shape(pixels)[0], tf.float64),
+        )
+
+    channels = dataset.element_spec[0].shape[-1]
+    zeros = tf.zeros([channels], tf.float64)
+    total, squares, count = dataset.reduce(
+        (zeros, zeros, tf.constant(0.0, tf.float64)), add
+    )
+    mean = total / count
+    std = tf.sqrt(tf.maximum(squares / count - mean**2, 0.0))
+    return mean.numpy().astype("float32"), std.numpy().astype("float32")
+
+
+_AUGMENTATIONS = {"crop_flip": augment_crop_flip}
+_SOURCES = (
+    "'digits', an image folder (DIR/<class>/... or DIR/{train,test}/<class>/...), "
+    "a TFDS name or builder, a tf.data.Dataset of (image, label), or a dict of "
+    "them keyed 'train'/'validation'/'test'"
+)
+
+
 def load(
-    name,
+    source,
     *,
     data_dir=None,
     download=False,
     batch_size=64,
     validation_fraction=0.1,
     seed=0,
+    image_size=None,
+    normalise=False,
+    augment=None,
+    cache=None,
 ):
-    """Train/validation/test pipelines by dataset name, scaled to [0, 1].
+    """Train/validation/test pipelines from any image source, scaled to [0, 1].
 
     Args:
-      name: "digits" (scikit-learn's embedded 8x8 digits, 60/20/20 split);
+      source: "digits" (scikit-learn's embedded 8x8 digits, 60/20/20 split);
         a folder of images, either `<class>/<image>` (split into train,
         validation and test) or `train/<class>/...` plus `test/<class>/...`;
-        or a TensorFlow Datasets name such as "mnist" or "cifar10" with
-        'image' and 'label' features.
+        a TensorFlow Datasets name ("cifar10") or builder
+        (`tfds.builder(...)`, `tfds.folder_dataset.ImageFolder(...)`) with
+        'image' and 'label' features; a `tf.data.Dataset` of (image, label)
+        pairs, batched or not (split into train, validation and test); or a
+        dict of such datasets keyed "train", "test" and optionally
+        "validation". Integer images are scaled by 1/255.
       data_dir: where TFDS keeps its prepared data.
       download: let TFDS download and prepare the data if missing (default
         False: offline, the data must already be under `data_dir`).
       batch_size: batch size of every split.
       validation_fraction: share of the training data held out for
         validation when the source has no validation split (for a single
-        folder: also the test share).
+        folder or dataset: also the test share).
       seed: shuffling and splitting seed.
+      image_size: (height, width) to resize every image to, or None.
+      normalise: subtract the training split's per-channel mean and divide by
+        its std in every split; the statistics come back as
+        `DataSplits.normalisation`.
+      augment: None, "crop_flip" (4-pixel padded random crop + horizontal
+        flip) or a function `(image, label) -> (image, label)`, applied to
+        single training images after normalisation.
+      cache: None; True to cache the prepared (resized, scaled) images in
+        memory; or a directory: decoded image folders are kept there as .npz,
+        other sources as tf.data cache files.
 
     Returns:
-      A `DataSplits(train, validation, test, num_classes, input_shape)`;
-      the training split is reshuffled every epoch; labels are int32.
+      A `DataSplits(train, validation, test, num_classes, input_shape,
+      class_names, normalisation)`; the training split is reshuffled every
+      epoch; labels are int32.
+
+    Raises:
+      ValueError: an unknown source, bad argument, or an image file that
+        cannot be read or has another size (the message names the file).
 
     Example:
-      >>> data = tfee.data.load("cifar10", data_dir="~/tensorflow_datasets")
+      >>> data = tfee.data.load("../shared/datasets/cifar10", normalise=True,
+      ...                       augment="crop_flip", cache="/tmp/cifar10-cache")
       >>> backbone = tfee.backbones.resnet_cifar(20, data.num_classes,
       ...                                        data.input_shape)
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(
-            "tfee.data.load: `name` must be 'digits', an image folder or a TFDS "
-            f"name. Received: name={name!r}"
-        )
+    api = "tfee.data.load"
     if (
         not isinstance(batch_size, int)
         or isinstance(batch_size, bool)
         or batch_size < 1
     ):
         raise ValueError(
-            "tfee.data.load: `batch_size` must be a positive integer. "
+            f"{api}: `batch_size` must be a positive integer. "
             f"Received: batch_size={batch_size!r}"
         )
     if not 0 < validation_fraction < 0.5:
         raise ValueError(
-            "tfee.data.load: `validation_fraction` must be in (0, 0.5). "
+            f"{api}: `validation_fraction` must be in (0, 0.5). "
             f"Received: validation_fraction={validation_fraction!r}"
         )
-    if name == "digits":
-        train, validation, test = digits(batch_size, seed=seed)
-        return DataSplits(
-            train, validation, test, num_classes=10, input_shape=(8, 8, 1)
+    image_size = _check_image_size(image_size, api)
+    if augment is not None and not callable(augment):
+        if augment not in _AUGMENTATIONS:
+            raise ValueError(
+                f"{api}: `augment` must be None, one of {sorted(_AUGMENTATIONS)} "
+                f"or a function (image, label) -> (image, label). Received: "
+                f"augment={augment!r}"
+            )
+        augment = _AUGMENTATIONS[augment]
+    if not (cache is None or cache is True or isinstance(cache, (str, os.PathLike))):
+        raise ValueError(
+            f"{api}: `cache` must be None, True or a directory. Received: "
+            f"cache={cache!r}"
         )
-    if os.path.isdir(name):
-        return _from_folder(name, batch_size, validation_fraction, seed)
-    return _from_tfds(name, data_dir, download, batch_size, validation_fraction, seed)
+    cache_dir = os.fspath(cache) if cache not in (None, True) else None
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if isinstance(source, str) and source == "digits":
+        examples = _digits((0.6, 0.2, 0.2), seed)  # its own fixed split
+    elif isinstance(source, str) and os.path.isdir(source):
+        examples = _from_folder(
+            source, validation_fraction, seed, image_size, cache_dir
+        )
+        image_size = None  # resized while decoding
+    elif isinstance(source, (tf.data.Dataset, dict)):
+        examples = _from_datasets(source, validation_fraction, seed, api)
+    elif (isinstance(source, str) and source) or (
+        hasattr(source, "as_dataset") and hasattr(source, "info")
+    ):
+        if isinstance(source, str) and os.sep in source and not os.path.exists(source):
+            raise ValueError(
+                f"{api}: `source` looks like a path but there is no folder at "
+                f"{source!r}. Accepted: {_SOURCES}."
+            )
+        builder = _tfds_builder(source, data_dir)
+        examples = _from_tfds(builder, download, validation_fraction, seed, api)
+    else:
+        raise ValueError(
+            f"{api}: `source` must be {_SOURCES}. Received: source={source!r}"
+        )
+
+    splits = []
+    for tag, ds in zip(("train", "validation", "test"), examples[:3]):
+        if image_size is not None:
+            ds = ds.map(
+                lambda x, y: (tf.image.resize(x, image_size, antialias=True), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        if cache is True:
+            ds = ds.cache()
+        elif cache_dir and not isinstance(source, str):
+            ds = ds.cache(os.path.join(cache_dir, f"{tag}.tfdata"))
+        splits.append(ds)
+    input_shape = tuple(int(d) for d in splits[0].element_spec[0].shape)
+    if None in input_shape or len(input_shape) != 3:
+        raise ValueError(
+            f"{api}: the images have no fixed (height, width, channels) shape "
+            f"({splits[0].element_spec[0].shape}); pass `image_size`."
+        )
+
+    normalisation = None
+    if normalise:
+        mean, std = _moments(splits[0])
+        std = np.maximum(std, 1e-6)
+        normalisation = (mean.tolist(), std.tolist())
+        shift, scale = tf.constant(mean), tf.constant(std)
+        splits = [ds.map(lambda x, y: ((x - shift) / scale, y)) for ds in splits]
+    batched = [
+        _batched(ds, batch_size, training=i == 0, seed=seed, augment=augment)
+        for i, ds in enumerate(splits)
+    ]
+    return DataSplits(
+        *batched,
+        num_classes=examples.num_classes,
+        input_shape=input_shape,
+        class_names=examples.class_names,
+        normalisation=normalisation,
+    )

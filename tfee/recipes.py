@@ -32,6 +32,7 @@ from tfee import network as network_lib
 from tfee import placement
 from tfee._keras import keras
 from tfee._keras import tf
+from tfee.data import channel_moments
 from tfee.training import callbacks as callbacks_lib
 from tfee.training import losses
 from tfee.training.distillation import Distiller
@@ -182,20 +183,6 @@ def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
     )
     network.fit(train, validation_data=validation, epochs=epochs, verbose=verbose)
     return network
-
-
-def channel_moments(images):
-    """Per-channel mean and standard deviation of uint8 images, scaled to [0, 1].
-
-    Args:
-      images: uint8 array (n, height, width, channels).
-
-    Returns:
-      (mean, std), float32 arrays of `channels` values.
-    """
-    # float64: a float32 sum over 46M pixels loses the low digits.
-    pixels = np.asarray(images).reshape(-1, np.shape(images)[-1]) / 255.0
-    return pixels.mean(axis=0).astype("float32"), pixels.std(axis=0).astype("float32")
 
 
 def normalise(images, mean, std):
