@@ -1,55 +1,36 @@
 """Calibrate exit thresholds on validation data and report them on test data.
 
-Loads a saved early-exit network (.keras), runs it once over the validation
+Loads a saved early-exit network (--model: a .keras, or a .tflite from
+`tfee.export.tflite`, whose own, e.g. int8, outputs are then calibrated on:
+what its cascade computes on a device), runs it once over --data's validation
 and test splits, chooses thresholds for an accuracy or MACs target on
-validation, and writes a table, JSON and PNG plots for the test split:
+validation, and writes OUTPUT_DIR/policy.json with a table, JSON and PNG plots
+for the test split:
 
-    .venv/bin/python examples/calibrate.py --keras_model net.keras \
-        --calibrate_data digits --report_dir /tmp/tfee-calibrate
+    .venv/bin/python examples/calibrate.py --model=/tmp/tfee-chain/network.keras \
+        --data=../shared/datasets/cifar10 --output_dir=/tmp/tfee-chain
 
-With no --keras_model it trains a small network on the embedded digits first
-(offline, under a minute). --calibrate_tflite calibrates on a file from
-`tfee.export.tflite` instead: its own (e.g. int8) outputs, which is what its
-cascade will compute on a device. --calibrate_data may be "digits" or an image
-folder (class sub-folders); the folder is split into validation and test.
+With no --model it trains a small network on --data first.
 """
 
 import os
+import sys
 
-import numpy as np
 from absl import app
 from absl import flags
 
-import tfee
-import tfee.export
-import tfee.policy
-from tfee import keras
-from tfee import report
-from tfee import tf
+if not __package__:  # Run as a script: make `examples` importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from examples import shell  # noqa: E402
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(shell)  # --help lists the shared flags too
+BINARY = "calibrate"
+
 flags.DEFINE_string(
-    "keras_model",
-    "",
-    "A saved .keras early-exit network; empty trains one on the digits.",
-)
-flags.DEFINE_string(
-    "calibrate_tflite",
-    "",
-    "A .tflite with stage signatures (tfee.export.tflite): calibrate on the "
-    "file's own outputs instead of a Keras network.",
-)
-flags.DEFINE_string(
-    "calibrate_data",
-    "digits",
-    "'digits' or an image folder (one sub-folder per class).",
-)
-flags.DEFINE_string("report_dir", "/tmp/tfee-calibrate", "Where the report files go.")
-flags.DEFINE_enum(
-    "confidence_rule",
+    "rule",
     "max_softmax",
-    list(tfee.policy.RULES) + ["patience"],
-    "Exit rule.",
+    "Exit rule: max_softmax, entropy, margin, learned or patience.",
 )
 flags.DEFINE_float(
     "max_accuracy_drop",
@@ -62,52 +43,17 @@ flags.DEFINE_float(
     "Mean MACs as a fraction of the full network; replaces the accuracy target.",
 )
 flags.DEFINE_float(
-    "calibrate_confidence",
+    "calibration_confidence",
     None,
     "Meet the target at this upper confidence bound, a probability in [0.5, 1) "
     "(tfee.policy.calibrate(confidence=...)); default: on validation as measured.",
 )
-flags.DEFINE_float(
-    "validation_fraction",
-    0.5,
-    "Share of an image folder used for calibration (rest: test).",
-)
-flags.DEFINE_integer(
-    "calibrate_train_epochs", 10, "Epochs when --keras_model is empty."
-)
-
-
-def load_splits(data, input_shape, validation_fraction, seed=0):
-    """(validation, test) as (images, labels) arrays shaped for the network."""
-    if data == "digits":
-        _, validation, test = tfee.data.digits(seed=seed)
-        return tuple(
-            (np.concatenate([x for x, _ in ds]), np.concatenate([y for _, y in ds]))
-            for ds in (validation, test)
-        )
-    if not os.path.isdir(data):
-        raise ValueError(
-            "--calibrate_data must be 'digits' or an existing image folder. "
-            f"Received: {data!r}"
-        )
-    if not 0 < validation_fraction < 1:
-        raise ValueError(
-            "--validation_fraction must lie in (0, 1). "
-            f"Received: {validation_fraction!r}"
-        )
-    images, labels, _ = tfee.data.load_image_folder(data)
-    images = tf.image.resize(images.astype("float32") / 255.0, input_shape[:2]).numpy()
-    if input_shape[-1] == 1 and images.shape[-1] == 3:
-        images = images.mean(axis=-1, keepdims=True)
-    return tuple(
-        tfee.data.split_arrays(
-            images, labels, (validation_fraction, 1 - validation_fraction), seed
-        )
-    )
 
 
 def collect(source, split):
     """Every exit's outputs on (images, labels), from a network or a file."""
+    import tfee
+
     if isinstance(source, tfee.runtime.Cascade):
         return source.collect_outputs(*split, batch_size=256)
     return tfee.policy.collect_outputs(source, split)
@@ -115,30 +61,31 @@ def collect(source, split):
 
 def run_calibration(
     network,
-    data,
+    validation,
+    test,
     report_dir,
     rule,
-    max_accuracy_drop,
-    macs_budget,
-    validation_fraction,
+    max_accuracy_drop=0.005,
+    macs_budget=None,
     confidence=None,
+    title=None,
+    labels=None,
 ):
     """Calibrates on validation, evaluates on test, writes the report files.
 
     Args:
       network: a Keras early-exit network, or a `tfee.runtime.Cascade` over a
         .tflite (then its outputs are calibrated on).
+      validation, test: (images, labels) arrays.
       confidence: see `tfee.policy.calibrate`.
+      title: the plots' title; labels: what the JSON records about the run.
 
     Returns:
       (policy, test Evaluation, validation Evaluation, paths written).
     """
-    input_shape = (
-        network.input_shape
-        if isinstance(network, tfee.runtime.Cascade)
-        else network.input_shape[1:]
-    )
-    validation, test = load_splits(data, input_shape, validation_fraction)
+    import tfee
+    from tfee import report
+
     val_outputs = collect(network, validation)
     test_outputs = collect(network, test)
     target = (
@@ -151,18 +98,18 @@ def run_calibration(
     policy = tfee.policy.calibrate(val_outputs, rule=rule, **target)
     val_result = tfee.policy.evaluate(val_outputs, policy=policy)
     test_result = tfee.policy.evaluate(test_outputs, policy=policy)
-    front_rule = rule
     paths = report.write_report(
         report_dir,
         test_result,
-        tfee.policy.front(test_outputs, rule=front_rule),
+        tfee.policy.front(test_outputs, rule=rule),
         extra={
+            **(labels or {}),
             "target": target,
             "policy": policy.to_dict(),
             "validation": val_result,
-            "data": data,
         },
         prefix="test_",
+        title=title,
     )
     policy_path = os.path.join(report_dir, "policy.json")
     policy.save(policy_path)
@@ -170,31 +117,38 @@ def run_calibration(
     return policy, test_result, val_result, paths
 
 
+def _network_and_data():
+    import tfee
+
+    if FLAGS.model.endswith(".tflite"):
+        if not os.path.isfile(FLAGS.model):
+            raise shell.CommandError(f"--model: no such file: {FLAGS.model}")
+        network = tfee.runtime.Cascade(FLAGS.model)
+        return network, shell.load_data(tuple(network.input_shape))
+    return shell.model_and_data(BINARY)
+
+
 def main(argv):
-    del argv
-    if FLAGS.calibrate_tflite and FLAGS.keras_model:
-        raise app.UsageError("Pass --calibrate_tflite or --keras_model, not both.")
-    if FLAGS.calibrate_tflite:
-        if not os.path.isfile(FLAGS.calibrate_tflite):
-            raise app.UsageError(
-                f"--calibrate_tflite: no such file: {FLAGS.calibrate_tflite}"
-            )
-        network = tfee.runtime.Cascade(FLAGS.calibrate_tflite)
-    elif FLAGS.keras_model:
-        if not os.path.exists(FLAGS.keras_model):
-            raise app.UsageError(f"--keras_model: no such file: {FLAGS.keras_model}")
-        network = keras.models.load_model(FLAGS.keras_model)
-    else:
-        network = tfee.recipes.train_digits_network(FLAGS.calibrate_train_epochs)
+    import tfee
+
+    shell.no_arguments(argv)
+    rules = list(tfee.policy.RULES) + ["patience"]
+    if FLAGS.rule not in rules:
+        raise app.UsageError(f"--rule must be one of {rules}. Received: {FLAGS.rule!r}")
+    output_dir = shell.output_dir(BINARY)
+    network, data = _network_and_data()
+    shell.progress(BINARY, "collecting every exit's outputs on validation and test")
     policy, test_result, val_result, paths = run_calibration(
         network,
-        FLAGS.calibrate_data,
-        FLAGS.report_dir,
-        FLAGS.confidence_rule,
+        shell.arrays(data.validation),
+        shell.arrays(data.test),
+        output_dir,
+        FLAGS.rule,
         FLAGS.max_accuracy_drop,
         FLAGS.macs_budget,
-        FLAGS.validation_fraction,
-        FLAGS.calibrate_confidence,
+        FLAGS.calibration_confidence,
+        title=shell.title(BINARY, "test"),
+        labels=shell.labels(BINARY, "test"),
     )
     print(f"\nCalibrated on validation ({val_result.num_samples} samples): {policy!r}")
     print(
@@ -202,9 +156,9 @@ def main(argv):
         f"{100 * val_result.macs_fraction:.1f}% of the full MACs"
     )
     print(f"\nOn test ({test_result.num_samples} samples):")
-    print(report.text_table(test_result))
+    print(tfee.report.text_table(test_result))
     print("\nWrote " + ", ".join(sorted(paths.values())))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    shell.run(main)

@@ -2,42 +2,34 @@
 how far it compresses.
 
     .venv/bin/python examples/cluster_sections.py --clusters=1:32,2:16,3:8 \
-        --cluster_output_dir /tmp/tfee-cluster
+        --model=/tmp/tfee-chain/pruned_ordered.keras --preserve_sparsity \
+        --data=../shared/datasets/cifar10 --output_dir=/tmp/tfee-chain
 
-Loads a saved early-exit network (--cluster_model_path) or, by default,
-trains a small one on the embedded digits; clusters each section to its own
-number of centroids (shallow sections keep more), retraining with
-distillation from the uncompressed network after each stage; optionally
-fine-tunes with cluster- and sparsity-preserving quantization-aware training
-(--qat) for an int8 .tflite. Writes the stripped network (clustered.keras),
-the exported .tflite and compression.json: per-exit and ensemble test
-accuracy before and after, and the compression ratio (fp32 weights / gzip -9
-of the exported .tflite) with its entropy bound. Flag names are unique across
-tfee's examples (absl keeps one global set).
+Loads a saved early-exit network (--model) or trains a small one on --data;
+clusters each section to its own number of centroids (shallow sections keep
+more), retraining for --epochs (default 1) per stage with distillation from
+the uncompressed network; optionally fine-tunes with cluster- and
+sparsity-preserving quantization-aware training (--qat) for an int8 .tflite.
+Writes the stripped network (clustered.keras), the exported .tflite and
+compression.json: per-exit and ensemble test accuracy before and after, and
+the compression ratio (fp32 weights / gzip -9 of the exported .tflite) with
+its entropy bound.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
 
-import tfee
-import tfee.compress
-import tfee.export
-from tfee import keras
-from tfee import report
+if not __package__:  # Run as a script: make `examples` importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from examples import shell  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "cluster_model_path",
-    "",
-    "A saved .keras early-exit network; empty trains a small one on the digits.",
-)
-flags.DEFINE_string(
-    "cluster_dataset",
-    "digits",
-    "Dataset for tfee.data.load: 'digits', an image folder or a TFDS name.",
-)
+flags.adopt_module_key_flags(shell)  # --help lists the shared flags too
+BINARY = "cluster_sections"
+DEFAULT_EPOCHS = 1
 flags.DEFINE_string(
     "clusters",
     "1:32,2:16,3:8",
@@ -46,76 +38,52 @@ flags.DEFINE_string(
 flags.DEFINE_bool("distill", True, "Retrain with distillation from the dense network.")
 flags.DEFINE_bool("staged", True, "Cluster one section per stage, shallowest first.")
 flags.DEFINE_bool("preserve_sparsity", False, "Keep pruned (zero) weights at zero.")
-flags.DEFINE_integer("cluster_epochs", 1, "Retraining epochs per stage.")
-flags.DEFINE_integer(
-    "cluster_train_epochs", 10, "Epochs for the default digits network."
-)
 flags.DEFINE_bool(
     "qat", False, "Cluster-preserving quantization-aware training, int8 export."
 )
 flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware training epochs.")
-flags.DEFINE_enum(
-    "cluster_quantize",
-    "float32",
-    ["float32", "int8"],
-    "Without --qat: export float32, or post-training int8 calibrated on "
-    "validation images (one scale per kernel with --cluster_fold, which keeps "
-    "the cluster count per kernel; one per channel without, which keeps it "
-    "per channel).",
-)
 flags.DEFINE_bool(
-    "cluster_fold",
+    "fold",
     True,
-    "Fold BatchNormalization into the kernels before clustering; "
-    "--nocluster_fold keeps BN trainable (more accurate at few clusters) and "
-    "needs --cluster_quantize int8 or --qat.",
+    "Fold BatchNormalization into the kernels before clustering; --nofold keeps "
+    "BN trainable (more accurate at few clusters) and needs --quantize=int8 or "
+    "--qat. Without --qat the export is --quantize=float32 (default) or int8: "
+    "post-training int8 calibrated on validation images (one scale per kernel "
+    "with --fold, which keeps the cluster count per kernel; one per channel "
+    "without, which keeps it per channel).",
 )
-flags.DEFINE_string(
-    "cluster_output_dir", "/tmp/tfee-cluster", "Where the model, .tflite and JSON go."
-)
-flags.DEFINE_integer("cluster_seed", 0, "Random seed.")
-
-
-def default_network(train, epochs, seed=0):
-    """small_cnn on the 8x8 digits with exits after blocks 1 and 2 (3 sections)."""
-    keras.utils.set_random_seed(seed)
-    backbone = tfee.backbones.small_cnn(num_classes=10, input_shape=(8, 8, 1))
-    network = tfee.attach_exits(backbone, ["block1_out", "block2_out"], head="sdn")
-    network.compile(keras.optimizers.Adam(3e-3), loss=tfee.losses.joint(network))
-    network.fit(train, epochs=epochs, verbose=2)
-    return network
 
 
 def run(
-    model_path,
-    dataset,
+    network,
+    data,
     clusters,
     output_dir,
     *,
     distill=True,
     staged=True,
     preserve_sparsity=False,
-    epochs=1,
-    train_epochs=10,
+    epochs=DEFAULT_EPOCHS,
     qat=False,
     qat_epochs=1,
     quantize="float32",
     fold=True,
-    seed=0,
+    verbose=2,
+    labels=None,
 ):
     """Clusters, optionally QATs, writes model, .tflite and JSON; returns the JSON."""
+    import tfee
+    import tfee.compress
+    import tfee.export
+    from tfee import keras
+    from tfee import report
+
     if not fold and quantize != "int8" and not qat:
         raise ValueError(
-            "--nocluster_fold needs --cluster_quantize int8 (per-channel scales "
-            "keep unfolded kernels at their cluster count; float32 does not). "
-            f"Received: --cluster_quantize {quantize}"
+            "--nofold needs --quantize=int8 or --qat (per-channel scales keep "
+            "unfolded kernels at their cluster count; float32 does not). "
+            f"Received: --quantize={quantize}"
         )
-    keras.utils.set_random_seed(seed)
-    data = tfee.data.load(dataset, seed=seed)
-    if model_path:
-        network = keras.models.load_model(model_path)
-    else:
-        network = default_network(data.train, train_epochs, seed)
     counts = tfee.compress.parse_clusters(clusters)
     # The staged clustering in our own fit (tfee.compress.cluster does the
     # same in one call): each phase clusters its sections, distils, and
@@ -130,7 +98,11 @@ def run(
     )
     os.makedirs(output_dir, exist_ok=True)
     for phase in plan:
-        print(f"phase {phase.number}/{len(plan)}: clusters {phase.keys}", flush=True)
+        shell.progress(
+            BINARY,
+            f"stage {phase.number}/{len(plan)}: clustering {phase.keys}, "
+            f"{epochs} epoch(s)",
+        )
         phase.compile(keras.optimizers.Adam(1e-4))
         phase.model.fit(
             data.train,
@@ -141,10 +113,11 @@ def run(
                     os.path.join(output_dir, f"phase_{phase.number}_log.csv")
                 ),
             ],
-            verbose=2,
+            verbose=verbose,
         )
     clustered = plan.result()
     summary = {
+        **(labels or {}),
         "clusters": clusters,
         "distill": distill,
         "staged": staged,
@@ -157,12 +130,13 @@ def run(
     clustered.save(model_file + ".partial.keras")
     os.replace(model_file + ".partial.keras", model_file)
     if qat:
+        shell.progress(BINARY, f"quantization-aware training, {qat_epochs} epoch(s)")
         trained = tfee.compress.quantization_aware_training(
             clustered,
             data.train,
             epochs=qat_epochs,
             preserve_sparsity=preserve_sparsity,
-            verbose=2,
+            verbose=verbose,
         )
         # The int8 file a device runs: exit and stage signatures, metadata.
         tflite_file = os.path.join(output_dir, "clustered_int8_qat.tflite")
@@ -207,22 +181,29 @@ def _accuracy_line(name, accuracy):
 
 
 def main(argv):
-    del argv
+    shell.no_arguments(argv)
+    quantize = FLAGS.quantize or ["float32"]
+    if len(quantize) != 1 or quantize[0] not in ("float32", "int8"):
+        raise app.UsageError(
+            f"--quantize takes one of float32, int8 here. Received: {quantize}"
+        )
+    output_dir = shell.output_dir(BINARY)
+    network, data = shell.model_and_data(BINARY)
     summary = run(
-        FLAGS.cluster_model_path,
-        FLAGS.cluster_dataset,
+        network,
+        data,
         FLAGS.clusters,
-        FLAGS.cluster_output_dir,
+        output_dir,
         distill=FLAGS.distill,
         staged=FLAGS.staged,
         preserve_sparsity=FLAGS.preserve_sparsity,
-        epochs=FLAGS.cluster_epochs,
-        train_epochs=FLAGS.cluster_train_epochs,
+        epochs=shell.epochs(DEFAULT_EPOCHS),
         qat=FLAGS.qat,
         qat_epochs=FLAGS.qat_epochs,
-        quantize=FLAGS.cluster_quantize,
-        fold=FLAGS.cluster_fold,
-        seed=FLAGS.cluster_seed,
+        quantize=quantize[0],
+        fold=FLAGS.fold,
+        verbose=FLAGS.keras_verbose,
+        labels=shell.labels(BINARY, "test"),
     )
     print(_accuracy_line("before", summary["before"]))
     print(_accuracy_line("after", summary["after"]))
@@ -235,8 +216,8 @@ def main(argv):
     if "qat" in summary:
         print(_accuracy_line("int8", summary["qat"]["after"]))
         print(f"int8 QAT compression {summary['qat']['compression']['ratio']:.1f}x")
-    print(f"files in {FLAGS.cluster_output_dir}")
+    print(f"files in {output_dir}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    shell.run(main)

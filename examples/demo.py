@@ -1,36 +1,55 @@
 """End-to-end demo on embedded data: backbone -> exits -> training -> policy.
 
-Runs offline in about a minute on 2 CPU cores:
+Runs offline in a few minutes on 2 CPU cores and writes the accuracy-vs-MACs
+plot of the calibrated cascade to OUTPUT_DIR (default /tmp/tfee-demo):
 
     python3 dev.py demo            # or: .venv/bin/python examples/demo.py
 """
 
-from absl import app
+import os
+import sys
+
 from absl import flags
 
-import tfee
+if not __package__:  # Run as a script: make `examples` importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from examples import shell  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("epochs", 40, "Training epochs.")
-flags.DEFINE_enum("head", "sdn", sorted(tfee.layers.HEAD_TYPES), "Exit head type.")
-flags.DEFINE_integer("seed", 0, "Random seed for weights and data splits.")
+flags.adopt_module_key_flags(shell)  # --help lists the shared flags too
+BINARY = "demo"
+DEFAULT_EPOCHS = 40
 
 
-def run_demo(epochs, head, seed):
-    """Trains a small CNN with two early exits on the digits.
+def run_demo(data, epochs, head, seed, output_dir=None, verbose=2, title=None):
+    """Trains a small CNN with two early exits on `data`.
 
     Returns:
       (rows, full_macs, evaluation): per-exit (ExitInfo, test accuracy) rows,
       the backbone's MACs, and the test `Evaluation` of a max-softmax policy
       calibrated on the validation split for at most 1 point of accuracy loss.
+      With `output_dir`, the report (table, JSON, accuracy-vs-MACs plot and
+      exit histogram) is written there.
     """
-    network = tfee.recipes.train_digits_network(epochs, head=head, seed=seed)
-    _, validation, test = tfee.data.digits(seed=seed)
+    import tfee
 
-    accuracy = tfee.exit_accuracy(network, test)
+    network = tfee.recipes.train_small_network(
+        data, epochs, head=head, seed=seed, verbose=verbose
+    )
+    accuracy = tfee.exit_accuracy(network, data.test)
     rows = list(zip(tfee.exits(network), accuracy.exits.values()))
-    policy = tfee.calibrate(network, validation, max_accuracy_drop=0.01)
-    evaluation = tfee.evaluate(network, test, policy)
+    policy = tfee.calibrate(network, data.validation, max_accuracy_drop=0.01)
+    test_outputs = tfee.collect_outputs(network, data.test)
+    evaluation = tfee.evaluate(test_outputs, policy=policy)
+    if output_dir:
+        tfee.report.write_report(
+            output_dir,
+            evaluation,
+            tfee.policy.front(test_outputs, rule=policy.rule),
+            extra={"policy": policy.to_dict()},
+            prefix="test_",
+            title=title,
+        )
     return rows, tfee.cost.analyze(network).full_macs, evaluation
 
 
@@ -50,15 +69,30 @@ def format_table(rows, full_macs):
 
 
 def main(argv):
-    del argv
-    rows, full_macs, evaluation = run_demo(FLAGS.epochs, FLAGS.head, FLAGS.seed)
-    print(
-        f"\nPer-exit accuracy on the held-out digits ({evaluation.num_samples} images):"
+    shell.no_arguments(argv)
+    shell.check_head()
+    output_dir = shell.output_dir(BINARY)
+    data = shell.load_data()
+    shell.progress(
+        BINARY, f"training on {FLAGS.data} for {shell.epochs(DEFAULT_EPOCHS)} epochs"
     )
+    rows, full_macs, evaluation = run_demo(
+        data,
+        shell.epochs(DEFAULT_EPOCHS),
+        FLAGS.head,
+        FLAGS.seed,
+        output_dir=output_dir,
+        verbose=FLAGS.keras_verbose,
+        title=shell.title(BINARY, "test"),
+    )
+    print(f"\nPer-exit accuracy on the held-out images ({evaluation.num_samples}):")
     print(format_table(rows, full_macs))
     print("\nEarly exit with thresholds calibrated on the validation split:")
     print(evaluation)
+    print(
+        f"\naccuracy-vs-MACs plot: {os.path.join(output_dir, 'test_accuracy_vs_macs.png')}"
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    shell.run(main)

@@ -1,64 +1,59 @@
 """Export an early-exit network to TFLite for phones and microcontrollers.
 
-Writes `net_<quantize>.tflite` (exit_k and stage_k signatures) for every
-requested variant, verifies each against Keras, and with --micro writes one
-int8 model per stage with C arrays and the C++ cascade:
+Writes OUTPUT_DIR/net_<quantize>.tflite (exit_k and stage_k signatures, the
+policy from --policy embedded) for every --quantize variant, int8 calibrated on
+--data's validation images, verifies each against Keras on the same images,
+and with --micro writes one int8 model per stage with C arrays and the C++
+cascade. Any failed verification ends with exit code 1:
 
-    .venv/bin/python examples/export_tflite.py --export_dir /tmp/tfee-export
+    .venv/bin/python examples/export_tflite.py --model=/tmp/tfee-chain/network.keras \
+        --data=../shared/datasets/cifar10 --policy=/tmp/tfee-chain/policy.json \
+        --quantize=float32,int8 --output_dir=/tmp/tfee-chain
 
-Without --model_path it first trains a small CNN with two exits on the embedded
-digits (about a minute on 2 cores).
+Without --model it first trains a small network on --data.
 """
 
 import os
+import sys
 
-import numpy as np
 from absl import app
 from absl import flags
 
-import tfee
-import tfee.export
-from tfee import keras
+if not __package__:  # Run as a script: make `examples` importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from examples import shell  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "model_path",
-    "",
-    "A saved .keras early-exit network; empty trains one on the digits.",
-)
-flags.DEFINE_string("export_dir", "/tmp/tfee-export", "Where to write the files.")
-flags.DEFINE_list(
-    "quantize",
-    list(tfee.export.QUANTIZATIONS),
-    "Variants: float32,float16,dynamic,int8.",
-)
+flags.adopt_module_key_flags(shell)  # --help lists the shared flags too
+BINARY = "export_tflite"
+CALIBRATION_IMAGES = 512
+
 flags.DEFINE_bool("micro", True, "Also export int8 stage models for TFLite Micro.")
-flags.DEFINE_enum(
-    "calibration_data",
-    "digits",
-    ["digits", "random"],
-    "Calibration data (random: smoke tests).",
-)
-flags.DEFINE_integer("train_epochs", 20, "Training epochs when --model_path is empty.")
-flags.DEFINE_integer("train_seed", 0, "Random seed of training and data.")
 
 
-def calibration_images(network, data, seed, count=256):
-    """Preprocessed float images for calibration and verification."""
-    if data == "random":
-        shape = (count,) + tuple(network.inputs[0].shape[1:])
-        return np.random.default_rng(seed).random(shape, dtype=np.float32)
-    _, validation, _ = tfee.data.digits(seed=seed)
-    return np.concatenate([x for x, _ in validation])[:count]
+def export_all(
+    network, output_dir, quantizations, micro, images, policy=None, labels=None
+):
+    """Exports every variant (and the Micro stages).
 
+    Returns:
+      (printable lines, summary dict, names of the variants that failed
+      verification).
+    """
+    import tfee
+    import tfee.export
 
-def export_all(network, output_dir, quantizations, micro, images):
-    """Exports every variant (and the Micro stages); returns printable lines."""
-    lines = []
+    lines, summary, failed = [], {"files": {}}, []
     for quantize in quantizations:
+        shell.progress(BINARY, f"converting and verifying {quantize}")
         path = os.path.join(output_dir, f"net_{quantize}.tflite")
         report = tfee.export.tflite(
-            network, path, quantize=quantize, representative=images
+            network,
+            path,
+            quantize=quantize,
+            representative=images,
+            policy=policy,
+            labels=labels,
         )
         check = tfee.export.verify(path, network, images)
         lines.append(
@@ -66,11 +61,23 @@ def export_all(network, output_dir, quantizations, micro, images):
             f"gzipped  zeros {100 * report.zero_fraction:5.1f}%  "
             f"{'verified' if check.passed else 'VERIFICATION FAILED'}"
         )
+        summary["files"][quantize] = {
+            "path": path,
+            "bytes": report.bytes,
+            "gzipped_bytes": report.gzipped_bytes,
+            "verified": bool(check.passed),
+            "verification": str(check),
+        }
         if not check.passed:
             lines.append(str(check))
+            failed.append(quantize)
     if micro:
+        shell.progress(BINARY, "exporting int8 stage models for TFLite Micro")
         result = tfee.export.micro(
-            network, os.path.join(output_dir, "micro"), representative=images
+            network,
+            os.path.join(output_dir, "micro"),
+            representative=images,
+            policy=policy,
         )
         for stage in result.stages:
             lines.append(
@@ -81,28 +88,52 @@ def export_all(network, output_dir, quantizations, micro, images):
             f"shared arena: {result.arena_bytes:,} bytes (RAM for every stage)"
         )
         lines.append(f"cascade loop: {result.cascade_path} ({result.header_path})")
-    return lines
+        summary["micro"] = {
+            "stage_bytes": [stage.bytes for stage in result.stages],
+            "arena_bytes": result.arena_bytes,
+            "cascade": result.cascade_path,
+        }
+    return lines, summary, failed
 
 
 def main(argv):
-    del argv
-    unknown = [q for q in FLAGS.quantize if q not in tfee.export.QUANTIZATIONS]
+    import tfee.export
+    from tfee.policy import load_policy
+
+    shell.no_arguments(argv)
+    quantizations = FLAGS.quantize or list(tfee.export.QUANTIZATIONS)
+    unknown = [q for q in quantizations if q not in tfee.export.QUANTIZATIONS]
     if unknown:
         raise app.UsageError(
             f"--quantize accepts {tfee.export.QUANTIZATIONS}; received {unknown}"
         )
-    if FLAGS.model_path:
-        network = keras.models.load_model(FLAGS.model_path)
-    else:
-        network = tfee.recipes.train_digits_network(
-            FLAGS.train_epochs, seed=FLAGS.train_seed
-        )
-    images = calibration_images(network, FLAGS.calibration_data, FLAGS.train_seed)
-    for line in export_all(
-        network, FLAGS.export_dir, FLAGS.quantize, FLAGS.micro, images
-    ):
+    output_dir = shell.output_dir(BINARY)
+    policy = load_policy(FLAGS.policy) if FLAGS.policy else None
+    network, data = shell.model_and_data(BINARY)
+    images, _ = shell.arrays(
+        data.validation.take(-(-CALIBRATION_IMAGES // FLAGS.batch_size))
+    )
+    labels = data.class_names
+    if labels is not None and len(labels) != network.outputs[0].shape[-1]:
+        labels = None
+    lines, summary, failed = export_all(
+        network, output_dir, quantizations, FLAGS.micro, images, policy, labels
+    )
+    summary = {
+        **shell.labels(BINARY, "validation"),
+        "calibration_images": len(images),
+        "policy": FLAGS.policy or None,
+        **summary,
+    }
+    shell.write_summary(output_dir, "summary.json", summary)
+    for line in lines:
         print(line)
+    if failed:
+        raise shell.CommandError(
+            f"verification failed for {', '.join(failed)} (details above and in "
+            f"{os.path.join(output_dir, 'summary.json')})"
+        )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    shell.run(main)

@@ -1,85 +1,111 @@
-"""Run an exported .tflite as an early-exit cascade on LiteRT.
+"""Run an exported .tflite as an early-exit cascade on LiteRT, on real data.
 
     .venv/bin/python examples/run_tflite_cascade.py \
-        --tflite /tmp/tfee-export/net_int8.tflite --max_softmax_threshold 0.9
+        --model=/tmp/tfee-chain/net_int8.tflite --data=../shared/datasets/cifar10 \
+        --output_dir=/tmp/tfee-chain
 
-Prints accuracy (with labels), how many samples each exit answered and the
-mean MACs relative to the deepest exit. The policy is --policy_path (a policy
-saved by `policy.save(...)`) when given, else the one embedded in the file
-(`tfee.export.tflite(policy=...)`), else a shared --max_softmax_threshold.
+Runs --data's test split through the file's stage chain, one sample at a time
+by default (as a device would), and reports accuracy, how many samples each
+exit answered and the mean MACs relative to the full network; writes
+summary.json and a plot of the exits' shares. The policy is --policy (a JSON
+saved by calibrate.py) when given, else the one embedded in the file
+(`tfee.export.tflite(policy=...)`), else a shared --threshold on max softmax.
 """
 
-import numpy as np
-from absl import app
+import os
+import sys
+
 from absl import flags
 
-import tfee
-import tfee.export
-from tfee.policy import ThresholdPolicy
-from tfee.policy import load_policy
+if not __package__:  # Run as a script: make `examples` importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from examples import shell  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("tflite", "/tmp/tfee-export/net_float32.tflite", "The .tflite.")
-flags.DEFINE_string(
-    "policy_path", "", "A saved policy JSON; overrides --max_softmax_threshold."
-)
+flags.adopt_module_key_flags(shell)  # --help lists the shared flags too
+BINARY = "run_tflite_cascade"
+
 flags.DEFINE_float(
-    "max_softmax_threshold",
+    "threshold",
     0.9,
-    "Shared max-softmax threshold, for files that embed no policy.",
-)
-flags.DEFINE_enum(
-    "test_data", "digits", ["digits", "random"], "Test images (random: smoke tests)."
+    "Shared max-softmax threshold, for files that embed no policy and no --policy.",
 )
 flags.DEFINE_integer("cascade_batch", 1, "Samples run together (1 = on device).")
-flags.DEFINE_integer("data_seed", 0, "Seed of the digits split / random images.")
-
-
-def load_test_data(data, input_shape, seed, count=64):
-    """(images, labels or None)."""
-    if data == "random":
-        rng = np.random.default_rng(seed)
-        return rng.random((count,) + tuple(input_shape), dtype=np.float32), None
-    _, _, test = tfee.data.digits(seed=seed)
-    images = np.concatenate([x for x, _ in test])
-    labels = np.concatenate([y for _, y in test])
-    return images, labels
 
 
 def summarize(cascade, result, labels):
-    """Printable lines: accuracy, exits, mean MACs fraction."""
-    lines = []
-    if labels is not None:
-        lines.append(f"accuracy: {100 * np.mean(result.predictions == labels):.2f}%")
+    """The summary dict: accuracy, samples per exit, mean MACs."""
+    import numpy as np
+
     counts = np.bincount(result.exit_indices, minlength=cascade.num_exits)
-    for k, count in enumerate(counts, start=1):
-        lines.append(f"exit_{k}: {count} samples")
+    summary = {
+        "samples": int(len(labels)),
+        "accuracy": float(np.mean(result.predictions == labels)),
+        "samples_per_exit": {f"exit_{k}": int(c) for k, c in enumerate(counts, 1)},
+    }
     macs = [e["cumulative_macs"] for e in cascade.metadata["exits"]]
     if None not in macs:
-        mean = result.mean_macs
-        lines.append(f"mean MACs: {mean:,.0f} ({100 * mean / macs[-1]:.1f}% of exit_K)")
+        summary["mean_macs"] = float(result.mean_macs)
+        summary["macs_fraction"] = float(result.mean_macs / macs[-1])
+    return summary
+
+
+def summary_lines(summary):
+    lines = [
+        f"accuracy: {100 * summary['accuracy']:.2f}% on {summary['samples']} samples"
+    ]
+    for name, count in summary["samples_per_exit"].items():
+        lines.append(f"{name}: {count} samples")
+    if "mean_macs" in summary:
+        lines.append(
+            f"mean MACs: {summary['mean_macs']:,.0f} "
+            f"({100 * summary['macs_fraction']:.1f}% of exit_K)"
+        )
     return lines
 
 
 def main(argv):
-    del argv
-    metadata = tfee.runtime.read_metadata(FLAGS.tflite)
-    if FLAGS.policy_path:
-        policy = load_policy(FLAGS.policy_path)
+    import tfee
+    from tfee.policy import ThresholdPolicy
+    from tfee.policy import load_policy
+
+    shell.no_arguments(argv)
+    if not FLAGS.model.endswith(".tflite") or not os.path.isfile(FLAGS.model):
+        raise shell.CommandError(
+            f"--model must be an existing .tflite from export_tflite.py. "
+            f"Received: {FLAGS.model!r}"
+        )
+    output_dir = shell.output_dir(BINARY)
+    metadata = tfee.runtime.read_metadata(FLAGS.model)
+    if FLAGS.policy:
+        policy = load_policy(FLAGS.policy)
     elif metadata.get("policy") is not None:
         policy = None  # The cascade uses the file's own.
     else:
-        exits = metadata.get("num_exits", 2)
-        policy = ThresholdPolicy.shared(FLAGS.max_softmax_threshold, exits)
-    cascade = tfee.runtime.Cascade(FLAGS.tflite, policy)
-    print(f"policy: {cascade.policy!r}")
-    images, labels = load_test_data(
-        FLAGS.test_data, cascade.input_shape, FLAGS.data_seed
+        policy = ThresholdPolicy.shared(FLAGS.threshold, metadata.get("num_exits", 2))
+    cascade = tfee.runtime.Cascade(FLAGS.model, policy)
+    data = shell.load_data(tuple(cascade.input_shape))
+    images, labels = shell.arrays(data.test)
+    shell.progress(
+        BINARY, f"running {len(images)} test samples, {FLAGS.cascade_batch} at a time"
     )
     result = cascade.predict(images, batch_size=FLAGS.cascade_batch)
-    for line in summarize(cascade, result, labels):
+    summary = {
+        **shell.labels(BINARY, "test"),
+        "policy": repr(cascade.policy),
+        **summarize(cascade, result, labels),
+    }
+    shell.write_summary(output_dir, "cascade_summary.json", summary)
+    tfee.report.plot_exit_shares(
+        os.path.join(output_dir, "cascade_exits.png"),
+        [c / summary["samples"] for c in summary["samples_per_exit"].values()],
+        title=f"{shell.title(BINARY, 'test')}: accuracy "
+        f"{100 * summary['accuracy']:.1f}%",
+    )
+    print(f"policy: {cascade.policy!r}")
+    for line in summary_lines(summary):
         print(line)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    shell.run(main)

@@ -3,52 +3,47 @@
 Modes: joint (SDN's ramped per-exit weights), post_trained (PTEENet: train
 the backbone, freeze it, train only the heads), eenet (PTEENet's post-trained
 heads with learned confidences and EENet's cost-aware loss) and distill
-(self-distillation from the deepest exit). Writes `<save_dir>/network.keras`
-and `<save_dir>/exit_accuracy.json`. Runs offline on the embedded digits:
+(self-distillation from the deepest exit). Writes OUTPUT_DIR/network.keras,
+summary.json (per-exit test accuracy and MACs) and exits.png:
 
-    .venv/bin/python examples/train_early_exit.py --mode=eenet --num_epochs=5
+    .venv/bin/python examples/train_early_exit.py --data=../shared/datasets/cifar10 \
+        --backbone=resnet_cifar --epochs=5 --output_dir=/tmp/tfee-chain
 """
 
-import json
 import os
+import sys
 
-from absl import app
 from absl import flags
 
-import tfee
-from tfee import keras
+if not __package__:  # Run as a script: make `examples` importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from examples import shell  # noqa: E402
 
 FLAGS = flags.FLAGS
-
+flags.adopt_module_key_flags(shell)  # --help lists the shared flags too
+BINARY = "train_early_exit"
 MODES = ("joint", "post_trained", "eenet", "distill")
 BACKBONES = ("small_cnn", "resnet_cifar", "vgg")
 
-flags.DEFINE_string(
-    "dataset", "digits", "'digits', an image folder, or a TFDS name (offline)."
-)
-flags.DEFINE_string("data_dir", None, "TFDS data_dir for TFDS names.")
 flags.DEFINE_enum("backbone", "small_cnn", BACKBONES, "Backbone architecture.")
 flags.DEFINE_list(
     "exits",
     ["0.3", "0.6"],
     "Exit placement: MACs fractions in (0, 1) (e.g. 0.15,0.3) or layer names.",
 )
-flags.DEFINE_enum("exit_head", "sdn", sorted(tfee.layers.HEAD_TYPES), "Exit head type.")
 flags.DEFINE_enum("mode", "joint", MODES, "Training mode.")
-flags.DEFINE_integer("num_epochs", 10, "Training epochs (per phase).")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
 flags.DEFINE_float("cost_lambda", 0.9, "EENet's cost penalty lambda (mode eenet).")
 flags.DEFINE_float("kd_temperature", 3.0, "Distillation temperature (mode distill).")
 flags.DEFINE_float("kd_weight", 0.3, "Distillation share in [0, 1] (mode distill).")
-flags.DEFINE_string(
-    "save_dir", "/tmp/tfee-train-early-exit", "Where the model and JSON go."
-)
-flags.DEFINE_integer("training_seed", 0, "Random seed of weights and data.")
+
+DEFAULT_EPOCHS = 10
 
 
 def build_backbone(name, num_classes, input_shape):
     """One of the reference backbones, sized for the data."""
+    import tfee
+
     if name == "small_cnn":
         return tfee.backbones.small_cnn(num_classes, input_shape)
     if name == "resnet_cifar":
@@ -60,6 +55,8 @@ def build_backbone(name, num_classes, input_shape):
 
 def parse_placement(exits):
     """MACs fractions when every entry is a number, else layer names."""
+    import tfee
+
     try:
         return tfee.FlopsFractions([float(e) for e in exits])
     except ValueError:
@@ -67,42 +64,44 @@ def parse_placement(exits):
 
 
 def train(
-    dataset="digits",
-    data_dir=None,
+    data,
     backbone="small_cnn",
     exits=("0.3", "0.6"),
     head="sdn",
     mode="joint",
-    epochs=10,
-    batch_size=64,
+    epochs=DEFAULT_EPOCHS,
     learning_rate=3e-3,
     cost_lambda=0.9,
     temperature=3.0,
     kd_weight=0.3,
-    save_dir="/tmp/tfee-train-early-exit",
     seed=0,
+    verbose=2,
 ):
-    """Loads data, builds and trains the network, saves it; returns the summary.
+    """Builds and trains a network on `data` (a `tfee.data.DataSplits`).
 
     Returns:
-      A dict with the mode, the saved model's path and every exit's test
-      accuracy (also written to `save_dir/exit_accuracy.json`).
+      The trained early-exit network.
     """
+    import tfee
+    from tfee import keras
+
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
     keras.utils.set_random_seed(seed)
-    data = tfee.data.load(dataset, data_dir=data_dir, batch_size=batch_size, seed=seed)
     model = build_backbone(backbone, data.num_classes, data.input_shape)
     placement = parse_placement(exits)
     post_trained = mode in ("post_trained", "eenet")
     if post_trained:
         # PTEENet: the backbone is trained first and then frozen.
+        shell.progress(BINARY, f"phase 1/2: backbone alone, {epochs} epochs")
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=2)
+        model.fit(
+            data.train, validation_data=data.validation, epochs=epochs, verbose=verbose
+        )
     network = tfee.attach_exits(
         model,
         placement,
@@ -110,6 +109,8 @@ def train(
         with_confidence=mode == "eenet",
         freeze_backbone=post_trained,
     )
+    phase = "phase 2/2: heads on the frozen backbone" if post_trained else mode
+    shell.progress(BINARY, f"{phase}, {epochs} epochs")
     tfee.recipes.fit(
         network,
         data.train,
@@ -122,56 +123,76 @@ def train(
         targets="backbone",
         temperature=temperature,
         kd_weight=kd_weight,
-        verbose=2,
+        verbose=verbose,
     )
+    return network
+
+
+def summarize(network, data):
+    """Per-exit test accuracy and MACs share, as the summary JSON holds them."""
+    import tfee
+
     accuracies = tfee.policy.exit_accuracy(network, data.test).exits
-    os.makedirs(save_dir, exist_ok=True)
-    model_path = os.path.join(save_dir, "network.keras")
-    partial = os.path.join(save_dir, "network.partial.keras")
-    network.save(partial)
-    os.replace(partial, model_path)
-    summary = {
-        "dataset": dataset,
-        "backbone": backbone,
-        "mode": mode,
-        "epochs": epochs,
-        "model": model_path,
-        "exit_test_accuracy": accuracies,
-        "exit_cost_fraction": {
-            e.name: e.fraction_of_full for e in tfee.cost.analyze(network).exits
-        },
-    }
-    json_path = os.path.join(save_dir, "exit_accuracy.json")
-    with open(json_path + ".partial", "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(json_path + ".partial", json_path)
-    return summary
+    costs = {e.name: e.fraction_of_full for e in tfee.cost.analyze(network).exits}
+    return {"exit_test_accuracy": accuracies, "exit_cost_fraction": costs}
+
+
+def plot_exits(path, summary, title):
+    """Test accuracy against MACs share, one point per exit."""
+    from tfee import report
+
+    names = list(summary["exit_test_accuracy"])
+    report.plot_exits(
+        path,
+        names,
+        [summary["exit_cost_fraction"][n] for n in names],
+        [summary["exit_test_accuracy"][n] for n in names],
+        title=title,
+    )
 
 
 def main(argv):
-    del argv
-    summary = train(
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
+    shell.no_arguments(argv)
+    shell.check_head()
+    output_dir = shell.output_dir(BINARY)
+    data = shell.load_data()
+    network = train(
+        data,
         backbone=FLAGS.backbone,
         exits=FLAGS.exits,
-        head=FLAGS.exit_head,
+        head=FLAGS.head,
         mode=FLAGS.mode,
-        epochs=FLAGS.num_epochs,
-        batch_size=FLAGS.batch_size,
+        epochs=shell.epochs(DEFAULT_EPOCHS),
         learning_rate=FLAGS.learning_rate,
         cost_lambda=FLAGS.cost_lambda,
         temperature=FLAGS.kd_temperature,
         kd_weight=FLAGS.kd_weight,
-        save_dir=FLAGS.save_dir,
-        seed=FLAGS.training_seed,
+        seed=FLAGS.seed,
+        verbose=FLAGS.keras_verbose,
     )
-    print(f"\n{summary['mode']} training on {summary['dataset']}: test accuracy")
+    model_path = os.path.join(output_dir, "network.keras")
+    network.save(model_path + ".partial.keras")
+    os.replace(model_path + ".partial.keras", model_path)
+    summary = {
+        **shell.labels(BINARY, "test"),
+        "backbone": FLAGS.backbone,
+        "mode": FLAGS.mode,
+        "epochs": shell.epochs(DEFAULT_EPOCHS),
+        "saved_model": model_path,
+        **summarize(network, data),
+    }
+    shell.write_summary(output_dir, "summary.json", summary)
+    plot_exits(
+        os.path.join(output_dir, "exits.png"),
+        summary,
+        f"{FLAGS.backbone} ({FLAGS.mode}) on {shell.title(BINARY, 'test')}",
+    )
+    print(f"\n{FLAGS.mode} training on {FLAGS.data}: test accuracy")
     for name, accuracy in summary["exit_test_accuracy"].items():
         cost = summary["exit_cost_fraction"][name]
         print(f"  {name}: {100 * accuracy:5.1f}%  at {100 * cost:5.1f}% of full MACs")
-    print(f"saved {summary['model']} and exit_accuracy.json beside it")
+    print(f"saved {model_path}; summary.json and exits.png beside it")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    shell.run(main)

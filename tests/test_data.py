@@ -48,8 +48,11 @@ def test_image_folder_is_read_by_class_and_cached(tmp_path):
     )
     assert images.shape == (4, 4, 4, 3) and classes == ("cat", "dog")
     assert list(labels) == [0, 0, 1, 1] and os.path.exists(cache)
-    cached = tfee.data.load_image_folder("/nonexistent", cache)
+    os.remove(tmp_path / "images" / "cat" / "0.png")  # The cache is read instead.
+    cached = tfee.data.load_image_folder(str(tmp_path / "images"), cache)
     np.testing.assert_array_equal(cached[0], images)
+    os.rename(tmp_path / "images", tmp_path / "other")  # Another folder: decoded.
+    assert len(tfee.data.load_image_folder(str(tmp_path / "other"), cache)[0]) == 3
 
 
 def test_missing_image_folder_raises():

@@ -106,7 +106,8 @@ def load_image_folder(directory, cache=None, image_size=None):
 
     Args:
       directory: the folder holding one sub-folder per class.
-      cache: optional .npz path written after the first decode.
+      cache: optional .npz path written after the first decode (and read
+        instead of decoding when it was written for the same folder).
       image_size: optional (height, width) every image is resized to;
         without it every image must have the first image's size.
 
@@ -117,9 +118,13 @@ def load_image_folder(directory, cache=None, image_size=None):
       ValueError: `directory` is not a folder of class folders, an image
         file cannot be decoded, or images differ in size (both name the file).
     """
+    source = os.path.abspath(directory)
     if cache and os.path.exists(cache):
         with np.load(cache) as stored:
-            return stored["images"], stored["labels"], tuple(stored["class_names"])
+            # A cache written for another folder (or size) is decoded anew.
+            same = "source" not in stored or str(stored["source"]) == source
+            if same:
+                return stored["images"], stored["labels"], tuple(stored["class_names"])
     if not os.path.isdir(directory):
         raise ValueError(
             "load_image_folder: `directory` must be an existing folder of class "
@@ -171,7 +176,11 @@ def load_image_folder(directory, cache=None, image_size=None):
         def write(partial):
             with open(partial, "wb") as f:  # A file object: savez adds no suffix.
                 np.savez(
-                    f, images=images, labels=labels, class_names=np.array(class_names)
+                    f,
+                    images=images,
+                    labels=labels,
+                    class_names=np.array(class_names),
+                    source=np.array(source),
                 )
 
         write_atomically(cache, write)
@@ -295,6 +304,8 @@ def _digits(fractions, seed):
 
 def _from_folder(directory, validation_fraction, seed, image_size, cache):
     def read(folder, tag):
+        if image_size is not None:
+            tag += f"_{image_size[0]}x{image_size[1]}"
         path = os.path.join(cache, f"{tag}.npz") if cache else None
         return load_image_folder(folder, cache=path, image_size=image_size)
 

@@ -55,6 +55,7 @@ __all__ = [
     "reference_network_path",
     "reference_pipeline",
     "train_digits_network",
+    "train_small_network",
     "train_reference_network",
 ]
 
@@ -153,26 +154,27 @@ def fit(
     )
 
 
-def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
-    """A small CNN with exits after its first two blocks, trained on the digits.
+def train_small_network(data, epochs=10, head="sdn", seed=0, verbose=2):
+    """A small CNN with exits after its first two blocks, trained on `data`.
 
-    The network the examples and the demo start from when no model is given:
-    `tfee.backbones.small_cnn` on scikit-learn's embedded 8x8 digits (the
-    training split of `tfee.data.digits(seed=seed)`), joint uniform loss,
-    Adam 3e-3, per-exit accuracy in the logs.
+    The network the examples start from when no model is given:
+    `tfee.backbones.small_cnn` sized for the data, joint uniform loss, Adam
+    3e-3, per-exit accuracy in the logs.
 
     Args:
+      data: a `tfee.data.DataSplits` (`tfee.data.load(...)`).
       epochs: training epochs.
       head: exit head type for both exits.
-      seed: weights and data-split seed.
+      seed: weights seed.
       verbose: Keras `fit` verbosity.
 
     Returns:
       The trained early-exit network (3 exits).
     """
     keras.utils.set_random_seed(seed)
-    train, validation, _ = data_lib.digits(seed=seed)
-    backbone = backbones.small_cnn(num_classes=10, input_shape=(8, 8, 1))
+    backbone = backbones.small_cnn(
+        num_classes=data.num_classes, input_shape=data.input_shape
+    )
     network = network_lib.attach_exits(
         backbone, ["block1_out", "block2_out"], head=head
     )
@@ -181,8 +183,17 @@ def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
         loss=losses.joint(network),
         metrics={name: ["accuracy"] for name in network.output_names},
     )
-    network.fit(train, validation_data=validation, epochs=epochs, verbose=verbose)
+    network.fit(
+        data.train, validation_data=data.validation, epochs=epochs, verbose=verbose
+    )
     return network
+
+
+def train_digits_network(epochs=10, head="sdn", seed=0, verbose=2):
+    """`train_small_network` on scikit-learn's embedded 8x8 digits (the
+    splits of `tfee.data.load("digits", seed=seed)`)."""
+    data = data_lib.load("digits", seed=seed)
+    return train_small_network(data, epochs, head=head, seed=seed, verbose=verbose)
 
 
 def normalise(images, mean, std):

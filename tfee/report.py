@@ -15,6 +15,9 @@ from tfee.policy.evaluation import Evaluation
 
 __all__ = [
     "plot_exit_histogram",
+    "plot_exit_shares",
+    "save_figure",
+    "plot_exits",
     "plot_front",
     "text_table",
     "write_json",
@@ -76,7 +79,8 @@ def write_json(path, data):
     return write_atomically(path, write)
 
 
-def _save_figure(figure, path):
+def save_figure(figure, path):
+    """Writes a matplotlib `Figure` as PNG, atomically; returns `path`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
@@ -151,34 +155,70 @@ def plot_front(path, evaluation, front=None, title=None):
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
-def plot_exit_histogram(path, evaluation, title=None):
-    """Bar chart of the share of samples leaving at each exit (and the oracle's).
+def plot_exits(path, names, macs_fractions, accuracies, title=None):
+    """Accuracy against MACs, one labelled point per exit.
+
+    Args:
+      path: the .png to write.
+      names: the exits' names.
+      macs_fractions: each exit's MACs as a fraction of the full network.
+      accuracies: each exit's accuracy in [0, 1].
+      title: the plot's title (say which model, data and split).
 
     Returns:
       `path`.
     """
     from matplotlib.figure import Figure
 
-    _check_evaluation(evaluation, "tfee.report.plot_exit_histogram")
-    e = evaluation
+    figure = Figure(figsize=(6.4, 4.6))
+    axes = figure.subplots()
+    x = [100 * m for m in macs_fractions]
+    y = [100 * a for a in accuracies]
+    axes.plot(x, y, "s-", color="tab:gray")
+    for name, xi, yi in zip(names, x, y):
+        axes.annotate(
+            name, (xi, yi), fontsize=7, xytext=(3, -9), textcoords="offset points"
+        )
+    axes.set_xlabel("MACs to the exit (% of the full network)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title(title or "accuracy per exit")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def plot_exit_shares(path, shares, oracle_shares=None, title=None):
+    """Bar chart of the share of samples leaving at each exit.
+
+    Args:
+      path: the .png to write.
+      shares: per exit, the fraction of samples leaving there.
+      oracle_shares: the oracle's fractions, drawn beside them, or None.
+      title: the plot's title (say which model, data and split).
+
+    Returns:
+      `path`.
+    """
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(6.4, 3.8))
     axes = figure.subplots()
-    positions = np.arange(1, len(e.exit_counts) + 1)
-    width = 0.4 if e.oracle is not None else 0.7
+    positions = np.arange(1, len(shares) + 1)
+    width = 0.4 if oracle_shares is not None else 0.7
     axes.bar(
-        positions - (width / 2 if e.oracle is not None else 0),
-        [100 * f for f in e.exit_fractions],
+        positions - (width / 2 if oracle_shares is not None else 0),
+        [100 * f for f in shares],
         width,
         color="tab:red",
         label="policy",
     )
-    if e.oracle is not None:
+    if oracle_shares is not None:
         axes.bar(
             positions + width / 2,
-            [100 * f for f in e.oracle.exit_fractions],
+            [100 * f for f in oracle_shares],
             width,
             color="tab:green",
             label="oracle",
@@ -189,10 +229,26 @@ def plot_exit_histogram(path, evaluation, title=None):
     axes.set_title(title or "exit histogram")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
-def write_report(directory, evaluation, front=None, extra=None, prefix=""):
+def plot_exit_histogram(path, evaluation, title=None):
+    """`plot_exit_shares` of an evaluation: its policy's and its oracle's.
+
+    Returns:
+      `path`.
+    """
+    _check_evaluation(evaluation, "tfee.report.plot_exit_histogram")
+    oracle = evaluation.oracle
+    return plot_exit_shares(
+        path,
+        evaluation.exit_fractions,
+        oracle.exit_fractions if oracle is not None else None,
+        title=title,
+    )
+
+
+def write_report(directory, evaluation, front=None, extra=None, prefix="", title=None):
     """Writes the table (.txt), JSON and both plots into `directory`.
 
     Args:
@@ -201,6 +257,7 @@ def write_report(directory, evaluation, front=None, extra=None, prefix=""):
       front: an optional `tfee.policy.Front` for the accuracy-vs-MACs plot.
       extra: optional JSON-ready dict stored under "extra".
       prefix: file-name prefix, e.g. "test_".
+      title: the plots' title (say which model, data and split).
 
     Returns:
       A dict name -> path of the files written ("table", "json", "front",
@@ -226,6 +283,6 @@ def write_report(directory, evaluation, front=None, extra=None, prefix=""):
     if extra is not None:
         data["extra"] = extra
     write_json(paths["json"], data)
-    plot_front(paths["front"], evaluation, front)
-    plot_exit_histogram(paths["histogram"], evaluation)
+    plot_front(paths["front"], evaluation, front, title=title)
+    plot_exit_histogram(paths["histogram"], evaluation, title=title)
     return paths

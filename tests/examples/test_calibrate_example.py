@@ -24,7 +24,7 @@ def saved_net(tmp_path):
 
 def _calibrate_main(out, capsys, **flags):
     """Runs the example's main with a 0.8 MACs budget; returns its JSON report."""
-    with flagsaver.flagsaver(report_dir=str(out), macs_budget=0.8, **flags):
+    with flagsaver.flagsaver(output_dir=str(out), macs_budget=0.8, **flags):
         calibrate.FLAGS(["calibrate"])
         calibrate.main([])
     assert "On test" in capsys.readouterr().out
@@ -34,7 +34,7 @@ def _calibrate_main(out, capsys, **flags):
 
 def test_calibrate_main_writes_table_json_plots_and_policy(saved_net, tmp_path, capsys):
     out = tmp_path / "report"
-    data = _calibrate_main(out, capsys, keras_model=saved_net)
+    data = _calibrate_main(out, capsys, model=saved_net)
     names = {p.name for p in out.iterdir()}
     assert {"test_report.txt", "test_report.json", "policy.json"} <= names
     assert {"test_accuracy_vs_macs.png", "test_exit_histogram.png"} <= names
@@ -48,10 +48,10 @@ def test_calibrate_main_passes_a_confidence_bound_to_calibration(
     saved_net, tmp_path, capsys
 ):
     data = _calibrate_main(
-        tmp_path / "report", capsys, keras_model=saved_net, calibrate_confidence=0.9
+        tmp_path / "report", capsys, model=saved_net, calibration_confidence=0.9
     )
     assert data["extra"]["target"] == {"macs_budget": 0.8, "confidence": 0.9}
-    with flagsaver.flagsaver(keras_model=saved_net, calibrate_confidence=1.5):
+    with flagsaver.flagsaver(model=saved_net, calibration_confidence=1.5):
         calibrate.FLAGS(["calibrate"])
         with pytest.raises(ValueError, match="confidence.*1.5"):
             calibrate.main([])
@@ -64,48 +64,51 @@ def test_calibrate_main_calibrates_on_an_int8_files_own_outputs(tmp_path, capsys
     images = np.random.default_rng(0).random((16, 8, 8, 1), dtype="float32")
     tfee.export.tflite(net, path, quantize="int8", representative=images)
     out = tmp_path / "report"
-    data = _calibrate_main(out, capsys, calibrate_tflite=path)
+    data = _calibrate_main(out, capsys, model=path)
     assert data["extra"]["validation"]["macs_fraction"] <= 0.8
     assert tfee.policy.load_policy(str(out / "policy.json")).num_exits == 2
 
 
-def test_calibration_reads_an_image_folder(tmp_path):
+def test_calibration_reads_an_image_folder_at_the_models_size(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for label in ("cat", "dog"):
         (tmp_path / "images" / label).mkdir(parents=True)
-        for i in range(4):
+        for i in range(10):
             pixels = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
             data = tfee.tf.io.encode_png(pixels).numpy()
             (tmp_path / "images" / label / f"{i}.png").write_bytes(data)
     backbone = tfee.backbones.small_cnn(2, input_shape=(8, 8, 3), widths=(4, 8))
     net = tfee.attach_exits(backbone, ["block1_out"], head="linear")
-    policy, test, validation, _ = calibrate.run_calibration(
-        net, str(tmp_path / "images"), str(tmp_path / "out"), "margin", 0.1, None, 0.5
+    net.save(tmp_path / "net.keras")
+    report = _calibrate_main(
+        tmp_path / "out",
+        capsys,
+        model=str(tmp_path / "net.keras"),
+        data=str(tmp_path / "images"),
+        validation_fraction=0.2,
+        rule="margin",
     )
-    assert test.num_samples == validation.num_samples == 4
-    assert policy.rule == "margin"
+    assert report["extra"]["data"] == str(tmp_path / "images")
+    assert report["extra"]["split"] == "test"
+    assert report["evaluation"]["num_samples"] == 4
 
 
 def test_missing_model_or_data_is_a_clear_error(tmp_path, saved_net):
-    with flagsaver.flagsaver(keras_model=str(tmp_path / "missing.keras")):
+    from examples import shell
+
+    with flagsaver.flagsaver(model=str(tmp_path / "missing.keras")):
         calibrate.FLAGS(["calibrate"])
-        with pytest.raises(app.UsageError, match="no such file"):
+        with pytest.raises(shell.CommandError, match="--model: no such file"):
             calibrate.main([])
-    with flagsaver.flagsaver(calibrate_tflite=str(tmp_path / "missing.tflite")):
+    with flagsaver.flagsaver(model=str(tmp_path / "missing.tflite")):
         calibrate.FLAGS(["calibrate"])
-        with pytest.raises(app.UsageError, match="--calibrate_tflite: no such file"):
+        with pytest.raises(shell.CommandError, match="--model: no such file"):
             calibrate.main([])
-    with flagsaver.flagsaver(calibrate_tflite="a.tflite", keras_model=saved_net):
+    with flagsaver.flagsaver(model=saved_net, rule="most_confident"):
         calibrate.FLAGS(["calibrate"])
-        with pytest.raises(app.UsageError, match="not both"):
+        with pytest.raises(app.UsageError, match="--rule must be one of"):
             calibrate.main([])
-    net = tfee.attach_exits(
-        tfee.backbones.small_cnn(3, input_shape=(8, 8, 1), widths=(4, 8)),
-        ["block1_out"],
-    )
-    with pytest.raises(
-        ValueError, match="must be 'digits' or an existing image folder"
-    ):
-        calibrate.run_calibration(
-            net, str(tmp_path / "nope"), str(tmp_path), "margin", 0.1, None, 0.5
-        )
+    with flagsaver.flagsaver(model=saved_net, data=str(tmp_path / "nope")):
+        calibrate.FLAGS(["calibrate"])
+        with pytest.raises(shell.CommandError, match="--data=.*no folder at"):
+            calibrate.main([])

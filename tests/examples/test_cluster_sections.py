@@ -25,9 +25,9 @@ def _run(tmp_path, **flags):
     tf.config.run_functions_eagerly(True)
     try:
         with flagsaver.flagsaver(
-            cluster_model_path=str(tmp_path / "dense.keras"),
-            cluster_epochs=1,
-            cluster_output_dir=str(tmp_path),
+            model=str(tmp_path / "dense.keras"),
+            epochs=1,
+            output_dir=str(tmp_path),
             **flags,
         ):
             cluster_sections.main([])
@@ -70,14 +70,14 @@ def _int8_kernels(path):
 
 
 def test_int8_export_keeps_each_clustered_kernel_at_its_cluster_count(tmp_path):
-    summary = _run(tmp_path, clusters="4", cluster_quantize="int8")
+    summary = _run(tmp_path, clusters="4", quantize=["int8"])
     assert summary["compression"]["artifact"] == "int8 .tflite, per-tensor scales"
     kernels = _int8_kernels(tmp_path / "clustered_int8.tflite")
     assert all(len(np.unique(k)) <= 4 for k in kernels)
 
 
 def test_unfolded_clusters_reach_the_int8_file_through_per_channel_scales(tmp_path):
-    summary = _run(tmp_path, clusters="4", cluster_quantize="int8", cluster_fold=False)
+    summary = _run(tmp_path, clusters="4", quantize=["int8"], fold=False)
     assert summary["compression"]["artifact"] == "int8 .tflite, per-channel scales"
     network = keras.models.load_model(tmp_path / "clustered.keras")
     assert type(network.get_layer("block1_bn")).__name__ == "BatchNormalization"
@@ -90,7 +90,5 @@ def test_unfolded_clusters_reach_the_int8_file_through_per_channel_scales(tmp_pa
 
 
 def test_unfolded_clustering_refuses_a_float32_file(tmp_path):
-    with pytest.raises(
-        ValueError, match="--nocluster_fold needs --cluster_quantize int8"
-    ):
-        _run(tmp_path, clusters="4", cluster_fold=False)
+    with pytest.raises(ValueError, match="--nofold needs --quantize=int8 or --qat"):
+        _run(tmp_path, clusters="4", fold=False)

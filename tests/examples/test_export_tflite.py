@@ -14,11 +14,11 @@ def test_main_exports_verifies_and_writes_micro_stages(tmp_path, capsys):
     tiny_network(with_confidence=False).save(model_path)
     flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(
-        model_path=model_path,
-        export_dir=str(tmp_path / "out"),
+        model=model_path,
+        output_dir=str(tmp_path / "out"),
         quantize=["float32"],
         micro=True,
-        calibration_data="random",
+        data="digits",
     ):
         example.main([])
     printed = capsys.readouterr().out

@@ -17,7 +17,7 @@ def test_both_orders_write_one_plot_and_json(tmp_path):
     tf.config.run_functions_eagerly(True)
     try:
         with flagsaver.flagsaver(
-            dense_epochs=1, prune_epochs=1, sparsity=0.5, prune_output_dir=str(tmp_path)
+            train_epochs=1, epochs=1, sparsity=0.5, output_dir=str(tmp_path)
         ):
             prune_early_exit.main([])
     finally:
@@ -28,6 +28,8 @@ def test_both_orders_write_one_plot_and_json(tmp_path):
         assert row["overall_sparsity"] == pytest.approx(0.5, abs=0.02)
         assert len(row["exit_accuracy"]) == 3
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["data"] == "digits" and result["split"] == "test"
+    assert (tmp_path / "pruned_ordered.keras").exists()
 
 
 def test_cascade_curve_at_threshold_zero_uses_the_first_exit_only():

@@ -13,10 +13,14 @@ def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):
     tfee.export.tflite(tiny_network(), path, signatures=["stage_1", "stage_2"])
     flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(
-        tflite=path, max_softmax_threshold=0.0, test_data="random", cascade_batch=4
+        model=path,
+        threshold=0.0,
+        data="digits",
+        cascade_batch=4,
+        output_dir=str(tmp_path / "out"),
     ):
         example.main([])
     printed = capsys.readouterr().out
-    assert "exit_1: 64 samples" in printed
+    assert "exit_1: 359 samples" in printed and "accuracy:" in printed
     assert "exit_2: 0 samples" in printed
     assert "mean MACs" in printed

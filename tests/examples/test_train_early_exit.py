@@ -18,15 +18,15 @@ from tfee import keras
 def test_main_writes_a_loadable_model_and_per_exit_accuracies(tmp_path, mode):
     with flagsaver.flagsaver(
         mode=mode,
-        num_epochs=1,
+        epochs=1,
         batch_size=256,
         exits=["block1_out", "block2_out"],
-        exit_head="linear",
-        save_dir=str(tmp_path),
+        head="linear",
+        output_dir=str(tmp_path),
     ):
         train_early_exit.FLAGS(["train_early_exit"])
         train_early_exit.main([])
-    with open(tmp_path / "exit_accuracy.json") as f:
+    with open(tmp_path / "summary.json") as f:
         summary = json.load(f)
     assert summary["mode"] == mode
     assert list(summary["exit_test_accuracy"]) == ["exit_1", "exit_2", "exit_3"]
@@ -43,4 +43,4 @@ def test_fractions_and_layer_names_both_place_exits():
 
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode must be one of"):
-        train_early_exit.train(mode="sequential")
+        train_early_exit.train(tfee.data.load("digits"), mode="sequential")
