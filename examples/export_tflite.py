@@ -29,10 +29,23 @@ BINARY = "export_tflite"
 CALIBRATION_IMAGES = 512
 
 flags.DEFINE_bool("micro", True, "Also export int8 stage models for TFLite Micro.")
+flags.DEFINE_float(
+    "min_agreement",
+    0.99,
+    "Top-1 agreement with Keras each quantized signature needs to pass "
+    "verification (tfee.export.verify).",
+)
 
 
 def export_all(
-    network, output_dir, quantizations, micro, images, policy=None, labels=None
+    network,
+    output_dir,
+    quantizations,
+    micro,
+    images,
+    policy=None,
+    labels=None,
+    min_agreement=0.99,
 ):
     """Exports every variant (and the Micro stages).
 
@@ -55,7 +68,7 @@ def export_all(
             policy=policy,
             labels=labels,
         )
-        check = tfee.export.verify(path, network, images)
+        check = tfee.export.verify(path, network, images, min_agreement=min_agreement)
         lines.append(
             f"{quantize:<8} {report.bytes:>9,} bytes  {report.gzipped_bytes:>9,} "
             f"gzipped  zeros {100 * report.zero_fraction:5.1f}%  "
@@ -117,7 +130,14 @@ def main(argv):
     if labels is not None and len(labels) != network.outputs[0].shape[-1]:
         labels = None
     lines, summary, failed = export_all(
-        network, output_dir, quantizations, FLAGS.micro, images, policy, labels
+        network,
+        output_dir,
+        quantizations,
+        FLAGS.micro,
+        images,
+        policy,
+        labels,
+        FLAGS.min_agreement,
     )
     summary = {
         **shell.labels(BINARY, "validation"),

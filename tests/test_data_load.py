@@ -86,7 +86,7 @@ def test_resize_augment_and_cache_on_a_folder(tmp_path):
     )
     assert data.input_shape == (4, 4, 3)
     assert next(iter(data.train))[0].shape[1:] == (4, 4, 3)
-    assert (tmp_path / "cache" / "images_4x4.npz").exists()
+    assert (tmp_path / "cache" / "images.npz").exists()
 
 
 def test_crop_flip_maps_over_batched_output():

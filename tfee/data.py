@@ -80,8 +80,8 @@ def digits(batch_size=64, fractions=(0.6, 0.2, 0.2), seed=0):
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
-def _read_image(path, image_size):
-    """One decoded uint8 image, resized when `image_size` is given."""
+def _read_image(path):
+    """One decoded uint8 image (h, w, 3)."""
     try:
         data = tf.io.read_file(path)
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -90,10 +90,37 @@ def _read_image(path, image_size):
             f"tfee.data: cannot decode the image file {path!r} (accepted: PNG, "
             f"JPEG, BMP, GIF). Received: {error.message.splitlines()[0]}"
         ) from None
-    if image_size is not None:
-        image = tf.image.resize(image, image_size, antialias=True)
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
     return image.numpy()
+
+
+def _resized(images, image_size, chunk=4096):
+    """uint8 images resized to `image_size` (antialiased), a chunk at a time."""
+    parts = []
+    for start in range(0, len(images), chunk):
+        part = tf.image.resize(
+            images[start : start + chunk], image_size, antialias=True
+        )
+        parts.append(
+            tf.cast(tf.clip_by_value(tf.round(part), 0, 255), tf.uint8).numpy()
+        )
+    return np.concatenate(parts)
+
+
+def _cached(cache, source, image_size):
+    """(images, labels, class_names) from `cache` when it was written for
+    `source`, resized to `image_size` if needed; else None."""
+    if not (cache and os.path.exists(cache)):
+        return None
+    with np.load(cache) as stored:
+        if "source" in stored and str(stored["source"]) != source:
+            return None
+        resized_to = tuple(stored["resized_to"]) if "resized_to" in stored else ()
+        if resized_to and resized_to != image_size:
+            return None  # Mixed sizes were resized for another size.
+        images = stored["images"]
+        if image_size is not None and images.shape[1:3] != image_size:
+            images = _resized(images, image_size)
+        return images, stored["labels"], tuple(stored["class_names"])
 
 
 def load_image_folder(directory, cache=None, image_size=None):
@@ -101,8 +128,10 @@ def load_image_folder(directory, cache=None, image_size=None):
 
     This is the layout of `tfds.folder_dataset.ImageFolder` and of the CIFAR-10
     copy in shared/datasets. Decoding tens of thousands of JPEGs is slow, so
-    pass `cache` (an .npz path) to decode once and reuse. Files that are not
-    images by their suffix (a README, .DS_Store) are skipped with a warning.
+    pass `cache` (an .npz path) to decode once and reuse: it holds the images
+    at their own size (one cache serves every `image_size`). Files that are
+    not images by their suffix (a README, .DS_Store) are skipped with a
+    warning.
 
     Args:
       directory: the folder holding one sub-folder per class.
@@ -116,21 +145,19 @@ def load_image_folder(directory, cache=None, image_size=None):
 
     Raises:
       ValueError: `directory` is not a folder of class folders, an image
-        file cannot be decoded, or images differ in size (both name the file).
+        file cannot be decoded, or images differ in size and no
+        `image_size` is given (both name the file).
     """
+    image_size = _check_image_size(image_size, "load_image_folder")
     source = os.path.abspath(directory)
-    if cache and os.path.exists(cache):
-        with np.load(cache) as stored:
-            # A cache written for another folder (or size) is decoded anew.
-            same = "source" not in stored or str(stored["source"]) == source
-            if same:
-                return stored["images"], stored["labels"], tuple(stored["class_names"])
+    cached = _cached(cache, source, image_size)
+    if cached is not None:
+        return cached
     if not os.path.isdir(directory):
         raise ValueError(
             "load_image_folder: `directory` must be an existing folder of class "
             f"sub-folders. Received: directory={directory!r}"
         )
-    image_size = _check_image_size(image_size, "load_image_folder")
     class_names = tuple(
         sorted(
             d
@@ -142,7 +169,7 @@ def load_image_folder(directory, cache=None, image_size=None):
         raise ValueError(
             f"load_image_folder: no class sub-folders in directory={directory!r}"
         )
-    images, labels, skipped = [], [], []
+    images, labels, skipped, odd = [], [], [], None
     for label, name in enumerate(class_names):
         folder = os.path.join(directory, name)
         for file_name in sorted(os.listdir(folder)):
@@ -150,13 +177,9 @@ def load_image_folder(directory, cache=None, image_size=None):
             if os.path.isdir(path) or not file_name.lower().endswith(_IMAGE_SUFFIXES):
                 skipped.append(path)
                 continue
-            image = _read_image(path, image_size)
-            if images and image.shape != images[0].shape:
-                raise ValueError(
-                    f"load_image_folder: the image {path!r} is {image.shape[:2]} "
-                    f"pixels, the ones before it {images[0].shape[:2]}. Pass "
-                    "`image_size=(height, width)` to resize every image."
-                )
+            image = _read_image(path)
+            if images and odd is None and image.shape != images[0].shape:
+                odd = (path, image.shape[:2], images[0].shape[:2])
             images.append(image)
             labels.append(label)
     if skipped:
@@ -170,7 +193,19 @@ def load_image_folder(directory, cache=None, image_size=None):
             f"load_image_folder: no image files in the class folders of "
             f"directory={directory!r}"
         )
-    images, labels = np.stack(images), np.asarray(labels, dtype="int32")
+    resized_to = ()
+    if odd is None:
+        images = np.stack(images)
+    elif image_size is None:
+        raise ValueError(
+            f"load_image_folder: the image {odd[0]!r} is {odd[1]} pixels, the "
+            f"ones before it {odd[2]}. Pass `image_size=(height, width)` to "
+            "resize every image."
+        )
+    else:
+        images = np.concatenate([_resized(image[None], image_size) for image in images])
+        resized_to = image_size
+    labels = np.asarray(labels, dtype="int32")
     if cache:
 
         def write(partial):
@@ -181,9 +216,12 @@ def load_image_folder(directory, cache=None, image_size=None):
                     labels=labels,
                     class_names=np.array(class_names),
                     source=np.array(source),
+                    resized_to=np.array(resized_to, dtype="int64"),
                 )
 
         write_atomically(cache, write)
+    if image_size is not None and images.shape[1:3] != image_size:
+        images = _resized(images, image_size)
     return images, labels, class_names
 
 
@@ -304,8 +342,6 @@ def _digits(fractions, seed):
 
 def _from_folder(directory, validation_fraction, seed, image_size, cache):
     def read(folder, tag):
-        if image_size is not None:
-            tag += f"_{image_size[0]}x{image_size[1]}"
         path = os.path.join(cache, f"{tag}.npz") if cache else None
         return load_image_folder(folder, cache=path, image_size=image_size)
 
@@ -596,6 +632,9 @@ def load(
             f"{api}: `source` must be {_SOURCES}. Received: source={source!r}"
         )
 
+    if image_size is not None:
+        if tuple(examples.train.element_spec[0].shape[:2]) == image_size:
+            image_size = None  # already that size
     splits = []
     for tag, ds in zip(("train", "validation", "test"), examples[:3]):
         if image_size is not None:
