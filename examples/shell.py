@@ -280,13 +280,14 @@ def load_keras_model(flag="model"):
         raise CommandError(f"--{flag}={path}: {error}") from None
 
 
-def check_head():
+def check_head(head=None):
     import tfee
 
-    if FLAGS.head not in tfee.layers.HEAD_TYPES:
+    head = FLAGS.head if head is None else head
+    if head not in tfee.layers.HEAD_TYPES:
         raise app.UsageError(
             f"--head must be one of {sorted(tfee.layers.HEAD_TYPES)}. "
-            f"Received: {FLAGS.head!r}"
+            f"Received: {head!r}"
         )
 
 
