@@ -84,13 +84,22 @@ class ExitLossModel(keras.Model):
         self._output_index = {
             role: i for i, role in enumerate(output_roles(network)) if role
         }
-        self._trackers = {
-            name: keras.metrics.Mean(name=name) for name in ("loss",) + extra_metrics
-        }
-        self._accuracies = [
-            keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy")
-            for name in self._exit_names
-        ]
+        # A network built under a tf.distribute strategy trains under it, also
+        # when this wrapper is made outside `strategy.scope()`: otherwise fit
+        # would update its MirroredVariables from the default strategy (a
+        # TypeError deep inside the optimizer).
+        strategy = getattr(network, "_distribution_strategy", None)
+        if strategy is not None:
+            self._distribution_strategy = strategy
+        with self.distribute_strategy.scope():
+            self._trackers = {
+                name: keras.metrics.Mean(name=name)
+                for name in ("loss",) + extra_metrics
+            }
+            self._accuracies = [
+                keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy")
+                for name in self._exit_names
+            ]
 
     def _network(self):
         raise NotImplementedError
