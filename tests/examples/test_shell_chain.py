@@ -84,6 +84,11 @@ def test_the_chain_runs_on_an_image_folder(tmp_path, capsys):
         assert cascade["samples"] == 30 and 0 <= cascade["accuracy"] <= 1
         assert sum(cascade["samples_per_exit"].values()) == 30
         _main(prune_early_exit, model=network, sparsity=0.5, epochs=1, **common)
+        curves = json.loads((out / "curves.json").read_text())
+        assert set(curves["orders"]) == {"together", "ordered"}
+        for row in curves["orders"].values():
+            assert row["overall_sparsity"] == pytest.approx(0.5, abs=0.02)
+            assert len(row["exit_accuracy"]) == 3
         _main(
             cluster_sections,
             model=str(out / "pruned_ordered.keras"),
@@ -98,7 +103,13 @@ def test_the_chain_runs_on_an_image_folder(tmp_path, capsys):
     assert compression["model"].endswith("pruned_ordered.keras")
     printed = capsys.readouterr().out
     assert "[cluster_sections" in printed and "stage 1/" in printed
-    for name in ("exits.png", "test_accuracy_vs_macs.png", "cascade_exits.png"):
+    pictures = (
+        "exits.png",
+        "test_accuracy_vs_macs.png",
+        "cascade_exits.png",
+        "curves.png",
+    )
+    for name in pictures:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
 

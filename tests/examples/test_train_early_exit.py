@@ -12,9 +12,10 @@ from tfee import keras
 
 
 @pytest.mark.slow
-# eenet covers the post-trained path (backbone first, then frozen);
-# distill and post_trained share the rest with tests/training.
-@pytest.mark.parametrize("mode", ["joint", "eenet"])
+# eenet covers the post-trained path (backbone first, then frozen); joint
+# runs in tests/examples/test_shell_chain.py, distill and post_trained share
+# the rest with tests/training.
+@pytest.mark.parametrize("mode", ["eenet"])
 def test_main_writes_a_loadable_model_and_per_exit_accuracies(tmp_path, mode):
     with flagsaver.flagsaver(
         mode=mode,
