@@ -70,8 +70,10 @@ def run(
     fold=True,
     verbose=2,
     labels=None,
+    title=None,
 ):
-    """Clusters, optionally QATs, writes model, .tflite and JSON; returns the JSON."""
+    """Clusters, optionally QATs, writes model, .tflite, JSON and a plot of
+    per-exit test accuracy before and after (clustering.png); returns the JSON."""
     import tfee
     import tfee.compress
     import tfee.export
@@ -171,6 +173,20 @@ def run(
         scales = "per-tensor" if fold else "per-channel"
         summary["compression"]["artifact"] = f"{quantize} .tflite, {scales} scales"
     summary["files"] = {"keras": model_file, "tflite": tflite_file}
+    costs = tfee.cost.analyze(network).exits
+    series = {
+        "dense": list(summary["before"]["exits"].values()),
+        "clustered": list(summary["after"]["exits"].values()),
+    }
+    if qat:
+        series["clustered, int8 QAT"] = list(summary["qat"]["after"]["exits"].values())
+    report.plot_exits(
+        os.path.join(output_dir, "clustering.png"),
+        [e.name for e in costs],
+        [e.fraction_of_full for e in costs],
+        series,
+        title=title,
+    )
     report.write_json(os.path.join(output_dir, "compression.json"), summary)
     return summary
 
@@ -204,6 +220,7 @@ def main(argv):
         fold=FLAGS.fold,
         verbose=FLAGS.keras_verbose,
         labels=shell.labels(BINARY, "test"),
+        title=shell.title(BINARY, "test"),
     )
     print(_accuracy_line("before", summary["before"]))
     print(_accuracy_line("after", summary["after"]))

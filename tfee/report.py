@@ -165,7 +165,8 @@ def plot_exits(path, names, macs_fractions, accuracies, title=None):
       path: the .png to write.
       names: the exits' names.
       macs_fractions: each exit's MACs as a fraction of the full network.
-      accuracies: each exit's accuracy in [0, 1].
+      accuracies: each exit's accuracy in [0, 1], or a dict label -> such a
+        list to draw several networks (before and after compression).
       title: the plot's title (say which model, data and split).
 
     Returns:
@@ -173,19 +174,23 @@ def plot_exits(path, names, macs_fractions, accuracies, title=None):
     """
     from matplotlib.figure import Figure
 
+    series = accuracies if isinstance(accuracies, dict) else {None: accuracies}
     figure = Figure(figsize=(6.4, 4.6))
     axes = figure.subplots()
     x = [100 * m for m in macs_fractions]
-    y = [100 * a for a in accuracies]
-    axes.plot(x, y, "s-", color="tab:gray")
-    for name, xi, yi in zip(names, x, y):
-        axes.annotate(
-            name, (xi, yi), fontsize=7, xytext=(3, -9), textcoords="offset points"
-        )
+    for label, values in series.items():
+        y = [100 * a for a in values]
+        axes.plot(x, y, "s-", label=label)
+        for name, xi, yi in zip(names, x, y):
+            axes.annotate(
+                name, (xi, yi), fontsize=7, xytext=(3, -9), textcoords="offset points"
+            )
     axes.set_xlabel("MACs to the exit (% of the full network)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title(title or "accuracy per exit")
     axes.grid(alpha=0.3)
+    if len(series) > 1:
+        axes.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, path)
 
