@@ -145,13 +145,13 @@ def main(argv):
         "policy": FLAGS.policy or None,
         **summary,
     }
-    shell.write_summary(output_dir, "summary.json", summary)
+    shell.write_summary(output_dir, "export_summary.json", summary)
     for line in lines:
         print(line)
     if failed:
         raise shell.CommandError(
             f"verification failed for {', '.join(failed)} (details above and in "
-            f"{os.path.join(output_dir, 'summary.json')})"
+            f"{os.path.join(output_dir, 'export_summary.json')})"
         )
 
 

@@ -7,7 +7,7 @@
 Runs --data's test split through the file's stage chain, one sample at a time
 by default (as a device would), and reports accuracy, how many samples each
 exit answered and the mean MACs relative to the full network; writes
-summary.json and a plot of the exits' shares. The policy is --policy (a JSON
+cascade_summary.json and a plot of the exits' shares. The policy is --policy (a JSON
 saved by calibrate.py) when given, else the one embedded in the file
 (`tfee.export.tflite(policy=...)`), else a shared --threshold on max softmax.
 """

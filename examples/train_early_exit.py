@@ -4,7 +4,7 @@ Modes: joint (SDN's ramped per-exit weights), post_trained (PTEENet: train
 the backbone, freeze it, train only the heads), eenet (PTEENet's post-trained
 heads with learned confidences and EENet's cost-aware loss) and distill
 (self-distillation from the deepest exit). Writes OUTPUT_DIR/network.keras,
-summary.json (per-exit test accuracy and MACs) and exits.png:
+training_summary.json (per-exit test accuracy and MACs) and exits.png:
 
     .venv/bin/python examples/train_early_exit.py --data=../shared/datasets/cifar10 \
         --backbone=resnet_cifar --epochs=5 --output_dir=/tmp/tfee-chain
@@ -181,7 +181,7 @@ def main(argv):
         "saved_model": model_path,
         **summarize(network, data),
     }
-    shell.write_summary(output_dir, "summary.json", summary)
+    shell.write_summary(output_dir, "training_summary.json", summary)
     plot_exits(
         os.path.join(output_dir, "exits.png"),
         summary,
@@ -191,7 +191,7 @@ def main(argv):
     for name, accuracy in summary["exit_test_accuracy"].items():
         cost = summary["exit_cost_fraction"][name]
         print(f"  {name}: {100 * accuracy:5.1f}%  at {100 * cost:5.1f}% of full MACs")
-    print(f"saved {model_path}; summary.json and exits.png beside it")
+    print(f"saved {model_path}; training_summary.json and exits.png beside it")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def test_the_chain_runs_on_an_image_folder(tmp_path, capsys):
             **common,
         )
         network = str(out / "network.keras")
-        trained = json.loads((out / "summary.json").read_text())
+        trained = json.loads((out / "training_summary.json").read_text())
         assert trained["data"] == str(data) and trained["split"] == "test"
         _main(calibrate, model=network, max_accuracy_drop=0.05, **common)
         _main(
@@ -77,7 +77,7 @@ def test_the_chain_runs_on_an_image_folder(tmp_path, capsys):
             micro=False,
             **common,
         )
-        exported = json.loads((out / "summary.json").read_text())
+        exported = json.loads((out / "export_summary.json").read_text())
         assert exported["files"]["int8"]["verified"]
         _main(run_tflite_cascade, model=str(out / "net_int8.tflite"), **common)
         cascade = json.loads((out / "cascade_summary.json").read_text())

@@ -27,7 +27,7 @@ def test_main_writes_a_loadable_model_and_per_exit_accuracies(tmp_path, mode):
     ):
         train_early_exit.FLAGS(["train_early_exit"])
         train_early_exit.main([])
-    with open(tmp_path / "summary.json") as f:
+    with open(tmp_path / "training_summary.json") as f:
         summary = json.load(f)
     assert summary["mode"] == mode
     assert list(summary["exit_test_accuracy"]) == ["exit_1", "exit_2", "exit_3"]
