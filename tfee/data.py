@@ -620,7 +620,12 @@ def load(
     elif (isinstance(source, str) and source) or (
         hasattr(source, "as_dataset") and hasattr(source, "info")
     ):
-        if isinstance(source, str) and os.sep in source and not os.path.exists(source):
+        # TFDS names may hold a "/" (a config: "imagenet2012_subset/1pct"), so
+        # only what starts like a path is taken for a missing folder.
+        looks_like_path = isinstance(source, str) and source.startswith(
+            ("/", "./", "../", "~")
+        )
+        if looks_like_path and not os.path.exists(source):
             raise ValueError(
                 f"{api}: `source` looks like a path but there is no folder at "
                 f"{source!r}. Accepted: {_SOURCES}."
