@@ -122,9 +122,8 @@ def flatten_model(model, input_shape=None):
         raise ValueError(
             f"{api}: flattening `model` would give several layers the name(s) "
             f"{repeated}: a nested model and the outer model (or two nested "
-            "models) use the same layer names. Rename them (for example build "
-            "the nested model under `keras.backend.name_scope`-free unique "
-            "names) or attach exits outside the nested model."
+            "models) use the same layer names. Give the layers unique names "
+            "(`name=` when building them) before flattening."
         )
     # Replay a private copy: calling the layers again adds nodes to them, and
     # the caller's model must stay as it was.
