@@ -2,6 +2,7 @@
 input sizes, non-classifier outputs and loading saved networks."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,8 @@ import pytest
 
 import tfee
 from tfee import keras
+
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
 def _base(name="base", input_shape=(16, 16, 3)):
@@ -79,16 +82,23 @@ def test_a_frozen_base_stays_frozen_and_its_heads_train():
     assert trainable == {"exit_1_head", "logits"}
 
 
-def test_flops_fractions_place_exits_inside_nested_keras_applications():
-    base = keras.applications.MobileNetV2(
-        include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.35
-    )
-    net = tfee.attach_exits(
-        _transfer_model(base), tfee.FlopsFractions([0.3, 0.6]), head="linear"
-    )
+def test_flops_fractions_place_exits_inside_a_nested_base():
+    base = _base()
+    net = tfee.attach_exits(_transfer_model(base), tfee.FlopsFractions([0.3, 0.6]))
     attach = [info.attach_layer for info in tfee.exits(net)]
     inner = {layer.name for layer in base.layers}
     assert attach[0] in inner and attach[1] in inner
+
+
+def test_the_readmes_own_model_block_runs_as_written(tmp_path, monkeypatch):
+    with open(README) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    (block,) = [b for b in blocks if "keras.applications.MobileNetV2(" in b]
+    monkeypatch.chdir(tmp_path)
+    namespace = {"tfee": tfee, "keras": keras}
+    exec(compile(block, "README.md own-model block", "exec"), namespace)  # noqa: S102
+    attach = [info.attach_layer for info in tfee.exits(namespace["my_net"])]
+    assert attach[:2] == ["block_2_add", "block_6_project_BN"] and len(attach) == 3
 
 
 def test_flatten_model_rebuilds_an_unknown_input_size():

@@ -3,10 +3,11 @@
 Each ```python block runs in order in one namespace, as a user pasting them
 into one session would, in a temporary folder. The names the README leaves to
 the reader (train_ds, val_ds, test_images, ...) are tiny CIFAR-shaped data,
-and only the training lengths are shortened (`_SHORTER`). Two blocks run
+and only the training lengths are shortened (`_SHORTER`). Three blocks run
 elsewhere: the plain client (tests/runtime/test_plain_client.py, against
-Cascade) and the reference recipe (it trains for 30 epochs; its pieces are
-tested in tests/test_recipes.py).
+Cascade), the reference recipe (it trains for 30 epochs; its pieces are
+tested in tests/test_recipes.py) and the own-model block (tests/test_own_models.py,
+beside the README test so that the two run in parallel).
 """
 
 import os
@@ -25,7 +26,11 @@ _SHORTER = {
     "Rounds(20, len(train_ds)), epochs=20": "Rounds(1, len(train_ds)), epochs=1",
 }
 # Blocks tested elsewhere, recognised by a line they hold.
-_ELSEWHERE = ("class PlainCascade:", "tfee.recipes.reference_network(")
+_ELSEWHERE = (
+    "class PlainCascade:",
+    "tfee.recipes.reference_network(",
+    "keras.applications.MobileNetV2(",  # tests/test_own_models.py runs it
+)
 
 
 def _blocks():
