@@ -232,6 +232,11 @@ def load_data(model_input_shape=None):
     channels = model_input_shape[-1] if model_input_shape is not None else None
     if channels is not None and data.input_shape[-1] != channels:
         if channels == 1 and data.input_shape[-1] == 3:
+            print(
+                f"[shell] --data={FLAGS.data!r} is RGB and the model takes one "
+                "channel: feeding the mean of the three channels",
+                flush=True,
+            )
 
             def grey(x, y):
                 return tf.reduce_mean(x, axis=-1, keepdims=True), y

@@ -143,3 +143,17 @@ def test_a_stray_file_is_skipped_and_a_broken_image_named(tmp_path):
     (tmp_path / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match=r"cannot decode the image file .*broken.jpg"):
         tfee.data.load(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.eye(4, dtype="float32")[np.arange(40) % 4], "integer class ids"),
+        (np.eye(4, dtype="int64")[np.arange(40) % 4], "one integer class id per image"),
+    ],
+)
+def test_one_hot_labels_are_refused_not_cast(labels, message):
+    images = np.zeros((40, 4, 4, 3), "float32")
+    source = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    with pytest.raises(ValueError, match=message):
+        tfee.data.load(source)

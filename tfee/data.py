@@ -402,9 +402,20 @@ def _unbatched(dataset, api, argument):
             f"{api}: `{argument}` must yield (image, label) pairs. Received "
             f"elements: {spec}"
         )
+    # One-hot labels would pass through the int32 cast as garbage.
+    if not spec[1].dtype.is_integer:
+        raise ValueError(
+            f"{api}: `{argument}` must yield integer class ids as labels (not "
+            f"one-hot vectors). Received labels: {spec[1]}"
+        )
     rank = spec[0].shape.rank
     if rank == 4 or (rank == 3 and spec[1].shape.rank == 1):
         dataset = dataset.unbatch()
+    if dataset.element_spec[1].shape.rank != 0:
+        raise ValueError(
+            f"{api}: `{argument}` must yield one integer class id per image. "
+            f"Received labels: {spec[1]} with images {spec[0]}"
+        )
     return dataset.map(_scaled)
 
 
