@@ -205,7 +205,7 @@ def image_size(model_input_shape=None):
     return None
 
 
-def load_data(model_input_shape=None):
+def load_data(model_input_shape=None, normalise=False):
     """`tfee.data.load` over --data with the shared flags.
 
     Images are resized to --image_size or to the model's input size. A model
@@ -226,6 +226,7 @@ def load_data(model_input_shape=None):
             seed=FLAGS.seed,
             image_size=size,
             cache=FLAGS.cache or None,
+            normalise=normalise,
         )
     except ValueError as error:
         raise CommandError(f"--data={FLAGS.data!r}: {error}") from None

@@ -4,7 +4,9 @@ Modes: joint (SDN's ramped per-exit weights), post_trained (PTEENet: train
 the backbone, freeze it, train only the heads), eenet (PTEENet's post-trained
 heads with learned confidences and EENet's cost-aware loss) and distill
 (self-distillation from the deepest exit). Writes OUTPUT_DIR/network.keras,
-training_summary.json (per-exit test accuracy and MACs) and exits.png:
+training_summary.json (per-exit test accuracy and MACs) and exits.png. With
+--normalise the saved network normalises its input itself (the training
+split's per-channel statistics), so every later step takes raw images:
 
     .venv/bin/python examples/train_early_exit.py --data=../shared/datasets/cifar10 \
         --backbone=resnet_cifar --epochs=5 --output_dir=/tmp/tfee-chain
@@ -36,6 +38,13 @@ flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
 flags.DEFINE_float("cost_lambda", 0.9, "EENet's cost penalty lambda (mode eenet).")
 flags.DEFINE_float("kd_temperature", 3.0, "Distillation temperature (mode distill).")
 flags.DEFINE_float("kd_weight", 0.3, "Distillation share in [0, 1] (mode distill).")
+flags.DEFINE_bool(
+    "normalise",
+    False,
+    "Train on per-channel normalised images (statistics from the training "
+    "split) and save the network with that normalisation inside it, so the "
+    "later binaries, the exported files and the cascade take raw images.",
+)
 
 DEFAULT_EPOCHS = 10
 
@@ -155,7 +164,7 @@ def main(argv):
     shell.no_arguments(argv)
     shell.check_head()
     output_dir = shell.output_dir(BINARY)
-    data = shell.load_data()
+    data = shell.load_data(normalise=FLAGS.normalise)
     network = train(
         data,
         backbone=FLAGS.backbone,
@@ -170,17 +179,23 @@ def main(argv):
         seed=FLAGS.seed,
         verbose=FLAGS.keras_verbose,
     )
-    model_path = os.path.join(output_dir, "network.keras")
-    network.save(model_path + ".partial.keras")
-    os.replace(model_path + ".partial.keras", model_path)
     summary = {
         **shell.labels(BINARY, "test"),
         "backbone": FLAGS.backbone,
         "mode": FLAGS.mode,
         "epochs": shell.epochs(DEFAULT_EPOCHS),
-        "saved_model": model_path,
+        "saved_model": os.path.join(output_dir, "network.keras"),
+        "normalised_in_model": None,
         **summarize(network, data),
     }
+    if data.normalisation:
+        import tfee
+
+        network = tfee.include_normalisation(network, data.normalisation)
+        summary["normalised_in_model"] = tfee.included_normalisation(network)
+    model_path = summary["saved_model"]
+    network.save(model_path + ".partial.keras")
+    os.replace(model_path + ".partial.keras", model_path)
     shell.write_summary(output_dir, "training_summary.json", summary)
     plot_exits(
         os.path.join(output_dir, "exits.png"),

@@ -40,8 +40,12 @@ LAYOUT = {
         ),
         {"base"},
     ),
-    # Flattening nested models and loading saved ones only replay Keras.
-    "keras models": (("tfee.flatten", "tfee.saving"), {"base"}),
+    # Flattening nested models, storing the input normalisation in one and
+    # loading saved ones only replay Keras.
+    "keras models": (
+        ("tfee.flatten", "tfee.input_normalisation", "tfee.saving"),
+        {"base", "keras models"},
+    ),
     # Exit heads are plain Keras layers: they know nothing of networks.
     "layers": (("tfee.layers",), {"base"}),
     # A placement rule picks attach layers from a context the network hands it.
@@ -91,6 +95,7 @@ LAYOUT = {
         ("tfee.export",),
         {
             "base",
+            "keras models",
             "layers",
             "placement",
             "network",

@@ -23,6 +23,8 @@ from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
 from tfee.flatten import flatten_model
+from tfee.input_normalisation import include_normalisation
+from tfee.input_normalisation import included_normalisation
 from tfee.network import ExitInfo
 from tfee.network import Section
 from tfee.network import attach_exits
@@ -81,6 +83,8 @@ __all__ = [
     "exit_accuracy",
     "exits",
     "flatten_model",
+    "include_normalisation",
+    "included_normalisation",
     "export",
     "is_early_exit",
     "keras",

@@ -273,8 +273,9 @@ class DataSplits(typing.NamedTuple):
         has none.
       normalisation: (mean, std) per channel, from the training split, that
         the pipelines subtract and divide by, as lists of floats; None when
-        `normalise` is False. Pass it to `tfee.export.tflite(...,
-        normalisation=data.normalisation)` so that the file tells its clients.
+        `normalise` is False. Store it in the trained network with
+        `tfee.include_normalisation` (or, for clients that normalise
+        themselves, pass it to `tfee.export.tflite(..., normalisation=)`).
     """
 
     train: tf.data.Dataset
@@ -561,7 +562,9 @@ def load(
       image_size: (height, width) to resize every image to, or None.
       normalise: subtract the training split's per-channel mean and divide by
         its std in every split; the statistics come back as
-        `DataSplits.normalisation`.
+        `DataSplits.normalisation`. Once a network is trained on them,
+        `tfee.include_normalisation(network, data.normalisation)` stores
+        them in it, so that every later step feeds raw images.
       augment: None, "crop_flip" (4-pixel padded random crop + horizontal
         flip) or a function `(image, label) -> (image, label)`, applied to
         single training images after normalisation.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 
+import tfee
 from examples import calibrate
 from examples import cluster_sections
 from examples import export_tflite
@@ -63,11 +64,15 @@ def test_the_chain_runs_on_an_image_folder(tmp_path, capsys):
             exits=["block1_out", "block2_out"],
             head="linear",
             epochs=8,
+            normalise=True,
             **common,
         )
         network = str(out / "network.keras")
         trained = json.loads((out / "training_summary.json").read_text())
         assert trained["data"] == str(data) and trained["split"] == "test"
+        # Every later step feeds raw images; the network normalises them.
+        stored = trained["normalised_in_model"]
+        assert len(stored["mean"]) == 3 and 0.2 < stored["mean"][0] < 0.8
         _main(calibrate, model=network, max_accuracy_drop=0.05, **common)
         _main(
             export_tflite,
@@ -75,10 +80,15 @@ def test_the_chain_runs_on_an_image_folder(tmp_path, capsys):
             policy=str(out / "policy.json"),
             quantize=["int8"],
             micro=False,
+            # 18 test images: one near-tie flip is 5.6 points.
+            min_agreement=0.9,
             **common,
         )
         exported = json.loads((out / "export_summary.json").read_text())
         assert exported["files"]["int8"]["verified"]
+        file_input = tfee.runtime.read_metadata(str(out / "net_int8.tflite"))["input"]
+        assert file_input["normalised_in_model"] == stored
+        assert file_input["mean"] is None
         _main(run_tflite_cascade, model=str(out / "net_int8.tflite"), **common)
         cascade = json.loads((out / "cascade_summary.json").read_text())
         assert cascade["samples"] == 30 and 0 <= cascade["accuracy"] <= 1

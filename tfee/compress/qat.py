@@ -17,6 +17,7 @@ from tfee.layers.exit_head import ExitHead
 
 __all__ = [
     "ExitHeadQuantizeConfig",
+    "OutputQuantizeConfig",
     "is_quantization_aware",
     "quantization_aware_training",
     "quantize_preserving_clusters",
@@ -93,6 +94,38 @@ class ExitHeadQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
             "preserve_sparsity": self.preserve_sparsity,
             "preserve_clusters": self.preserve_clusters,
         }
+
+
+@keras.saving.register_keras_serializable(package="tfee")
+class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Quantizes only a layer's output (8-bit, moving-average range).
+
+    For the input normalisation a network may carry
+    (`tfee.include_normalisation`): it has no trainable weights, and
+    tfmot's registries claim `Normalization` without a config for it.
+    """
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [
+            _quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
+
+    def get_config(self):
+        return {}
 
 
 def is_quantization_aware(network):
@@ -173,6 +206,8 @@ def quantize_preserving_clusters(
             return layer
         if isinstance(layer, ExitHead):
             return annotate(layer, quantize_config=head_config)
+        if isinstance(layer, keras.layers.Normalization):
+            return annotate(layer, quantize_config=OutputQuantizeConfig())
         if registry.supports(layer):
             return annotate(layer)
         return layer
@@ -180,7 +215,10 @@ def quantize_preserving_clusters(
     marked = keras.models.clone_model(plain, clone_function=annotated)
     marked.set_weights(plain.get_weights())
     with tfmot.quantization.keras.quantize_scope(
-        {"ExitHeadQuantizeConfig": ExitHeadQuantizeConfig}
+        {
+            "ExitHeadQuantizeConfig": ExitHeadQuantizeConfig,
+            "OutputQuantizeConfig": OutputQuantizeConfig,
+        }
     ):
         return tfmot.quantization.keras.quantize_apply(marked, scheme)
 

@@ -16,6 +16,7 @@ from tfee import _checks
 from tfee import _flatbuffer
 from tfee import compress
 from tfee import cost
+from tfee import input_normalisation
 from tfee import naming
 from tfee import network as network_lib
 from tfee import version
@@ -95,26 +96,6 @@ def check_output_path(path, api, argument="path"):
         )
 
 
-def _check_normalisation(normalisation, channels, api):
-    """(mean, std) as two lists of `channels` floats, or None."""
-    if normalisation is None:
-        return None
-    accepted = (
-        f"{api}: `normalisation` must be None or (mean, std), each a number or "
-        f"{channels} per-channel numbers, std > 0, all finite. "
-        f"Received: normalisation={normalisation!r}"
-    )
-    try:
-        mean, std = normalisation
-        mean = np.broadcast_to(np.asarray(mean, np.float64), (channels,))
-        std = np.broadcast_to(np.asarray(std, np.float64), (channels,))
-    except (TypeError, ValueError) as error:
-        raise ValueError(accepted) from error
-    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-        raise ValueError(accepted)
-    return {"mean": mean.tolist(), "std": std.tolist()}
-
-
 def _check_labels(labels, classes, api):
     """`labels` as a list of `classes` strings, or None."""
     if labels is None:
@@ -155,6 +136,7 @@ def _input_description(data, network, names, normalisation):
         "zero_point": int(zero_point) if quantized else None,
         "mean": normalisation["mean"] if normalisation else None,
         "std": normalisation["std"] if normalisation else None,
+        "normalised_in_model": input_normalisation.included_normalisation(network),
     }
 
 
@@ -378,7 +360,10 @@ def tflite(
         `set_policy` replaces it later without converting again.
       normalisation: (mean, std) a client applies to raw images before the
         input (`(x - mean) / std`, per channel or scalar), or None when the
-        network takes its input as it comes.
+        network takes its input as it comes. A network that normalises its
+        input itself (`tfee.include_normalisation`) takes raw images: its
+        statistics are recorded as `normalised_in_model`, and passing
+        `normalisation` too is an error.
       labels: class names, one per logit, or None.
 
     Returns:
@@ -415,7 +400,16 @@ def tflite(
     if policy is not None:
         policies.check_policy(policy, len(infos), learned, api)
     channels = int(stripped.inputs[0].shape[-1])
-    normalisation = _check_normalisation(normalisation, channels, api)
+    normalisation = input_normalisation.check_normalisation(
+        normalisation, channels, api
+    )
+    if normalisation and input_normalisation.included_normalisation(stripped):
+        raise ValueError(
+            f"{api}: `network` normalises its input itself (tfee."
+            "include_normalisation), so clients feed raw images; a "
+            "`normalisation` for them to apply first would normalise twice. "
+            f"Received: normalisation={normalisation!r}"
+        )
     labels = _check_labels(labels, int(stripped.outputs[0].shape[-1]), api)
     calibration = None
     if quantize == "int8":
