@@ -79,7 +79,7 @@ def exits_only_file(network, tmp_path_factory):
 @pytest.fixture(scope="session")
 def micro_export(network, tiny_images, tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("micro"))
-    return tfee.export.micro(
+    return exporting_micro(
         network,
         directory,
         tiny_images,
@@ -88,18 +88,38 @@ def micro_export(network, tiny_images, tmp_path_factory):
     )
 
 
+# Export folder -> {k: stage k's model as the converter wrote it}.
+_CONVERTED = {}
+
+
+def exporting_micro(*args, **kwargs):
+    """`tfee.export.micro`, remembering the converter's stage models so that
+    `reuse_conversions` can hand them to later exports."""
+    from tfee.export import micro_export
+
+    convert, converted = micro_export._convert_stage, {}
+
+    def recording(network, k, calibration):
+        converted[k] = convert(network, k, calibration)
+        return converted[k]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(micro_export, "_convert_stage", recording)
+        export = tfee.export.micro(*args, **kwargs)
+    _CONVERTED[export.directory] = converted
+    return export
+
+
 def reuse_conversions(export, patch):
-    """Makes `tfee.export.micro` reuse `export`'s converted stage models
-    (conversion is the slow part) through the monkeypatch `patch`.
+    """Makes `tfee.export.micro` reuse the converted stage models of `export`
+    (made by `exporting_micro`; conversion is the slow part) through the
+    monkeypatch `patch`.
 
     Returns:
-      {k: the stage model's bytes}.
+      {k: the stage model's bytes as converted (names not yet stripped)}.
     """
     from tfee.export import micro_export
 
-    converted = {}
-    for stage in export.stages:
-        with open(stage.model_path, "rb") as f:
-            converted[stage.index] = f.read()
+    converted = _CONVERTED[export.directory]
     patch.setattr(micro_export, "_convert_stage", lambda n, k, c: converted[k])
     return converted

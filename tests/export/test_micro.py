@@ -250,3 +250,38 @@ def test_every_op_micro_accepts_maps_to_a_resolver_method_tflm_has():
         declared = set(re.findall(r"TfLiteStatus (Add\w+)\(", f.read()))
     for op in sorted(micro_lib.MICRO_OPS) + [micro_lib._DECODE_OP]:
         assert micro_lib._resolver_method(op) in declared, op
+
+
+def test_stage_files_are_stripped_of_names_and_still_compute_the_same(
+    network, images, micro_export, tmp_path, monkeypatch
+):
+    from tflite_micro import runtime
+
+    converted = reuse_conversions(micro_export, monkeypatch)
+    named = tfee.export.micro(
+        network, str(tmp_path), images[:4], name="tiny", strip_strings=False
+    )
+    for stripped, kept in zip(micro_export.stages, named.stages):
+        with open(kept.model_path, "rb") as f:
+            assert f.read() == converted[kept.index]
+        assert stripped.bytes < 0.9 * kept.bytes
+        with open(stripped.model_path, "rb") as f:
+            data = f.read()
+        assert b"stage_" not in data and b"serving_default" not in data
+        # The export checked it in TFLite Micro; so does this test.
+        outputs = []
+        for path in (stripped.model_path, kept.model_path):
+            interpreter = runtime.Interpreter.from_file(
+                path, arena_size=stripped.arena_bytes
+            )
+            shape = interpreter.get_input_details(0)["shape"]
+            interpreter.set_input(np.full(shape, 7, np.int8), 0)
+            interpreter.invoke()
+            outputs.append(interpreter.get_output(0))
+        np.testing.assert_array_equal(*outputs)
+
+
+def test_strip_strings_must_be_a_bool(network, images, tmp_path):
+    with pytest.raises(TypeError, match="`strip_strings` must be True or False"):
+        tfee.export.micro(network, str(tmp_path), images, strip_strings="yes")
+    assert os.listdir(tmp_path) == []

@@ -344,7 +344,13 @@ def cpp_answers(files, tmp_path_factory):
         sources.append(directory / f"policy{i}.cc")
         sources[-1].write_text(source)
         header = micro_export._cascade_header(
-            f"policy{i}", export.stages, positions, CLASSES, export.arena_bytes, 4096
+            f"policy{i}",
+            export.stages,
+            positions,
+            CLASSES,
+            export.arena_bytes,
+            4096,
+            normalised=None,
         )
         (directory / f"policy{i}_cascade.h").write_text(header)
     for stage in export.stages:

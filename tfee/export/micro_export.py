@@ -282,13 +282,14 @@ class _LutCandidate:
         return t.weights - t.index_bytes - t.table_bytes
 
 
-def _lut_candidates(data):
+def _lut_candidates(data, names):
     """The stage's int8 weight tensors whose look-up-table form is smaller.
 
     Tables follow the tensor's quantization: one per channel of a
     per-channel quantized tensor (DECODE takes its channels from the
     quantization), else one. Bits per index are ceil(log2(the most
-    distinct values in a table)), at most 7.
+    distinct values in a table)), at most 7. `names`: each tensor's name
+    (from the stage before its names were stripped), for the report.
     """
     model = _flatbuffer.read(data)
     graph = model.subgraphs[0]
@@ -327,7 +328,7 @@ def _lut_candidates(data):
             index,
             axis,
             LutTensor(
-                name=tensor.name.decode() if tensor.name else str(index),
+                name=names[index] or str(index),
                 shape=shape,
                 weights=values.size,
                 bits=bits,
@@ -341,7 +342,7 @@ def _lut_candidates(data):
     return sorted(found.values(), key=lambda c: -c.saving)
 
 
-def _lut_pack(data):
+def _lut_pack(data, names):
     """(model, LutTensors): the stage with its weights as look-up tables.
 
     Each packed tensor also costs graph entries (its DECODE operator, the
@@ -352,7 +353,7 @@ def _lut_pack(data):
     from tflite_micro import compression
     from tflite_micro.tensorflow.lite.micro.compression import spec
 
-    candidates = _lut_candidates(data)
+    candidates = _lut_candidates(data, names)
     best, packed = data, ()
     for count in range(1, len(candidates) + 1):
         specs = [
@@ -378,30 +379,30 @@ def _lut_pack(data):
     return best, packed
 
 
-def _check_lut_stage(dense, packed, arena, outputs, k, api):
-    """Runs both forms of stage k in TFLite Micro on the same int8 inputs:
-    the packed one, in its arena, must compute exactly what the dense one does."""
+def _check_written_stage(converted, written, arena, outputs, k, api):
+    """Runs stage k as converted and as written (names stripped, weights
+    LUT-packed) in TFLite Micro on the same int8 inputs: the written one, in
+    its arena, must compute exactly what the converter's model does."""
     from tflite_micro import runtime
 
-    dense_interpreter = runtime.Interpreter.from_bytes(
-        dense, arena_size=max(arena, 1 << 20)
+    reference = runtime.Interpreter.from_bytes(
+        converted, arena_size=max(arena, 1 << 20)
     )
-    packed_interpreter = runtime.Interpreter.from_bytes(packed, arena_size=arena)
-    details = dense_interpreter.get_input_details(0)
+    candidate = runtime.Interpreter.from_bytes(written, arena_size=arena)
+    details = reference.get_input_details(0)
     rng = np.random.default_rng(k)
     for _ in range(2):
         row = rng.integers(-128, 128, details["shape"]).astype(details["dtype"])
-        for interpreter in (dense_interpreter, packed_interpreter):
+        for interpreter in (reference, candidate):
             interpreter.set_input(row, 0)
             interpreter.invoke()
         for i in range(outputs):
-            if not np.array_equal(
-                dense_interpreter.get_output(i), packed_interpreter.get_output(i)
-            ):
+            if not np.array_equal(reference.get_output(i), candidate.get_output(i)):
                 raise RuntimeError(
-                    f"{api}: stage_{k} packed as look-up tables computes output "
-                    f"{i} differently from its int8 model in TensorFlow Lite "
-                    "Micro; export with compress=None."
+                    f"{api}: stage_{k} as written (names stripped, weights "
+                    f"packed) computes output {i} differently from its "
+                    "converted int8 model in TensorFlow Lite Micro; export with "
+                    "compress=None and strip_strings=False."
                 )
 
 
@@ -748,6 +749,7 @@ def micro(
     policy=None,
     calibration_samples=512,
     compress=None,
+    strip_strings=True,
 ):
     """Exports one dense int8 .tflite per stage for TFLite Micro, with C sources.
 
@@ -796,6 +798,11 @@ def micro(
         the deepest exit.
       calibration_samples: how many representative images to use.
       compress: None (every weight plain int8) or "lut" (see above).
+      strip_strings: drop tensor names, signatures and descriptions from the
+        stage files (TFLite's `strip_strings`; TFLite Micro reads none of
+        them, and they are a fifth of a small stage's flash). Each stripped
+        stage is checked to compute exactly what the converted one does.
+        False keeps them, for inspecting the files (Netron, LiteRT).
 
     Returns:
       A `MicroExport`: per stage its files, flash bytes (LUT-packed and
@@ -807,8 +814,9 @@ def micro(
         data, name or `compress`, or features whose int8 scales do not chain.
         Checks on the inputs run before any conversion; nothing is written
         unless every stage converted.
-      RuntimeError: a LUT-packed stage computes other outputs than its int8
-        model in TensorFlow Lite Micro (checked at export; nothing written).
+      RuntimeError: a stage as written (names stripped, weights LUT-packed)
+        computes other outputs than its converted int8 model in TensorFlow
+        Lite Micro (checked at export; nothing written).
 
     Example:
       >>> tfee.export.micro(net, "firmware/", representative=val_ds,
@@ -819,6 +827,11 @@ def micro(
     api = "tfee.export.micro"
     _check_name(name, api)
     _check_compress(compress, api)
+    if not isinstance(strip_strings, bool):
+        raise TypeError(
+            f"{api}: `strip_strings` must be True or False. "
+            f"Received: strip_strings={strip_strings!r}"
+        )
     if not isinstance(directory, str) or not directory:
         raise TypeError(
             f"{api}: `directory` must be a path string. Received: {directory!r}"
@@ -861,15 +874,20 @@ def micro(
             )
             converted[k] = (data, converted[k][1]) + _io(data)
     stages, files = [], []
-    for k, (dense, ops, input_details, outputs) in enumerate(converted, start=1):
+    for k, (plain, ops, input_details, outputs) in enumerate(converted, start=1):
         stem = f"{name}_stage_{k}"
         array_name = f"g_{stem}_model"
-        data, lut_tensors = _lut_pack(dense) if compress == "lut" else (dense, ())
+        dense = _flatbuffer.without_strings(plain) if strip_strings else plain
+        data, lut_tensors = (
+            _lut_pack(dense, _flatbuffer.tensor_names(plain))
+            if compress == "lut"
+            else (dense, ())
+        )
         if lut_tensors:
             ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         arena, measured = _arena(data)
-        if lut_tensors:
-            _check_lut_stage(dense, data, arena, len(outputs), k, api)
+        if data is not plain:
+            _check_written_stage(plain, data, arena, len(outputs), k, api)
         source, header = _c_array(
             data, array_name, f"{stem}_model_data.h", ops, arena, lut_tensors
         )
