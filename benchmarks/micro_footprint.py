@@ -90,6 +90,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "micro_clustering_steps", 352, "Retraining batches per clustering stage."
 )
+flags.DEFINE_bool(
+    "micro_per_channel",
+    True,
+    "Per-channel int8 weight scales in the clustered export (False: one per "
+    "kernel, one look-up table per kernel).",
+)
 flags.DEFINE_float("micro_clustering_learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_integer(
     "micro_test_images",
@@ -381,6 +387,12 @@ def _slug(text):
     return re.sub(r"[^0-9a-zA-Z]+", "-", text).strip("-")
 
 
+def _fold_batch_norm():
+    """Per-kernel scales need BN folded before clustering: otherwise the
+    converter's folding scales every channel's centroids differently."""
+    return not FLAGS.micro_per_channel
+
+
 def clustered_network(network, data, clusters):
     """The section-wise clustered network, from --cache_dir when a run with
     the same setting cached it."""
@@ -388,7 +400,8 @@ def clustered_network(network, data, clusters):
     path = os.path.join(
         FLAGS.cache_dir,
         f"micro_clustered_{tag}_{_slug(FLAGS.micro_clusters)}_"
-        f"{FLAGS.micro_clustering_steps}.keras",
+        f"{FLAGS.micro_clustering_steps}{'' if FLAGS.micro_per_channel else '_folded'}"
+        ".keras",
     )
     if os.path.exists(path):
         print(f"clustered network from {path}", flush=True)
@@ -403,7 +416,7 @@ def clustered_network(network, data, clusters):
         distill=True,
         epochs=1,
         init="linear",
-        fold_batch_norm=False,
+        fold_batch_norm=_fold_batch_norm(),
         optimizer=keras.optimizers.Adam(FLAGS.micro_clustering_learning_rate),
         verbose=2,
     )
@@ -426,6 +439,7 @@ def lut_export(clustered, directory, representative):
         representative=representative,
         name="clustered",
         compress="lut",
+        per_channel=FLAGS.micro_per_channel,
     )
     # Weights as the README's bits per weight count them (every Keras
     # weight of the network, as tfee.export.compression_report does).
@@ -448,7 +462,12 @@ def flash_size_part():
     clusters = _clusters(network)
     print(f"clustering the untrained architecture {FLAGS.micro_clusters} ...")
     clustered = tfee.compress.cluster(
-        network, None, clusters, epochs=0, init="linear", fold_batch_norm=False
+        network,
+        None,
+        clusters,
+        epochs=0,
+        init="linear",
+        fold_batch_norm=_fold_batch_norm(),
     )
     images, source = arena_images(FLAGS.micro_representative)
     with tempfile.TemporaryDirectory(prefix="tfee-micro-flash-") as directory:
@@ -458,6 +477,7 @@ def flash_size_part():
         "clustered section by section without retraining: sizes only, no "
         "accuracy",
         "clusters": FLAGS.micro_clusters,
+        "per_channel": FLAGS.micro_per_channel,
         "representative": f"{len(images)} {source}",
         "shared_arena_bytes": export.arena_bytes,
         "flash": split,
@@ -509,6 +529,7 @@ def flash_part():
     return {
         "network": "trained reference network, clustered section by section",
         "clusters": FLAGS.micro_clusters,
+        "per_channel": FLAGS.micro_per_channel,
         "stages": [
             list(s) for s in tfee.compress.clustering_stages(network, clusters, True)
         ],
@@ -520,7 +541,7 @@ def flash_part():
             "distillation": "teacher = the dense network (frozen copy), T=3, "
             "kd_weight=0.3",
             "centroid_init": "linear",
-            "fold_batch_norm": False,
+            "fold_batch_norm": _fold_batch_norm(),
         },
         "cached_network": path,
         "from_cache": cached,

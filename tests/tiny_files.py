@@ -99,8 +99,8 @@ def exporting_micro(*args, **kwargs):
 
     convert, converted = micro_export._convert_stage, {}
 
-    def recording(network, k, calibration):
-        converted[k] = convert(network, k, calibration)
+    def recording(network, k, calibration, per_channel=True):
+        converted[k] = convert(network, k, calibration, per_channel)
         return converted[k]
 
     with pytest.MonkeyPatch.context() as patch:
@@ -121,5 +121,5 @@ def reuse_conversions(export, patch):
     from tfee.export import micro_export
 
     converted = _CONVERTED[export.directory]
-    patch.setattr(micro_export, "_convert_stage", lambda n, k, c: converted[k])
+    patch.setattr(micro_export, "_convert_stage", lambda n, k, *_: converted[k])
     return converted

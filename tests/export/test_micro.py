@@ -281,7 +281,11 @@ def test_stage_files_are_stripped_of_names_and_still_compute_the_same(
         np.testing.assert_array_equal(*outputs)
 
 
-def test_strip_strings_must_be_a_bool(network, images, tmp_path):
-    with pytest.raises(TypeError, match="`strip_strings` must be True or False"):
-        tfee.export.micro(network, str(tmp_path), images, strip_strings="yes")
+@pytest.mark.parametrize("argument", ["strip_strings", "per_channel"])
+def test_flags_must_be_bools(network, images, tmp_path, argument):
+    with pytest.raises(
+        TypeError,
+        match=f"`{argument}` must be True or False. Received: {argument}='yes'",
+    ):
+        tfee.export.micro(network, str(tmp_path), images, **{argument: "yes"})
     assert os.listdir(tmp_path) == []

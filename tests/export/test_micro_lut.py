@@ -172,3 +172,28 @@ def test_lut_on_an_unclustered_network_warns_and_writes_plain_int8(
         with open(stage.model_path, "rb") as f:
             assert f.read() == _flatbuffer.without_strings(converted[stage.index])
         assert stage.lut_tensors == () and stage.flash_bytes == stage.dense_bytes
+
+
+def test_per_kernel_scales_pack_each_folded_kernel_into_one_small_table(
+    images, tmp_path
+):
+    keras.utils.set_random_seed(0)
+    backbone = tfee.backbones.small_cnn(
+        num_classes=3, input_shape=(8, 8, 1), widths=(16, 32)
+    )
+    network = tfee.attach_exits(backbone, ["block1_out"], head="sdn")
+    # BN folded before clustering: the int8 kernel keeps exactly its clusters.
+    folded = tfee.compress.cluster(
+        network, None, CLUSTERS, epochs=0, init="linear", fold_batch_norm=True
+    )
+    per_kernel = tfee.export.micro(
+        folded, str(tmp_path / "kernel"), images, compress="lut", per_channel=False
+    )
+    per_channel = tfee.export.micro(
+        folded, str(tmp_path / "channel"), images, compress="lut"
+    )
+    packed = [t for stage in per_kernel.stages for t in stage.lut_tensors]
+    convolutions = [t for t in packed if len(t.shape) == 4]
+    assert convolutions and all(t.tables == 1 for t in packed)
+    assert all(t.bits <= 2 for t in convolutions)  # 4 clusters: 2-bit indices
+    assert per_kernel.flash_bytes < per_channel.flash_bytes

@@ -430,7 +430,7 @@ def _check_policy(policy, infos, api):
     return policies.check_policy(policy, len(infos), learned, api)
 
 
-def _convert_stage(network, k, calibration):
+def _convert_stage(network, k, calibration, per_channel=True):
     name = naming.stage_name(k)
     functions = _signatures.functions(network, [name], batch=1)
     _signatures.check_ops(functions, "tfee.export.micro")
@@ -441,6 +441,11 @@ def _convert_stage(network, k, calibration):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        if not per_channel:
+            # One scale per kernel: a clustered kernel keeps its cluster count
+            # of int8 values in one look-up table, and the per-channel scale
+            # and zero-point arrays leave the flash image.
+            converter._experimental_disable_per_channel = True
         return converter.convert()
     finally:
         _signatures.remove(directory)
@@ -750,6 +755,7 @@ def micro(
     calibration_samples=512,
     compress=None,
     strip_strings=True,
+    per_channel=True,
 ):
     """Exports one dense int8 .tflite per stage for TFLite Micro, with C sources.
 
@@ -803,6 +809,13 @@ def micro(
         them, and they are a fifth of a small stage's flash). Each stripped
         stage is checked to compute exactly what the converted one does.
         False keeps them, for inspecting the files (Netron, LiteRT).
+      per_channel: weights get one int8 scale per output channel (the
+        converter's default). False uses one per kernel, as
+        `tfee.export.tflite(per_channel=False)`: a kernel clustered per
+        tensor then has its cluster count of int8 values in one look-up
+        table, and the per-channel quantization arrays (12 bytes per channel
+        of every kernel and bias) leave the flash image. Check the accuracy:
+        kernels whose channels differ much in scale lose resolution.
 
     Returns:
       A `MicroExport`: per stage its files, flash bytes (LUT-packed and
@@ -827,11 +840,15 @@ def micro(
     api = "tfee.export.micro"
     _check_name(name, api)
     _check_compress(compress, api)
-    if not isinstance(strip_strings, bool):
-        raise TypeError(
-            f"{api}: `strip_strings` must be True or False. "
-            f"Received: strip_strings={strip_strings!r}"
-        )
+    for argument, value in (
+        ("strip_strings", strip_strings),
+        ("per_channel", per_channel),
+    ):
+        if not isinstance(value, bool):
+            raise TypeError(
+                f"{api}: `{argument}` must be True or False. "
+                f"Received: {argument}={value!r}"
+            )
     if not isinstance(directory, str) or not directory:
         raise TypeError(
             f"{api}: `directory` must be a path string. Received: {directory!r}"
@@ -852,7 +869,7 @@ def micro(
     inputs = _calibration.stage_inputs(stripped, calibration)
     converted = []
     for k in range(1, len(infos) + 1):
-        data = _convert_stage(stripped, k, inputs[k - 1])
+        data = _convert_stage(stripped, k, inputs[k - 1], per_channel)
         ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         unsupported = sorted(set(ops) - MICRO_OPS)
         if unsupported:
