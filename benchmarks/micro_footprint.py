@@ -474,8 +474,9 @@ def flash_size_part():
         export, split = lut_export(clustered, directory, images)
     return {
         "network": "untrained reference architecture (sdn heads, seed 0), "
-        "clustered section by section without retraining: sizes only, no "
-        "accuracy",
+        "clustered section by section without retraining"
+        + (" after folding BN into the kernels" if _fold_batch_norm() else "")
+        + ": sizes only, no accuracy",
         "clusters": FLAGS.micro_clusters,
         "per_channel": FLAGS.micro_per_channel,
         "representative": f"{len(images)} {source}",
