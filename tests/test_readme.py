@@ -3,7 +3,7 @@
 Each ```python block runs in order in one namespace, as a user pasting them
 into one session would, in a temporary folder. The names the README leaves to
 the reader (train_ds, val_ds, test_images, ...) are tiny CIFAR-shaped data,
-and only the training lengths are shortened (`_SHORTER`). Three blocks run
+and only the training lengths and the ResNet's depth are shortened (`_SHORTER`). Three blocks run
 elsewhere: the plain client (tests/runtime/test_plain_client.py, against
 Cascade), the reference recipe (it trains for 30 epochs; its pieces are
 tested in tests/test_recipes.py) and the own-model block (tests/test_own_models.py,
@@ -20,10 +20,13 @@ from tfee import tf
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
-# The README's training lengths -> one epoch or round.
+# The README's training lengths -> one epoch or round, and its ResNet-20 ->
+# ResNet-14 (the same code path; the smallest CIFAR ResNet with room for its
+# six FlopsFractions exits), so that the suite stays quick.
 _SHORTER = {
     "epochs=30": "epochs=1",
     "Rounds(20, len(train_ds)), epochs=20": "Rounds(1, len(train_ds)), epochs=1",
+    "resnet_cifar(depth=20,": "resnet_cifar(depth=14,",
 }
 # Blocks tested elsewhere, recognised by a line they hold.
 _ELSEWHERE = (
@@ -81,8 +84,11 @@ def test_the_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     namespace = _namespace()
     # Training steps run eagerly: the same arithmetic, without tracing each
     # fit's graph (most of the time on a few tiny batches).
+    blocks = _blocks()
+    for long in _SHORTER:
+        assert any(long in block for block in blocks), f"{long!r} left the README"
     with _tiny.eagerly():
-        for number, block in enumerate(_blocks(), start=1):
+        for number, block in enumerate(blocks, start=1):
             for long, short in _SHORTER.items():
                 block = block.replace(long, short)
             code = compile(block, f"README.md python block {number}", "exec")
