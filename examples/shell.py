@@ -53,6 +53,12 @@ flags.DEFINE_float(
     "Share of the training images held out for validation (and, for a flat "
     "folder, for test). The same value gives every binary the same splits.",
 )
+flags.DEFINE_integer(
+    "validation_per_class",
+    None,
+    "For image folders: hold out this many images per class instead "
+    "(stratified; the reference recipe holds out 500).",
+)
 flags.DEFINE_string(
     "output_dir", None, "Where results go (default: /tmp/tfee-<binary>)."
 )
@@ -223,6 +229,7 @@ def load_data(model_input_shape=None, normalise=False):
             data_dir=FLAGS.data_dir,
             batch_size=FLAGS.batch_size,
             validation_fraction=FLAGS.validation_fraction,
+            validation_per_class=FLAGS.validation_per_class,
             seed=FLAGS.seed,
             image_size=size,
             cache=FLAGS.cache or None,

@@ -47,10 +47,49 @@ def test_load_a_train_and_test_folder_keeps_the_test_split(tmp_path):
     assert sum(len(y) for _, y in data.validation) == 2
 
 
+def _labels(split):
+    return np.concatenate([y.numpy() for _, y in split])
+
+
+def test_validation_per_class_holds_out_a_stratified_seeded_split(tmp_path):
+    _write_folder(tmp_path / "train", classes=("cat", "dog", "owl"), per_class=6)
+    _write_folder(tmp_path / "test", classes=("cat", "dog", "owl"), per_class=2)
+    data = tfee.data.load(str(tmp_path), validation_per_class=2, seed=3)
+    assert np.bincount(_labels(data.validation)).tolist() == [2, 2, 2]
+    assert np.bincount(_labels(data.train)).tolist() == [4, 4, 4]
+    assert len(_labels(data.test)) == 6
+    # The same mask the reference recipe draws from the same generator.
+    images, labels, _ = tfee.data.load_image_folder(str(tmp_path / "train"))
+    mask = tfee.data.stratified_holdout(labels, 2, np.random.default_rng(3))
+    held = {x.tobytes() for x in (images[mask] / 255.0).astype("float32")}
+    got = {x.tobytes() for batch, _ in data.validation for x in batch.numpy()}
+    assert got == held
+
+
+def test_validation_per_class_on_a_flat_folder_also_holds_out_test(tmp_path):
+    _write_folder(tmp_path, per_class=7)
+    data = tfee.data.load(str(tmp_path), validation_per_class=2)
+    counts = [np.bincount(_labels(split)).tolist() for split in data[:3]]
+    assert counts == [[3, 3], [2, 2], [2, 2]]
+
+
+def test_stratified_holdout_refuses_to_empty_a_class():
+    with pytest.raises(ValueError, match="smallest class has 2.*per_class=2"):
+        tfee.data.stratified_holdout([0, 0, 1, 1, 1], 2, np.random.default_rng(0))
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"source": 3}, r"`source` must be 'digits', an image folder.*source=3"),
+        (
+            {"source": "digits", "validation_per_class": 0},
+            r"`validation_per_class` must be None or a positive integer",
+        ),
+        (
+            {"source": "digits", "validation_per_class": 5},
+            r"`validation_per_class` applies to image folders",
+        ),
         ({"source": "/no/such/folder"}, "looks like a path but there is no folder"),
         ({"source": "digits", "batch_size": 0}, "`batch_size` must be a positive"),
         ({"source": "digits", "validation_fraction": 0.6}, r"must be in \(0, 0.5\)"),

@@ -17,6 +17,7 @@ __all__ = [
     "load",
     "load_image_folder",
     "split_arrays",
+    "stratified_holdout",
 ]
 
 
@@ -48,6 +49,46 @@ def split_arrays(images, labels, fractions=(0.6, 0.2, 0.2), seed=0):
     return [
         (images[order[a:b]], labels[order[a:b]]) for a, b in zip(bounds, bounds[1:])
     ]
+
+
+def stratified_holdout(labels, per_class, rng):
+    """A boolean mask holding out `per_class` samples of every class.
+
+    Classes are visited in sorted order and each draws its members with
+    `rng.choice` (without replacement): the same labels and generator state
+    always give the same mask. The reference recipe's validation split and
+    `load(..., validation_per_class=N)` are both this mask.
+
+    Args:
+      labels: integer labels (n,).
+      per_class: how many samples of each class to hold out, a positive int.
+      rng: a `numpy.random.Generator` (advanced by the draw).
+
+    Returns:
+      A bool array (n,), True for the held-out samples.
+
+    Raises:
+      ValueError: a class has no more than `per_class` samples (nothing of
+        it would be left to train on).
+    """
+    labels = np.asarray(labels)
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)):
+        raise ValueError(
+            "tfee.data.stratified_holdout: `per_class` must be a positive integer. "
+            f"Received: per_class={per_class!r}"
+        )
+    classes, counts = np.unique(labels, return_counts=True)
+    if per_class < 1 or (counts <= per_class).any():
+        raise ValueError(
+            "tfee.data.stratified_holdout: `per_class` must be a positive integer "
+            f"below every class's sample count (the smallest class has "
+            f"{counts.min()}). Received: per_class={per_class!r}"
+        )
+    held_out = np.zeros(len(labels), bool)
+    for label in classes:
+        members = np.flatnonzero(labels == label)
+        held_out[rng.choice(members, per_class, replace=False)] = True
+    return held_out
 
 
 def _batched(dataset, batch_size, training, seed, augment=None):
@@ -341,7 +382,10 @@ def _digits(fractions, seed):
     return _from_arrays(splits, 10, tuple(str(d) for d in range(10)))
 
 
-def _from_folder(directory, validation_fraction, seed, image_size, cache):
+def _from_folder(directory, validation, seed, image_size, cache):
+    """Examples of an image folder; `validation` is a fraction of the
+    training images or, as an int, a count per class (stratified)."""
+
     def read(folder, tag):
         path = os.path.join(cache, f"{tag}.npz") if cache else None
         return load_image_folder(folder, cache=path, image_size=image_size)
@@ -363,15 +407,38 @@ def _from_folder(directory, validation_fraction, seed, image_size, cache):
                 f"{train_x.shape[1:]}, the test/ ones {test_x.shape[1:]}. Pass "
                 "`image_size=(height, width)` to resize both."
             )
-        splits = split_arrays(
-            train_x, train_y, (1 - validation_fraction, validation_fraction), seed
-        ) + [(test_x, test_y)]
+        if isinstance(validation, int):
+            held_out = stratified_holdout(
+                train_y, validation, np.random.default_rng(seed)
+            )
+            splits = [
+                (train_x[~held_out], train_y[~held_out]),
+                (train_x[held_out], train_y[held_out]),
+                (test_x, test_y),
+            ]
+        else:
+            splits = split_arrays(
+                train_x, train_y, (1 - validation, validation), seed
+            ) + [(test_x, test_y)]
     else:
         images, labels, classes = read(directory, "images")
-        held_out = validation_fraction
-        splits = split_arrays(
-            images, labels, (1 - 2 * held_out, held_out, held_out), seed
-        )
+        if isinstance(validation, int):
+            # Validation and test: `validation` per class each.
+            rng = np.random.default_rng(seed)
+            test = stratified_holdout(labels, validation, rng)
+            rest = np.flatnonzero(~test)
+            held = rest[stratified_holdout(labels[rest], validation, rng)]
+            kept = np.ones(len(labels), bool)
+            kept[test] = kept[held] = False
+            splits = [
+                (images[kept], labels[kept]),
+                (images[held], labels[held]),
+                (images[test], labels[test]),
+            ]
+        else:
+            splits = split_arrays(
+                images, labels, (1 - 2 * validation, validation, validation), seed
+            )
     return _from_arrays(splits, len(classes), classes)
 
 
@@ -533,6 +600,7 @@ def load(
     download=False,
     batch_size=64,
     validation_fraction=0.1,
+    validation_per_class=None,
     seed=0,
     image_size=None,
     normalise=False,
@@ -558,6 +626,10 @@ def load(
       validation_fraction: share of the training data held out for
         validation when the source has no validation split (for a single
         folder or dataset: also the test share).
+      validation_per_class: for image folders, hold out this many images of
+        every class instead (stratified, seeded: `stratified_holdout`; for
+        a flat folder, as many again for test). The reference recipe's
+        split is `validation_per_class=500, seed=0` of CIFAR-10's train/.
       seed: shuffling and splitting seed.
       image_size: (height, width) to resize every image to, or None.
       normalise: subtract the training split's per-channel mean and divide by
@@ -603,6 +675,15 @@ def load(
             f"Received: validation_fraction={validation_fraction!r}"
         )
     image_size = _check_image_size(image_size, api)
+    if validation_per_class is not None and (
+        isinstance(validation_per_class, bool)
+        or not isinstance(validation_per_class, int)
+        or validation_per_class < 1
+    ):
+        raise ValueError(
+            f"{api}: `validation_per_class` must be None or a positive integer. "
+            f"Received: validation_per_class={validation_per_class!r}"
+        )
     if augment is not None and not callable(augment):
         if augment not in _AUGMENTATIONS:
             raise ValueError(
@@ -622,11 +703,24 @@ def load(
 
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
+    if validation_per_class is not None and not (
+        isinstance(source, str) and source != "digits" and os.path.isdir(source)
+    ):
+        raise ValueError(
+            f"{api}: `validation_per_class` applies to image folders, whose "
+            "labels are read at once; 'digits' has its own split and other "
+            "sources stream, so use `validation_fraction`. Received: "
+            f"validation_per_class={validation_per_class!r} with source={source!r}"
+        )
     if isinstance(source, str) and source == "digits":
         examples = _digits((0.6, 0.2, 0.2), seed)  # its own fixed split
     elif isinstance(source, str) and os.path.isdir(source):
         examples = _from_folder(
-            source, validation_fraction, seed, image_size, cache_dir
+            source,
+            validation_per_class or validation_fraction,
+            seed,
+            image_size,
+            cache_dir,
         )
         image_size = None  # resized while decoding
     elif isinstance(source, (tf.data.Dataset, dict)):

@@ -336,10 +336,8 @@ def reference_data(
         os.path.join(root, "test"), cache=os.path.join(cache_dir, "test.npz")
     )
     rng = np.random.default_rng(0)
-    validation = np.zeros(len(train_y), bool)
-    for label in np.unique(train_y):
-        members = np.flatnonzero(train_y == label)
-        validation[rng.choice(members, validation_per_class, replace=False)] = True
+    # The split `tfee.data.load(folder, validation_per_class=500)` makes.
+    validation = data_lib.stratified_holdout(train_y, validation_per_class, rng)
     splits = {
         "train": (train_x[~validation], train_y[~validation]),
         "validation": (train_x[validation], train_y[validation]),
