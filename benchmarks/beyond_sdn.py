@@ -1,0 +1,303 @@
+"""Beyond SDN: early-exit options side by side, one run, one budget (issue 17).
+
+Every variant trains from scratch on the reference data (shared/BENCHMARK.md)
+with the same seed and the same budget, --beyond_epochs of the reference
+recipe (SGD momentum 0.9, lr 0.1 in a cosine over the budget, weight decay
+5e-4, batch 128, crop + flip), instead of the reference network's 30 epochs:
+
+  plain        (a) the ResNet-20 backbone alone: what a user would deploy
+               without exits;
+  sdn          (b) + 6 SDN heads at 15..90% of the MACs, SDN's joint loss and
+               weight ramp (today's reference recipe);
+  sdn_distill  (c) (b) with self-distillation (`tfee.Distiller`, teacher =
+               the network's own deepest exit, T = 3, kd_weight 0.3).
+
+The cascade/ensemble heads and the learned exit decision of issue 17 join as
+further entries of `VARIANTS` when they exist; until then this table has
+these three.
+
+For every network with exits, calibrated on validation and reported on test
+(max-softmax thresholds): each exit's accuracy; the accuracy at 25, 50 and 75%
+of the full MACs (`calibrate(macs_budget=...)`); the MACs ratio at a <= 0.5
+point drop against the network's own deepest exit (`max_accuracy_drop`) and
+against (a) (the cheapest setting on the validation front within 0.5 points
+of (a)'s validation accuracy); the oracle's MACs at the policy's test
+accuracy. Plus every variant's training seconds per epoch. Each trained
+variant is cached under --cache_dir and backs up every epoch, so an
+interrupted run resumes where it stopped; the JSON records the budget.
+
+    .venv/bin/python -m benchmarks.beyond_sdn                 # about 2 h on 2 cores
+    .venv/bin/python -m benchmarks.beyond_sdn --quick         # smoke check only
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+
+import tfee
+import tfee.policy
+from benchmarks import common
+from tfee import backbones
+from tfee import keras
+from tfee import recipes
+from tfee import report
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("beyond_epochs", 3, "Training epochs of every variant.")
+flags.DEFINE_list(
+    "beyond_variants", ["plain", "sdn", "sdn_distill"], "Variants to train and compare."
+)
+
+SEED = 0
+DROP = 0.005
+MACS_POINTS = (0.25, 0.5, 0.75)
+
+
+def _size():
+    """Depth, width and exit fractions: the reference's, or the quick stand-in's."""
+    if FLAGS.quick:
+        return dict(common.TINY_NETWORK)
+    return {"depth": 20, "width": 16, "fractions": recipes.SDN_FRACTIONS}
+
+
+def _plain(data):
+    size = _size()
+    model = backbones.resnet_cifar(
+        depth=size["depth"],
+        num_classes=int(np.max(data.train[1])) + 1,
+        input_shape=data.train[0].shape[1:],
+        width=size["width"],
+        weight_decay=recipes.L2,
+    )
+    return model, model
+
+
+def _with_exits(data):
+    network = recipes.build_reference_network(
+        num_classes=int(np.max(data.train[1])) + 1,
+        input_shape=data.train[0].shape[1:],
+        **_size(),
+    )
+    return network, network
+
+
+def _self_distilled(data):
+    network, _ = _with_exits(data)
+    return network, tfee.Distiller(network, temperature=3.0, kd_weight=0.3)
+
+
+# name -> (what it is, builder returning (network, the model `fit` trains)).
+VARIANTS = {
+    "plain": ("(a) backbone alone, no exits", _plain),
+    "sdn": ("(b) SDN heads, SDN joint loss and weight ramp", _with_exits),
+    "sdn_distill": ("(c) SDN heads, self-distillation T=3 kd 0.3", _self_distilled),
+}
+
+
+def _compile(name, network, trainer, steps):
+    schedule = keras.optimizers.schedules.CosineDecay(0.1, steps * FLAGS.beyond_epochs)
+    optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
+    if name == "plain":
+        trainer.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    elif trainer is network:
+        recipes.compile_for_training(network, steps, FLAGS.beyond_epochs)
+    else:
+        trainer.compile(optimizer=optimizer)
+
+
+def trained(name, data):
+    """(network, seconds per epoch): from the cache, or trained now (resumable)."""
+    tag = "quick" if FLAGS.quick else "full"
+    stem = os.path.join(
+        FLAGS.cache_dir, f"beyond_sdn_{tag}_{name}_{FLAGS.beyond_epochs}"
+    )
+    if os.path.exists(stem + ".keras") and os.path.exists(stem + ".json"):
+        with open(stem + ".json") as f:
+            seconds = json.load(f)["seconds_per_epoch"]
+        print(f"{name}: cached {stem}.keras", flush=True)
+        return tfee.load_model(stem + ".keras"), seconds
+    keras.utils.set_random_seed(SEED)
+    network, trainer = VARIANTS[name][1](data)
+    train = data.pipeline("train", training=True)
+    _compile(name, network, trainer, len(train))
+    callbacks = [keras.callbacks.BackupAndRestore(stem + "_backup")]
+    if trainer is network and name != "plain":
+        callbacks.insert(0, tfee.callbacks.SDNRamp())
+    print(f"{name}: training {FLAGS.beyond_epochs} epochs ...", flush=True)
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.time() - self.started)
+
+    times = []
+    trainer.fit(
+        train,
+        epochs=FLAGS.beyond_epochs,
+        callbacks=[*callbacks, EpochTimes()],
+        verbose=2,
+    )
+    # Epochs run in this process only (a resumed run timed fewer).
+    seconds = float(np.median(times)) if times else None
+    network.save(stem + ".partial.keras")
+    os.replace(stem + ".partial.keras", stem + ".keras")
+    with open(stem + ".json", "w") as f:
+        json.dump({"seconds_per_epoch": seconds}, f)
+    return network, seconds
+
+
+def _plain_accuracy(model, split):
+    images, labels = split
+    logits = model.predict(images, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == labels))
+
+
+def _on_test(policy, test):
+    """A validation-calibrated policy's test figures, beside the oracle's MACs
+    at the same test accuracy."""
+    evaluation = tfee.policy.evaluate(test, policy=policy)
+    oracle = tfee.policy.oracle_macs_at_accuracy(test, evaluation.accuracy)
+    return {
+        "accuracy": round(100 * evaluation.accuracy, 2),
+        "macs_fraction": round(evaluation.macs_fraction, 4),
+        "oracle_macs_fraction_at_this_accuracy": (
+            None if oracle is None else round(oracle / test.full_macs, 4)
+        ),
+        "cost_vs_oracle": (
+            None if not oracle else round(evaluation.mean_macs / oracle, 3)
+        ),
+    }
+
+
+def measure(network, data, plain_validation_accuracy):
+    """The figures of one network with exits (see the module docstring)."""
+    validation = tfee.policy.collect_outputs(network, data.pipeline("validation"))
+    test = tfee.policy.collect_outputs(network, data.pipeline("test"))
+    per_exit = tfee.policy.ExitAccuracy.from_logits(test.logits, test.labels)
+    result = {
+        "test_accuracy_per_exit": {
+            k: round(100 * v, 2) for k, v in per_exit.exits.items()
+        },
+        "exit_macs_fraction": [
+            round(m / test.full_macs, 4) for m in test.exit_macs.tolist()
+        ],
+    }
+    for fraction in MACS_POINTS:
+        policy = tfee.policy.calibrate(validation, macs_budget=fraction)
+        result[f"at_{round(100 * fraction)}pct_macs"] = _on_test(policy, test)
+    policy = tfee.policy.calibrate(validation, max_accuracy_drop=DROP)
+    result["drop_0.5pt_vs_own_deepest"] = _on_test(policy, test)
+    front = tfee.policy.front(validation, refine=True)
+    good = [p for p in front.points if p.accuracy >= plain_validation_accuracy - DROP]
+    result["drop_0.5pt_vs_plain"] = (
+        _on_test(min(good, key=lambda p: p.mean_macs).policy, test)
+        if good
+        else "no setting on the validation front comes within 0.5 points of (a)"
+    )
+    result["_test_front"] = tfee.policy.front(test)
+    return result
+
+
+def run(argv=None):
+    unknown = sorted(set(FLAGS.beyond_variants) - set(VARIANTS))
+    if unknown or "plain" not in FLAGS.beyond_variants:
+        raise app.UsageError(
+            f"--beyond_variants must include 'plain' and name only {sorted(VARIANTS)}. "
+            f"Received: {FLAGS.beyond_variants}"
+        )
+    data = common.reference_data()
+    started = time.time()
+    variants, fronts = {}, {}
+    plain, plain_seconds = trained("plain", data)
+    plain_accuracy = {
+        split: _plain_accuracy(plain, (data.normalised(split), data.split(split)[1]))
+        for split in ("validation", "test")
+    }
+    variants["plain"] = {
+        "what": VARIANTS["plain"][0],
+        "test_accuracy": round(100 * plain_accuracy["test"], 2),
+        "seconds_per_epoch": plain_seconds,
+    }
+    for name in FLAGS.beyond_variants:
+        if name == "plain":
+            continue
+        network, seconds = trained(name, data)
+        figures = measure(network, data, plain_accuracy["validation"])
+        fronts[name] = figures.pop("_test_front")
+        deepest = list(figures["test_accuracy_per_exit"].values())[-1]
+        variants[name] = {
+            "what": VARIANTS[name][0],
+            **figures,
+            "deepest_exit_minus_plain_points": round(
+                deepest - variants["plain"]["test_accuracy"], 2
+            ),
+            "seconds_per_epoch": seconds,
+        }
+    if "sdn" in variants:
+        for name, entry in variants.items():
+            if name != "plain" and entry["seconds_per_epoch"]:
+                reference = variants["sdn"]["seconds_per_epoch"]
+                entry["seconds_per_epoch_vs_sdn"] = (
+                    round(entry["seconds_per_epoch"] / reference, 3)
+                    if reference
+                    else None
+                )
+    result = {
+        "setup": common.setup(),
+        "budget": {
+            "epochs_per_variant": FLAGS.beyond_epochs,
+            "recipe": "SGD momentum 0.9, lr 0.1 cosine over the budget, weight "
+            f"decay 5e-4, batch {recipes.BATCH}, crop + flip, seed {SEED}",
+            "calibration": "max-softmax thresholds on validation, figures on test",
+        },
+        "variants": variants,
+        "seconds": round(time.time() - started, 1),
+        "record": common.machine_record(argv),
+    }
+    _plot(fronts, variants)
+    return common.finish("beyond_sdn", result, ["variants"])
+
+
+def _plot(fronts, variants):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.6))
+    axes = figure.subplots()
+    for name, front in fronts.items():
+        axes.plot(
+            [100 * p.macs_fraction for p in front.points],
+            [100 * p.accuracy for p in front.points],
+            "-",
+            label=f"{name} (test front)",
+        )
+    axes.axhline(variants["plain"]["test_accuracy"], ls=":", c="k", label="plain")
+    axes.set_xlabel("mean MACs (% of the backbone)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(
+        f"Beyond SDN, {FLAGS.beyond_epochs} epochs each"
+        + (" (quick)" if FLAGS.quick else "")
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    tag = "quick" if FLAGS.quick else "full"
+    report.save_figure(
+        figure, os.path.join(common.results_dir(), f"beyond_sdn_{tag}.png")
+    )
+
+
+def main(argv):
+    run(argv)
+
+
+if __name__ == "__main__":
+    app.run(main)
