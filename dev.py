@@ -45,8 +45,10 @@ def ensure_venv():
     if not PYTHON.exists():
         run(sys.executable, "-m", "venv", VENV)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    # --no-compile: byte-compiling every installed module (TensorFlow's
+    # thousands) costs more than compiling the few imported on first use.
     run(
-        PYTHON, "-m", "pip", "install", "--quiet",
+        PYTHON, "-m", "pip", "install", "--quiet", "--no-compile",
         "-c", "constraints.txt", "-e", ".[test,demo]",
     )  # fmt: skip
     STAMP.write_text(wanted)
