@@ -9,8 +9,9 @@ recipe (SGD momentum 0.9, lr 0.1 in a cosine over the budget, weight decay
                without exits;
   sdn          (b) + 6 SDN heads at 15..90% of the MACs, SDN's joint loss and
                weight ramp (today's reference recipe);
-  sdn_distill  (c) (b) with self-distillation (`tfee.Distiller`, teacher =
-               the network's own deepest exit, T = 3, kd_weight 0.3).
+  sdn_distill  (c) (b) with self-distillation (`tfee.Distiller(weights="sdn")`
+               with SDN's ramp: teacher = the network's own deepest exit,
+               T = 3, kd_weight 0.3).
 
 The cascade/ensemble heads and the learned exit decision of issue 17 join as
 further entries of `VARIANTS` when they exist; until then this table has
@@ -87,14 +88,20 @@ def _with_exits(data):
 
 def _self_distilled(data):
     network, _ = _with_exits(data)
-    return network, tfee.Distiller(network, temperature=3.0, kd_weight=0.3)
+    # (b)'s loss, weights and ramp included, plus the distillation term.
+    return network, tfee.Distiller(
+        network, temperature=3.0, kd_weight=0.3, weights="sdn"
+    )
 
 
 # name -> (what it is, builder returning (network, the model `fit` trains)).
 VARIANTS = {
     "plain": ("(a) backbone alone, no exits", _plain),
     "sdn": ("(b) SDN heads, SDN joint loss and weight ramp", _with_exits),
-    "sdn_distill": ("(c) SDN heads, self-distillation T=3 kd 0.3", _self_distilled),
+    "sdn_distill": (
+        "(c) SDN heads, SDN weights and ramp + self-distillation T=3 kd 0.3",
+        _self_distilled,
+    ),
 }
 
 
@@ -129,7 +136,7 @@ def trained(name, data):
     train = data.pipeline("train", training=True)
     _compile(name, network, trainer, len(train))
     callbacks = [keras.callbacks.BackupAndRestore(stem + "_backup")]
-    if trainer is network and name != "plain":
+    if name != "plain":
         callbacks.insert(0, tfee.callbacks.SDNRamp())
     print(f"{name}: training {FLAGS.beyond_epochs} epochs ...", flush=True)
 

@@ -84,7 +84,7 @@ def fit(
     mode="joint",
     epochs=1,
     optimizer="adam",
-    weights="sdn",
+    weights=None,
     lam=0.9,
     version="v1",
     costs="fraction_of_full",
@@ -110,7 +110,9 @@ def fit(
         (`tfee.training.Distiller`).
       epochs: training epochs.
       optimizer: a Keras optimizer or its name.
-      weights: joint mode's per-exit weights ("uniform", "sdn" or a list).
+      weights: per-exit loss weights of the joint and distill modes
+        ("uniform", "sdn" or a list; "sdn" adds `SDNRamp`). None: "sdn" for
+        joint, "uniform" for distill.
       lam, version, costs, targets: EENet mode's settings.
       teacher, temperature, kd_weight: distill mode's settings.
       callbacks: extra Keras callbacks.
@@ -127,6 +129,8 @@ def fit(
             f"tfee.recipes.fit: `mode` must be one of {MODES}. Received: mode={mode!r}"
         )
     callbacks = list(callbacks)
+    if weights is None:
+        weights = "sdn" if mode == "joint" else "uniform"
     if mode == "joint":
         model = network
         loss = losses.joint(network, weights)
@@ -142,9 +146,15 @@ def fit(
         model.compile(optimizer=optimizer)
     else:
         model = Distiller(
-            network, teacher=teacher, temperature=temperature, kd_weight=kd_weight
+            network,
+            teacher=teacher,
+            temperature=temperature,
+            kd_weight=kd_weight,
+            weights=weights,
         )
         model.compile(optimizer=optimizer)
+        if isinstance(weights, str) and weights == "sdn":
+            callbacks.insert(0, callbacks_lib.SDNRamp())
     return model.fit(
         train,
         validation_data=validation,

@@ -118,9 +118,50 @@ def test_a_pruned_student_keeps_its_wrappers_and_gets_sparse():
     assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.05)
 
 
+def test_an_exit_with_zero_weight_gets_no_gradient():
+    student = _tiny.network()
+    _, _, dataset = _tiny.data()
+    head = student.get_layer("exit_1_head")
+    before = [w.numpy().copy() for w in head.trainable_weights]
+    distiller = tfee.training.Distiller(student, weights=[0.0, 1.0])
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = distiller.fit(dataset, epochs=1, verbose=0)
+    for b, w in zip(before, head.trainable_weights):
+        np.testing.assert_array_equal(b, w.numpy())
+    # Its term is still logged, unweighted.
+    assert history.history["exit_1_loss"][0] > 0.1
+
+
+def test_sdn_ramp_ramps_a_distillers_weights_and_logs_the_mean_exit_loss():
+    student = _tiny.network()
+    _, _, dataset = _tiny.data()
+    distiller = tfee.training.Distiller(student, weights="sdn")
+    assert [float(w.numpy()) for w in distiller.exit_weights] == pytest.approx(
+        [0.01, 1.0]
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ramp = tfee.callbacks.SDNRamp(max_weights=[0.5], ramp_epochs=2)
+    history = distiller.fit(dataset, epochs=3, callbacks=[ramp], verbose=0)
+    assert float(distiller.exit_weights[0].numpy()) == pytest.approx(0.5)
+    assert float(distiller.exit_weights[1].numpy()) == 1.0
+    logged = history.history
+    expected = np.mean([logged["exit_1_loss"][-1], logged["exit_2_loss"][-1]])
+    assert logged["mean_exit_loss"][-1] == pytest.approx(expected)
+
+
+def test_recipes_distill_mode_with_sdn_weights_ramps_them():
+    student = _tiny.network()
+    _, _, dataset = _tiny.data()
+    history = tfee.recipes.fit(student, dataset, mode="distill", weights="sdn")
+    assert "mean_exit_loss" in history.history
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
+        ({"weights": "ramped"}, "`weights` must be 'uniform', 'sdn' or a list of 2"),
+        ({"weights": [1.0]}, "`weights` needs one weight per exit"),
+        ({"weights": [1.0, -1.0]}, "`weights` must be a finite number >= 0"),
         ({"temperature": 0.0}, "`temperature` must be a finite number > 0"),
         ({"kd_weight": 1.5}, r"`kd_weight` must be a number in \[0, 1\]"),
         ({"kd_weight": -0.1}, r"`kd_weight` must be a number in \[0, 1\]"),

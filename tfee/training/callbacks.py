@@ -18,8 +18,9 @@ class SDNRamp(keras.callbacks.Callback):
 
     At the start of epoch e, internal exit k gets weight
     min(max_k, 0.01 + e * max_k / ramp_epochs); the deepest exit keeps its
-    weight. Works with the losses from `tfee.losses.joint(net, "sdn")`, and
-    resumes correctly under BackupAndRestore because it depends only on e.
+    weight. Works with the losses from `tfee.losses.joint(net, "sdn")` and
+    with `tfee.Distiller(net, weights="sdn")`, and resumes correctly under
+    BackupAndRestore because it depends only on e.
 
     Because the weights change, `loss` and `val_loss` are not comparable
     across epochs: a callback that keeps the "best" epoch by them keeps an
@@ -51,7 +52,14 @@ class SDNRamp(keras.callbacks.Callback):
         self.max_weights = None if max_weights is None else tuple(max_weights)
         self.ramp_epochs = ramp_epochs
 
-    def _named_exit_losses(self):
+    def _named_weights(self):
+        """[(exit name, its weight variable, whether its logged loss is
+        weighted)], shallowest first: the joint loss's `ExitCrossEntropy`
+        weights, or a `tfee.Distiller`'s `exit_weights`."""
+        wrapper_weights = getattr(self.model, "exit_weights", None)
+        if wrapper_weights is not None:
+            names = self.model._exit_names  # noqa: SLF001 (tfee's own wrapper)
+            return [(n, w, False) for n, w in zip(names, wrapper_weights)]
         losses = self.model.loss if isinstance(self.model.loss, dict) else {}
         # Output names may be tfmot-wrapped (prune_low_magnitude_exit_2).
         named = [
@@ -62,13 +70,11 @@ class SDNRamp(keras.callbacks.Callback):
         named.sort(key=lambda item: item[0])
         if not named:
             raise ValueError(
-                "SDNRamp needs the model compiled with tfee.losses.joint(...) losses; "
-                f"received loss={self.model.loss!r}"
+                "SDNRamp needs the model compiled with tfee.losses.joint(...) losses "
+                "or a tfee.Distiller; received loss="
+                f"{getattr(self.model, 'loss', None)!r}"
             )
-        return [(name, loss) for _, name, loss in named]
-
-    def _exit_losses(self):
-        return [loss for _, loss in self._named_exit_losses()]
+        return [(name, loss.weight, True) for _, name, loss in named]
 
     def _targets(self, count):
         if self.max_weights is not None:
@@ -83,10 +89,10 @@ class SDNRamp(keras.callbacks.Callback):
         return tuple(0.9 * (k + 1) / count for k in range(count))
 
     def on_epoch_begin(self, epoch, logs=None):
-        internal = self._exit_losses()[:-1]
+        internal = [weight for _, weight, _ in self._named_weights()[:-1]]
         ramp = self.ramp_epochs or self.params.get("epochs") or 1
-        for loss, target in zip(internal, self._targets(len(internal))):
-            loss.weight.assign(min(target, 0.01 + epoch * target / ramp))
+        for weight, target in zip(internal, self._targets(len(internal))):
+            weight.assign(min(target, 0.01 + epoch * target / ramp))
 
     def on_train_begin(self, logs=None):
         # Keras gives a callback no handle on its siblings; the CallbackList
@@ -107,18 +113,19 @@ class SDNRamp(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        named = self._named_exit_losses()
+        named = self._named_weights()
         for prefix in ("", "val_"):
             unweighted = [
-                logs[f"{prefix}{name}_loss"] / float(loss.weight.numpy())
-                for name, loss in named
-                if f"{prefix}{name}_loss" in logs and float(loss.weight.numpy()) > 0
+                logs[f"{prefix}{name}_loss"] / (float(weight.numpy()) if scaled else 1)
+                for name, weight, scaled in named
+                if f"{prefix}{name}_loss" in logs
+                and (not scaled or float(weight.numpy()) > 0)
             ]
             if len(unweighted) == len(named):
                 logs[f"{prefix}mean_exit_loss"] = float(np.mean(unweighted))
             accuracies = [
                 logs[f"{prefix}{name}_accuracy"]
-                for name, _ in named
+                for name, _, _ in named
                 if f"{prefix}{name}_accuracy" in logs
             ]
             if len(accuracies) == len(named):

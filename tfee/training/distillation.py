@@ -16,6 +16,7 @@ from tfee import naming
 from tfee._keras import keras
 from tfee._keras import require_tf_keras
 from tfee._keras import tf
+from tfee.training import losses
 from tfee.training._wrapper import ExitLossModel
 from tfee.training._wrapper import exit_names
 from tfee.training._wrapper import output_roles
@@ -85,7 +86,7 @@ class Distiller(ExitLossModel):
     `match="deepest"` (default), or from the teacher's exit of the same
     index when `match="per_exit"` (the teacher must then have as many exits).
     A teacher that is a plain classifier (one logits output) is always
-    matched to every exit. The loss is the sum over exits, and the student's
+    matched to every exit. The loss is the weighted sum over exits (`weights`), and the student's
     variables are trained in place (it is not cloned, so tfmot-wrapped pruned
     or clustered students keep their wrappers). Logs `loss`, `exit_k_loss`
     and `exit_k_accuracy` for every exit.
@@ -100,6 +101,11 @@ class Distiller(ExitLossModel):
       temperature: softmax temperature T > 0.
       kd_weight: distillation share in [0, 1] (the rest is cross-entropy).
       match: "deepest" or "per_exit"; see above.
+      weights: each exit's share of the loss, as in `tfee.losses.joint`:
+        "uniform", "sdn" (ramped by `tfee.callbacks.SDNRamp`, so that
+        self-distillation adds to SDN's recipe and changes nothing else) or
+        one non-negative number per exit. `exit_k_loss` logs each exit's
+        term unweighted.
 
     Raises:
       ValueError: bad temperature or kd_weight, a student with nothing to
@@ -124,6 +130,7 @@ class Distiller(ExitLossModel):
         kd_weight=0.3,
         *,
         match="deepest",
+        weights="uniform",
         name="distiller",
         **kwargs,
     ):
@@ -146,6 +153,14 @@ class Distiller(ExitLossModel):
             name=name,
             **kwargs,
         )
+        values = losses.exit_weights(names, weights, api)
+        with self.distribute_strategy.scope():
+            # Variables, so that `tfee.callbacks.SDNRamp` ramps them as it
+            # ramps the joint loss's weights (BackupAndRestore keeps them).
+            self.exit_weights = [
+                tf.Variable(value, trainable=False, name=f"{n}_weight")
+                for n, value in zip(names, values)
+            ]
         self.student = student
         self.temperature = float(temperature)
         self.kd_weight = float(kd_weight)
@@ -243,5 +258,10 @@ class Distiller(ExitLossModel):
                     self.temperature,
                     self.kd_weight,
                 )
-        terms["loss"] = tf.add_n(list(terms.values()))
+        terms["loss"] = tf.add_n(
+            [
+                weight * terms[f"{name}_loss"]
+                for name, weight in zip(self._exit_names, self.exit_weights)
+            ]
+        )
         return terms

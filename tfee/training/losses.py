@@ -10,7 +10,7 @@ from tfee._keras import tf
 from tfee.training._wrapper import output_roles
 from tfee.training._wrapper import require_trainable
 
-__all__ = ["ExitCrossEntropy", "SDN_MAX_WEIGHTS", "joint"]
+__all__ = ["ExitCrossEntropy", "SDN_MAX_WEIGHTS", "exit_weights", "joint"]
 
 # SDN's final weights for internal classifiers 1..6 (Kaya et al., ICML 2019).
 SDN_MAX_WEIGHTS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
@@ -67,6 +67,33 @@ def _exit_outputs(network):
     ]
 
 
+def exit_weights(names, weights, api):
+    """Per-exit loss weights, shallowest first, from a joint-loss `weights`.
+
+    "uniform": 1.0 each; "sdn": internal exits start at 0.01 (the `SDNRamp`
+    callback ramps them to SDN's 0.15, 0.30, ...), the deepest exit 1.0; or a
+    list of one non-negative number per exit (BranchyNet's fixed weights).
+    """
+    if isinstance(weights, str):
+        if weights == "uniform":
+            return [1.0] * len(names)
+        if weights == "sdn":
+            return [0.01] * (len(names) - 1) + [1.0]
+        raise ValueError(
+            f"{api}: `weights` must be 'uniform', 'sdn' or a list of "
+            f"{len(names)} non-negative numbers. Received: weights={weights!r}"
+        )
+    values = list(weights)
+    if len(values) != len(names):
+        raise ValueError(
+            f"{api}: `weights` needs one weight per exit ({len(names)} "
+            f"for {names}). Received: {len(values)} weights {values!r}"
+        )
+    for value in values:
+        _check_weight(value, "weights", api)
+    return [float(v) for v in values]
+
+
 def joint(network, weights="uniform"):
     """The joint training loss as a `compile(loss=...)` dict, one entry per exit.
 
@@ -91,25 +118,7 @@ def joint(network, weights="uniform"):
     outputs = _exit_outputs(network)
     names = [role for _, role in outputs]
     require_trainable(network, "tfee.losses.joint")
-    if isinstance(weights, str):
-        if weights == "uniform":
-            values = [1.0] * len(names)
-        elif weights == "sdn":
-            values = [0.01] * (len(names) - 1) + [1.0]
-        else:
-            raise ValueError(
-                "tfee.losses.joint: `weights` must be 'uniform', 'sdn' or a list of "
-                f"{len(names)} non-negative numbers. Received: weights={weights!r}"
-            )
-    else:
-        values = list(weights)
-        if len(values) != len(names):
-            raise ValueError(
-                f"tfee.losses.joint: `weights` needs one weight per exit ({len(names)} "
-                f"for {names}). Received: {len(values)} weights {values!r}"
-            )
-        for value in values:
-            _check_weight(value, "weights", "tfee.losses.joint")
+    values = exit_weights(names, weights, "tfee.losses.joint")
     learned = [
         name
         for name, role in zip(network.output_names, output_roles(network))
