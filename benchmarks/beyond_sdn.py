@@ -31,6 +31,7 @@ interrupted run resumes where it stopped; the JSON records the budget.
     .venv/bin/python -m benchmarks.beyond_sdn --quick         # smoke check only
 """
 
+import hashlib
 import json
 import os
 import time
@@ -106,8 +107,7 @@ VARIANTS = {
 
 
 def _compile(name, network, trainer, steps):
-    schedule = keras.optimizers.schedules.CosineDecay(0.1, steps * FLAGS.beyond_epochs)
-    optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
+    optimizer = recipes.reference_optimizer(steps, FLAGS.beyond_epochs)
     if name == "plain":
         trainer.compile(
             optimizer=optimizer,
@@ -123,8 +123,11 @@ def _compile(name, network, trainer, steps):
 def trained(name, data):
     """(network, seconds per epoch): from the cache, or trained now (resumable)."""
     tag = "quick" if FLAGS.quick else "full"
+    # The recipe's description is part of the key: a changed recipe never
+    # resumes or reuses what the old one trained.
+    recipe = hashlib.sha256(VARIANTS[name][0].encode()).hexdigest()[:8]
     stem = os.path.join(
-        FLAGS.cache_dir, f"beyond_sdn_{tag}_{name}_{FLAGS.beyond_epochs}"
+        FLAGS.cache_dir, f"beyond_sdn_{tag}_{name}_{recipe}_{FLAGS.beyond_epochs}"
     )
     if os.path.exists(stem + ".keras") and os.path.exists(stem + ".json"):
         with open(stem + ".json") as f:

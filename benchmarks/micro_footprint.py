@@ -93,8 +93,10 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
     "micro_per_channel",
     True,
-    "Per-channel int8 weight scales in the clustered export (False: one per "
-    "kernel, one look-up table per kernel).",
+    "Per-channel int8 weight scales in the clustered export. False: one per "
+    "kernel, and BN is folded into the kernels before clustering (so each "
+    "kernel keeps its clusters in one look-up table; BN's weights leave the "
+    "count).",
 )
 flags.DEFINE_float("micro_clustering_learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_integer(

@@ -73,6 +73,16 @@ def test_validation_per_class_on_a_flat_folder_also_holds_out_test(tmp_path):
     assert counts == [[3, 3], [2, 2], [2, 2]]
 
 
+def test_validation_per_class_names_the_classes_too_small_for_it(tmp_path):
+    _write_folder(tmp_path, per_class=6)
+    with pytest.raises(
+        ValueError,
+        match=r"for validation and test, so each class needs more than 6; these "
+        r"have fewer: \[\('cat', 6\), \('dog', 6\)\]",
+    ):
+        tfee.data.load(str(tmp_path), validation_per_class=np.int64(3))
+
+
 def test_stratified_holdout_refuses_to_empty_a_class():
     with pytest.raises(ValueError, match="smallest class has 2.*per_class=2"):
         tfee.data.stratified_holdout([0, 0, 1, 1, 1], 2, np.random.default_rng(0))
@@ -84,7 +94,11 @@ def test_stratified_holdout_refuses_to_empty_a_class():
         ({"source": 3}, r"`source` must be 'digits', an image folder.*source=3"),
         (
             {"source": "digits", "validation_per_class": 0},
-            r"`validation_per_class` must be None or a positive integer",
+            r"`validation_per_class` must be a positive integer",
+        ),
+        (
+            {"source": "/no/such/folder", "validation_per_class": 5},
+            "looks like a path but there is no folder",
         ),
         (
             {"source": "digits", "validation_per_class": 5},

@@ -123,14 +123,20 @@ def test_a_client_side_normalisation_on_top_is_refused(raw_network, tmp_path):
     assert not (tmp_path / "x.tflite").exists()
 
 
-def test_quantization_aware_training_keeps_it(raw_network, tmp_path):
+@pytest.mark.parametrize("clustered", [False, True])
+def test_quantization_aware_training_keeps_it(raw_network, tmp_path, clustered):
     raw, _, labels = _raw_and_normalised()
     data = tf.data.Dataset.from_tensor_slices((raw, labels)).batch(16)
+    network = raw_network
+    if clustered:  # the cluster-preserving scheme, which claims Normalization
+        network = tfee.compress.strip(
+            tfee.compress.cluster_weights(raw_network, 4, init="linear")
+        )
     qat = tfee.compress.quantization_aware_training(
-        raw_network, data, epochs=1, preserve_clusters=False, verbose=0
+        network, data, epochs=1, preserve_clusters=clustered, verbose=0
     )
     assert tfee.included_normalisation(qat)["std"] == pytest.approx([STD])
-    path = str(tmp_path / "qat.tflite")
+    path = str(tmp_path / f"qat_{clustered}.tflite")
     tfee.export.tflite(qat, path, quantize="int8", representative=raw)
     file_input = tfee.runtime.read_metadata(path)["input"]
     assert file_input["normalised_in_model"]["std"] == pytest.approx([STD])

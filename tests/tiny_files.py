@@ -101,6 +101,7 @@ def exporting_micro(*args, **kwargs):
 
     def recording(network, k, calibration, per_channel=True):
         converted[k] = convert(network, k, calibration, per_channel)
+        converted["per_channel"] = per_channel
         return converted[k]
 
     with pytest.MonkeyPatch.context() as patch:
@@ -121,5 +122,10 @@ def reuse_conversions(export, patch):
     from tfee.export import micro_export
 
     converted = _CONVERTED[export.directory]
-    patch.setattr(micro_export, "_convert_stage", lambda n, k, *_: converted[k])
+
+    def reuse(network, k, calibration, per_channel=True):
+        assert per_channel == converted["per_channel"], "converted otherwise"
+        return converted[k]
+
+    patch.setattr(micro_export, "_convert_stage", reuse)
     return converted

@@ -7,7 +7,20 @@ import numpy as np
 
 from tfee._keras import tf
 
-__all__ = ["check_images", "check_int"]
+__all__ = ["check_bool", "check_images", "check_int"]
+
+
+def check_bool(value, argument, api):
+    """Returns `value`; raises unless it is True or False (not 0, 1 or "yes").
+
+    Raises:
+      TypeError: naming `api` and `argument`, what is accepted and received.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{api}: `{argument}` must be True or False. Received: {argument}={value!r}"
+        )
+    return value
 
 
 def check_int(value, argument, api, minimum=1):

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from tfee import _checks
 from tfee._files import write_atomically
 from tfee._keras import tf
 
@@ -382,6 +383,22 @@ def _digits(fractions, seed):
     return _from_arrays(splits, 10, tuple(str(d) for d in range(10)))
 
 
+def _check_class_sizes(labels, per_class, splits, classes):
+    """Every class must keep training images after `splits` hold-outs."""
+    counts = np.bincount(labels, minlength=len(classes))
+    small = [
+        (classes[i], int(c)) for i, c in enumerate(counts) if c <= splits * per_class
+    ]
+    if small:
+        held = "validation and test" if splits == 2 else "validation"
+        raise ValueError(
+            f"tfee.data.load: `validation_per_class` holds out {per_class} images "
+            f"of every class for {held}, so each class needs more than "
+            f"{splits * per_class}; these have fewer: {small[:5]}. Received: "
+            f"validation_per_class={per_class}"
+        )
+
+
 def _from_folder(directory, validation, seed, image_size, cache):
     """Examples of an image folder; `validation` is a fraction of the
     training images or, as an int, a count per class (stratified)."""
@@ -408,6 +425,7 @@ def _from_folder(directory, validation, seed, image_size, cache):
                 "`image_size=(height, width)` to resize both."
             )
         if isinstance(validation, int):
+            _check_class_sizes(train_y, validation, 1, classes)
             held_out = stratified_holdout(
                 train_y, validation, np.random.default_rng(seed)
             )
@@ -424,6 +442,7 @@ def _from_folder(directory, validation, seed, image_size, cache):
         images, labels, classes = read(directory, "images")
         if isinstance(validation, int):
             # Validation and test: `validation` per class each.
+            _check_class_sizes(labels, validation, 2, classes)
             rng = np.random.default_rng(seed)
             test = stratified_holdout(labels, validation, rng)
             rest = np.flatnonzero(~test)
@@ -675,14 +694,9 @@ def load(
             f"Received: validation_fraction={validation_fraction!r}"
         )
     image_size = _check_image_size(image_size, api)
-    if validation_per_class is not None and (
-        isinstance(validation_per_class, bool)
-        or not isinstance(validation_per_class, int)
-        or validation_per_class < 1
-    ):
-        raise ValueError(
-            f"{api}: `validation_per_class` must be None or a positive integer. "
-            f"Received: validation_per_class={validation_per_class!r}"
+    if validation_per_class is not None:
+        validation_per_class = _checks.check_int(
+            validation_per_class, "validation_per_class", api
         )
     if augment is not None and not callable(augment):
         if augment not in _AUGMENTATIONS:
@@ -703,16 +717,19 @@ def load(
 
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
-    if validation_per_class is not None and not (
-        isinstance(source, str) and source != "digits" and os.path.isdir(source)
-    ):
-        raise ValueError(
-            f"{api}: `validation_per_class` applies to image folders, whose "
-            "labels are read at once; 'digits' has its own split and other "
-            "sources stream, so use `validation_fraction`. Received: "
-            f"validation_per_class={validation_per_class!r} with source={source!r}"
-        )
+
+    def folders_only():
+        if validation_per_class is not None:
+            raise ValueError(
+                f"{api}: `validation_per_class` applies to image folders, whose "
+                "labels are read at once; 'digits' has its own split and other "
+                "sources stream, so use `validation_fraction`. Received: "
+                f"validation_per_class={validation_per_class!r} with "
+                f"source={source!r}"
+            )
+
     if isinstance(source, str) and source == "digits":
+        folders_only()
         examples = _digits((0.6, 0.2, 0.2), seed)  # its own fixed split
     elif isinstance(source, str) and os.path.isdir(source):
         examples = _from_folder(
@@ -724,6 +741,7 @@ def load(
         )
         image_size = None  # resized while decoding
     elif isinstance(source, (tf.data.Dataset, dict)):
+        folders_only()
         examples = _from_datasets(source, validation_fraction, seed, api)
     elif (isinstance(source, str) and source) or (
         hasattr(source, "as_dataset") and hasattr(source, "info")
@@ -738,6 +756,7 @@ def load(
                 f"{api}: `source` looks like a path but there is no folder at "
                 f"{source!r}. Accepted: {_SOURCES}."
             )
+        folders_only()
         builder = _tfds_builder(source, data_dir)
         examples = _from_tfds(builder, download, validation_fraction, seed, api)
     else:

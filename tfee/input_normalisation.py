@@ -85,15 +85,23 @@ def included_normalisation(model):
     """The {"mean", "std"} the model applies to its input itself, or None.
 
     Set by `include_normalisation` (a `Normalization` layer right after the
-    input, as Keras recommends for preprocessing that ships with a model).
+    input, as Keras recommends for preprocessing that ships with a model); a
+    user's own per-channel `Normalization` there counts too. Preprocessing
+    behind another layer (a `Rescaling` first, as some `keras.applications`
+    models do) is not detected.
     """
     if not isinstance(model, keras.Model) or len(model.inputs) != 1:
         return None
     layer = _first_layer(model)
-    if not isinstance(layer, keras.layers.Normalization):
+    if (
+        not isinstance(layer, keras.layers.Normalization)
+        or getattr(layer, "invert", False)
+        or tuple(layer.axis) != (-1,)
+    ):
         return None
     mean, variance = layer.mean.numpy(), layer.variance.numpy()
-    std = np.sqrt(np.maximum(variance, keras.backend.epsilon()))
+    # What the layer divides by (tf_keras: max(sqrt(variance), epsilon)).
+    std = np.maximum(np.sqrt(variance), keras.backend.epsilon())
     return {
         "mean": np.reshape(mean, -1).astype(float).tolist(),
         "std": np.reshape(std, -1).astype(float).tolist(),

@@ -139,8 +139,6 @@ def fit(
             loss=loss,
             metrics={name: ["accuracy"] for name in loss},
         )
-        if isinstance(weights, str) and weights == "sdn":
-            callbacks.insert(0, callbacks_lib.SDNRamp())
     elif mode == "eenet":
         model = EENet(network, lam=lam, version=version, costs=costs, targets=targets)
         model.compile(optimizer=optimizer)
@@ -153,8 +151,8 @@ def fit(
             weights=weights,
         )
         model.compile(optimizer=optimizer)
-        if isinstance(weights, str) and weights == "sdn":
-            callbacks.insert(0, callbacks_lib.SDNRamp())
+    if mode != "eenet" and isinstance(weights, str) and weights == "sdn":
+        callbacks.insert(0, callbacks_lib.SDNRamp())
     return model.fit(
         train,
         validation_data=validation,
@@ -404,6 +402,13 @@ def build_reference_network(
     )
 
 
+def reference_optimizer(steps, epochs, learning_rate=0.1):
+    """The reference recipe's optimizer: SGD with momentum 0.9 and a cosine
+    decay of `learning_rate` over `steps * epochs` steps."""
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
+    return keras.optimizers.SGD(schedule, momentum=0.9)
+
+
 def compile_for_training(network, steps, epochs, learning_rate=0.1):
     """Compiles `network` with the reference recipe, in place.
 
@@ -417,9 +422,8 @@ def compile_for_training(network, steps, epochs, learning_rate=0.1):
       epochs: epochs the schedule spans.
       learning_rate: the initial learning rate.
     """
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs)
     network.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
+        optimizer=reference_optimizer(steps, epochs, learning_rate),
         loss=losses.joint(network, weights="sdn"),
         metrics={name: ["accuracy"] for name in network.output_names},
     )

@@ -32,7 +32,7 @@ def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
         }
         own = entry["drop_0.5pt_vs_own_deepest"]
         assert 0 < own["macs_fraction"] <= 1.5 and own["cost_vs_oracle"] >= 1
-    assert variants["sdn"]["seconds_per_epoch_vs_sdn"] == 1.0
+    assert variants["sdn_distill"]["seconds_per_epoch_vs_sdn"] > 0
     assert os.path.exists(
         os.path.join(quick_flags["results_dir"], "beyond_sdn_quick.png")
     )

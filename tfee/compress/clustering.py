@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from tfee import _checks
 from tfee import network as network_lib
 from tfee import training
 from tfee._files import write_atomically
@@ -402,11 +403,7 @@ class ClusteringPlan:
     ):
         api = _api  # cluster() builds its plan under its own name.
         _check_network(network, api)
-        if not isinstance(fold_batch_norm, bool):
-            raise TypeError(
-                f"{api}: `fold_batch_norm` must be True or False. "
-                f"Received: fold_batch_norm={fold_batch_norm!r}"
-            )
+        _checks.check_bool(fold_batch_norm, "fold_batch_norm", api)
         _, _, frozen = _resolve(network, clusters, api)
         scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
         if isinstance(teacher, str):

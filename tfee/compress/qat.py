@@ -8,6 +8,7 @@ heads get `ExitHeadQuantizeConfig`, which quantizes their kernels with the
 same cluster-preserving weight quantizer and their logits as an 8-bit output.
 """
 
+from tfee import _checks
 from tfee import network as network_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
@@ -179,14 +180,8 @@ def quantize_preserving_clusters(
     api = "tfee.compress.quantize_preserving_clusters"
     require_functional_model(network, api, argument="network", single_output=False)
     network_lib.sections(network)  # Raises unless it is an early-exit network.
-    for argument, value in (
-        ("preserve_sparsity", preserve_sparsity),
-        ("preserve_clusters", preserve_clusters),
-    ):
-        if not isinstance(value, bool):
-            raise TypeError(
-                f"{api}: `{argument}` must be a bool. Received: {argument}={value!r}"
-            )
+    _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
+    _checks.check_bool(preserve_clusters, "preserve_clusters", api)
     if preserve_clusters:
         scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
             preserve_sparsity=preserve_sparsity

@@ -175,11 +175,14 @@ def check_ops(concrete_functions, api):
         )
 
 
-def converter(network, concrete_functions):
+def converter(network, concrete_functions, per_channel=True):
     """A TFLiteConverter over a SavedModel holding the signatures by name.
 
     `from_concrete_functions` names multi-function signatures after the traced
     graphs, so the functions are saved once under their own keys instead.
+    `per_channel=False` gives quantized weights one scale per kernel: a kernel
+    clustered per tensor (BN folded first) keeps its cluster count of int8
+    values, instead of a different set per channel.
 
     Returns:
       (converter, temporary directory to remove once converted).
@@ -197,12 +200,12 @@ def converter(network, concrete_functions):
         module = tf.Module()
         module.network = network
         tf.saved_model.save(module, directory, signatures=concrete_functions)
-    return (
-        tf.lite.TFLiteConverter.from_saved_model(
-            directory, signature_keys=list(concrete_functions)
-        ),
-        directory,
+    result = tf.lite.TFLiteConverter.from_saved_model(
+        directory, signature_keys=list(concrete_functions)
     )
+    if not per_channel:
+        result._experimental_disable_per_channel = True
+    return result, directory
 
 
 def remove(directory):

@@ -434,18 +434,13 @@ def _convert_stage(network, k, calibration, per_channel=True):
     name = naming.stage_name(k)
     functions = _signatures.functions(network, [name], batch=1)
     _signatures.check_ops(functions, "tfee.export.micro")
-    converter, directory = _signatures.converter(network, functions)
+    converter, directory = _signatures.converter(network, functions, per_channel)
     try:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _calibration.single_generator(calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        if not per_channel:
-            # One scale per kernel: a clustered kernel keeps its cluster count
-            # of int8 values in one look-up table, and the per-channel scale
-            # and zero-point arrays leave the flash image.
-            converter._experimental_disable_per_channel = True
         return converter.convert()
     finally:
         _signatures.remove(directory)
@@ -840,15 +835,8 @@ def micro(
     api = "tfee.export.micro"
     _check_name(name, api)
     _check_compress(compress, api)
-    for argument, value in (
-        ("strip_strings", strip_strings),
-        ("per_channel", per_channel),
-    ):
-        if not isinstance(value, bool):
-            raise TypeError(
-                f"{api}: `{argument}` must be True or False. "
-                f"Received: {argument}={value!r}"
-            )
+    _checks.check_bool(strip_strings, "strip_strings", api)
+    _checks.check_bool(per_channel, "per_channel", api)
     if not isinstance(directory, str) or not directory:
         raise TypeError(
             f"{api}: `directory` must be a path string. Received: {directory!r}"

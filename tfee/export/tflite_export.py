@@ -274,7 +274,7 @@ def convert(
     """Converts the stripped `network`; returns the flatbuffer bytes."""
     functions = _signatures.functions(network, names, input_ranges=input_ranges)
     _signatures.check_ops(functions, "tfee.export.tflite")
-    converter, directory = _signatures.converter(network, functions)
+    converter, directory = _signatures.converter(network, functions, per_channel)
     try:
         optimizations = []
         if quantize != "float32":
@@ -291,10 +291,6 @@ def convert(
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        if not per_channel:
-            # One scale per kernel keeps a clustered kernel at its cluster
-            # count of distinct int8 values, which gzip codes in few bits.
-            converter._experimental_disable_per_channel = True
         return converter.convert()
     finally:
         _signatures.remove(directory)
@@ -421,11 +417,7 @@ def tflite(
         calibration = _checks.check_images(
             representative, stripped, calibration_samples, api
         )
-    if not isinstance(per_channel, bool):
-        raise TypeError(
-            f"{api}: `per_channel` must be True or False. "
-            f"Received: per_channel={per_channel!r}"
-        )
+    _checks.check_bool(per_channel, "per_channel", api)
     data = convert(stripped, names, quantize, calibration, sparse, per_channel)
     if quantize == "int8" and compress.is_quantization_aware(stripped):
         # The stages write features in the ranges QAT learned, but their

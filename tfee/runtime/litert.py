@@ -98,13 +98,16 @@ def read_metadata(path):
     if not metadata:
         return {}
     if metadata.get("format") == _FORMAT_2:
-        return _upgrade_format_2(metadata)
+        metadata = _upgrade_format_2(metadata)
     if metadata.get("format") != METADATA_FORMAT:
         raise ValueError(
             f"tfee.runtime.read_metadata: {path} holds tfee metadata in format "
             f"{metadata.get('format')!r}; this tfee reads {_FORMAT_2!r} and "
             f"{METADATA_FORMAT!r}. Export the network again."
         )
+    # Files written before tfee.include_normalisation lack the field.
+    if isinstance(metadata.get("input"), dict):
+        metadata["input"].setdefault("normalised_in_model", None)
     return metadata
 
 

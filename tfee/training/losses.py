@@ -83,7 +83,13 @@ def exit_weights(names, weights, api):
             f"{api}: `weights` must be 'uniform', 'sdn' or a list of "
             f"{len(names)} non-negative numbers. Received: weights={weights!r}"
         )
-    values = list(weights)
+    try:
+        values = list(weights)
+    except TypeError:
+        raise ValueError(
+            f"{api}: `weights` must be 'uniform', 'sdn' or a list of "
+            f"{len(names)} non-negative numbers. Received: weights={weights!r}"
+        ) from None
     if len(values) != len(names):
         raise ValueError(
             f"{api}: `weights` needs one weight per exit ({len(names)} "
