@@ -210,3 +210,9 @@ def test_one_hot_labels_are_refused_not_cast(labels, message):
     source = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
     with pytest.raises(ValueError, match=message):
         tfee.data.load(source)
+
+
+@pytest.mark.parametrize("per_class", [0, 1.5, True])
+def test_stratified_holdout_names_a_bad_count(per_class):
+    with pytest.raises(ValueError, match="`per_class` must be a positive integer"):
+        tfee.data.stratified_holdout([0, 0, 1, 1], per_class, np.random.default_rng(0))

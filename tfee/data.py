@@ -73,13 +73,11 @@ def stratified_holdout(labels, per_class, rng):
         it would be left to train on).
     """
     labels = np.asarray(labels)
-    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)):
-        raise ValueError(
-            "tfee.data.stratified_holdout: `per_class` must be a positive integer. "
-            f"Received: per_class={per_class!r}"
-        )
+    per_class = _checks.check_int(
+        per_class, "per_class", "tfee.data.stratified_holdout"
+    )
     classes, counts = np.unique(labels, return_counts=True)
-    if per_class < 1 or (counts <= per_class).any():
+    if (counts <= per_class).any():
         raise ValueError(
             "tfee.data.stratified_holdout: `per_class` must be a positive integer "
             f"below every class's sample count (the smallest class has "
