@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pytest
@@ -186,9 +187,12 @@ def test_per_kernel_scales_pack_each_folded_kernel_into_one_small_table(
     folded = tfee.compress.cluster(
         network, None, CLUSTERS, epochs=0, init="linear", fold_batch_norm=True
     )
-    per_kernel = tfee.export.micro(
-        folded, str(tmp_path / "kernel"), images, compress="lut", per_channel=False
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        per_kernel = tfee.export.micro(
+            folded, str(tmp_path / "kernel"), images, compress="lut", per_channel=False
+        )
+    assert not [w for w in caught if "still has BatchNormalization" in str(w.message)]
     per_channel = tfee.export.micro(
         folded, str(tmp_path / "channel"), images, compress="lut"
     )
@@ -197,3 +201,15 @@ def test_per_kernel_scales_pack_each_folded_kernel_into_one_small_table(
     assert convolutions and all(t.tables == 1 for t in packed)
     assert all(t.bits <= 2 for t in convolutions)  # 4 clusters: 2-bit indices
     assert per_kernel.flash_bytes < per_channel.flash_bytes
+
+
+def test_per_kernel_scales_on_unfolded_batch_norm_warn(
+    network, images, tmp_path, monkeypatch
+):
+    def stop(*args):
+        raise RuntimeError("stop before converting")
+
+    monkeypatch.setattr(micro_lib, "_convert_stage", stop)
+    with pytest.warns(UserWarning, match="still has BatchNormalization.*Fold BN"):
+        with pytest.raises(RuntimeError, match="stop before converting"):
+            tfee.export.micro(network, str(tmp_path), images, per_channel=False)

@@ -849,6 +849,23 @@ def micro(
     stripped = _signatures.stripped_network(network, api)
     _check_layers(stripped, api)
     normalised = input_normalisation.included_normalisation(stripped)
+    batch_norms = [
+        layer.name
+        for layer in stripped.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not per_channel and batch_norms:
+        # The converter folds each BN into its kernel, a factor per channel:
+        # one int8 scale per kernel then serves channels of different ranges.
+        warnings.warn(
+            f"{api}: per_channel=False on a network that still has "
+            f"BatchNormalization layers ({batch_norms[:3]}...): the converter "
+            "folds them into the kernels, so one int8 scale per kernel must "
+            "cover every channel's range, which can cost accuracy and spreads "
+            "clusters over many values. Fold BN first (tfee.compress.cluster("
+            "..., fold_batch_norm=True)) or keep per_channel=True.",
+            stacklevel=2,
+        )
     infos = network_lib.exits(stripped)
     policy = _check_policy(policy, infos, api)
     calibration = _checks.check_images(
