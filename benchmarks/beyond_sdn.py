@@ -13,17 +13,22 @@ recipe (SGD momentum 0.9, lr 0.1 in a cosine over the budget, weight decay
                with SDN's ramp: teacher = the network's own deepest exit,
                T = 3, kd_weight 0.3).
 
-The cascade/ensemble heads and the learned exit decision of issue 17 join as
-further entries of `VARIANTS` when they exist; until then this table has
-these three.
+Every network with exits is measured under each exit rule of --beyond_rules:
+max_softmax (SDN's thresholds) and decision (the learned exit decision,
+`tfee.DecisionPolicy`: a logistic model per exit over the signals of the
+exits so far, including the geometric ensemble of their softmaxes, fitted
+on validation; it is variant (e) when applied to the best network). The
+cascade/ensemble heads join as a further entry of `VARIANTS` when they exist.
 
-For every network with exits, calibrated on validation and reported on test
-(max-softmax thresholds): each exit's accuracy; the accuracy at 25, 50 and 75%
+For every network and rule, calibrated on validation and reported on test:
+each exit's accuracy; the accuracy at 25, 50 and 75%
 of the full MACs (`calibrate(macs_budget=...)`); the MACs ratio at a <= 0.5
 point drop against the network's own deepest exit (`max_accuracy_drop`) and
 against (a) (the cheapest setting on the validation front within 0.5 points
 of (a)'s validation accuracy); the oracle's MACs at the policy's test
-accuracy. Plus every variant's training seconds per epoch. Each trained
+accuracy. Plus every variant's training seconds per epoch. The plot draws,
+per network and rule, the validation front's policies evaluated on test (no
+setting is chosen on test). Each trained
 variant is cached under --cache_dir and backs up every epoch, so an
 interrupted run resumes where it stopped; the JSON records the budget.
 
@@ -31,10 +36,12 @@ interrupted run resumes where it stopped; the JSON records the budget.
     .venv/bin/python -m benchmarks.beyond_sdn --quick         # smoke check only
 """
 
+import functools
 import hashlib
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 from absl import app
@@ -52,6 +59,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("beyond_epochs", 3, "Training epochs of every variant.")
 flags.DEFINE_list(
     "beyond_variants", ["plain", "sdn", "sdn_distill"], "Variants to train and compare."
+)
+flags.DEFINE_list(
+    "beyond_rules",
+    ["max_softmax", tfee.rules.DECISION],
+    "Exit rules every network is calibrated with.",
 )
 
 SEED = 0
@@ -189,8 +201,33 @@ def _on_test(policy, test):
     }
 
 
+def _under_rule(rule, validation, test, plain_validation_accuracy):
+    """One rule's figures (policies calibrated on validation, run on test),
+    and its curve: the validation front's policies evaluated on test."""
+    calibrate = functools.partial(tfee.policy.calibrate, validation, rule=rule)
+    result = {}
+    with warnings.catch_warnings():
+        # An unreachable budget returns the closest setting; the figure says so.
+        warnings.simplefilter("ignore", tfee.policy.UnreachableTargetWarning)
+        for fraction in MACS_POINTS:
+            policy = calibrate(macs_budget=fraction)
+            result[f"at_{round(100 * fraction)}pct_macs"] = _on_test(policy, test)
+        policy = calibrate(max_accuracy_drop=DROP)
+    result["drop_0.5pt_vs_own_deepest"] = _on_test(policy, test)
+    front = tfee.policy.front(validation, rule=rule, refine=True)
+    good = [p for p in front.points if p.accuracy >= plain_validation_accuracy - DROP]
+    result["drop_0.5pt_vs_plain"] = (
+        _on_test(min(good, key=lambda p: p.mean_macs).policy, test)
+        if good
+        else "no setting on the validation front comes within 0.5 points of (a)"
+    )
+    curve = [tfee.policy.evaluate(test, policy=p.policy) for p in front.points]
+    return result, [(e.macs_fraction, e.accuracy) for e in curve]
+
+
 def measure(network, data, plain_validation_accuracy):
-    """The figures of one network with exits (see the module docstring)."""
+    """The figures of one network with exits (see the module docstring), and
+    its curves per rule."""
     validation = tfee.policy.collect_outputs(network, data.pipeline("validation"))
     test = tfee.policy.collect_outputs(network, data.pipeline("test"))
     per_exit = tfee.policy.ExitAccuracy.from_logits(test.logits, test.labels)
@@ -202,23 +239,20 @@ def measure(network, data, plain_validation_accuracy):
             round(m / test.full_macs, 4) for m in test.exit_macs.tolist()
         ],
     }
-    for fraction in MACS_POINTS:
-        policy = tfee.policy.calibrate(validation, macs_budget=fraction)
-        result[f"at_{round(100 * fraction)}pct_macs"] = _on_test(policy, test)
-    policy = tfee.policy.calibrate(validation, max_accuracy_drop=DROP)
-    result["drop_0.5pt_vs_own_deepest"] = _on_test(policy, test)
-    front = tfee.policy.front(validation, refine=True)
-    good = [p for p in front.points if p.accuracy >= plain_validation_accuracy - DROP]
-    result["drop_0.5pt_vs_plain"] = (
-        _on_test(min(good, key=lambda p: p.mean_macs).policy, test)
-        if good
-        else "no setting on the validation front comes within 0.5 points of (a)"
-    )
-    result["_test_front"] = tfee.policy.front(test)
-    return result
+    curves = {}
+    for rule in FLAGS.beyond_rules:
+        result[rule], curves[rule] = _under_rule(
+            rule, validation, test, plain_validation_accuracy
+        )
+    return result, curves
 
 
 def run(argv=None):
+    rules = tfee.policy.RULES + (tfee.rules.DECISION,)
+    if not FLAGS.beyond_rules or set(FLAGS.beyond_rules) - set(rules):
+        raise app.UsageError(
+            f"--beyond_rules must name some of {rules}. Received: {FLAGS.beyond_rules}"
+        )
     unknown = sorted(set(FLAGS.beyond_variants) - set(VARIANTS))
     if unknown or "plain" not in FLAGS.beyond_variants:
         raise app.UsageError(
@@ -242,8 +276,9 @@ def run(argv=None):
         if name == "plain":
             continue
         network, seconds = trained(name, data)
-        figures = measure(network, data, plain_accuracy["validation"])
-        fronts[name] = figures.pop("_test_front")
+        figures, curves = measure(network, data, plain_accuracy["validation"])
+        for rule, curve in curves.items():
+            fronts[f"{name}, {rule}"] = curve
         deepest = list(figures["test_accuracy_per_exit"].values())[-1]
         variants[name] = {
             "what": VARIANTS[name][0],
@@ -268,7 +303,8 @@ def run(argv=None):
             "epochs_per_variant": FLAGS.beyond_epochs,
             "recipe": "SGD momentum 0.9, lr 0.1 cosine over the budget, weight "
             f"decay 5e-4, batch {recipes.BATCH}, crop + flip, seed {SEED}",
-            "calibration": "max-softmax thresholds on validation, figures on test",
+            "calibration": f"rules {FLAGS.beyond_rules} calibrated (and the "
+            "decision fitted) on validation, figures on test",
         },
         "variants": variants,
         "seconds": round(time.time() - started, 1),
@@ -283,12 +319,12 @@ def _plot(fronts, variants):
 
     figure = Figure(figsize=(6.4, 4.6))
     axes = figure.subplots()
-    for name, front in fronts.items():
+    for name, curve in fronts.items():
         axes.plot(
-            [100 * p.macs_fraction for p in front.points],
-            [100 * p.accuracy for p in front.points],
-            "-",
-            label=f"{name} (test front)",
+            [100 * macs for macs, _ in curve],
+            [100 * accuracy for _, accuracy in curve],
+            "--" if name.endswith(tfee.rules.DECISION) else "-",
+            label=name,
         )
     axes.axhline(variants["plain"]["test_accuracy"], ls=":", c="k", label="plain")
     axes.set_xlabel("mean MACs (% of the backbone)")

@@ -30,7 +30,8 @@ BINARY = "calibrate"
 flags.DEFINE_string(
     "rule",
     "max_softmax",
-    "Exit rule: max_softmax, entropy, margin, learned or patience.",
+    "Exit rule: max_softmax, entropy, margin, learned, patience or decision "
+    "(a learned decision over the exits' signals, fitted on validation).",
 )
 flags.DEFINE_float(
     "max_accuracy_drop",
@@ -132,7 +133,7 @@ def main(argv):
     import tfee
 
     shell.no_arguments(argv)
-    rules = list(tfee.policy.RULES) + ["patience"]
+    rules = list(tfee.policy.RULES) + ["patience", tfee.rules.DECISION]
     if FLAGS.rule not in rules:
         raise app.UsageError(f"--rule must be one of {rules}. Received: {FLAGS.rule!r}")
     output_dir = shell.output_dir(BINARY)

@@ -42,6 +42,15 @@ double score(int rule, const float* logits, int classes, float learned) {
 }
 int decide(double score, double threshold) { return tfee_leaves(score, threshold); }
 int argmax(const float* logits, int classes) { return tfee_argmax(logits, classes); }
+/* Runs the decision over `exits` exits of one sample; writes each score. */
+void decision(const float* logits, int exits, int classes, const double* weights,
+              const double* biases, double* out) {
+  double ensemble[128] = {0.0};
+  int previous = -1, streak = 0;
+  for (int k = 0; k < exits; ++k)
+    out[k] = tfee_decision_score(logits + k * classes, classes, k, ensemble,
+                                 &previous, &streak, weights + 6 * k, biases[k]);
+}
 """)
     library = directory / "rules.so"
     subprocess.run(
@@ -55,6 +64,9 @@ int argmax(const float* logits, int classes) { return tfee_argmax(logits, classe
     lib.score.restype = ctypes.c_double
     lib.decide.argtypes = [ctypes.c_double, ctypes.c_double]
     lib.argmax.argtypes = [floats, ctypes.c_int]
+    doubles = ctypes.POINTER(ctypes.c_double)
+    lib.decision.argtypes = [floats, ctypes.c_int, ctypes.c_int, doubles, doubles]
+    lib.decision.argtypes += [doubles]
     return lib
 
 
@@ -71,7 +83,10 @@ def _c_scores(lib, rule, logits, learned=None):
 def test_registry_names_every_rule_once():
     assert rules.RULES == ("max_softmax", "entropy", "margin", "learned")
     assert rules.SCORE_RULES == ("max_softmax", "entropy", "margin")
-    assert len({rules.get(r).c_id for r in rules.RULES}) == len(rules.RULES)
+    every = rules.RULES + (rules.DECISION,)
+    assert len({rules.get(r).c_id for r in every}) == len(every)
+    assert rules.get(rules.DECISION).stateful
+    assert not any(rules.get(r).stateful for r in rules.RULES)
 
 
 def test_unknown_rule_raises_error_naming_the_argument():
@@ -168,3 +183,81 @@ def test_one_row_scores_are_bit_identical_to_the_batch_scores(rule, classes):
     batch = rules.scores(logits, rule)
     rows = np.array([rules.scores(row[None], rule)[0] for row in logits])
     np.testing.assert_array_equal(rows, batch)
+
+
+def _exit_sequences(classes, exits=4, seed=0):
+    """(exits, samples, classes): per-exit logits, with rows that agree, that
+    disagree, ties, and a NaN at a middle exit (it poisons the later ones)."""
+    rng = np.random.default_rng(seed)
+    base = _logit_cases(classes, seed)
+    noise = rng.normal(0, 1.0, (exits,) + base.shape).astype(np.float32)
+    sequences = base[None] + noise
+    sequences[:, -8:] = base[-8:]  # The special rows as they are, every exit.
+    sequences[1, 3, 0] = np.nan  # Exit 2 of sample 3 only.
+    return sequences
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS)
+def test_c_form_of_the_decision_matches_numpy(c_rules, classes):
+    exits = 4
+    logits = _exit_sequences(classes, exits)
+    rng = np.random.default_rng(classes)
+    weights = rng.normal(0, 2, (exits, len(rules.DECISION_SIGNALS)))
+    biases = rng.normal(0, 1, exits)
+    signals = rules.decision_features(np.concatenate([logits, logits[:1]]))
+    expected = np.stack(
+        [rules.decision_score(signals[k], weights[k], biases[k]) for k in range(exits)]
+    )
+    pointer = ctypes.POINTER(ctypes.c_double)
+    got = np.zeros((logits.shape[1], exits))
+    for i in range(logits.shape[1]):
+        row = np.ascontiguousarray(logits[:, i], np.float32)
+        out = np.zeros(exits)
+        c_rules.decision(
+            row.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+            exits,
+            classes,
+            np.ascontiguousarray(weights).ctypes.data_as(pointer),
+            biases.ctypes.data_as(pointer),
+            out.ctypes.data_as(pointer),
+        )
+        got[i] = out
+    np.testing.assert_allclose(got.T, expected, atol=1e-12)
+    # A non-finite exit gives NaN there and at every later exit of that sample.
+    assert np.isnan(expected[1:, 3]).all() and np.isfinite(expected[0, 3])
+
+
+def test_decision_signals_follow_their_definitions():
+    logits = _exit_sequences(5, exits=3)[:, :64]
+    signals = rules.decision_features(logits)
+    assert signals.shape == (2, 64, len(rules.DECISION_SIGNALS))
+    finite = np.isfinite(signals).all(axis=-1)
+    for k in range(2):
+        mine = finite[k]
+        for column, rule in enumerate(("max_softmax", "margin", "entropy")):
+            np.testing.assert_allclose(
+                signals[k, mine, column],
+                rules.scores(logits[k, mine], rule),
+                atol=1e-12,
+            )
+        # The geometric ensemble of exits 0..k (mean log-softmax, softmaxed).
+        x = logits[: k + 1, mine].astype(np.float64)
+        log_softmax = x - np.log(np.exp(x).sum(-1, keepdims=True))
+        ensemble = np.exp(log_softmax.mean(0))
+        ensemble /= ensemble.sum(-1, keepdims=True)
+        np.testing.assert_allclose(signals[k, mine, 3], ensemble.max(-1), atol=1e-9)
+        agrees = ensemble.argmax(-1) == logits[k, mine].argmax(-1)
+        np.testing.assert_array_equal(signals[k, mine, 4], agrees)
+    same = logits[0].argmax(-1) == logits[1].argmax(-1)
+    expected_streak = np.where(same, 2, 1) / 2
+    np.testing.assert_array_equal(signals[1, finite[1], 5], expected_streak[finite[1]])
+
+
+def test_decision_score_is_the_logistic_of_the_weighted_signals():
+    signals = np.array([[0.5, 0.2, 0.1, 0.7, 1.0, 0.5], [np.nan] * 6])
+    weights = np.arange(1, 7, dtype=np.float64)
+    score = rules.decision_score(signals, weights, -3.0)
+    z = -3.0 + signals[0] @ weights
+    assert score[0] == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-15)
+    assert np.isnan(score[1])
+    assert rules.decision_score(np.zeros((1, 6)), weights, 1000.0)[0] == 1.0

@@ -36,6 +36,7 @@ from tfee.placement import FlopsFractions
 from tfee.placement import Layers
 from tfee.placement import Placement
 from tfee.placement import PTEENet
+from tfee.policy import DecisionPolicy
 from tfee.policy import PatiencePolicy
 from tfee.policy import ThresholdPolicy
 from tfee.policy import calibrate
@@ -65,6 +66,7 @@ __all__ = [
     "FlopsFractions",
     "Layers",
     "PTEENet",
+    "DecisionPolicy",
     "PatiencePolicy",
     "Placement",
     "Section",

@@ -17,6 +17,22 @@ float32):
   learned      the head's confidence output as it is
   patience     the arg-max class (first on ties); a streak grows while
                consecutive exits agree (`PatiencePolicy`)
+  decision     a logistic model over this exit's and the earlier exits'
+               signals (`DECISION_SIGNALS`, `decision_step`): sigmoid(b_k +
+               sum_i w_ki f_i), summed in index order (`DecisionPolicy`)
+
+The decision's signals at exit k (0-based), from its logits x and the
+earlier exits' (the running state):
+
+  max_softmax, margin, entropy   the three scores above, clipped
+  ensemble_max_softmax   the top probability of the geometric ensemble of
+                         exits 0..k: softmax(E / (k + 1)), E = the running
+                         sum of log_softmax(x) (Zero Time Waste's ensemble)
+  agrees_with_ensemble   1 where x's arg-max is the ensemble's, else 0
+  streak_share           patience's streak / (k + 1)
+
+A non-finite logit makes that exit's score NaN and poisons the ensemble,
+so the sample can only leave at the deepest exit.
 
 Rule scores are clipped to [0, 1]. A non-finite logit (or learned
 confidence) makes the score NaN, and a sample leaves at exit k exactly when
@@ -34,11 +50,16 @@ import numpy as np
 
 __all__ = [
     "C_SOURCE",
+    "DECISION",
+    "DECISION_SIGNALS",
     "RULES",
     "SCORE_RULES",
     "THRESHOLD_RANGE",
     "Rule",
     "check_rule",
+    "decision_features",
+    "decision_score",
+    "decision_step",
     "get",
     "leaves",
     "predictions",
@@ -75,25 +96,39 @@ class Rule:
       summary: one line for docs and messages.
       needs_confidence: whether it reads a head's learned confidence.
       c_id: the value of `TFEE_RULE` that selects it in the C form.
+      stateful: whether the score also reads the earlier exits' outputs (a
+        policy's running state), not only this exit's.
     """
 
     name: str
     summary: str
     needs_confidence: bool
     c_id: int
+    stateful: bool = False
 
 
+DECISION = "decision"
 _REGISTRY = (
     Rule("max_softmax", "the top softmax probability (SDN)", False, 0),
     Rule("entropy", "1 - softmax entropy / log(classes) (BranchyNet)", False, 1),
     Rule("margin", "top-1 minus top-2 softmax probability", False, 2),
     Rule("learned", "the head's learned confidence (PTEENet, EENet)", True, 3),
+    Rule(
+        DECISION,
+        "a logistic model over this and the earlier exits' signals (EENet, ZTW)",
+        False,
+        4,
+        stateful=True,
+    ),
 )
 _BY_NAME = {rule.name: rule for rule in _REGISTRY}
 
-RULES = tuple(rule.name for rule in _REGISTRY)
+# The rules a `ThresholdPolicy` scores one exit's outputs with.
+RULES = tuple(rule.name for rule in _REGISTRY if not rule.stateful)
 # The rules computed from logits alone (a weightless `Confidence` layer).
-SCORE_RULES = tuple(rule.name for rule in _REGISTRY if not rule.needs_confidence)
+SCORE_RULES = tuple(
+    rule.name for rule in _REGISTRY if not (rule.needs_confidence or rule.stateful)
+)
 
 
 def check_rule(rule, api, argument="rule", accepted=RULES):
@@ -107,7 +142,7 @@ def check_rule(rule, api, argument="rule", accepted=RULES):
 
 def get(rule, api="tfee.rules.get"):
     """The `Rule` called `rule`; a ValueError naming `api` for unknown names."""
-    check_rule(rule, api)
+    check_rule(rule, api, accepted=tuple(_BY_NAME))
     return _BY_NAME[rule]
 
 
@@ -277,7 +312,7 @@ def leaves(score, threshold):
     return passed if np.ndim(passed) else bool(passed)
 
 
-def streak(previous, previous_streak, predicted):
+def _streak(previous, previous_streak, predicted):
     """Patience's agreement: how many consecutive exits agree, this one included.
 
     Args:
@@ -295,6 +330,9 @@ def streak(previous, previous_streak, predicted):
     return np.where(same, np.asarray(previous_streak) + 1, valid.astype(np.int64))
 
 
+streak = _streak  # Public name; decision_step's argument shadows it there.
+
+
 def predictions(logits):
     """Arg-max class per sample (first on ties); -1 where logits are not finite."""
     logits = np.asarray(logits)
@@ -303,6 +341,111 @@ def predictions(logits):
         return np.argmax(logits, axis=-1)
     safe = np.where(finite[..., None], logits, 0)
     return np.where(finite, np.argmax(safe, axis=-1), -1)
+
+
+DECISION_SIGNALS = (
+    "max_softmax",
+    "margin",
+    "entropy",
+    "ensemble_max_softmax",
+    "agrees_with_ensemble",
+    "streak_share",
+)
+
+
+def decision_step(logits, exit_index, ensemble, previous, streak):
+    """The learned decision's signals at one exit, and the state after it.
+
+    Args:
+      logits: (n, classes) logits of exit `exit_index` (0-based).
+      exit_index: the exit's 0-based index (the ensemble averages
+        `exit_index + 1` exits).
+      ensemble: (n, classes) float64 running sum of the earlier exits'
+        log-softmax (zeros before exit 0).
+      previous, streak: (n,) patience's state (`streak`), -1 and 0 before
+        exit 0.
+
+    Returns:
+      (signals, ensemble, previous, streak): signals (n, len(DECISION_SIGNALS))
+      float64, NaN rows where this exit's logits (or an earlier exit's) are
+      not finite; the new state arrays.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    _check_logits(x, "tfee.rules.decision_step")
+    finite = np.isfinite(x).all(axis=-1)
+    safe = np.where(finite[:, None], x, 0.0)
+    shifted = safe - safe.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    total = _sequential_sum(exp)
+    ops = types.SimpleNamespace(
+        log=np.log,
+        reduce_sum=_sequential_sum,
+        exp=np.exp,
+        classes=np.float64(x.shape[-1]),
+        second=lambda v: np.partition(v, -2, axis=-1)[..., -2],
+    )
+    own = [
+        np.minimum(np.maximum(_rule_score(rule, shifted, exp, total, ops), 0.0), 1.0)
+        for rule in ("max_softmax", "margin", "entropy")
+    ]
+    log_softmax = shifted - np.log(total)[:, None]
+    ensemble = np.asarray(ensemble, np.float64) + np.where(
+        finite[:, None], log_softmax, np.nan
+    )
+    count = np.float64(exit_index + 1)
+    mean = ensemble / count
+    usable = np.isfinite(mean).all(axis=-1)
+    mean_safe = np.where(usable[:, None], mean, 0.0)
+    ensemble_top = 1.0 / _sequential_sum(
+        np.exp(mean_safe - mean_safe.max(axis=-1, keepdims=True))
+    )
+    predicted = predictions(x)
+    agrees = (np.argmax(mean_safe, axis=-1) == predicted).astype(np.float64)
+    streak = _streak(previous, streak, predicted)
+    signals = np.stack(own + [ensemble_top, agrees, streak / count], axis=-1)
+    signals[~(finite & usable)] = np.nan
+    return signals, ensemble, predicted, streak
+
+
+def decision_features(logits):
+    """`decision_step`'s signals at every exit but the deepest.
+
+    Args:
+      logits: (K, n, classes) every exit's logits, shallowest first.
+
+    Returns:
+      A float64 array (K - 1, n, len(DECISION_SIGNALS)).
+    """
+    logits = np.asarray(logits)
+    count, classes = logits.shape[1], logits.shape[2]
+    ensemble = np.zeros((count, classes))
+    previous = np.full(count, -1, np.int64)
+    streak = np.zeros(count, np.int64)
+    rows = []
+    for k in range(len(logits) - 1):
+        signals, ensemble, previous, streak = decision_step(
+            logits[k], k, ensemble, previous, streak
+        )
+        rows.append(signals)
+    return np.stack(rows) if rows else np.zeros((0, count, len(DECISION_SIGNALS)))
+
+
+def decision_score(signals, weights, bias):
+    """sigmoid(bias + sum_i weights_i signals_i), the sum in index order,
+    clipped to [0, 1]; NaN where a signal is NaN.
+
+    Args:
+      signals: (..., len(DECISION_SIGNALS)) from `decision_step`.
+      weights: (len(DECISION_SIGNALS),) one exit's weights.
+      bias: that exit's bias.
+    """
+    signals = np.asarray(signals, np.float64)
+    z = np.full(signals.shape[:-1], np.float64(bias))
+    for i, weight in enumerate(np.asarray(weights, np.float64)):
+        z = z + weight * signals[..., i]
+    with np.errstate(over="ignore"):
+        score = 1.0 / (1.0 + np.exp(-z))
+    return np.where(np.isfinite(z), np.minimum(np.maximum(score, 0.0), 1.0), np.nan)
 
 
 # The C form, for firmware: the same formulas in double precision over
@@ -360,6 +503,60 @@ TFEE_UNUSED static inline double tfee_score(int rule, const float* logits, int c
 TFEE_UNUSED static inline int tfee_streak(int previous, int streak, int predicted) {
   if (predicted < 0) return 0;
   return predicted == previous ? streak + 1 : 1;
+}
+
+/* The learned decision (rule "decision") at exit `exit_index` (0-based):
+ * updates the running state (ensemble: the sum of the exits' log-softmax so
+ * far; previous and streak: patience's) and returns sigmoid(bias + sum_i
+ * weights[i] * signal_i) over tfee.rules.DECISION_SIGNALS, or NAN. */
+TFEE_UNUSED static inline double tfee_decision_score(
+    const float* logits, int classes, int exit_index, double* ensemble,
+    int* previous, int* streak, const double* weights, double bias) {
+  const int best = tfee_argmax(logits, classes);
+  *streak = tfee_streak(*previous, *streak, best);
+  *previous = best;
+  if (best < 0) {
+    for (int i = 0; i < classes; ++i) ensemble[i] = NAN;
+    return NAN;
+  }
+  const double top = logits[best];
+  double total = 0.0, weighted = 0.0, second = -INFINITY;
+  for (int i = 0; i < classes; ++i) {
+    const double shifted = (double)logits[i] - top;
+    const double e = exp(shifted);
+    total += e;
+    weighted += e * shifted;
+    if (i != best && shifted > second) second = shifted;
+  }
+  const double log_total = log(total);
+  const double count = (double)(exit_index + 1);
+  int ensemble_best = 0;
+  double mean_top = 0.0;
+  for (int i = 0; i < classes; ++i) ensemble[i] += ((double)logits[i] - top) - log_total;
+  for (int i = 0; i < classes; ++i) {
+    const double mean = ensemble[i] / count;
+    if (!isfinite(mean)) return NAN; /* An earlier exit was not finite. */
+    if (i == 0 || mean > mean_top) {
+      mean_top = mean;
+      ensemble_best = i;
+    }
+  }
+  double ensemble_total = 0.0;
+  for (int i = 0; i < classes; ++i) ensemble_total += exp(ensemble[i] / count - mean_top);
+  double signals[6];
+  signals[0] = 1.0 / total;
+  signals[1] = (1.0 - exp(second)) / total;
+  signals[2] = 1.0 - (log_total - weighted / total) / log((double)classes);
+  for (int i = 0; i < 3; ++i)
+    signals[i] = signals[i] < 0.0 ? 0.0 : (signals[i] > 1.0 ? 1.0 : signals[i]);
+  signals[3] = 1.0 / ensemble_total;
+  signals[4] = ensemble_best == best ? 1.0 : 0.0;
+  signals[5] = (double)*streak / count;
+  double z = bias;
+  for (int i = 0; i < 6; ++i) z = z + weights[i] * signals[i];
+  if (!isfinite(z)) return NAN;
+  const double score = 1.0 / (1.0 + exp(-z));
+  return score < 0.0 ? 0.0 : (score > 1.0 ? 1.0 : score);
 }
 
 /* The exit decision: finite and at least the threshold (INFINITY: never). */

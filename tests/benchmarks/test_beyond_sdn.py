@@ -22,16 +22,17 @@ def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
     for name in ("sdn", "sdn_distill"):
         entry = variants[name]
         assert len(entry["test_accuracy_per_exit"]) == 3
-        assert set(entry) >= {
-            "at_25pct_macs",
-            "at_50pct_macs",
-            "at_75pct_macs",
-            "drop_0.5pt_vs_own_deepest",
-            "drop_0.5pt_vs_plain",
-            "deepest_exit_minus_plain_points",
-        }
-        own = entry["drop_0.5pt_vs_own_deepest"]
-        assert 0 < own["macs_fraction"] <= 1.5 and own["cost_vs_oracle"] >= 1
+        assert entry["deepest_exit_minus_plain_points"] is not None
+        for rule in ("max_softmax", "decision"):
+            assert set(entry[rule]) >= {
+                "at_25pct_macs",
+                "at_50pct_macs",
+                "at_75pct_macs",
+                "drop_0.5pt_vs_own_deepest",
+                "drop_0.5pt_vs_plain",
+            }
+            own = entry[rule]["drop_0.5pt_vs_own_deepest"]
+            assert 0 < own["macs_fraction"] <= 1.5 and own["cost_vs_oracle"] >= 1
     assert variants["sdn_distill"]["seconds_per_epoch_vs_sdn"] > 0
     assert os.path.exists(
         os.path.join(quick_flags["results_dir"], "beyond_sdn_quick.png")
@@ -48,6 +49,8 @@ def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
     assert all(f"{name}: cached" in printed for name in variants)
 
 
-def test_unknown_variants_are_refused(quick_flags):
+def test_unknown_variants_and_rules_are_refused(quick_flags):
     with pytest.raises(app.UsageError, match="--beyond_variants must include"):
         _quick.run_main(beyond_sdn, {**quick_flags, "beyond_variants": ["sdn", "x"]})
+    with pytest.raises(app.UsageError, match="--beyond_rules must name"):
+        _quick.run_main(beyond_sdn, {**quick_flags, "beyond_rules": ["patience"]})

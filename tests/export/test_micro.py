@@ -138,6 +138,32 @@ def test_the_generated_cascade_compiles_warning_free_against_real_tflm_headers(
         )
 
 
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_a_learned_decision_cascade_compiles_warning_free_against_real_tflm(
+    network, images, micro_export, compiler, tmp_path, monkeypatch
+):
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} is not installed")
+    reuse_conversions(micro_export, monkeypatch)
+    count = len(micro_export.stages) - 1
+    policy = tfee.DecisionPolicy(
+        [0.7] * count,
+        np.ones((count, len(tfee.rules.DECISION_SIGNALS))),
+        [-3.0] * count,
+    )
+    export = tfee.export.micro(
+        network, str(tmp_path / "fw"), images[:4], calibration_samples=4, policy=policy
+    )
+    with open(export.cascade_path) as f:
+        assert "tfee_decision_score(" in f.read()
+    subprocess.run(
+        [compiler, *tflm_kit.compile_flags(), "-Wall", "-Wextra", "-Werror"]
+        + [f"-I{export.directory}", "-c", export.cascade_path]
+        + ["-o", str(tmp_path / "out.o")],
+        check=True,
+    )
+
+
 def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monkeypatch):
     monkeypatch.setattr(micro_lib, "_convert_stage", None)
     inputs = keras.Input((8, 8, 1))
@@ -156,7 +182,9 @@ def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monke
 def test_bad_name_and_policy_are_rejected(network, images, tmp_path):
     with pytest.raises(ValueError, match="C identifier"):
         tfee.export.micro(network, str(tmp_path), images, name="my-model")
-    with pytest.raises(TypeError, match="ThresholdPolicy or .*Received: policy=object"):
+    with pytest.raises(
+        TypeError, match="ThresholdPolicy, .*DecisionPolicy .*Received: policy=object"
+    ):
         tfee.export.micro(network, str(tmp_path), images, policy=object())
     with pytest.raises(ValueError, match="policy is for 3 exits"):
         tfee.export.micro(

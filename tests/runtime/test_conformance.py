@@ -27,7 +27,15 @@ THRESHOLDS = (0.0, 0.25, 0.5, 0.997, 1.0)
 POLICIES = [(rule, threshold) for rule in rules.RULES for threshold in THRESHOLDS] + [
     ("patience", 2),
     ("patience", 3),
+    # The learned decision: exit 2 reads the state exit 1 left, also where
+    # exit 1 never lets a sample leave (None).
+    ("decision", (0.5, 0.5)),
+    ("decision", (0.9, 0.3)),
+    ("decision", (None, 0.6)),
 ]
+# A fixed decision model: every signal counts, none alone decides.
+DECISION_WEIGHTS = [[2.0, 1.0, 1.5, 3.0, 1.0, 1.0], [1.0, -0.5, 1.0, 2.0, 2.0, 1.5]]
+DECISION_BIASES = [-4.0, -4.5]
 
 
 def _identity_network():
@@ -79,6 +87,8 @@ def _rows(finite_only):
 def _policy(rule, value):
     if rule == "patience":
         return tfee.PatiencePolicy(value, num_exits=3)
+    if rule == "decision":
+        return tfee.DecisionPolicy(list(value), DECISION_WEIGHTS, DECISION_BIASES)
     return tfee.ThresholdPolicy([value, value], rule=rule)
 
 
@@ -409,3 +419,23 @@ def test_generated_cpp_cascade_int8(files, cpp_answers, index):
     exits, predictions = _expected(policy, logits, confidences)
     np.testing.assert_array_equal(cpp_answers[:, index, 0], exits)
     np.testing.assert_array_equal(cpp_answers[:, index, 1], predictions)
+
+
+def test_a_decision_policy_travels_in_the_file(files, tmp_path):
+    # Embedded with set_policy, read back by Cascade(path) alone.
+    path = tmp_path / "decision.tflite"
+    path.write_bytes(pathlib.Path(files["float32"]).read_bytes())
+    policy = _policy("decision", (0.9, 0.3))
+    tfee.export.set_policy(str(path), policy)
+    embedded = tfee.runtime.Cascade(str(path))
+    assert embedded.policy == policy
+    rows = _rows(finite_only=True)
+    _check(
+        embedded.predict(rows),
+        _check_answers(tfee.runtime.Cascade(files["float32"], policy), rows),
+    )
+
+
+def _check_answers(cascade, rows):
+    result = cascade.predict(rows)
+    return result.exit_indices, result.predictions

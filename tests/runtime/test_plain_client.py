@@ -14,6 +14,7 @@ import pytest
 import tfee
 import tfee.export
 from tests.tiny_files import tiny_data
+from tfee.policy.decision import fit_decision
 
 README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 MEAN, STD = 0.4, 0.3
@@ -62,7 +63,18 @@ def _policies(outputs):
         confidence = outputs.confidences[0] if rule == "learned" else None
         first = tfee.rules.scores(outputs.logits[0], rule, confidence)
         policies.append(tfee.ThresholdPolicy([float(np.median(first))], rule))
-    return policies + [tfee.PatiencePolicy(1, 2), tfee.PatiencePolicy(2, 2)]
+    # The learned decision, fitted on these outputs, about half leaving at exit 1.
+    model = fit_decision(outputs)
+    decision = tfee.DecisionPolicy(
+        [float(np.median(model.scores(outputs.logits)[0]))],
+        model.weights,
+        model.biases,
+    )
+    return policies + [
+        tfee.PatiencePolicy(1, 2),
+        tfee.PatiencePolicy(2, 2),
+        decision,
+    ]
 
 
 @pytest.mark.parametrize("quantize", ["float32", "int8"])
@@ -87,5 +99,5 @@ def test_the_plain_client_leaves_where_cascade_does(
         answers = np.array([plain(image) for image in raw_images])
         np.testing.assert_array_equal(answers[:, 0], expected.predictions, str(policy))
         np.testing.assert_array_equal(answers[:, 1], expected.exit_indices, str(policy))
-        if policy.kind == "threshold":  # Both exits answer some samples.
+        if policy.kind in ("threshold", "decision"):  # Both exits answer some.
             assert 0 < np.mean(answers[:, 1] == 0) < 1, policy

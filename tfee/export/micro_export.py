@@ -420,10 +420,11 @@ def _remove_stale_stages(directory, name, num_stages):
 def _check_policy(policy, infos, api):
     if policy is None:
         return None
-    if not isinstance(policy, (policies.ThresholdPolicy, policies.PatiencePolicy)):
+    kinds = (policies.ThresholdPolicy, policies.PatiencePolicy, policies.DecisionPolicy)
+    if not isinstance(policy, kinds):
         raise TypeError(
-            f"{api}: `policy` must be a tfee.ThresholdPolicy or tfee.PatiencePolicy "
-            "for the generated C++ loop, or None. Received: "
+            f"{api}: `policy` must be a tfee.ThresholdPolicy, tfee.PatiencePolicy "
+            "or tfee.DecisionPolicy for the generated C++ loop, or None. Received: "
             f"policy={type(policy).__name__}"
         )
     learned = [info.confidence is not None for info in infos]
@@ -517,6 +518,15 @@ def _decision_lines(policy, k, outputs, classes):
             "  previous = predicted;",
             "  if (streak >= kPatience) {",
         ]
+    if isinstance(policy, policies.DecisionPolicy):
+        # Every exit updates the decision's state, also where it never leaves.
+        return [
+            f"  if (tfee_leaves(tfee_decision_score(logits, {classes}, {k - 1}, "
+            "ensemble, &previous,",
+            f"                                      &streak, kWeights[{k - 1}], "
+            f"kBiases[{k - 1}]),",
+            f"                  kThresholds[{k - 1}])) {{",
+        ]
     if policy is None or policy.thresholds[k - 1] is None:
         # Never leaves here; a constant condition keeps the loop's shape.
         return ["  if (false) {"]
@@ -540,6 +550,22 @@ def _policy_lines(policy, k_total):
     values = ", ".join(
         "INFINITY" if t is None else repr(float(t)) for t in policy.thresholds
     )
+    if isinstance(policy, policies.DecisionPolicy):
+        signals = len(rules.DECISION_SIGNALS)
+        weights = ",\n    ".join(
+            "{" + ", ".join(repr(float(w)) for w in row) + "}" for row in policy.weights
+        )
+        biases = ", ".join(repr(float(b)) for b in policy.biases)
+        return [
+            "// Learned decision (tfee.DecisionPolicy): a sample leaves exit k when",
+            "// sigmoid(kBiases[k] + kWeights[k] . signals) >= kThresholds[k], the",
+            f"// signals {', '.join(rules.DECISION_SIGNALS)}",
+            "// computed by tfee_decision_score from the exits so far.",
+            f"constexpr double kThresholds[{k_total - 1}] = {{{values}}};",
+            f"constexpr double kWeights[{k_total - 1}][{signals}] = {{",
+            f"    {weights}}};",
+            f"constexpr double kBiases[{k_total - 1}] = {{{biases}}};",
+        ]
     return [
         f"// Rule {policy.rule}: a sample leaves exit k when its score",
         "// (tfee.rules, on the dequantized logits) >= kThresholds[k].",
@@ -707,6 +733,11 @@ def _cascade_source(name, stages, positions, policy, classes):
     ]
     if patience:
         lines += ["  int previous = -1, streak = 0, predicted = -1;"]
+    if isinstance(policy, policies.DecisionPolicy):
+        lines += [
+            f"  double ensemble[{classes}] = {{0.0}};",
+            "  int previous = -1, streak = 0;",
+        ]
     for stage, outputs in zip(stages, positions):
         k = stage.index
         lines += [
@@ -794,9 +825,9 @@ def micro(
         calibrate int8; stage k>1 is calibrated with float stage k-1's
         features on the same images.
       name: prefix of files and C symbols; a C identifier.
-      policy: a `ThresholdPolicy` or `PatiencePolicy` baked into the loop,
-        which decides as `tfee.rules` specifies; None runs every sample to
-        the deepest exit.
+      policy: a `ThresholdPolicy`, `PatiencePolicy` or `DecisionPolicy`
+        baked into the loop, which decides as `tfee.rules` specifies; None
+        runs every sample to the deepest exit.
       calibration_samples: how many representative images to use.
       compress: None (every weight plain int8) or "lut" (see above).
       strip_strings: drop tensor names, signatures and descriptions from the

@@ -14,6 +14,7 @@ from tfee.policy.evaluation import oracle_exit_indices
 from tfee.policy.evaluation import oracle_macs_at_accuracy
 from tfee.policy.outputs import ExitOutputs
 from tfee.policy.outputs import collect_outputs
+from tfee.policy.policies import DecisionPolicy
 from tfee.policy.policies import PatiencePolicy
 from tfee.policy.policies import Policy
 from tfee.policy.policies import ThresholdPolicy
@@ -28,6 +29,7 @@ __all__ = [
     "ExitOutputs",
     "Front",
     "FrontPoint",
+    "DecisionPolicy",
     "PatiencePolicy",
     "Policy",
     "RULES",

@@ -32,13 +32,14 @@ import numpy as np
 
 from tfee import rules
 from tfee._checks import check_int
+from tfee.policy import decision as decision_lib
 from tfee.policy import evaluation as evaluate_lib
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
 
 __all__ = ["Front", "FrontPoint", "UnreachableTargetWarning", "calibrate", "front"]
 
-_CALIBRATION_RULES = rules.RULES + ("patience",)
+_CALIBRATION_RULES = rules.RULES + ("patience", rules.DECISION)
 _MAX_PASSES = 4
 _EPS = 1e-12
 
@@ -105,8 +106,11 @@ def _check_candidates(candidates, api):
     check_int(candidates, "candidates", api, minimum=2)
 
 
-def _scores(outputs, rule):
-    """(K-1, N) confidences of every exit but the deepest."""
+def _scores(outputs, rule, model=None):
+    """(K-1, N) confidences of every exit but the deepest (rule "decision":
+    the fitted `model`'s scores)."""
+    if rule == rules.DECISION:
+        return model.scores(outputs.logits)
     confidences = None if outputs.confidences is None else outputs.confidences[:-1]
     return rules.scores(outputs.logits[:-1], rule, confidences)
 
@@ -120,10 +124,11 @@ def _quantiles(values, candidates):
     return np.unique(np.append(np.quantile(finite, levels), np.inf))
 
 
-def _policy(thresholds, rule):
-    return policies.ThresholdPolicy(
-        [None if not np.isfinite(t) else float(t) for t in thresholds], rule=rule
-    )
+def _policy(thresholds, rule, model=None):
+    clean = [None if not np.isfinite(t) else float(t) for t in thresholds]
+    if rule == rules.DECISION:
+        return policies.DecisionPolicy(clean, model.weights, model.biases)
+    return policies.ThresholdPolicy(clean, rule=rule)
 
 
 # Per setting (arrays over settings): accuracy, mean MACs, and the second
@@ -158,7 +163,7 @@ def _pareto(accuracy, cost):
     return kept
 
 
-def _shared_family(outputs, rule, candidates):
+def _shared_family(outputs, rule, candidates, model=None):
     """(thresholds (K-1, T) or patience values (T,), `_Moments` over T)."""
     correct = outputs.correct()
     macs = outputs.exit_macs.astype(np.float64)
@@ -173,17 +178,22 @@ def _shared_family(outputs, rule, candidates):
             ]
         )
         return settings, _assess(exits, correct, macs)
-    scores = _scores(outputs, rule)
+    scores = _scores(outputs, rule, model)
     shared = _quantiles(scores, candidates)
     thresholds = np.repeat(shared[None], outputs.num_exits - 1, axis=0)
     exits = policies._first_passing(scores, thresholds)
     return thresholds, _assess(exits, correct, macs)
 
 
-def _make_policy(setting, rule, num_exits):
+def _model(outputs, rule):
+    """The learned decision's model, fitted on `outputs` (None for other rules)."""
+    return decision_lib.fit_decision(outputs) if rule == rules.DECISION else None
+
+
+def _make_policy(setting, rule, num_exits, model=None):
     if rule == "patience":
         return policies.PatiencePolicy(int(setting), num_exits)
-    return _policy(setting, rule)
+    return _policy(setting, rule, model)
 
 
 def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
@@ -192,7 +202,8 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
     Args:
       outputs: `ExitOutputs` from `tfee.collect_outputs`.
       rule: a confidence rule ("max_softmax", "entropy", "margin",
-        "learned") or "patience" (every patience 1..K).
+        "learned"), "patience" (every patience 1..K) or "decision" (the
+        learned decision, its model fitted on `outputs` first).
       candidates: thresholds tried, at evenly spaced quantiles of the
         confidences (pooled for the shared sweep, per exit when refining).
       refine: also run calibration's per-exit search for `budgets` MACs
@@ -208,7 +219,8 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
     _check_outputs(outputs, api)
     _check_rule(rule, outputs, api)
     _check_candidates(candidates, api)
-    settings, moments = _shared_family(outputs, rule, candidates)
+    model = _model(outputs, rule)
+    settings, moments = _shared_family(outputs, rule, candidates, model)
     accuracy, cost = moments.accuracy, moments.cost
     columns = list(settings if rule == "patience" else settings.T)
     if refine and rule != "patience":
@@ -217,10 +229,12 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
         extra = []
         for i in (shared[p] for p in picks):
             target = _Target(outputs, None, cost[i] / outputs.full_macs)
-            extra.append(_refine(outputs, rule, settings[:, i], target, candidates))
+            extra.append(
+                _refine(outputs, rule, settings[:, i], target, candidates, model)
+            )
         if extra:
             thresholds = np.stack(extra, axis=1)
-            exits = policies._first_passing(_scores(outputs, rule), thresholds)
+            exits = policies._first_passing(_scores(outputs, rule, model), thresholds)
             more = _assess(
                 exits, outputs.correct(), outputs.exit_macs.astype(np.float64)
             )
@@ -229,7 +243,7 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
             cost = np.concatenate([cost, more.cost])
     points = tuple(
         FrontPoint(
-            _make_policy(columns[i], rule, outputs.num_exits),
+            _make_policy(columns[i], rule, outputs.num_exits, model),
             float(accuracy[i]),
             float(cost[i]),
             float(cost[i] / outputs.full_macs),
@@ -302,7 +316,7 @@ def _mean_if_leaving(quantity, k, rest, leave):
     return (kept.sum() + (leave * (quantity[k] - kept)).sum(axis=1)) / len(rest)
 
 
-def _refine(outputs, rule, thresholds, target, candidates):
+def _refine(outputs, rule, thresholds, target, candidates, model=None):
     """Coordinate search over each exit's threshold, from `thresholds` (K-1,)."""
     correct = outputs.correct()
     # Per exit and sample, every quantity `_Moments` averages.
@@ -312,7 +326,7 @@ def _refine(outputs, rule, thresholds, target, candidates):
         (correct != correct[-1]).astype(np.float64),
     )
     per_sample += (per_sample[1] ** 2,)
-    scores = _scores(outputs, rule)
+    scores = _scores(outputs, rule, model)
     per_exit = [_quantiles(scores[k], candidates) for k in range(len(scores))]
     thresholds = thresholds.copy()
     for _ in range(_MAX_PASSES):
@@ -362,8 +376,10 @@ def calibrate(
       source: a tfee early-exit network (run once over `dataset`) or
         `ExitOutputs` from `tfee.collect_outputs` (then dataset=None).
       dataset: validation (images, labels) batches or arrays.
-      rule: "max_softmax", "entropy", "margin", "learned" (thresholds) or
-        "patience" (PABEE; the patience is searched instead).
+      rule: "max_softmax", "entropy", "margin", "learned" (thresholds),
+        "patience" (PABEE; the patience is searched instead) or "decision"
+        (a `DecisionPolicy`: a logistic model per exit over the signals of
+        the exits so far, fitted on these outputs, then its thresholds).
       max_accuracy_drop: the largest accepted accuracy loss versus the
         deepest exit, as a fraction (0.005 = half a point); negative values
         ask for more accuracy than the deepest exit.
@@ -381,7 +397,7 @@ def calibrate(
         validation noise, not against a shift in the data.
 
     Returns:
-      The chosen `ThresholdPolicy` (or `PatiencePolicy`): the cheapest
+      The chosen `ThresholdPolicy` (`PatiencePolicy`, `DecisionPolicy`): the cheapest
       setting within the accuracy drop, or the most accurate within the
       budget.
 
@@ -460,15 +476,16 @@ def calibrate(
         )
     target = _Target(outputs, max_accuracy_drop, macs_budget, confidence)
 
-    settings, moments = _shared_family(outputs, rule, candidates)
+    model = _model(outputs, rule)
+    settings, moments = _shared_family(outputs, rule, candidates, model)
     index, _ = target.best(moments)
     if rule == "patience":
         policy = _make_policy(settings[index], rule, outputs.num_exits)
     else:
         thresholds = settings[:, index]
         if refine:
-            thresholds = _refine(outputs, rule, thresholds, target, candidates)
-        policy = _policy(thresholds, rule)
+            thresholds = _refine(outputs, rule, thresholds, target, candidates, model)
+        policy = _policy(thresholds, rule, model)
     exits = policy.exit_indices(outputs.logits, outputs.confidences)
     chosen = _assess(
         exits[None], outputs.correct(), outputs.exit_macs.astype(np.float64)

@@ -203,8 +203,8 @@ def evaluate(source, dataset=None, policy=None, *, sparse=False):
       source: a tfee early-exit network (run once over `dataset`) or
         `ExitOutputs` from `tfee.collect_outputs` (then dataset=None).
       dataset: (images, labels) batches as a tf.data.Dataset, or arrays.
-      policy: a `ThresholdPolicy` / `PatiencePolicy` for the same number of
-        exits.
+      policy: a `ThresholdPolicy`, `PatiencePolicy` or `DecisionPolicy` for
+        the same number of exits.
       sparse: count MACs of non-zero weights only (when running a network).
 
     Returns:

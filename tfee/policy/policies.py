@@ -7,6 +7,11 @@ A policy answers, exit by exit, which samples leave. Two families:
     threshold (SDN, BranchyNet, PTEENet, MSDNet's budgeted thresholds).
   - `PatiencePolicy`: leave once `patience` consecutive exits agree on the
     class (PABEE, Zhou et al., 2020).
+  - `DecisionPolicy`: a learned decision: per exit, a logistic model over
+    that exit's and the earlier exits' signals (`tfee.rules.decision_step`:
+    confidences, agreement with the exits' running ensemble, patience's
+    streak), thresholded (EENet, Ilhan et al. 2023; ZTW's ensemble as a
+    signal). `tfee.calibrate(..., rule="decision")` fits and calibrates it.
 
 Every policy works two ways that give the same answer: vectorised over cached
 per-exit outputs (`exit_indices`, for evaluation and calibration), and
@@ -27,6 +32,7 @@ from tfee._checks import check_int
 from tfee._files import write_bytes_atomically
 
 __all__ = [
+    "DecisionPolicy",
     "PatiencePolicy",
     "Policy",
     "ThresholdPolicy",
@@ -47,14 +53,23 @@ class _StreamState:
     only and runtimes that run everything both work.
     """
 
-    __slots__ = ("batch_size", "alive", "next_exit", "streak", "previous")
+    __slots__ = (
+        "batch_size",
+        "alive",
+        "next_exit",
+        "streak",
+        "previous",
+        "ensemble",
+    )
 
-    def __init__(self, batch_size, alive, next_exit, streak, previous):
+    def __init__(self, batch_size, alive, next_exit, streak, previous, ensemble=None):
         self.batch_size = batch_size
         self.alive = alive
         self.next_exit = next_exit
         self.streak = streak
         self.previous = previous
+        # (batch, classes) running sum of log-softmax (DecisionPolicy only).
+        self.ensemble = ensemble
 
     def rows(self, batch, api):
         """Indices into the original batch of the `batch` rows just received."""
@@ -94,12 +109,41 @@ def _stack_logits(logits, api):
     return array
 
 
+def _clean_thresholds(thresholds, rule, api):
+    """K-1 thresholds as a tuple of floats in [0, 1] or None ("never")."""
+    if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__len__"):
+        raise TypeError(
+            f"{api}: `thresholds` must be a list of K-1 numbers in [0, 1] or "
+            f"None. Received: thresholds={thresholds!r}"
+        )
+    low, high = rules.THRESHOLD_RANGE
+    clean = []
+    for k, value in enumerate(thresholds):
+        if value is None:
+            clean.append(None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"{api}: thresholds must be numbers or None. "
+                f"Received: thresholds[{k}]={value!r}"
+            )
+        if math.isnan(value) or not low <= value <= high:
+            raise ValueError(
+                f"{api}: thresholds for rule {rule!r} must lie in [{low:g}, "
+                f"{high:g}] (or be None for 'never leave here'). "
+                f"Received: thresholds[{k}]={value!r}"
+            )
+        clean.append(float(value))
+    return tuple(clean)
+
+
 class Policy:
     """Base class of exit policies; see the module docstring.
 
     Subclasses implement `_decide(state, rows, exit_index, logits, confidence)`
-    returning the leave mask of the given rows and the new per-row fields,
-    `exit_indices`, and `to_dict` / `_from_dict`.
+    returning the leave mask of the given rows and a dict of the state fields
+    it changed (whole-batch arrays), `exit_indices`, and `to_dict` /
+    `_from_dict`.
     """
 
     kind = None
@@ -193,19 +237,20 @@ class Policy:
             confidence = confidence.reshape(-1)
         rows = state.rows(len(logits), api)
         alive_here = state.alive[rows]
+        fields = {
+            "streak": state.streak,
+            "previous": state.previous,
+            "ensemble": state.ensemble,
+        }
         if exit_index == self.num_exits - 1:
             leave = alive_here.copy()
-            streak, previous = state.streak, state.previous
         else:
-            leave, streak, previous = self._decide(
-                state, rows, exit_index, logits, confidence
-            )
+            leave, changed = self._decide(state, rows, exit_index, logits, confidence)
+            fields.update(changed)
             leave = leave & alive_here
         alive = state.alive.copy()
         alive[rows[leave]] = False
-        new_state = _StreamState(
-            state.batch_size, alive, exit_index + 1, streak, previous
-        )
+        new_state = _StreamState(state.batch_size, alive, exit_index + 1, **fields)
         return leave, new_state
 
     def _decide(self, state, rows, exit_index, logits, confidence):
@@ -304,7 +349,7 @@ class Policy:
                 f'{api}: not a tfee policy (expected "format": "{_FORMAT}"). '
                 f"Received: {type(data).__name__}"
             )
-        kinds = {c.kind: c for c in (ThresholdPolicy, PatiencePolicy)}
+        kinds = {c.kind: c for c in (ThresholdPolicy, PatiencePolicy, DecisionPolicy)}
         if data.get("type") not in kinds:
             raise ValueError(
                 f"{api}: unknown policy type, expected one of {sorted(kinds)}. "
@@ -344,31 +389,9 @@ class ThresholdPolicy(Policy):
     def __init__(self, thresholds, rule="max_softmax"):
         api = "tfee.ThresholdPolicy"
         rules.check_rule(rule, api)
-        if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__len__"):
-            raise TypeError(
-                f"{api}: `thresholds` must be a list of K-1 numbers in [0, 1] or "
-                f"None. Received: thresholds={thresholds!r}"
-            )
-        low, high = rules.THRESHOLD_RANGE
-        clean = []
-        for k, value in enumerate(thresholds):
-            if value is None:
-                clean.append(None)
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(
-                    f"{api}: thresholds must be numbers or None. "
-                    f"Received: thresholds[{k}]={value!r}"
-                )
-            if math.isnan(value) or not low <= value <= high:
-                raise ValueError(
-                    f"{api}: thresholds for rule {rule!r} must lie in [{low:g}, "
-                    f"{high:g}] (or be None for 'never leave here'). "
-                    f"Received: thresholds[{k}]={value!r}"
-                )
-            clean.append(float(value))
+        clean = _clean_thresholds(thresholds, rule, api)
         super().__init__(len(clean) + 1)
-        self.thresholds = tuple(clean)
+        self.thresholds = clean
         self.rule = rule
 
     @classmethod
@@ -385,14 +408,14 @@ class ThresholdPolicy(Policy):
     def _decide(self, state, rows, exit_index, logits, confidence):
         threshold = self.thresholds[exit_index]
         if threshold is None:
-            return np.zeros(len(logits), bool), state.streak, state.previous
+            return np.zeros(len(logits), bool), {}
         score = rules.scores(
             logits,
             self.rule,
             confidence if self.rule == "learned" else None,
             api=f"{type(self).__name__}.update",
         )
-        return rules.leaves(score, threshold), state.streak, state.previous
+        return rules.leaves(score, threshold), {}
 
     def leaves(self, exit_index, logits, confidence=None):
         """Whether one sample leaves at `exit_index`: `update` at batch 1, faster.
@@ -538,7 +561,7 @@ class PatiencePolicy(Policy):
         previous = state.previous.copy()
         streak[rows] = rules.streak(state.previous[rows], state.streak[rows], predicted)
         previous[rows] = predicted
-        return streak[rows] >= self.patience, streak, previous
+        return streak[rows] >= self.patience, {"streak": streak, "previous": previous}
 
     def to_dict(self):
         return {
@@ -555,6 +578,131 @@ class PatiencePolicy(Policy):
 
     def __repr__(self):
         return f"PatiencePolicy(patience={self.patience}, num_exits={self.num_exits})"
+
+
+class DecisionPolicy(Policy):
+    """A learned exit decision: leave at exit k when a logistic model over the
+    signals seen so far reaches that exit's threshold.
+
+    At exit k the model reads `tfee.rules.DECISION_SIGNALS`: this exit's max
+    softmax, margin and entropy score, the top probability of the geometric
+    ensemble of exits 1..k (Zero Time Waste's ensemble, here as a signal),
+    whether this exit agrees with that ensemble, and patience's streak. Its
+    score sigmoid(biases[k] + weights[k] . signals) estimates how likely the
+    exit is right (EENet, Ilhan et al. 2023). Every runtime computes it with
+    `tfee.rules` (the C form in firmware); build one with
+    `tfee.calibrate(..., rule="decision")`, which fits the model on the
+    validation outputs and then its thresholds for the target.
+
+    Args:
+      thresholds: K-1 values in [0, 1] or None ("never leave here").
+      weights: (K-1, len(DECISION_SIGNALS)) finite numbers, one row per exit.
+      biases: K-1 finite numbers.
+
+    Raises:
+      ValueError: shapes that do not match the thresholds, or non-finite
+        weights or biases.
+    """
+
+    kind = "decision"
+
+    def __init__(self, thresholds, weights, biases):
+        api = "tfee.DecisionPolicy"
+        clean = _clean_thresholds(thresholds, rules.DECISION, api)
+        signals = len(rules.DECISION_SIGNALS)
+        arrays = {}
+        for argument, value, shape in (
+            ("weights", weights, (len(clean), signals)),
+            ("biases", biases, (len(clean),)),
+        ):
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                array = None
+            if array is None or array.shape != shape or not np.isfinite(array).all():
+                raise ValueError(
+                    f"{api}: `{argument}` must be finite numbers of shape {shape} "
+                    f"(one row per exit but the deepest, one column per signal of "
+                    f"{rules.DECISION_SIGNALS}). Received: {argument} of shape "
+                    f"{None if array is None else array.shape}"
+                )
+            arrays[argument] = array
+        super().__init__(len(clean) + 1)
+        self.thresholds = clean
+        self.weights = arrays["weights"]
+        self.biases = arrays["biases"]
+        self.rule = rules.DECISION
+
+    def _decide(self, state, rows, exit_index, logits, confidence):
+        ensemble = state.ensemble
+        if ensemble is None:  # Sized at the first exit, when classes are known.
+            ensemble = np.zeros((state.batch_size, logits.shape[-1]))
+        ensemble, streak, previous = (
+            ensemble.copy(),
+            state.streak.copy(),
+            state.previous.copy(),
+        )
+        signals, ensemble[rows], previous[rows], streak[rows] = rules.decision_step(
+            logits, exit_index, ensemble[rows], previous[rows], streak[rows]
+        )
+        threshold = self.thresholds[exit_index]
+        score = rules.decision_score(
+            signals, self.weights[exit_index], self.biases[exit_index]
+        )
+        return rules.leaves(score, threshold), {
+            "ensemble": ensemble,
+            "streak": streak,
+            "previous": previous,
+        }
+
+    def scores(self, logits):
+        """The model's score at every exit but the deepest, (K-1, samples),
+        from all exits' logits (K, samples, classes)."""
+        logits = self._check_exits(logits, f"{type(self).__name__}.scores")
+        signals = rules.decision_features(logits)
+        return np.stack(
+            [
+                rules.decision_score(signals[k], self.weights[k], self.biases[k])
+                for k in range(self.num_exits - 1)
+            ]
+        )
+
+    def exit_indices(self, logits, confidences=None):
+        thresholds = np.array(
+            [np.inf if t is None else t for t in self.thresholds], np.float64
+        )
+        return _first_passing(self.scores(logits), thresholds)
+
+    def to_dict(self):
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "type": self.kind,
+            "num_exits": self.num_exits,
+            "rule": self.rule,
+            "signals": list(rules.DECISION_SIGNALS),
+            "thresholds": list(self.thresholds),
+            "weights": self.weights.tolist(),
+            "biases": self.biases.tolist(),
+        }
+
+    @classmethod
+    def _from_dict(cls, data):
+        if data.get("signals") != list(rules.DECISION_SIGNALS):
+            raise ValueError(
+                "tfee.Policy.from_json: this decision policy reads the signals "
+                f"{data.get('signals')!r}; this tfee computes "
+                f"{list(rules.DECISION_SIGNALS)}. Calibrate it again."
+            )
+        policy = cls(
+            data.get("thresholds", []), data.get("weights"), data.get("biases")
+        )
+        _check_saved_exits(policy, data)
+        return policy
+
+    def __repr__(self):
+        shown = ", ".join("None" if t is None else f"{t:.4g}" for t in self.thresholds)
+        return f"DecisionPolicy([{shown}], weights of shape {self.weights.shape})"
 
 
 def check_policy(policy, num_exits, learned, api):
@@ -577,7 +725,8 @@ def check_policy(policy, num_exits, learned, api):
     if not isinstance(policy, Policy):
         raise TypeError(
             f"{api}: `policy` must be a tfee policy (tfee.ThresholdPolicy, "
-            "tfee.PatiencePolicy, e.g. from tfee.calibrate). Received: "
+            "tfee.PatiencePolicy, tfee.DecisionPolicy, e.g. from tfee.calibrate). "
+            "Received: "
             f"policy={type(policy).__name__}"
         )
     if policy.num_exits != num_exits:

@@ -1,0 +1,130 @@
+"""The learned exit decision: its policy, its fit, its calibration."""
+
+import json
+
+import numpy as np
+import pytest
+
+import tfee
+from tests.policy.conftest import make_outputs
+from tests.policy.test_policies import stream
+from tfee import rules
+from tfee.policy import DecisionPolicy
+from tfee.policy import Policy
+from tfee.policy import ThresholdPolicy
+from tfee.policy.decision import fit_decision
+
+SIGNALS = len(rules.DECISION_SIGNALS)
+
+
+def _policy(thresholds=(0.8, None, 0.6)):
+    # Every signal counts, none alone decides.
+    weights = [[2.0, 1.0, 1.5, 3.0, 1.0, 1.0], [1.0, -0.5, 1.0, 2.0, 2.0, 1.5]]
+    weights.append([0.5, 1.0, 1.0, 2.5, 1.0, 2.0])
+    return DecisionPolicy(list(thresholds), weights, [-4.0, -4.5, -4.0])
+
+
+def independent_exits(samples=3000, num_exits=4, classes=10, seed=0):
+    """Exits whose mistakes are independent: what the earlier exits said
+    tells a decision something the current exit's softmax cannot."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, samples)
+    logits = rng.normal(0, 1.5, (num_exits, samples, classes))
+    logits[:, np.arange(samples), labels] += np.linspace(0.9, 3.6, num_exits)[:, None]
+    return tfee.policy.ExitOutputs(
+        logits=logits,
+        confidences=None,
+        labels=labels,
+        exit_macs=np.linspace(100, 400, num_exits).astype(int),
+        full_macs=380,
+    )
+
+
+def test_streaming_and_vectorised_decisions_agree_with_nan_rows():
+    outputs = make_outputs(num_exits=4, samples=300)
+    logits = outputs.logits.copy()
+    logits[1, :5, 0] = np.nan  # Poisons exits 2..4 of samples 0-4.
+    policy = _policy()
+    expected = policy.exit_indices(logits)
+    np.testing.assert_array_equal(stream(policy, logits), expected)
+    np.testing.assert_array_equal(stream(policy, logits, compact=False), expected)
+    assert (expected[:5][expected[:5] != 0] == 3).all()
+    assert len(np.unique(expected)) > 2  # The fixture really decides.
+
+
+def test_decision_policy_round_trips_through_json_and_checks_signals():
+    policy = _policy()
+    assert Policy.from_json(policy.to_json()) == policy
+    data = json.loads(policy.to_json())
+    assert data["type"] == "decision" and data["signals"] == list(
+        rules.DECISION_SIGNALS
+    )
+    data["signals"] = data["signals"][:-1]
+    with pytest.raises(ValueError, match="reads the signals"):
+        Policy.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "weights,biases,message",
+    [
+        (np.zeros((2, SIGNALS)), [0.0, 0.0, 0.0], "`weights` must be finite"),
+        (np.zeros((3, SIGNALS)), [0.0, 0.0], "`biases` must be finite"),
+        (np.full((3, SIGNALS), np.nan), [0.0] * 3, "`weights`"),
+        ("weights", [0.0] * 3, "`weights`"),
+    ],
+)
+def test_bad_decision_models_raise_naming_the_argument(weights, biases, message):
+    with pytest.raises(ValueError, match=message):
+        DecisionPolicy([0.5, 0.5, 0.5], weights, biases)
+
+
+def test_threshold_policies_refuse_the_stateful_rule():
+    with pytest.raises(ValueError, match="unknown `rule`"):
+        ThresholdPolicy([0.5, 0.5], rule="decision")
+    with pytest.raises(ValueError, match="unknown `rule`"):
+        tfee.layers.Confidence(rule="decision")
+
+
+def _auc(score, right):
+    """How often a right answer scores above a wrong one (ties: ranked)."""
+    ranks = score.argsort().argsort()
+    n_right = right.sum()
+    n_wrong = len(right) - n_right
+    return (ranks[right].sum() - n_right * (n_right - 1) / 2) / (n_right * n_wrong)
+
+
+def test_fit_predicts_which_exits_are_right_better_than_max_softmax():
+    outputs = independent_exits()
+    model = fit_decision(outputs)
+    assert model.thresholds == (None,) * 3
+    scores = model.scores(outputs.logits)
+    softmax = rules.scores(outputs.logits[:-1], "max_softmax")
+    correct = outputs.correct()[:-1]
+    auc = [_auc(scores[k], correct[k]) for k in range(3)]
+    auc_softmax = [_auc(softmax[k], correct[k]) for k in range(3)]
+    # Exit 1 has nothing earlier to read; later exits gain from the ensemble.
+    assert auc[0] >= auc_softmax[0] - 0.005
+    assert auc[1] > auc_softmax[1] + 0.03 and auc[2] > auc_softmax[2] + 0.08
+    # Calibrated to the rate it is right at: the mean score tracks accuracy.
+    np.testing.assert_allclose(scores.mean(axis=1), correct.mean(axis=1), atol=0.02)
+
+
+def test_learned_decision_is_cheaper_than_max_softmax_at_the_same_drop():
+    outputs = independent_exits()
+    held_out = independent_exits(seed=1)
+    cost = {}
+    for rule in ("max_softmax", "decision"):
+        policy = tfee.calibrate(outputs, rule=rule, max_accuracy_drop=0.005)
+        evaluation = tfee.evaluate(held_out, policy=policy)
+        cost[rule] = evaluation.mean_macs
+        assert isinstance(policy, DecisionPolicy) == (rule == "decision")
+    assert cost["decision"] < 0.95 * cost["max_softmax"]
+
+
+def test_front_of_the_decision_holds_decision_policies():
+    front = tfee.policy.front(
+        independent_exits(samples=800), rule="decision", refine=True
+    )
+    assert all(isinstance(p.policy, DecisionPolicy) for p in front.points)
+    costs = [p.mean_macs for p in front.points]
+    assert costs == sorted(costs)
