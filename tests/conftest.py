@@ -38,3 +38,24 @@ def tiny_resnet():
 @pytest.fixture
 def images():
     return np.random.default_rng(0).random((6, 8, 8, 1), dtype="float32")
+
+
+# The longest single tests (about a minute each on 2 cores), started first so
+# that `pytest -n 2` does not end with one worker running them alone.
+_LONG_FIRST = (
+    "tests/test_readme.py::test_the_readme_python_examples_run_as_written",
+    "tests/training/test_multi_worker.py::",
+    "tests/training/test_distribute.py::",
+    "tests/examples/test_shell_chain.py::",
+    "tests/examples/test_cluster_sections.py::",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        for position, prefix in enumerate(_LONG_FIRST):
+            if item.nodeid.startswith(prefix):
+                return position
+        return len(_LONG_FIRST)
+
+    items.sort(key=rank)  # Stable: every other test keeps its order.
