@@ -18,7 +18,11 @@ max_softmax (SDN's thresholds) and decision (the learned exit decision,
 `tfee.DecisionPolicy`: a logistic model per exit over the signals of the
 exits so far, including the geometric ensemble of their softmaxes, fitted
 on validation; it is variant (e) when applied to the best network). The
-cascade/ensemble heads join as a further entry of `VARIANTS` when they exist.
+cascade/ensemble heads join as a further entry of `VARIANTS` when they exist;
+until then each network also reports a what-if, `posthoc_ensemble_max_softmax`:
+every exit answering with the geometric ensemble of the exits so far
+(`ExitOutputs.ensembled()`, ZTW's ensembling with equal weights), calibrated
+with max-softmax thresholds. No runtime computes that answer yet.
 
 For every network and rule, calibrated on validation and reported on test:
 each exit's accuracy; the accuracy at 25, 50 and 75%
@@ -68,6 +72,7 @@ flags.DEFINE_list(
 
 SEED = 0
 DROP = 0.005
+ENSEMBLE = "posthoc_ensemble_max_softmax"
 MACS_POINTS = (0.25, 0.5, 0.75)
 
 
@@ -244,6 +249,18 @@ def measure(network, data, plain_validation_accuracy):
         result[rule], curves[rule] = _under_rule(
             rule, validation, test, plain_validation_accuracy
         )
+    # What-if (not deployable yet): each exit answering with the geometric
+    # ensemble of the exits so far (ZTW's ensembling, equal weights).
+    ensembled = test.ensembled()
+    figures, curves[ENSEMBLE] = _under_rule(
+        "max_softmax", validation.ensembled(), ensembled, plain_validation_accuracy
+    )
+    result[ENSEMBLE] = {
+        "test_accuracy_per_exit": [
+            round(100 * a, 2) for a in ensembled.exit_accuracy().tolist()
+        ],
+        **figures,
+    }
     return result, curves
 
 
@@ -323,7 +340,7 @@ def _plot(fronts, variants):
         axes.plot(
             [100 * macs for macs, _ in curve],
             [100 * accuracy for _, accuracy in curve],
-            "--" if name.endswith(tfee.rules.DECISION) else "-",
+            {tfee.rules.DECISION: "--", ENSEMBLE: ":"}.get(name.split(", ")[-1], "-"),
             label=name,
         )
     axes.axhline(variants["plain"]["test_accuracy"], ls=":", c="k", label="plain")

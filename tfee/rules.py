@@ -60,6 +60,7 @@ __all__ = [
     "decision_features",
     "decision_score",
     "decision_step",
+    "geometric_ensemble",
     "get",
     "leaves",
     "predictions",
@@ -388,7 +389,7 @@ def decision_step(logits, exit_index, ensemble, previous, streak):
         np.minimum(np.maximum(_rule_score(rule, shifted, exp, total, ops), 0.0), 1.0)
         for rule in ("max_softmax", "margin", "entropy")
     ]
-    log_softmax = shifted - np.log(total)[:, None]
+    log_softmax = _log_softmax(shifted, total)
     ensemble = np.asarray(ensemble, np.float64) + np.where(
         finite[:, None], log_softmax, np.nan
     )
@@ -405,6 +406,36 @@ def decision_step(logits, exit_index, ensemble, previous, streak):
     signals = np.stack(own + [ensemble_top, agrees, streak / count], axis=-1)
     signals[~(finite & usable)] = np.nan
     return signals, ensemble, predicted, streak
+
+
+def _log_softmax(shifted, total):
+    """log softmax from s = x - max(x) and Z = sum exp(s) (index order)."""
+    return shifted - np.log(total)[..., None]
+
+
+def geometric_ensemble(logits):
+    """Per exit k, the geometric ensemble of exits 0..k (Zero Time Waste's
+    ensembling with equal weights): the mean of their log-softmax, whose
+    softmax is the normalised geometric mean of their probabilities.
+
+    Args:
+      logits: (K, n, classes) every exit's logits.
+
+    Returns:
+      A float64 array (K, n, classes), NaN rows from the first exit whose
+      logits are not finite on: the running sum `decision_step` keeps,
+      divided by the exits counted.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    _check_logits(x, "tfee.rules.geometric_ensemble")
+    finite = np.isfinite(x).all(axis=-1, keepdims=True)
+    safe = np.where(finite, x, 0.0)
+    shifted = safe - safe.max(axis=-1, keepdims=True)
+    log_softmax = np.where(
+        finite, _log_softmax(shifted, _sequential_sum(np.exp(shifted))), np.nan
+    )
+    counts = np.arange(1, len(x) + 1, dtype=np.float64)[:, None, None]
+    return np.cumsum(log_softmax, axis=0) / counts
 
 
 def decision_features(logits):

@@ -128,3 +128,23 @@ def test_front_of_the_decision_holds_decision_policies():
     assert all(isinstance(p.policy, DecisionPolicy) for p in front.points)
     costs = [p.mean_macs for p in front.points]
     assert costs == sorted(costs)
+
+
+def test_geometric_ensemble_is_the_running_mean_of_log_softmax():
+    outputs = independent_exits(samples=500)
+    ensembled = outputs.ensembled()
+    x = outputs.logits
+    log_softmax = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    np.testing.assert_allclose(ensembled.logits[2], log_softmax[:3].mean(0), atol=1e-12)
+    np.testing.assert_array_equal(ensembled.logits[0].argmax(-1), x[0].argmax(-1))
+    # The decision's running state is the same sum.
+    _, ensemble, _, _ = rules.decision_step(
+        x[1], 1, log_softmax[0], np.full(500, -1), np.zeros(500, np.int64)
+    )
+    np.testing.assert_allclose(ensemble / 2, ensembled.logits[1], atol=1e-12)
+    # Independent mistakes: the ensemble of several exits beats the last one.
+    assert (ensembled.exit_accuracy()[1:] > outputs.exit_accuracy()[1:]).all()
+    poisoned = x.copy()
+    poisoned[1, 0, 0] = np.nan
+    ensemble = rules.geometric_ensemble(poisoned)
+    assert np.isnan(ensemble[1:, 0]).all() and np.isfinite(ensemble[0, 0]).all()
