@@ -42,6 +42,14 @@ double score(int rule, const float* logits, int classes, float learned) {
 }
 int decide(double score, double threshold) { return tfee_leaves(score, threshold); }
 int argmax(const float* logits, int classes) { return tfee_argmax(logits, classes); }
+/* The ensemble's answers over `exits` exits of one sample, in place. */
+void ensemble(float* logits, int exits, int classes, const double* weights,
+              const double* biases) {
+  double history[1280];
+  for (int k = 0; k < exits; ++k)
+    tfee_ensemble(logits + k * classes, classes, k, history, weights + exits * k,
+                  biases + classes * k, logits + k * classes);
+}
 /* Runs the decision over `exits` exits of one sample; writes each score. */
 void decision(const float* logits, int exits, int classes, const double* weights,
               const double* biases, double* out) {
@@ -67,6 +75,7 @@ void decision(const float* logits, int exits, int classes, const double* weights
     doubles = ctypes.POINTER(ctypes.c_double)
     lib.decision.argtypes = [floats, ctypes.c_int, ctypes.c_int, doubles, doubles]
     lib.decision.argtypes += [doubles]
+    lib.ensemble.argtypes = [floats, ctypes.c_int, ctypes.c_int, doubles, doubles]
     return lib
 
 
@@ -261,3 +270,28 @@ def test_decision_score_is_the_logistic_of_the_weighted_signals():
     assert score[0] == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-15)
     assert np.isnan(score[1])
     assert rules.decision_score(np.zeros((1, 6)), weights, 1000.0)[0] == 1.0
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS)
+def test_c_form_of_the_ensemble_matches_numpy(c_rules, classes):
+    exits = 4
+    logits = _exit_sequences(classes, exits)
+    rng = np.random.default_rng(classes)
+    weights = np.tril(rng.normal(0, 1, (exits, exits)))
+    biases = rng.normal(0, 1, (exits, classes))
+    expected = tfee.policy.ExitEnsemble(weights, biases).answers(logits)
+    doubles = ctypes.POINTER(ctypes.c_double)
+    got = np.zeros_like(expected)
+    for i in range(logits.shape[1]):
+        row = np.ascontiguousarray(logits[:, i], np.float32)
+        c_rules.ensemble(
+            row.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+            exits,
+            classes,
+            np.ascontiguousarray(weights).ctypes.data_as(doubles),
+            np.ascontiguousarray(biases).ctypes.data_as(doubles),
+        )
+        got[:, i] = row
+    # Both round the float64 sum to float32 at the end: equal bits, NaN alike.
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(expected[1:, 3]).all() and np.isfinite(expected[0, 3]).all()

@@ -60,8 +60,9 @@ __all__ = [
     "decision_features",
     "decision_score",
     "decision_step",
-    "geometric_ensemble",
+    "ensemble_answer",
     "get",
+    "log_softmax",
     "leaves",
     "predictions",
     "scores",
@@ -413,29 +414,36 @@ def _log_softmax(shifted, total):
     return shifted - np.log(total)[..., None]
 
 
-def geometric_ensemble(logits):
-    """Per exit k, the geometric ensemble of exits 0..k (Zero Time Waste's
-    ensembling with equal weights): the mean of their log-softmax, whose
-    softmax is the normalised geometric mean of their probabilities.
-
-    Args:
-      logits: (K, n, classes) every exit's logits.
-
-    Returns:
-      A float64 array (K, n, classes), NaN rows from the first exit whose
-      logits are not finite on: the running sum `decision_step` keeps,
-      divided by the exits counted.
-    """
+def log_softmax(logits):
+    """log softmax over the last axis, float64: s - log(sum exp(s)) with
+    s = x - max(x), the sum in index order; NaN rows where a logit is not
+    finite."""
     x = np.asarray(logits, dtype=np.float64)
-    _check_logits(x, "tfee.rules.geometric_ensemble")
     finite = np.isfinite(x).all(axis=-1, keepdims=True)
     safe = np.where(finite, x, 0.0)
     shifted = safe - safe.max(axis=-1, keepdims=True)
-    log_softmax = np.where(
+    return np.where(
         finite, _log_softmax(shifted, _sequential_sum(np.exp(shifted))), np.nan
     )
-    counts = np.arange(1, len(x) + 1, dtype=np.float64)[:, None, None]
-    return np.cumsum(log_softmax, axis=0) / counts
+
+
+def ensemble_answer(history, weights, biases):
+    """The learned ensemble's answer at exit k (Zero Time Waste).
+
+    Args:
+      history: (k + 1, n, classes) float64 `log_softmax` of exits 0..k.
+      weights: (k + 1,) this exit's weight per exit so far.
+      biases: (classes,) this exit's per-class bias.
+
+    Returns:
+      float32 (n, classes): biases + sum_j weights[j] history[j], summed in
+      j order in float64, then rounded to float32 (the logits every rule
+      then scores, as the C form does).
+    """
+    answer = np.broadcast_to(np.asarray(biases, np.float64), history.shape[1:])
+    for weight, past in zip(np.asarray(weights, np.float64), history):
+        answer = answer + weight * past
+    return answer.astype(np.float32)
 
 
 def decision_features(logits):
@@ -588,6 +596,33 @@ TFEE_UNUSED static inline double tfee_decision_score(
   if (!isfinite(z)) return NAN;
   const double score = 1.0 / (1.0 + exp(-z));
   return score < 0.0 ? 0.0 : (score > 1.0 ? 1.0 : score);
+}
+
+/* The learned ensemble (Zero Time Waste) at exit `exit_index` (0-based):
+ * stores this exit's log-softmax in history[exit_index * classes + i] and
+ * writes the exit's answer, biases[i] + sum_j weights[j] * history[j *
+ * classes + i] over the exits so far (in j order), into answer (which may
+ * be `logits` itself: they are read first). */
+TFEE_UNUSED static inline void tfee_ensemble(const float* logits, int classes,
+                                             int exit_index, double* history,
+                                             const double* weights,
+                                             const double* biases, float* answer) {
+  double* mine = history + exit_index * classes;
+  const int best = tfee_argmax(logits, classes);
+  if (best < 0) {
+    for (int i = 0; i < classes; ++i) mine[i] = NAN;
+  } else {
+    const double top = logits[best];
+    double total = 0.0;
+    for (int i = 0; i < classes; ++i) total += exp((double)logits[i] - top);
+    const double log_total = log(total);
+    for (int i = 0; i < classes; ++i) mine[i] = ((double)logits[i] - top) - log_total;
+  }
+  for (int i = 0; i < classes; ++i) {
+    double value = biases[i];
+    for (int j = 0; j <= exit_index; ++j) value = value + weights[j] * history[j * classes + i];
+    answer[i] = (float)value;
+  }
 }
 
 /* The exit decision: finite and at least the threshold (INFINITY: never). */

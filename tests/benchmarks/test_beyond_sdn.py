@@ -23,8 +23,8 @@ def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
         entry = variants[name]
         assert len(entry["test_accuracy_per_exit"]) == 3
         assert entry["deepest_exit_minus_plain_points"] is not None
-        assert len(entry["posthoc_ensemble_max_softmax"]["test_accuracy_per_exit"]) == 3
-        for rule in ("max_softmax", "decision", "posthoc_ensemble_max_softmax"):
+        assert len(entry["ensemble"]["test_accuracy_per_exit"]) == 3
+        for rule in ("max_softmax", "decision", "max_softmax+ensemble"):
             assert set(entry[rule]) >= {
                 "at_25pct_macs",
                 "at_50pct_macs",

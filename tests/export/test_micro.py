@@ -138,7 +138,7 @@ def test_the_generated_cascade_compiles_warning_free_against_real_tflm_headers(
         )
 
 
-def test_a_learned_decision_cascade_compiles_warning_free_against_real_tflm(
+def test_a_learned_decision_and_ensemble_cascade_compiles_against_real_tflm(
     network, images, micro_export, tmp_path, monkeypatch
 ):
     # The rules' C form (tfee_decision_score included) compiles with every
@@ -148,16 +148,22 @@ def test_a_learned_decision_cascade_compiles_warning_free_against_real_tflm(
         pytest.skip("no C++ compiler is installed")
     reuse_conversions(micro_export, monkeypatch)
     count = len(micro_export.stages) - 1
+    exits = count + 1
+    ensemble = tfee.policy.ExitEnsemble(
+        np.tril(np.ones((exits, exits))), [[0.0] * 3] * exits
+    )
     policy = tfee.DecisionPolicy(
         [0.7] * count,
         np.ones((count, len(tfee.rules.DECISION_SIGNALS))),
         [-3.0] * count,
+        ensemble=ensemble,
     )
     export = tfee.export.micro(
         network, str(tmp_path / "fw"), images[:4], calibration_samples=4, policy=policy
     )
     with open(export.cascade_path) as f:
-        assert "tfee_decision_score(" in f.read()
+        source = f.read()
+    assert "tfee_decision_score(" in source and "tfee_ensemble(" in source
     subprocess.run(
         [compiler, *tflm_kit.compile_flags(), "-Wall", "-Wextra", "-Werror"]
         + [f"-I{export.directory}", "-c", export.cascade_path]

@@ -130,21 +130,67 @@ def test_front_of_the_decision_holds_decision_policies():
     assert costs == sorted(costs)
 
 
-def test_geometric_ensemble_is_the_running_mean_of_log_softmax():
-    outputs = independent_exits(samples=500)
-    ensembled = outputs.ensembled()
-    x = outputs.logits
-    log_softmax = x - np.log(np.exp(x).sum(-1, keepdims=True))
-    np.testing.assert_allclose(ensembled.logits[2], log_softmax[:3].mean(0), atol=1e-12)
-    np.testing.assert_array_equal(ensembled.logits[0].argmax(-1), x[0].argmax(-1))
-    # The decision's running state is the same sum.
-    _, ensemble, _, _ = rules.decision_step(
-        x[1], 1, log_softmax[0], np.full(500, -1), np.zeros(500, np.int64)
+def _ensemble(num_exits=4, classes=10):
+    weights = np.tril(np.full((num_exits, num_exits), 0.5)) + 0.5 * np.eye(num_exits)
+    return tfee.policy.ExitEnsemble(weights, np.zeros((num_exits, classes)))
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        lambda e: ThresholdPolicy([0.6, 0.5, 0.4], ensemble=e),
+        lambda e: _policy_with(e),
+    ],
+)
+def test_ensemble_policies_stream_as_they_evaluate_and_round_trip(policy):
+    outputs = independent_exits(samples=400)
+    policy = policy(_ensemble())
+    expected = policy.exit_indices(outputs.logits)
+    np.testing.assert_array_equal(stream(policy, outputs.logits), expected)
+    np.testing.assert_array_equal(
+        stream(policy, outputs.logits, compact=False), expected
     )
-    np.testing.assert_allclose(ensemble / 2, ensembled.logits[1], atol=1e-12)
-    # Independent mistakes: the ensemble of several exits beats the last one.
-    assert (ensembled.exit_accuracy()[1:] > outputs.exit_accuracy()[1:]).all()
-    poisoned = x.copy()
-    poisoned[1, 0, 0] = np.nan
-    ensemble = rules.geometric_ensemble(poisoned)
-    assert np.isnan(ensemble[1:, 0]).all() and np.isfinite(ensemble[0, 0]).all()
+    assert Policy.from_json(policy.to_json()) == policy
+    assert "ensemble" in json.loads(policy.to_json())
+    # The ensemble really decides: without it other samples leave elsewhere.
+    plain = type(policy).from_dict({**policy.to_dict(), "ensemble": None})
+    assert (plain.exit_indices(outputs.logits) != expected).any()
+
+
+def _policy_with(ensemble):
+    base = _policy()
+    return DecisionPolicy(base.thresholds, base.weights, base.biases, ensemble)
+
+
+def test_bad_ensembles_raise_naming_the_argument():
+    with pytest.raises(ValueError, match="`ensemble` must be None or"):
+        ThresholdPolicy([0.5, 0.5], ensemble=_ensemble(num_exits=4))
+    with pytest.raises(ValueError, match="`weights\\[k, j\\]` must be 0 for j > k"):
+        tfee.policy.ExitEnsemble(np.ones((3, 3)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="`biases` must be finite"):
+        tfee.policy.ExitEnsemble(np.eye(3), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="use initial_state / update"):
+        ThresholdPolicy([0.5, 0.5, 0.5], ensemble=_ensemble()).leaves(0, np.zeros(10))
+    with pytest.raises(ValueError, match="rule='patience', ensemble=True"):
+        tfee.calibrate(
+            independent_exits(200),
+            rule="patience",
+            max_accuracy_drop=0.01,
+            ensemble=True,
+        )
+
+
+def test_a_fitted_ensemble_is_more_accurate_when_exits_err_independently():
+    outputs, held_out = independent_exits(), independent_exits(seed=1)
+    fitted = tfee.policy.ExitEnsemble.fit(outputs)
+    accuracy = fitted.outputs(held_out).exit_accuracy()
+    assert (accuracy[1:] > held_out.exit_accuracy()[1:] + 0.02).all()
+    assert accuracy[0] == pytest.approx(held_out.exit_accuracy()[0], abs=0.01)
+    policy = tfee.calibrate(outputs, max_accuracy_drop=0.005, ensemble=True)
+    assert policy.ensemble == fitted
+    with_ensemble = tfee.evaluate(held_out, policy=policy)
+    without = tfee.evaluate(
+        held_out, policy=tfee.calibrate(outputs, max_accuracy_drop=0.005)
+    )
+    assert with_ensemble.deepest_accuracy > without.deepest_accuracy + 0.02
+    assert with_ensemble.accuracy > without.accuracy + 0.02

@@ -32,7 +32,15 @@ POLICIES = [(rule, threshold) for rule in rules.RULES for threshold in THRESHOLD
     ("decision", (0.5, 0.5)),
     ("decision", (0.9, 0.3)),
     ("decision", (None, 0.6)),
+    # With a learned ensemble: every exit scores and answers with it.
+    ("ensemble max_softmax", 0.5),
+    ("ensemble decision", (0.9, 0.3)),
 ]
+# A fixed ensemble: exit 2 leans on exit 1, exit 3 on all three.
+ENSEMBLE = tfee.policy.ExitEnsemble(
+    [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.3, -0.2, 1.1]],
+    [[0.0] * CLASSES, [0.1, -0.1, 0.0, 0.2], [0.0, 0.3, -0.3, 0.0]],
+)
 # A fixed decision model: every signal counts, none alone decides.
 DECISION_WEIGHTS = [[2.0, 1.0, 1.5, 3.0, 1.0, 1.0], [1.0, -0.5, 1.0, 2.0, 2.0, 1.5]]
 DECISION_BIASES = [-4.0, -4.5]
@@ -89,6 +97,12 @@ def _policy(rule, value):
         return tfee.PatiencePolicy(value, num_exits=3)
     if rule == "decision":
         return tfee.DecisionPolicy(list(value), DECISION_WEIGHTS, DECISION_BIASES)
+    if rule == "ensemble decision":
+        return tfee.DecisionPolicy(
+            list(value), DECISION_WEIGHTS, DECISION_BIASES, ensemble=ENSEMBLE
+        )
+    if rule == "ensemble max_softmax":
+        return tfee.ThresholdPolicy([value, value], ensemble=ENSEMBLE)
     return tfee.ThresholdPolicy([value, value], rule=rule)
 
 
@@ -120,7 +134,10 @@ def files(network, tmp_path_factory):
 def _expected(policy, logits, confidences):
     """The reference: the vectorised policy over a backend's own outputs."""
     exits = policy.exit_indices(np.stack(logits), np.stack(confidences))
-    chosen = np.stack(logits)[exits, np.arange(len(exits))]
+    answers = np.stack(logits)
+    if policy.ensemble is not None:
+        answers = policy.ensemble.answers(answers)
+    chosen = answers[exits, np.arange(len(exits))]
     return exits, rules.predictions(chosen)
 
 
@@ -439,3 +456,14 @@ def test_a_decision_policy_travels_in_the_file(files, tmp_path):
 def _check_answers(cascade, rows):
     result = cascade.predict(rows)
     return result.exit_indices, result.predictions
+
+
+def test_the_fixed_ensemble_changes_exits_and_answers(network):
+    # Else the ensemble entries above could pass with the ensemble ignored.
+    rows = _rows(finite_only=True)
+    outputs = network.predict(rows, verbose=0)
+    logits, confidences = list(outputs[:3]), [outputs[3][:, 0]] * 3
+    for rule, value in (("max_softmax", 0.5), ("decision", (0.9, 0.3))):
+        plain = _expected(_policy(rule, value), logits, confidences)
+        ensembled = _expected(_policy(f"ensemble {rule}", value), logits, confidences)
+        assert (plain[0] != ensembled[0]).any() and (plain[1] != ensembled[1]).any()

@@ -70,10 +70,14 @@ def _policies(outputs):
         model.weights,
         model.biases,
     )
+    # A learned ensemble: exit 2 answers with both exits' log-softmax.
+    ensemble = tfee.policy.ExitEnsemble([[1.0, 0.0], [0.7, 0.6]], [[0.0] * 3] * 2)
+    threshold = policies[0]
     return policies + [
         tfee.PatiencePolicy(1, 2),
         tfee.PatiencePolicy(2, 2),
         decision,
+        tfee.ThresholdPolicy(threshold.thresholds, ensemble=ensemble),
     ]
 
 

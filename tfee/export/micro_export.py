@@ -539,6 +539,27 @@ def _decision_lines(policy, k, outputs, classes):
     ]
 
 
+def _ensemble_lines(policy, k_total, classes):
+    """The learned ensemble's constants (empty without one)."""
+    ensemble = getattr(policy, "ensemble", None)
+    if ensemble is None:
+        return []
+
+    def table(rows):
+        return ",\n    ".join(
+            "{" + ", ".join(repr(float(v)) for v in row) + "}" for row in rows
+        )
+
+    return [
+        "// Learned ensemble (tfee.policy.ExitEnsemble): exit k answers with",
+        "// kEnsembleBiases[k] + sum_j kEnsembleWeights[k][j] * log_softmax_j.",
+        f"constexpr double kEnsembleWeights[{k_total}][{k_total}] = {{",
+        f"    {table(ensemble.weights)}}};",
+        f"constexpr double kEnsembleBiases[{k_total}][{classes}] = {{",
+        f"    {table(ensemble.biases)}}};",
+    ]
+
+
 def _policy_lines(policy, k_total):
     if isinstance(policy, policies.PatiencePolicy):
         return [
@@ -664,6 +685,7 @@ def _cascade_source(name, stages, positions, policy, classes):
     lines += [f'#include "{os.path.basename(s.header_path)}"' for s in stages]
     lines += ["", "namespace {", rules.C_SOURCE.strip(), ""]
     lines += _policy_lines(policy, k_total)
+    lines += _ensemble_lines(policy, k_total, classes)
     lines += [
         "",
         "float Value(const TfLiteTensor* t, int i) {",
@@ -738,6 +760,9 @@ def _cascade_source(name, stages, positions, policy, classes):
             f"  double ensemble[{classes}] = {{0.0}};",
             "  int previous = -1, streak = 0;",
         ]
+    with_ensemble = getattr(policy, "ensemble", None) is not None
+    if with_ensemble:
+        lines += [f"  double history[{k_total * classes}];"]
     for stage, outputs in zip(stages, positions):
         k = stage.index
         lines += [
@@ -750,6 +775,12 @@ def _cascade_source(name, stages, positions, policy, classes):
             f"  Dequantize(stage{k}->output({outputs[naming.LOGITS]}), logits, "
             f"{classes});",
         ]
+        if with_ensemble:  # From here on the exit's logits are its answer.
+            lines += [
+                f"  tfee_ensemble(logits, {classes}, {k - 1}, history, "
+                f"kEnsembleWeights[{k - 1}],",
+                f"                kEnsembleBiases[{k - 1}], logits);",
+            ]
         if k == k_total:
             lines += [
                 f"  *exit_index = {k - 1};",

@@ -7,6 +7,7 @@ from tfee.policy.calibration import FrontPoint
 from tfee.policy.calibration import UnreachableTargetWarning
 from tfee.policy.calibration import calibrate
 from tfee.policy.calibration import front
+from tfee.policy.ensemble import ExitEnsemble
 from tfee.policy.evaluation import Evaluation
 from tfee.policy.evaluation import evaluate
 from tfee.policy.evaluation import oracle
@@ -25,6 +26,7 @@ from tfee.rules import scores as confidence_scores
 
 __all__ = [
     "Evaluation",
+    "ExitEnsemble",
     "ExitAccuracy",
     "ExitOutputs",
     "Front",

@@ -31,8 +31,10 @@ import warnings
 import numpy as np
 
 from tfee import rules
+from tfee._checks import check_bool
 from tfee._checks import check_int
 from tfee.policy import decision as decision_lib
+from tfee.policy import ensemble as ensemble_lib
 from tfee.policy import evaluation as evaluate_lib
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
@@ -369,6 +371,7 @@ def calibrate(
     refine=True,
     sparse=False,
     confidence=None,
+    ensemble=False,
 ):
     """Chooses a policy on validation data for an accuracy or a MACs target.
 
@@ -395,6 +398,11 @@ def calibrate(
         (or to the per-sample MACs). The choice among many settings is not
         corrected for, so the bound is approximate: it guards against
         validation noise, not against a shift in the data.
+      ensemble: also fit a `tfee.policy.ExitEnsemble` on these outputs (each
+        exit answering with a learned combination of the exits so far, Zero
+        Time Waste) and calibrate on its answers; the policy carries it, and
+        the accuracy drop is measured against the ensemble's deepest answer.
+        Not with rule="patience".
 
     Returns:
       The chosen `ThresholdPolicy` (`PatiencePolicy`, `DecisionPolicy`): the cheapest
@@ -463,8 +471,19 @@ def calibrate(
             f"Received: confidence={confidence!r}"
         )
     _check_candidates(candidates, api)
+    check_bool(ensemble, "ensemble", api)
+    if ensemble and rule == "patience":
+        raise ValueError(
+            f"{api}: `ensemble=True` combines exits' answers for threshold and "
+            "decision rules; patience counts agreeing exits instead. Received: "
+            "rule='patience', ensemble=True"
+        )
     outputs = evaluate_lib._as_outputs(source, dataset, api, sparse)
     _check_rule(rule, outputs, api)
+    exit_ensemble = None
+    if ensemble:
+        exit_ensemble = ensemble_lib.ExitEnsemble.fit(outputs)
+        outputs = exit_ensemble.outputs(outputs)
     most = float(np.max(outputs.exit_macs)) / outputs.full_macs
     if macs_budget is not None and macs_budget > max(most, 1.0):
         # No policy can cost that much: the budget would constrain nothing.
@@ -509,4 +528,17 @@ def calibrate(
             ),
             stacklevel=2,
         )
+    if exit_ensemble is not None:
+        policy = _with_ensemble(policy, exit_ensemble)
     return policy
+
+
+def _with_ensemble(policy, exit_ensemble):
+    """`policy` deciding on (and answering with) `exit_ensemble`'s answers."""
+    if isinstance(policy, policies.DecisionPolicy):
+        return policies.DecisionPolicy(
+            policy.thresholds, policy.weights, policy.biases, ensemble=exit_ensemble
+        )
+    return policies.ThresholdPolicy(
+        policy.thresholds, rule=policy.rule, ensemble=exit_ensemble
+    )

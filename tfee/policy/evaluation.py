@@ -228,6 +228,8 @@ def evaluate(source, dataset=None, policy=None, *, sparse=False):
     outputs = _as_outputs(source, dataset, api, sparse)
     check_policy(policy, outputs, api)
     exit_indices = policy.exit_indices(outputs.logits, outputs.confidences)
+    if policy.ensemble is not None:  # Samples answer with the ensemble.
+        outputs = policy.ensemble.outputs(outputs)
     return summarize(outputs, exit_indices, repr(policy))
 
 

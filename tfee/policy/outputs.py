@@ -98,24 +98,6 @@ class ExitOutputs:
         """Each single exit's accuracy over every sample, (K,)."""
         return self.correct().mean(axis=1)
 
-    def ensembled(self):
-        """These outputs as if exit k answered with the geometric ensemble of
-        exits 1..k (`tfee.rules.geometric_ensemble`, equal weights; ZTW's
-        ensembling), at the same costs.
-
-        A what-if for evaluation and calibration: no runtime computes the
-        ensemble as an exit's answer (the `DecisionPolicy` only reads it as a
-        signal), so a policy calibrated on these outputs is not deployable.
-        The learned confidences are dropped (they judge single exits).
-        """
-        return ExitOutputs(
-            logits=rules.geometric_ensemble(self.logits),
-            confidences=None,
-            labels=self.labels,
-            exit_macs=self.exit_macs,
-            full_macs=self.full_macs,
-        )
-
     def save(self, path):
         """Writes an .npz atomically; read back with `ExitOutputs.load`."""
         arrays = dict(

@@ -30,6 +30,7 @@ import numpy as np
 from tfee import rules
 from tfee._checks import check_int
 from tfee._files import write_bytes_atomically
+from tfee.policy.ensemble import ExitEnsemble
 
 __all__ = [
     "DecisionPolicy",
@@ -60,9 +61,21 @@ class _StreamState:
         "streak",
         "previous",
         "ensemble",
+        "history",
+        "answers",
     )
 
-    def __init__(self, batch_size, alive, next_exit, streak, previous, ensemble=None):
+    def __init__(
+        self,
+        batch_size,
+        alive,
+        next_exit,
+        streak,
+        previous,
+        ensemble=None,
+        history=None,
+        answers=None,
+    ):
         self.batch_size = batch_size
         self.alive = alive
         self.next_exit = next_exit
@@ -70,6 +83,10 @@ class _StreamState:
         self.previous = previous
         # (batch, classes) running sum of log-softmax (DecisionPolicy only).
         self.ensemble = ensemble
+        # With an ExitEnsemble: (K, batch, classes) log-softmax of the exits
+        # seen, and the answers (logits) of the rows the last update got.
+        self.history = history
+        self.answers = answers
 
     def rows(self, batch, api):
         """Indices into the original batch of the `batch` rows just received."""
@@ -137,6 +154,13 @@ def _clean_thresholds(thresholds, rule, api):
     return tuple(clean)
 
 
+def _ensemble_from(data):
+    """The `ExitEnsemble` a policy's dict holds, or None."""
+    if data.get("ensemble") is None:
+        return None
+    return ExitEnsemble.from_dict(data["ensemble"])
+
+
 class Policy:
     """Base class of exit policies; see the module docstring.
 
@@ -148,8 +172,22 @@ class Policy:
 
     kind = None
 
-    def __init__(self, num_exits):
+    def __init__(self, num_exits, ensemble=None):
         self._num_exits = num_exits
+        if ensemble is not None and (
+            not isinstance(ensemble, ExitEnsemble) or ensemble.num_exits != num_exits
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: `ensemble` must be None or a "
+                f"tfee.policy.ExitEnsemble for {num_exits} exits (e.g. from "
+                "tfee.calibrate(..., ensemble=True)). Received: ensemble="
+                f"{ensemble!r}"
+            )
+        self.ensemble = ensemble
+
+    def _answers(self, logits):
+        """The logits the policy decides on and answers with, (K, n, C)."""
+        return logits if self.ensemble is None else self.ensemble.answers(logits)
 
     @property
     def num_exits(self):
@@ -192,7 +230,9 @@ class Policy:
           (leave, new_state): leave is a bool array (batch,) marking the rows
           of `logits` that leave here. At the deepest exit every row still in
           the cascade leaves. In whole-batch mode rows that left earlier are
-          False.
+          False. With an `ensemble`, the policy decides on the ensemble's
+          answers, and `new_state.answers` holds them (the logits these rows
+          answer with).
 
         Raises:
           TypeError: `state` is not a policy state.
@@ -241,7 +281,19 @@ class Policy:
             "streak": state.streak,
             "previous": state.previous,
             "ensemble": state.ensemble,
+            "history": state.history,
+            "answers": None,
         }
+        if self.ensemble is not None:
+            history = state.history
+            if history is None:
+                shape = (self.num_exits, state.batch_size, logits.shape[-1])
+                history = np.full(shape, np.nan)
+            mine = history[:, rows]
+            logits = self.ensemble.step(exit_index, logits, mine)
+            history = history.copy()
+            history[:, rows] = mine
+            fields.update(history=history, answers=logits)
         if exit_index == self.num_exits - 1:
             leave = alive_here.copy()
         else:
@@ -291,6 +343,12 @@ class Policy:
     # Serialisation.
     def to_dict(self):
         raise NotImplementedError
+
+    def _ensemble_dict(self):
+        """{"ensemble": ...} where the policy has one (absent otherwise)."""
+        if self.ensemble is None:
+            return {}
+        return {"ensemble": self.ensemble.to_dict()}
 
     def to_json(self):
         """The policy as a JSON string (see `Policy.from_json`)."""
@@ -374,6 +432,8 @@ class ThresholdPolicy(Policy):
       rule: "max_softmax" (SDN), "entropy" (1 - normalised entropy,
         BranchyNet), "margin", or "learned" (the head's confidence output,
         PTEENet / EENet).
+      ensemble: a `tfee.policy.ExitEnsemble`: each exit then scores and
+        answers with the learned ensemble of the exits so far (ZTW).
 
     Raises:
       ValueError: unknown rule, or a threshold outside [0, 1] (or NaN).
@@ -386,11 +446,11 @@ class ThresholdPolicy(Policy):
 
     kind = "threshold"
 
-    def __init__(self, thresholds, rule="max_softmax"):
+    def __init__(self, thresholds, rule="max_softmax", ensemble=None):
         api = "tfee.ThresholdPolicy"
         rules.check_rule(rule, api)
         clean = _clean_thresholds(thresholds, rule, api)
-        super().__init__(len(clean) + 1)
+        super().__init__(len(clean) + 1, ensemble)
         self.thresholds = clean
         self.rule = rule
 
@@ -445,6 +505,11 @@ class ThresholdPolicy(Policy):
                 f"[0, {self.num_exits - 1}] (0-based). Received: "
                 f"exit_index={exit_index!r}"
             )
+        if self.ensemble is not None:
+            raise ValueError(
+                "ThresholdPolicy.leaves: a policy with an ensemble decides on "
+                "the answers of the exits so far; use initial_state / update."
+            )
         if exit_index == self.num_exits - 1:
             return True
         threshold = self.thresholds[exit_index]
@@ -459,7 +524,7 @@ class ThresholdPolicy(Policy):
 
     def exit_indices(self, logits, confidences=None):
         api = "ThresholdPolicy.exit_indices"
-        logits = self._check_exits(logits, api)
+        logits = self._answers(self._check_exits(logits, api))
         if self.rule == "learned" and confidences is None:
             raise ValueError(
                 f"{api}: rule='learned' needs the learned confidences. "
@@ -480,11 +545,16 @@ class ThresholdPolicy(Policy):
             "num_exits": self.num_exits,
             "rule": self.rule,
             "thresholds": list(self.thresholds),
+            **self._ensemble_dict(),
         }
 
     @classmethod
     def _from_dict(cls, data):
-        policy = cls(data.get("thresholds", []), rule=data.get("rule"))
+        policy = cls(
+            data.get("thresholds", []),
+            rule=data.get("rule"),
+            ensemble=_ensemble_from(data),
+        )
         _check_saved_exits(policy, data)
         return policy
 
@@ -598,6 +668,8 @@ class DecisionPolicy(Policy):
       thresholds: K-1 values in [0, 1] or None ("never leave here").
       weights: (K-1, len(DECISION_SIGNALS)) finite numbers, one row per exit.
       biases: K-1 finite numbers.
+      ensemble: a `tfee.policy.ExitEnsemble`: the signals are then read from
+        (and the sample answers with) the ensemble's answers.
 
     Raises:
       ValueError: shapes that do not match the thresholds, or non-finite
@@ -606,7 +678,7 @@ class DecisionPolicy(Policy):
 
     kind = "decision"
 
-    def __init__(self, thresholds, weights, biases):
+    def __init__(self, thresholds, weights, biases, ensemble=None):
         api = "tfee.DecisionPolicy"
         clean = _clean_thresholds(thresholds, rules.DECISION, api)
         signals = len(rules.DECISION_SIGNALS)
@@ -627,7 +699,7 @@ class DecisionPolicy(Policy):
                     f"{None if array is None else array.shape}"
                 )
             arrays[argument] = array
-        super().__init__(len(clean) + 1)
+        super().__init__(len(clean) + 1, ensemble)
         self.thresholds = clean
         self.weights = arrays["weights"]
         self.biases = arrays["biases"]
@@ -659,7 +731,7 @@ class DecisionPolicy(Policy):
         """The model's score at every exit but the deepest, (K-1, samples),
         from all exits' logits (K, samples, classes)."""
         logits = self._check_exits(logits, f"{type(self).__name__}.scores")
-        signals = rules.decision_features(logits)
+        signals = rules.decision_features(self._answers(logits))
         return np.stack(
             [
                 rules.decision_score(signals[k], self.weights[k], self.biases[k])
@@ -684,6 +756,7 @@ class DecisionPolicy(Policy):
             "thresholds": list(self.thresholds),
             "weights": self.weights.tolist(),
             "biases": self.biases.tolist(),
+            **self._ensemble_dict(),
         }
 
     @classmethod
@@ -695,7 +768,10 @@ class DecisionPolicy(Policy):
                 f"{list(rules.DECISION_SIGNALS)}. Calibrate it again."
             )
         policy = cls(
-            data.get("thresholds", []), data.get("weights"), data.get("biases")
+            data.get("thresholds", []),
+            data.get("weights"),
+            data.get("biases"),
+            ensemble=_ensemble_from(data),
         )
         _check_saved_exits(policy, data)
         return policy

@@ -149,7 +149,11 @@ def run(backend, policy, images):
     count = len(images)
     # One sample under a threshold policy (the on-device case) needs no
     # stream state: `leaves` answers what `update` would, for less.
-    single = count == 1 and isinstance(policy, policies.ThresholdPolicy)
+    single = (
+        count == 1
+        and isinstance(policy, policies.ThresholdPolicy)
+        and policy.ensemble is None
+    )
     state = None if single else policy.initial_state(count)
     alive = np.arange(count)
     exit_indices = np.full(count, -1, np.int64)
@@ -165,9 +169,11 @@ def run(backend, policy, images):
             inputs = outputs.features
             continue
         leave, state = policy.update(state, k, outputs.logits, outputs.confidence)
+        # With an ensemble the samples answer with its logits, not the exit's.
+        answers = outputs.logits if state.answers is None else state.answers
         if chosen is None:
-            chosen = np.zeros((count, outputs.logits.shape[-1]), np.float32)
-        chosen[alive[leave]] = outputs.logits[leave]
+            chosen = np.zeros((count, answers.shape[-1]), np.float32)
+        chosen[alive[leave]] = answers[leave]
         exit_indices[alive[leave]] = k
         stay = ~leave
         if not stay.any():

@@ -125,7 +125,11 @@ class DynamicPredictor:
                 "tfee.DynamicPredictor.predict_batch: `images` must hold at least "
                 f"one sample. Received: shape {features.shape}"
             )
-        if features.shape[0] == 1 and isinstance(self.policy, policies.ThresholdPolicy):
+        if (
+            features.shape[0] == 1
+            and isinstance(self.policy, policies.ThresholdPolicy)
+            and self.policy.ensemble is None
+        ):
             return self._predict_one(features)
         return engine.run(self._backend, self.policy, features)
 
