@@ -7,7 +7,7 @@ import numpy as np
 
 from tfee._keras import tf
 
-__all__ = ["check_bool", "check_images", "check_int"]
+__all__ = ["check_bool", "check_finite_array", "check_images", "check_int"]
 
 
 def check_bool(value, argument, api):
@@ -21,6 +21,23 @@ def check_bool(value, argument, api):
             f"{api}: `{argument}` must be True or False. Received: {argument}={value!r}"
         )
     return value
+
+
+def check_finite_array(value, shape, argument, api, hint=""):
+    """`value` as a float64 array of `shape`; a ValueError naming `api` and
+    `argument` (with `hint` on what the axes mean) unless it is one of
+    finite numbers."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.shape != tuple(shape) or not np.isfinite(array).all():
+        raise ValueError(
+            f"{api}: `{argument}` must be finite numbers of shape {tuple(shape)}"
+            f"{hint}. Received: {argument} of shape "
+            f"{None if array is None else array.shape}"
+        )
+    return array
 
 
 def check_int(value, argument, api, minimum=1):

@@ -200,6 +200,21 @@ def _one_row(row, rule):
     return np.array([min(max(float(score), 0.0), 1.0)])
 
 
+def _softmax_parts(safe):
+    """(s = x - max(x), exp(s), Z in index order, the numpy ops `_rule_score`
+    needs) of finite float64 logits (..., classes)."""
+    shifted = safe - safe.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    ops = types.SimpleNamespace(
+        log=np.log,
+        reduce_sum=_sequential_sum,
+        exp=np.exp,
+        classes=np.float64(safe.shape[-1]),
+        second=lambda v: np.partition(v, -2, axis=-1)[..., -2],
+    )
+    return shifted, exp, _sequential_sum(exp), ops
+
+
 def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     """Confidence per sample under `rule` (numpy, float64), NaN where undefined.
 
@@ -232,16 +247,7 @@ def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     # or produce NaN; they become NaN at the end. Runtimes call this once
     # per exit and batch: the all-finite case skips both masks.
     safe = logits if everywhere else np.where(finite[..., None], logits, 0.0)
-    shifted = safe - safe.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    total = _sequential_sum(exp)
-    ops = types.SimpleNamespace(
-        log=np.log,
-        reduce_sum=_sequential_sum,
-        exp=np.exp,
-        classes=np.float64(logits.shape[-1]),
-        second=lambda v: np.partition(v, -2, axis=-1)[..., -2],
-    )
+    shifted, exp, total, ops = _softmax_parts(safe)
     score = _rule_score(rule, shifted, exp, total, ops)
     score = np.minimum(np.maximum(score, 0.0), 1.0)
     return score if everywhere else np.where(finite, score, np.nan)
@@ -375,17 +381,7 @@ def decision_step(logits, exit_index, ensemble, previous, streak):
     x = np.asarray(logits, dtype=np.float64)
     _check_logits(x, "tfee.rules.decision_step")
     finite = np.isfinite(x).all(axis=-1)
-    safe = np.where(finite[:, None], x, 0.0)
-    shifted = safe - safe.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    total = _sequential_sum(exp)
-    ops = types.SimpleNamespace(
-        log=np.log,
-        reduce_sum=_sequential_sum,
-        exp=np.exp,
-        classes=np.float64(x.shape[-1]),
-        second=lambda v: np.partition(v, -2, axis=-1)[..., -2],
-    )
+    shifted, exp, total, ops = _softmax_parts(np.where(finite[:, None], x, 0.0))
     own = [
         np.minimum(np.maximum(_rule_score(rule, shifted, exp, total, ops), 0.0), 1.0)
         for rule in ("max_softmax", "margin", "entropy")
@@ -420,11 +416,8 @@ def log_softmax(logits):
     finite."""
     x = np.asarray(logits, dtype=np.float64)
     finite = np.isfinite(x).all(axis=-1, keepdims=True)
-    safe = np.where(finite, x, 0.0)
-    shifted = safe - safe.max(axis=-1, keepdims=True)
-    return np.where(
-        finite, _log_softmax(shifted, _sequential_sum(np.exp(shifted))), np.nan
-    )
+    shifted, _, total, _ = _softmax_parts(np.where(finite, x, 0.0))
+    return np.where(finite, _log_softmax(shifted, total), np.nan)
 
 
 def ensemble_answer(history, weights, biases):

@@ -14,21 +14,9 @@ answers with, the ensemble's logits.
 import numpy as np
 
 from tfee import rules
+from tfee._checks import check_finite_array
 
 __all__ = ["ExitEnsemble"]
-
-
-def _finite(value, shape, argument, api):
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or array.shape != shape or not np.isfinite(array).all():
-        raise ValueError(
-            f"{api}: `{argument}` must be finite numbers of shape {shape}. "
-            f"Received: {argument} of shape {None if array is None else array.shape}"
-        )
-    return array
 
 
 class ExitEnsemble:
@@ -48,10 +36,10 @@ class ExitEnsemble:
         api = "tfee.policy.ExitEnsemble"
         weights = np.asarray(weights, dtype=np.float64)
         count = weights.shape[0] if weights.ndim == 2 else -1
-        weights = _finite(weights, (count, count), "weights", api)
+        weights = check_finite_array(weights, (count, count), "weights", api)
         biases = np.asarray(biases, dtype=np.float64)
         classes = biases.shape[-1] if biases.ndim == 2 and biases.shape[-1] >= 2 else -1
-        biases = _finite(biases, (count, classes), "biases", api)
+        biases = check_finite_array(biases, (count, classes), "biases", api)
         if np.any(np.triu(weights, 1)):
             raise ValueError(
                 f"{api}: `weights[k, j]` must be 0 for j > k: exit k can only read "

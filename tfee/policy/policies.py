@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from tfee import rules
+from tfee._checks import check_finite_array
 from tfee._checks import check_int
 from tfee._files import write_bytes_atomically
 from tfee.policy.ensemble import ExitEnsemble
@@ -152,6 +153,10 @@ def _clean_thresholds(thresholds, rule, api):
             )
         clean.append(float(value))
     return tuple(clean)
+
+
+def _thresholds_text(thresholds):
+    return ", ".join("None" if t is None else f"{t:.4g}" for t in thresholds)
 
 
 def _ensemble_from(data):
@@ -559,7 +564,7 @@ class ThresholdPolicy(Policy):
         return policy
 
     def __repr__(self):
-        shown = ", ".join("None" if t is None else f"{t:.4g}" for t in self.thresholds)
+        shown = _thresholds_text(self.thresholds)
         return f"ThresholdPolicy([{shown}], rule={self.rule!r})"
 
 
@@ -681,28 +686,17 @@ class DecisionPolicy(Policy):
     def __init__(self, thresholds, weights, biases, ensemble=None):
         api = "tfee.DecisionPolicy"
         clean = _clean_thresholds(thresholds, rules.DECISION, api)
-        signals = len(rules.DECISION_SIGNALS)
-        arrays = {}
-        for argument, value, shape in (
-            ("weights", weights, (len(clean), signals)),
-            ("biases", biases, (len(clean),)),
-        ):
-            try:
-                array = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError):
-                array = None
-            if array is None or array.shape != shape or not np.isfinite(array).all():
-                raise ValueError(
-                    f"{api}: `{argument}` must be finite numbers of shape {shape} "
-                    f"(one row per exit but the deepest, one column per signal of "
-                    f"{rules.DECISION_SIGNALS}). Received: {argument} of shape "
-                    f"{None if array is None else array.shape}"
-                )
-            arrays[argument] = array
+        hint = (
+            " (one row per exit but the deepest, one column per signal of "
+            f"{rules.DECISION_SIGNALS})"
+        )
+        shape = (len(clean), len(rules.DECISION_SIGNALS))
+        weights = check_finite_array(weights, shape, "weights", api, hint)
+        biases = check_finite_array(biases, shape[:1], "biases", api, hint)
         super().__init__(len(clean) + 1, ensemble)
         self.thresholds = clean
-        self.weights = arrays["weights"]
-        self.biases = arrays["biases"]
+        self.weights = weights
+        self.biases = biases
         self.rule = rules.DECISION
 
     def _decide(self, state, rows, exit_index, logits, confidence):
@@ -777,7 +771,7 @@ class DecisionPolicy(Policy):
         return policy
 
     def __repr__(self):
-        shown = ", ".join("None" if t is None else f"{t:.4g}" for t in self.thresholds)
+        shown = _thresholds_text(self.thresholds)
         return f"DecisionPolicy([{shown}], weights of shape {self.weights.shape})"
 
 
