@@ -11,7 +11,14 @@ def test_quick_calibration_writes_policies_timings_and_plots(quick_flags):
     directory = quick_flags["results_dir"]
     result = _quick.read_json(directory, "calibration_quick.json")
     assert result["test"]["accuracy"] >= 0.0
-    assert set(result["other_rules"]) == {"entropy", "margin", "decision"}
+    assert set(result["other_rules"]) == {
+        "entropy",
+        "margin",
+        "decision",
+        "max_softmax+ensemble",
+        "decision+ensemble",
+    }
+    assert "ensemble" in result["other_rules"]["decision+ensemble"]["policy"]
     assert result["other_rules"]["decision"]["policy"]["type"] == "decision"
     assert result["dynamic_inference"]["batch1_samples"] == 8
     assert result["dynamic_inference"]["batch1_dynamic_ms"] > 0
