@@ -43,6 +43,12 @@ flags.DEFINE_float(
     None,
     "Mean MACs as a fraction of the full network; replaces the accuracy target.",
 )
+flags.DEFINE_bool(
+    "ensemble",
+    False,
+    "Also fit Zero Time Waste's learned ensemble (each exit answers with a learned "
+    "combination of the exits so far; tfee.calibrate(ensemble=True)).",
+)
 flags.DEFINE_float(
     "calibration_confidence",
     None,
@@ -71,6 +77,7 @@ def run_calibration(
     confidence=None,
     title=None,
     labels=None,
+    ensemble=False,
 ):
     """Calibrates on validation, evaluates on test, writes the report files.
 
@@ -78,7 +85,7 @@ def run_calibration(
       network: a Keras early-exit network, or a `tfee.runtime.Cascade` over a
         .tflite (then its outputs are calibrated on).
       validation, test: (images, labels) arrays.
-      confidence: see `tfee.policy.calibrate`.
+      confidence, ensemble: see `tfee.policy.calibrate`.
       title: the plots' title; labels: what the JSON records about the run.
 
     Returns:
@@ -96,16 +103,19 @@ def run_calibration(
     )
     if confidence is not None:
         target["confidence"] = confidence
-    policy = tfee.policy.calibrate(val_outputs, rule=rule, **target)
+    policy = tfee.policy.calibrate(val_outputs, rule=rule, ensemble=ensemble, **target)
+    # The front over the answers the samples get (the ensemble's, with one).
+    front_outputs = policy.ensemble.outputs(test_outputs) if ensemble else test_outputs
     val_result = tfee.policy.evaluate(val_outputs, policy=policy)
     test_result = tfee.policy.evaluate(test_outputs, policy=policy)
     paths = report.write_report(
         report_dir,
         test_result,
-        tfee.policy.front(test_outputs, rule=rule),
+        tfee.policy.front(front_outputs, rule=rule),
         extra={
             **(labels or {}),
             "target": target,
+            "ensemble": ensemble,
             "policy": policy.to_dict(),
             "validation": val_result,
         },
@@ -150,6 +160,7 @@ def main(argv):
         FLAGS.calibration_confidence,
         title=shell.title(BINARY, "test"),
         labels=shell.labels(BINARY, "test"),
+        ensemble=FLAGS.ensemble,
     )
     print(f"\nCalibrated on validation ({val_result.num_samples} samples): {policy!r}")
     print(

@@ -57,6 +57,16 @@ def test_calibrate_main_passes_a_confidence_bound_to_calibration(
             calibrate.main([])
 
 
+def test_calibrate_main_fits_a_learned_decision_and_ensemble(
+    saved_net, tmp_path, capsys
+):
+    out = tmp_path / "report"
+    data = _calibrate_main(out, capsys, model=saved_net, rule="decision", ensemble=True)
+    assert data["extra"]["ensemble"] is True
+    policy = tfee.policy.load_policy(str(out / "policy.json"))
+    assert isinstance(policy, tfee.DecisionPolicy) and policy.ensemble is not None
+
+
 def test_calibrate_main_calibrates_on_an_int8_files_own_outputs(tmp_path, capsys):
     backbone = tfee.backbones.small_cnn(10, input_shape=(8, 8, 1), widths=(4, 8))
     net = tfee.attach_exits(backbone, ["block1_out"], head="linear")
