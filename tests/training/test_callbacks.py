@@ -290,3 +290,13 @@ def test_model_checkpoint_on_a_wrapper_saves_the_network_it_trains(wrapper, tmp_
     assert loaded.output_names == net.output_names
     for a, b in zip(loaded.predict(images, verbose=0), net.predict(images, verbose=0)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_backup_and_restore_does_not_call_a_wrapper_unbuilt(tmp_path, caplog):
+    _, _, dataset = _tiny.data()
+    trainer = tfee.training.Distiller(_tiny.network(seed=0))
+    trainer.compile(optimizer="adam")
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with caplog.at_level("WARNING"):
+        trainer.fit(dataset, epochs=1, verbose=0, callbacks=[backup])
+    assert "must be built" not in caplog.text

@@ -100,6 +100,10 @@ class ExitLossModel(keras.Model):
                 keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy")
                 for name in self._exit_names
             ]
+        # The wrapped network is built, so the wrapper is too: otherwise
+        # BackupAndRestore warns that the model is unbuilt (it still restores,
+        # by deferred restoration).
+        self.built = True
 
     def _network(self):
         raise NotImplementedError
