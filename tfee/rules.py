@@ -483,7 +483,10 @@ def decision_score(signals, weights, bias):
 # The C form, for firmware: the same formulas in double precision over
 # float logits. The generated cascade includes it verbatim.
 C_SOURCE = r"""
-/* tfee confidence rules (generated from tfee.rules; keep in sync there). */
+/* tfee confidence rules (generated from tfee.rules; keep in sync there).
+ * They match tfee.rules' numpy forms operation for operation; build without
+ * fused multiply-adds (-ffp-contract=off, which GCC needs on ARM) to keep
+ * that bit for bit. */
 #include <math.h>
 
 /* A cascade uses only its policy's functions; the others must not warn. */

@@ -325,3 +325,16 @@ def test_flags_must_be_bools(network, images, tmp_path, argument):
     ):
         tfee.export.micro(network, str(tmp_path), images, **{argument: "yes"})
     assert os.listdir(tmp_path) == []
+
+
+def test_an_ensemble_for_another_class_count_is_refused_before_writing(
+    network, images, tmp_path
+):
+    count = len(tfee.exits(network))
+    ensemble = tfee.policy.ExitEnsemble(np.eye(count), np.zeros((count, 5)))
+    policy = tfee.ThresholdPolicy([0.5] * (count - 1), ensemble=ensemble)
+    with pytest.raises(ValueError, match="`policy.ensemble` answers over 5 classes"):
+        tfee.export.micro(network, str(tmp_path / "fw"), images, policy=policy)
+    with pytest.raises(ValueError, match="`policy.ensemble` answers over 5 classes"):
+        tfee.export.tflite(network, str(tmp_path / "net.tflite"), policy=policy)
+    assert not os.listdir(tmp_path)

@@ -1,5 +1,6 @@
 """The learned exit decision: its policy, its fit, its calibration."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -194,3 +195,31 @@ def test_a_fitted_ensemble_is_more_accurate_when_exits_err_independently():
     )
     assert with_ensemble.deepest_accuracy > without.deepest_accuracy + 0.02
     assert with_ensemble.accuracy > without.accuracy + 0.02
+
+
+def test_fitting_confident_exits_never_makes_an_exit_worse():
+    # Large log-softmax values: a fixed step would overshoot and diverge.
+    outputs = independent_exits(samples=1500)
+    confident = dataclasses.replace(outputs, logits=outputs.logits * 20)
+    fitted = tfee.policy.ExitEnsemble.fit(confident)
+    ensembled = fitted.outputs(confident)
+    assert (ensembled.exit_accuracy() >= confident.exit_accuracy() - 0.005).all()
+    assert np.isfinite(fitted.weights).all() and np.isfinite(fitted.biases).all()
+
+
+def test_an_ensemble_for_another_class_count_is_refused_by_name():
+    policy = ThresholdPolicy([0.5, 0.5, 0.5], ensemble=_ensemble(classes=4))
+    with pytest.raises(ValueError, match="answers over 4 classes .* have 10"):
+        policy.exit_indices(independent_exits(samples=50).logits)
+    with pytest.raises(ValueError, match="`policy.ensemble` answers over 4 classes"):
+        tfee.policy.policies.check_ensemble_classes(policy, 10, "api")
+    with pytest.raises(ValueError, match="`weights` must be a rectangular array"):
+        tfee.policy.ExitEnsemble([[1.0], [1.0, 2.0]], np.zeros((2, 3)))
+    assert "ensemble=ExitEnsemble(4 exits, 4 classes)" in repr(policy)
+
+
+def test_a_patience_policy_refuses_an_ensemble_in_its_file():
+    data = tfee.PatiencePolicy(2, 4).to_dict()
+    data["ensemble"] = _ensemble().to_dict()
+    with pytest.raises(ValueError, match="takes no ensemble"):
+        Policy.from_dict(data)

@@ -930,6 +930,7 @@ def micro(
         )
     infos = network_lib.exits(stripped)
     policy = _check_policy(policy, infos, api)
+    policies.check_ensemble_classes(policy, int(stripped.outputs[0].shape[-1]), api)
     calibration = _checks.check_images(
         representative, stripped, calibration_samples, api
     )

@@ -395,6 +395,7 @@ def tflite(
     learned = _signatures.learned_confidence(stripped)
     if policy is not None:
         policies.check_policy(policy, len(infos), learned, api)
+        policies.check_ensemble_classes(policy, int(stripped.outputs[0].shape[-1]), api)
     channels = int(stripped.inputs[0].shape[-1])
     normalisation = input_normalisation.check_normalisation(
         normalisation, channels, api

@@ -38,6 +38,7 @@ __all__ = [
     "PatiencePolicy",
     "Policy",
     "ThresholdPolicy",
+    "check_ensemble_classes",
     "check_policy",
     "load_policy",
 ]
@@ -349,6 +350,9 @@ class Policy:
     def to_dict(self):
         raise NotImplementedError
 
+    def _ensemble_text(self):
+        return "" if self.ensemble is None else f", ensemble={self.ensemble!r}"
+
     def _ensemble_dict(self):
         """{"ensemble": ...} where the policy has one (absent otherwise)."""
         if self.ensemble is None:
@@ -565,7 +569,7 @@ class ThresholdPolicy(Policy):
 
     def __repr__(self):
         shown = _thresholds_text(self.thresholds)
-        return f"ThresholdPolicy([{shown}], rule={self.rule!r})"
+        return f"ThresholdPolicy([{shown}], rule={self.rule!r}{self._ensemble_text()})"
 
 
 def _first_passing(scores, thresholds):
@@ -649,6 +653,12 @@ class PatiencePolicy(Policy):
 
     @classmethod
     def _from_dict(cls, data):
+        if data.get("ensemble") is not None:
+            raise ValueError(
+                "tfee.Policy.from_json: a patience policy counts agreeing exits "
+                "and takes no ensemble. Received: a patience policy with "
+                '"ensemble"'
+            )
         return cls(data.get("patience"), data.get("num_exits"))
 
     def __repr__(self):
@@ -726,6 +736,8 @@ class DecisionPolicy(Policy):
         from all exits' logits (K, samples, classes)."""
         logits = self._check_exits(logits, f"{type(self).__name__}.scores")
         signals = rules.decision_features(self._answers(logits))
+        if self.num_exits == 1:
+            return np.zeros((0, logits.shape[1]))
         return np.stack(
             [
                 rules.decision_score(signals[k], self.weights[k], self.biases[k])
@@ -772,7 +784,10 @@ class DecisionPolicy(Policy):
 
     def __repr__(self):
         shown = _thresholds_text(self.thresholds)
-        return f"DecisionPolicy([{shown}], weights of shape {self.weights.shape})"
+        return (
+            f"DecisionPolicy([{shown}], weights of shape {self.weights.shape}"
+            f"{self._ensemble_text()})"
+        )
 
 
 def check_policy(policy, num_exits, learned, api):
@@ -815,6 +830,20 @@ def check_policy(policy, num_exits, learned, api):
             f"{api}: the policy uses rule='learned' but exits {missing} have no "
             "learned confidence (attach_exits(..., with_confidence=True)). "
             f"Received: policy={policy!r}"
+        )
+    return policy
+
+
+def check_ensemble_classes(policy, classes, api):
+    """Raises unless `policy`'s ensemble (if any) answers over `classes`: a
+    generated firmware would compile with the wrong count (C++ zero-fills the
+    missing biases) and answer wrongly."""
+    ensemble = getattr(policy, "ensemble", None)
+    if ensemble is not None and ensemble.num_classes != classes:
+        raise ValueError(
+            f"{api}: `policy.ensemble` answers over {ensemble.num_classes} classes "
+            f"but the network has {classes}; calibrate the policy on this "
+            f"network's outputs. Received: policy.ensemble={ensemble!r}"
         )
     return policy
 
