@@ -508,21 +508,27 @@ TFEE_UNUSED static inline int tfee_argmax(const float* logits, int classes) {
   return best;
 }
 
-/* The rule's score in [0, 1]; NAN when undefined (never passes). */
-TFEE_UNUSED static inline double tfee_score(int rule, const float* logits, int classes,
-                                            float learned) {
-  const int best = tfee_argmax(logits, classes);
-  if (best < 0) return NAN;
-  if (rule == TFEE_LEARNED) return isfinite(learned) ? (double)learned : NAN;
+/* Z = sum exp(s_i), sum exp(s_i) s_i and the second-largest s (s = x - x_best),
+ * summed in index order as tfee.rules does. */
+TFEE_UNUSED static inline void tfee_softmax_parts(const float* logits, int classes,
+                                                  int best, double* total,
+                                                  double* weighted, double* second) {
   const double top = logits[best];
-  double total = 0.0, weighted = 0.0, second = -INFINITY;
+  *total = 0.0;
+  *weighted = 0.0;
+  *second = -INFINITY;
   for (int i = 0; i < classes; ++i) {
     const double shifted = (double)logits[i] - top;
     const double e = exp(shifted);
-    total += e;
-    weighted += e * shifted;
-    if (i != best && shifted > second) second = shifted;
+    *total += e;
+    *weighted += e * shifted;
+    if (i != best && shifted > *second) *second = shifted;
   }
+}
+
+/* A logit rule's score from tfee_softmax_parts, clipped to [0, 1]. */
+TFEE_UNUSED static inline double tfee_rule_value(int rule, double total, double weighted,
+                                                 double second, int classes) {
   double score;
   if (rule == TFEE_ENTROPY) {
     score = 1.0 - (log(total) - weighted / total) / log((double)classes);
@@ -532,6 +538,17 @@ TFEE_UNUSED static inline double tfee_score(int rule, const float* logits, int c
     score = 1.0 / total;
   }
   return score < 0.0 ? 0.0 : (score > 1.0 ? 1.0 : score);
+}
+
+/* The rule's score in [0, 1]; NAN when undefined (never passes). */
+TFEE_UNUSED static inline double tfee_score(int rule, const float* logits, int classes,
+                                            float learned) {
+  const int best = tfee_argmax(logits, classes);
+  if (best < 0) return NAN;
+  if (rule == TFEE_LEARNED) return isfinite(learned) ? (double)learned : NAN;
+  double total, weighted, second;
+  tfee_softmax_parts(logits, classes, best, &total, &weighted, &second);
+  return tfee_rule_value(rule, total, weighted, second, classes);
 }
 
 /* Patience's agreement: the streak of consecutive exits on one class. */
@@ -555,14 +572,8 @@ TFEE_UNUSED static inline double tfee_decision_score(
     return NAN;
   }
   const double top = logits[best];
-  double total = 0.0, weighted = 0.0, second = -INFINITY;
-  for (int i = 0; i < classes; ++i) {
-    const double shifted = (double)logits[i] - top;
-    const double e = exp(shifted);
-    total += e;
-    weighted += e * shifted;
-    if (i != best && shifted > second) second = shifted;
-  }
+  double total, weighted, second;
+  tfee_softmax_parts(logits, classes, best, &total, &weighted, &second);
   const double log_total = log(total);
   const double count = (double)(exit_index + 1);
   int ensemble_best = 0;
@@ -579,11 +590,9 @@ TFEE_UNUSED static inline double tfee_decision_score(
   double ensemble_total = 0.0;
   for (int i = 0; i < classes; ++i) ensemble_total += exp(ensemble[i] / count - mean_top);
   double signals[6];
-  signals[0] = 1.0 / total;
-  signals[1] = (1.0 - exp(second)) / total;
-  signals[2] = 1.0 - (log_total - weighted / total) / log((double)classes);
-  for (int i = 0; i < 3; ++i)
-    signals[i] = signals[i] < 0.0 ? 0.0 : (signals[i] > 1.0 ? 1.0 : signals[i]);
+  signals[0] = tfee_rule_value(TFEE_MAX_SOFTMAX, total, weighted, second, classes);
+  signals[1] = tfee_rule_value(TFEE_MARGIN, total, weighted, second, classes);
+  signals[2] = tfee_rule_value(TFEE_ENTROPY, total, weighted, second, classes);
   signals[3] = 1.0 / ensemble_total;
   signals[4] = ensemble_best == best ? 1.0 : 0.0;
   signals[5] = (double)*streak / count;
@@ -609,8 +618,8 @@ TFEE_UNUSED static inline void tfee_ensemble(const float* logits, int classes,
     for (int i = 0; i < classes; ++i) mine[i] = NAN;
   } else {
     const double top = logits[best];
-    double total = 0.0;
-    for (int i = 0; i < classes; ++i) total += exp((double)logits[i] - top);
+    double total, weighted, second;
+    tfee_softmax_parts(logits, classes, best, &total, &weighted, &second);
     const double log_total = log(total);
     for (int i = 0; i < classes; ++i) mine[i] = ((double)logits[i] - top) - log_total;
   }
