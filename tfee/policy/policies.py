@@ -156,6 +156,11 @@ def _clean_thresholds(thresholds, rule, api):
     return tuple(clean)
 
 
+def _threshold_array(thresholds):
+    """Thresholds as float64, None ("never") as infinity."""
+    return np.array([np.inf if t is None else t for t in thresholds], np.float64)
+
+
 def _thresholds_text(thresholds):
     return ", ".join("None" if t is None else f"{t:.4g}" for t in thresholds)
 
@@ -350,6 +355,15 @@ class Policy:
     def to_dict(self):
         raise NotImplementedError
 
+    def _header(self):
+        """The fields every saved policy starts with."""
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "type": self.kind,
+            "num_exits": self.num_exits,
+        }
+
     def _ensemble_text(self):
         return "" if self.ensemble is None else f", ensemble={self.ensemble!r}"
 
@@ -469,11 +483,6 @@ class ThresholdPolicy(Policy):
         num_exits = _check_num_exits(num_exits, "tfee.ThresholdPolicy.shared")
         return cls([threshold] * (num_exits - 1), rule=rule)
 
-    def _threshold_array(self):
-        return np.array(
-            [np.inf if t is None else t for t in self.thresholds], dtype=np.float64
-        )
-
     def _decide(self, state, rows, exit_index, logits, confidence):
         threshold = self.thresholds[exit_index]
         if threshold is None:
@@ -544,14 +553,11 @@ class ThresholdPolicy(Policy):
             self.rule,
             None if self.rule != "learned" else np.asarray(confidences)[:-1],
         )
-        return _first_passing(scores, self._threshold_array())
+        return _first_passing(scores, _threshold_array(self.thresholds))
 
     def to_dict(self):
         return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "type": self.kind,
-            "num_exits": self.num_exits,
+            **self._header(),
             "rule": self.rule,
             "thresholds": list(self.thresholds),
             **self._ensemble_dict(),
@@ -559,13 +565,7 @@ class ThresholdPolicy(Policy):
 
     @classmethod
     def _from_dict(cls, data):
-        policy = cls(
-            data.get("thresholds", []),
-            rule=data.get("rule"),
-            ensemble=_ensemble_from(data),
-        )
-        _check_saved_exits(policy, data)
-        return policy
+        return _saved(data, cls, data.get("thresholds", []), rule=data.get("rule"))
 
     def __repr__(self):
         shown = _thresholds_text(self.thresholds)
@@ -590,12 +590,16 @@ def _first_passing(scores, thresholds):
     return np.argmax(passes, axis=0)
 
 
-def _check_saved_exits(policy, data):
+def _saved(data, cls, *args, **kwargs):
+    """`cls(*args, **kwargs)` with the ensemble a saved policy holds, checked
+    against the exit count the file states."""
+    policy = cls(*args, ensemble=_ensemble_from(data), **kwargs)
     if "num_exits" in data and data["num_exits"] != policy.num_exits:
         raise ValueError(
             "tfee.Policy.from_json: the file says num_exits="
             f"{data['num_exits']} but holds settings for {policy.num_exits} exits."
         )
+    return policy
 
 
 class PatiencePolicy(Policy):
@@ -644,10 +648,7 @@ class PatiencePolicy(Policy):
 
     def to_dict(self):
         return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "type": self.kind,
-            "num_exits": self.num_exits,
+            **self._header(),
             "patience": self.patience,
         }
 
@@ -746,17 +747,11 @@ class DecisionPolicy(Policy):
         )
 
     def exit_indices(self, logits, confidences=None):
-        thresholds = np.array(
-            [np.inf if t is None else t for t in self.thresholds], np.float64
-        )
-        return _first_passing(self.scores(logits), thresholds)
+        return _first_passing(self.scores(logits), _threshold_array(self.thresholds))
 
     def to_dict(self):
         return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "type": self.kind,
-            "num_exits": self.num_exits,
+            **self._header(),
             "rule": self.rule,
             "signals": list(rules.DECISION_SIGNALS),
             "thresholds": list(self.thresholds),
@@ -773,14 +768,13 @@ class DecisionPolicy(Policy):
                 f"{data.get('signals')!r}; this tfee computes "
                 f"{list(rules.DECISION_SIGNALS)}. Calibrate it again."
             )
-        policy = cls(
+        return _saved(
+            data,
+            cls,
             data.get("thresholds", []),
             data.get("weights"),
             data.get("biases"),
-            ensemble=_ensemble_from(data),
         )
-        _check_saved_exits(policy, data)
-        return policy
 
     def __repr__(self):
         shown = _thresholds_text(self.thresholds)
