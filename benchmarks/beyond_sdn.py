@@ -11,14 +11,18 @@ recipe (SGD momentum 0.9, lr 0.1 in a cosine over the budget, weight decay
                weight ramp (today's reference recipe);
   sdn_distill  (c) (b) with self-distillation (`tfee.Distiller(weights="sdn")`
                with SDN's ramp: teacher = the network's own deepest exit,
-               T = 3, kd_weight 0.3).
+               T = 3, kd_weight 0.3);
+  ztw          (d) (c) with Zero Time Waste's cascading heads
+               (`attach_exits(cascading=True)`: head k also reads exit
+               k-1's logits, stop-gradient and softmax, through its own
+               classes x classes kernel).
 
 Every network with exits is measured under each exit rule of --beyond_rules:
 max_softmax (SDN's thresholds) and decision (the learned exit decision,
 `tfee.DecisionPolicy`: a logistic model per exit over the signals of the
 exits so far, including the geometric ensemble of their softmaxes, fitted
 on validation; it is variant (e) when applied to the best network). Every
-network is also measured with ZTW's learned ensemble, variant (d)
+network is also measured with ZTW's learned ensemble, the other half of (d)
 (`tfee.policy.ExitEnsemble`, fitted on validation: exit k answers with a
 learned combination of the log-softmax of exits 1..k) under each rule
 (`<rule>+ensemble`, what `calibrate(..., ensemble=True)` deploys), with the
@@ -62,7 +66,9 @@ from tfee import report
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("beyond_epochs", 3, "Training epochs of every variant.")
 flags.DEFINE_list(
-    "beyond_variants", ["plain", "sdn", "sdn_distill"], "Variants to train and compare."
+    "beyond_variants",
+    ["plain", "sdn", "sdn_distill", "ztw"],
+    "Variants to train and compare.",
 )
 flags.DEFINE_list(
     "beyond_rules",
@@ -96,21 +102,26 @@ def _plain(data):
     return model, model
 
 
-def _with_exits(data):
+def _with_exits(data, cascading=False):
     network = recipes.build_reference_network(
         num_classes=int(np.max(data.train[1])) + 1,
         input_shape=data.train[0].shape[1:],
+        cascading=cascading,
         **_size(),
     )
     return network, network
 
 
-def _self_distilled(data):
-    network, _ = _with_exits(data)
+def _self_distilled(data, cascading=False):
+    network, _ = _with_exits(data, cascading)
     # (b)'s loss, weights and ramp included, plus the distillation term.
     return network, tfee.Distiller(
         network, temperature=3.0, kd_weight=0.3, weights="sdn"
     )
+
+
+def _cascading(data):
+    return _self_distilled(data, cascading=True)
 
 
 # name -> (what it is, builder returning (network, the model `fit` trains)).
@@ -120,6 +131,11 @@ VARIANTS = {
     "sdn_distill": (
         "(c) SDN heads, SDN weights and ramp + self-distillation T=3 kd 0.3",
         _self_distilled,
+    ),
+    "ztw": (
+        "(d) (c) with ZTW's cascading heads: head k also reads exit k-1's "
+        "logits (stop-gradient, softmax, its own kernel)",
+        _cascading,
     ),
 }
 

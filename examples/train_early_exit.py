@@ -39,6 +39,12 @@ flags.DEFINE_float("cost_lambda", 0.9, "EENet's cost penalty lambda (mode eenet)
 flags.DEFINE_float("kd_temperature", 3.0, "Distillation temperature (mode distill).")
 flags.DEFINE_float("kd_weight", 0.3, "Distillation share in [0, 1] (mode distill).")
 flags.DEFINE_bool(
+    "cascading",
+    False,
+    "Zero Time Waste's cascading heads: every head after the first also reads "
+    "the previous exit's logits (tfee.attach_exits(cascading=True)).",
+)
+flags.DEFINE_bool(
     "normalise",
     False,
     "Train on per-channel normalised images (statistics from the training "
@@ -83,6 +89,7 @@ def train(
     cost_lambda=0.9,
     temperature=3.0,
     kd_weight=0.3,
+    cascading=False,
     seed=0,
     verbose=2,
 ):
@@ -116,6 +123,7 @@ def train(
         placement,
         head=head,
         with_confidence=mode == "eenet",
+        cascading=cascading,
         freeze_backbone=post_trained,
     )
     phase = "phase 2/2: heads on the frozen backbone" if post_trained else mode
@@ -176,6 +184,7 @@ def main(argv):
         cost_lambda=FLAGS.cost_lambda,
         temperature=FLAGS.kd_temperature,
         kd_weight=FLAGS.kd_weight,
+        cascading=FLAGS.cascading,
         seed=FLAGS.seed,
         verbose=FLAGS.keras_verbose,
     )
@@ -183,6 +192,7 @@ def main(argv):
         **shell.labels(BINARY, "test"),
         "backbone": FLAGS.backbone,
         "mode": FLAGS.mode,
+        "cascading": FLAGS.cascading,
         "epochs": shell.epochs(DEFAULT_EPOCHS),
         "saved_model": os.path.join(output_dir, "network.keras"),
         "normalised_in_model": None,

@@ -193,10 +193,12 @@ def chain_verdict(produced, consumed):
     return "different"
 
 
-def chain_error(api, k, produced, consumed):
-    """The error for features_k whose int8 parameters differ between stages."""
+def chain_error(api, k, produced, consumed, tensor=None):
+    """The error for features_k (or another handed-on `tensor`) whose int8
+    parameters differ between stages."""
     return ValueError(
-        f"{api}: features_{k} does not chain in int8: stage_{k} writes it with "
+        f"{api}: {tensor or f'features_{k}'} does not chain in int8: stage_{k} "
+        "writes it with "
         f"(scale, zero_point)={tuple(produced)} but stage_{k + 1} reads "
         f"{tuple(consumed)}. The stage inputs were calibrated with the features "
         "the float stages produce on the same images; calibrate with more (and "

@@ -22,8 +22,10 @@ __all__ = [
     "exit_name",
     "exit_number",
     "features_name",
+    "handed_on",
     "parse_output",
     "parse_signature",
+    "previous_logits_name",
     "stage_input_name",
     "stage_name",
 ]
@@ -67,6 +69,23 @@ def features_name(k):
 def stage_input_name(k):
     """The input of stage k: the image for k=1, else `features_(k-1)`."""
     return IMAGE if k == 1 else features_name(k - 1)
+
+
+def previous_logits_name(k):
+    """The second input of a cascading stage k: `logits_(k-1)`, exit k-1's
+    logits (stage k-1's `logits` output, handed on unchanged)."""
+    return f"{LOGITS}_{k - 1}"
+
+
+def handed_on(k, next_inputs):
+    """[(stage k output, stage k+1 input)] of what stage k hands stage k+1,
+    given stage k+1's input names: features_k, then exit k's logits where
+    stage k+1 is cascading (it has a `logits_k` input). Every exporter and
+    runtime chains stages by this list."""
+    pairs = [(features_name(k), features_name(k))]
+    if previous_logits_name(k + 1) in next_inputs:
+        pairs.append((LOGITS, previous_logits_name(k + 1)))
+    return pairs
 
 
 def parse_output(name):

@@ -13,6 +13,7 @@ import warnings
 from tfee import _graph
 from tfee import _macs
 from tfee import naming
+from tfee._checks import check_bool
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import require_tf_keras
@@ -50,6 +51,8 @@ class ExitInfo:
       head_type: "linear", "sdn", "conv", a custom head's type, or "backbone".
       confidence: the learned confidence output's name, or None.
       cumulative_macs: MACs of a sample that leaves here (earlier heads included).
+      cascading: whether the head also reads exit k-1's logits (ZTW's
+        cascading connection; `attach_exits(cascading=True)`).
     """
 
     name: str
@@ -59,6 +62,7 @@ class ExitInfo:
     head_type: str
     confidence: str
     cumulative_macs: int
+    cascading: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +205,7 @@ def attach_exits(
     head="sdn",
     *,
     with_confidence=False,
+    cascading=False,
     freeze_backbone=False,
     input_shape=None,
     name=None,
@@ -222,6 +227,11 @@ def attach_exits(
       head: "linear", "sdn", "conv", an `ExitHead` subclass, or a callable
         `(num_classes, with_confidence, name) -> ExitHead`.
       with_confidence: give every added head a learned confidence output.
+      cascading: ZTW's cascading connections (Wołczyk et al., NeurIPS 2021):
+        every head after the first also reads the previous exit's logits
+        (see `tfee.layers.ExitHead`). The stage chain then hands stage k+1
+        both features_k and exit k's logits (`tfee.stage_models`, the
+        `stage_k` signatures and the micro firmware carry both).
       freeze_backbone: make the backbone's layers non-trainable, so training
         updates only the heads (PTEENet's post-trained mode).
       input_shape: (height, width, channels) to build the network at, needed
@@ -262,6 +272,7 @@ def attach_exits(
         )
     # Checked before cloning so that a bad head costs nothing.
     make_head(head, 2, with_confidence, name="_validation_probe")
+    check_bool(cascading, "cascading", api)
 
     if has_nested_models(model) or input_shape is not None:
         backbone = flatten_model(model, input_shape)
@@ -285,6 +296,12 @@ def attach_exits(
     logits = _final_logits(backbone, api)
     context = _placement_context(backbone, logits, head, with_confidence)
     attach_names = placement.resolve(context)
+    if cascading and len(attach_names) < 2:
+        raise ValueError(
+            f"{api}: `cascading=True` connects each head to the previous one, "
+            "so it needs at least two heads; the placement gives "
+            f"{len(attach_names)} ({list(attach_names)}). Received: cascading=True"
+        )
     _warn_about_crowded_exits(context, attach_names)
     num_classes = logits.shape[-1]
 
@@ -298,6 +315,9 @@ def attach_exits(
         head_layer = make_head(
             head, num_classes, with_confidence, name=f"{naming.exit_name(k)}_head"
         )
+        if cascading and exit_outputs:
+            # The previous exit's output: stage k+1 receives exactly it.
+            features = [features, exit_outputs[-1]]
         result = head_layer(features)
         logits_k = result[0] if with_confidence else result
         exit_outputs.append(
@@ -451,15 +471,18 @@ def sections(network):
         for layer in network.layers
         if isinstance(layer, keras.layers.InputLayer)
     }
-    result, previous = [], set(inputs)
+    result, previous, earlier_heads = [], set(inputs), set()
     for k, (exit_name, exit_tensor, _, attach, confidence) in enumerate(rows, start=1):
         upstream = _graph.ancestors(attach) - inputs
         head_tensors = [exit_tensor] + ([outputs[confidence]] if confidence else [])
+        # A cascading head reads the previous exit: its layers stay in theirs.
         head = (
             set().union(*(_graph.ancestors(t) for t in head_tensors))
             - upstream
             - inputs
+            - earlier_heads
         )
+        earlier_heads |= head
         order = position.__getitem__
         result.append(
             Section(
@@ -498,6 +521,7 @@ def exits(network):
                 head_type=head_type,
                 confidence=confidence,
                 cumulative_macs=cumulative,
+                cascading=bool(head_layer and _graph.unwrap(head_layer).cascading),
             )
         )
     return tuple(result)

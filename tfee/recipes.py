@@ -373,6 +373,7 @@ def build_reference_network(
     num_classes=10,
     input_shape=None,
     head="sdn",
+    cascading=False,
 ):
     """The reference network, untrained: a CIFAR ResNet with SDN exits.
 
@@ -385,6 +386,7 @@ def build_reference_network(
       num_classes: classes of every exit.
       input_shape: image shape; CIFAR's (32, 32, 3) when None.
       head: the exit head type ("sdn" in the reference; "linear", "conv").
+      cascading: ZTW's cascading heads (`tfee.attach_exits(cascading=True)`).
 
     Returns:
       An early-exit network with len(fractions) `head` heads plus the
@@ -398,7 +400,10 @@ def build_reference_network(
         weight_decay=L2,
     )
     return network_lib.attach_exits(
-        backbone, placement.FlopsFractions(list(fractions)), head=head
+        backbone,
+        placement.FlopsFractions(list(fractions)),
+        head=head,
+        cascading=cascading,
     )
 
 

@@ -13,7 +13,7 @@ from tfee import network as network_lib
 from tfee._keras import keras
 from tfee._keras import tf
 
-__all__ = ["stage_models"]
+__all__ = ["next_stage_input", "stage_models"]
 
 
 def _rebuild(nodes, inputs_map):
@@ -48,7 +48,9 @@ def stage_models(network):
       A list of K functional models sharing the network's layers. Each takes
       one tensor (the image for stage 1, features_(k-1) after) and returns a
       dict with "logits", "confidence" (only where the head learns one) and,
-      except for the last stage, "features" (the input of stage k+1).
+      except for the last stage, "features" (the input of stage k+1). Where
+      head k is cascading (`attach_exits(cascading=True)`), stage k takes the
+      list [features_(k-1), logits of stage k-1].
 
     Example:
       >>> stages = tfee.stage_models(net)
@@ -57,7 +59,8 @@ def stage_models(network):
     rows, outputs = network_lib._structure(network, "tfee.stage_models")
     nodes = _graph.ordered_nodes(network)
     models = []
-    previous = network.inputs[0]
+    previous, previous_exit = network.inputs[0], None
+    infos = network_lib.exits(network)
     for k, ((_, exit_tensor, _, attach, confidence), section) in enumerate(
         zip(rows, network_lib.sections(network)), start=1
     ):
@@ -67,14 +70,35 @@ def stage_models(network):
             dtype=previous.dtype,
             name=naming.stage_input_name(k),
         )
+        inputs_map = {id(previous): stage_input}
+        if infos[k - 1].cascading:
+            logits_input = keras.Input(
+                shape=previous_exit.shape[1:],
+                dtype=previous_exit.dtype,
+                name=naming.previous_logits_name(k),
+            )
+            inputs_map[id(previous_exit)] = logits_input
+            stage_input = [stage_input, logits_input]
         names = set(section.backbone_layers) | set(section.head_layers)
         stage_nodes = [n for n in nodes if n.name in names]
-        tensors = _rebuild(stage_nodes, {id(previous): stage_input})
+        tensors = _rebuild(stage_nodes, inputs_map)
         result = {naming.LOGITS: tensors[id(exit_tensor)]}
         if confidence:
             result[naming.CONFIDENCE] = tensors[id(outputs[confidence])]
         if not is_last:
             result[naming.FEATURES] = tensors[id(attach)]
         models.append(keras.Model(stage_input, result, name=naming.stage_name(k)))
-        previous = attach
+        previous, previous_exit = attach, exit_tensor
     return models
+
+
+def next_stage_input(next_stage, outputs):
+    """What stage k+1 reads from stage k's `outputs` dict: features_k, or
+    [features_k, logits_k] where `next_stage` is cascading (two inputs).
+    Every runtime hands stages on through this one rule (LiteRT and the
+    firmware by the same names: `naming.stage_input_name`,
+    `naming.previous_logits_name`)."""
+    features = outputs[naming.FEATURES]
+    if len(next_stage.inputs) == 1:
+        return features
+    return [features, outputs[naming.LOGITS]]

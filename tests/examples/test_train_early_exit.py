@@ -12,9 +12,10 @@ from tfee import keras
 
 
 @pytest.mark.slow
-# eenet covers the post-trained path (backbone first, then frozen); joint
-# runs in tests/examples/test_shell_chain.py, distill and post_trained share
-# the rest with tests/training.
+# eenet covers the post-trained path (backbone first, then frozen), here with
+# cascading heads and learned confidences together; joint runs in
+# tests/examples/test_shell_chain.py, distill and post_trained share the rest
+# with tests/training.
 @pytest.mark.parametrize("mode", ["eenet"])
 def test_main_writes_a_loadable_model_and_per_exit_accuracies(tmp_path, mode):
     with flagsaver.flagsaver(
@@ -23,18 +24,20 @@ def test_main_writes_a_loadable_model_and_per_exit_accuracies(tmp_path, mode):
         batch_size=256,
         exits=["block1_out", "block2_out"],
         head="linear",
+        cascading=True,
         output_dir=str(tmp_path),
     ):
         train_early_exit.FLAGS(["train_early_exit"])
         train_early_exit.main([])
     with open(tmp_path / "training_summary.json") as f:
         summary = json.load(f)
-    assert summary["mode"] == mode
+    assert summary["mode"] == mode and summary["cascading"] is True
     assert list(summary["exit_test_accuracy"]) == ["exit_1", "exit_2", "exit_3"]
     assert all(0 <= a <= 1 for a in summary["exit_test_accuracy"].values())
     network = keras.models.load_model(os.path.join(tmp_path, "network.keras"))
     assert [e.name for e in tfee.exits(network)] == ["exit_1", "exit_2", "exit_3"]
     assert ("confidence_1" in network.output_names) == (mode == "eenet")
+    assert [e.cascading for e in tfee.exits(network)] == [False, True, False]
 
 
 def test_fractions_and_layer_names_both_place_exits():

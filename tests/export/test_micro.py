@@ -90,7 +90,10 @@ def test_the_cascade_header_declares_the_function_input_and_outputs(micro_export
     assert f"constexpr int kInputZeroPoint = {zero_point};" in header
     assert f"constexpr float kInputScale = {float(scale)!r}f;" in header
     assert f"constexpr unsigned int kArenaBytes = {micro_export.arena_bytes};" in header
-    assert "stage 1 (g_tiny_stage_1_model): " in header and "features_1" in header
+    assert "stage 1 (g_tiny_stage_1_model) inputs: 0 = image" in header
+    assert (
+        "stage 1 (g_tiny_stage_1_model) outputs: " in header and "features_1" in header
+    )
 
 
 def test_exporting_fewer_stages_over_an_old_folder_removes_the_stale_ones(

@@ -227,7 +227,9 @@ def test_int8_features_that_do_not_chain_raise(network, images, tmp_path, monkey
 
     def mismatched(net, calibration):
         inputs = chained(net, calibration)
-        return inputs[:1] + [x * 3.0 for x in inputs[1:]]
+        return inputs[:1] + [
+            {name: x * 3.0 for name, x in stage.items()} for stage in inputs[1:]
+        ]
 
     monkeypatch.setattr(_calibration, "stage_inputs", mismatched)
     path = tmp_path / "x.tflite"

@@ -359,14 +359,21 @@ def cpp_answers(files, tmp_path_factory):
     directory = tmp_path_factory.mktemp("cpp")
     export, manifest = files["micro_export"], files["micro"]
     with open(manifest) as f:
-        positions = [stage["outputs"] for stage in json.load(f)["stages"]]
+        stages = json.load(f)["stages"]
+    positions = [stage["outputs"] for stage in stages]
+    input_positions = [stage["inputs"] for stage in stages]
     for relative, text in _FAKE_TFLM.items():
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_text(text)
     sources = []
     for i, (rule, value) in enumerate(POLICIES):
         source = micro_export._cascade_source(
-            f"policy{i}", export.stages, positions, _policy(rule, value), CLASSES
+            f"policy{i}",
+            export.stages,
+            positions,
+            input_positions,
+            _policy(rule, value),
+            CLASSES,
         )
         sources.append(directory / f"policy{i}.cc")
         sources[-1].write_text(source)
@@ -374,6 +381,7 @@ def cpp_answers(files, tmp_path_factory):
             f"policy{i}",
             export.stages,
             positions,
+            input_positions,
             CLASSES,
             export.arena_bytes,
             4096,

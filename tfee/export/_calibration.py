@@ -15,37 +15,47 @@ __all__ = []
 
 
 def stage_inputs(network, calibration):
-    """[stage 1 input, stage 2 input, ...] produced by the float stages."""
-    inputs = [calibration]
-    for model in stages_lib.stage_models(network)[:-1]:
-        inputs.append(
-            np.asarray(model.predict(inputs[-1], verbose=0)["features"], np.float32)
-        )
+    """[stage 1 inputs, stage 2 inputs, ...] produced by the float stages:
+    per stage a {signature input name: array} dict."""
+    models = stages_lib.stage_models(network)
+    inputs = [{naming.stage_input_name(1): calibration}]
+    value = calibration
+    for k, model in enumerate(models[:-1], start=1):
+        outputs = model.predict(value, verbose=0)
+        value = stages_lib.next_stage_input(models[k], outputs)
+        names = [naming.stage_input_name(k + 1), naming.previous_logits_name(k + 1)]
+        arrays = value if isinstance(value, list) else [value]
+        inputs.append({n: np.asarray(a, np.float32) for n, a in zip(names, arrays)})
     return inputs
 
 
 def generator(names, inputs):
     """A representative dataset yielding (signature_key, inputs) pairs."""
+    images = inputs[0][naming.stage_input_name(1)]
 
     def representative_dataset():
-        for i in range(len(inputs[0])):
+        for i in range(len(images)):
             for name in names:
-                kind, k = name.split("_")
-                k = int(k)
-                if kind == "exit":
-                    yield name, {"image": inputs[0][i : i + 1]}
+                kind, k = naming.parse_signature(name)
+                if kind == naming.EXIT:
+                    yield name, {naming.IMAGE: images[i : i + 1]}
                 else:
-                    key = naming.stage_input_name(k)
-                    yield name, {key: inputs[k - 1][i : i + 1]}
+                    yield name, {
+                        key: values[i : i + 1] for key, values in inputs[k - 1].items()
+                    }
 
     return representative_dataset
 
 
-def single_generator(data):
-    """A representative dataset for a one-signature model."""
+def single_generator(signature_key, inputs):
+    """A representative dataset for a one-signature model: `inputs` is that
+    signature's {input name: array}, from `stage_inputs`."""
+    count = len(next(iter(inputs.values())))
 
     def representative_dataset():
-        for i in range(len(data)):
-            yield [data[i : i + 1]]
+        for i in range(count):
+            yield signature_key, {
+                key: values[i : i + 1] for key, values in inputs.items()
+            }
 
     return representative_dataset

@@ -95,10 +95,10 @@ def functions(network, names, batch=None, input_ranges=None):
       network: a stripped early-exit network.
       names: signature names, from `select_signatures`.
       batch: the fixed batch size of the inputs, or None for any.
-      input_ranges: {k: (min, max)}: stage_k's input passes a fake int8
-        quantization with this range first, so that the converter gives it
-        exactly these parameters (a QAT network's stage inputs must read
-        features with the range the previous stage writes them in).
+      input_ranges: {k: {input name: (min, max)}}: stage_k's input passes a
+        fake int8 quantization with this range first, so that the converter
+        gives it exactly these parameters (a QAT network's stage inputs must
+        read what the previous stage writes, in the range it writes it).
     """
     input_ranges = input_ranges or {}
     infos = network_lib.exits(network)
@@ -125,28 +125,41 @@ def functions(network, names, batch=None, input_ranges=None):
                     result = [result]
                 return _exit_outputs(result[0], result[1] if learned else None)
 
+            specs = [spec]
         else:
             model = stage_models[k - 1]
-            spec = tf.TensorSpec(
-                [batch] + model.inputs[0].shape[1:].as_list(),
-                tf.float32,
-                name=naming.stage_input_name(k),
-            )
+            input_names = [naming.stage_input_name(k)]
+            if info.cascading:
+                input_names.append(naming.previous_logits_name(k))
+            specs = [
+                tf.TensorSpec(
+                    [batch] + tensor.shape[1:].as_list(), tf.float32, name=input_name
+                )
+                for tensor, input_name in zip(model.inputs, input_names)
+            ]
+            limits = input_ranges.get(k, {})
 
-            limits = input_ranges.get(k)
-
-            def call(inputs, model=model, k=k, limits=limits):
-                if limits is not None:
-                    inputs = tf.quantization.fake_quant_with_min_max_args(
-                        inputs, min=limits[0], max=limits[1], num_bits=8
+            def call(*inputs, model=model, k=k, limits=limits, names=input_names):
+                inputs = [
+                    (
+                        value
+                        if input_name not in limits
+                        else tf.quantization.fake_quant_with_min_max_args(
+                            value,
+                            min=limits[input_name][0],
+                            max=limits[input_name][1],
+                            num_bits=8,
+                        )
                     )
-                staged = model(inputs, training=False)
+                    for value, input_name in zip(inputs, names)
+                ]
+                staged = model(inputs if len(inputs) > 1 else inputs[0], training=False)
                 result = _exit_outputs(staged["logits"], staged.get("confidence"))
                 if "features" in staged:
                     result[naming.features_name(k)] = staged["features"]
                 return result
 
-        result[name] = tf.function(call, input_signature=[spec]).get_concrete_function()
+        result[name] = tf.function(call, input_signature=specs).get_concrete_function()
     return result
 
 

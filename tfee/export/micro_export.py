@@ -379,7 +379,7 @@ def _lut_pack(data, names):
     return best, packed
 
 
-def _check_written_stage(converted, written, arena, outputs, k, api):
+def _check_written_stage(converted, written, arena, inputs, outputs, k, api):
     """Runs stage k as converted and as written (names stripped, weights
     LUT-packed) in TFLite Micro on the same int8 inputs: the written one, in
     its arena, must compute exactly what the converter's model does."""
@@ -389,12 +389,17 @@ def _check_written_stage(converted, written, arena, outputs, k, api):
         converted, arena_size=max(arena, 1 << 20)
     )
     candidate = runtime.Interpreter.from_bytes(written, arena_size=arena)
-    details = reference.get_input_details(0)
     rng = np.random.default_rng(k)
     for _ in range(2):
-        row = rng.integers(-128, 128, details["shape"]).astype(details["dtype"])
+        rows = []
+        for position in range(inputs):
+            details = reference.get_input_details(position)
+            rows.append(
+                rng.integers(-128, 128, details["shape"]).astype(details["dtype"])
+            )
         for interpreter in (reference, candidate):
-            interpreter.set_input(row, 0)
+            for position, row in enumerate(rows):
+                interpreter.set_input(row, position)
             interpreter.invoke()
         for i in range(outputs):
             if not np.array_equal(reference.get_output(i), candidate.get_output(i)):
@@ -438,7 +443,9 @@ def _convert_stage(network, k, calibration, per_channel=True):
     converter, directory = _signatures.converter(network, functions, per_channel)
     try:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _calibration.single_generator(calibration)
+        converter.representative_dataset = _calibration.single_generator(
+            name, calibration
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -448,18 +455,21 @@ def _convert_stage(network, k, calibration, per_channel=True):
 
 
 def _io(data):
-    """Input details and {output name: (details, position in subgraph outputs)}."""
+    """{input name: (details, position in subgraph inputs)} and the same for
+    the outputs: firmware addresses tensors by position."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=bytes(data))
     runner = interpreter.get_signature_runner()
-    positions = [d["index"] for d in interpreter.get_output_details()]
-    outputs = {
-        n: (d, positions.index(d["index"]))
-        for n, d in runner.get_output_details().items()
-    }
-    (input_details,) = runner.get_input_details().values()
-    return input_details, outputs
+
+    def by_name(details, subgraph_details):
+        positions = [d["index"] for d in subgraph_details]
+        return {n: (d, positions.index(d["index"])) for n, d in details.items()}
+
+    return (
+        by_name(runner.get_input_details(), interpreter.get_input_details()),
+        by_name(runner.get_output_details(), interpreter.get_output_details()),
+    )
 
 
 def _c_array(data, array_name, header_name, ops, arena, lut_tensors=()):
@@ -596,7 +606,9 @@ def _policy_lines(policy, k_total):
     ]
 
 
-def _cascade_header(name, stages, positions, classes, arena, features, normalised):
+def _cascade_header(
+    name, stages, positions, input_positions, classes, arena, features, normalised
+):
     """`{name}_cascade.h`: the cascade's declaration and the constants a caller
     needs (input quantization, sizes, the shared arena, each stage's outputs)."""
     guard = f"{name.upper()}_CASCADE_H_"
@@ -633,14 +645,18 @@ def _cascade_header(name, stages, positions, classes, arena, features, normalise
         "// The largest features_k, copied out of the arena between stages.",
         f"constexpr unsigned int kFeatureBytes = {max(features, 1)};",
         "",
-        "// Each stage model's outputs, by index:",
+        "// Each stage model's inputs and outputs, by index (logits_k: exit k's",
+        "// int8 logits, which a cascading stage k+1 also reads):",
     ]
-    for stage, outputs in zip(stages, positions):
-        mapping = ", ".join(
-            f"{index} = {output}"
-            for output, index in sorted(outputs.items(), key=lambda i: i[1])
-        )
-        lines.append(f"//   stage {stage.index} ({stage.array_name}): {mapping}")
+    for stage, inputs, outputs in zip(stages, input_positions, positions):
+        for kind, tensors in (("inputs", inputs), ("outputs", outputs)):
+            mapping = ", ".join(
+                f"{index} = {tensor}"
+                for tensor, index in sorted(tensors.items(), key=lambda i: i[1])
+            )
+            lines.append(
+                f"//   stage {stage.index} ({stage.array_name}) {kind}: {mapping}"
+            )
     lines += [
         "",
         f"}}  // namespace {name}",
@@ -656,13 +672,14 @@ def _cascade_header(name, stages, positions, classes, arena, features, normalise
     return "\n".join(lines)
 
 
-def _cascade_source(name, stages, positions, policy, classes):
+def _cascade_source(name, stages, positions, input_positions, policy, classes):
     """The generated C++ cascade: resolvers, one shared arena, and the loop.
 
     It follows `tfee.rules` (included verbatim) and the engine's loop: the
     same dequantized logits, rule scores and comparison as every runtime.
     Stage k is set up in the shared arena when it runs, after stage k-1's
-    features have been copied out of it.
+    features (and, for a cascading stage k, its int8 logits) have been
+    copied out of it.
     """
     k_total = len(stages)
     patience = isinstance(policy, policies.PatiencePolicy)
@@ -699,6 +716,16 @@ def _cascade_source(name, stages, positions, policy, classes):
         "",
         f"alignas(16) uint8_t g_arena[{name}::kArenaBytes];",
         f"alignas(16) int8_t g_features[{name}::kFeatureBytes];",
+    ]
+    if any(
+        naming.previous_logits_name(s.index) in i
+        for s, i in zip(stages, input_positions)
+    ):
+        lines += [
+            "// Exit k-1's int8 logits, which a cascading stage k also reads.",
+            f"int8_t g_previous_logits[{name}::kNumClasses];",
+        ]
+    lines += [
         "alignas(tflite::MicroInterpreter) uint8_t",
         "    g_interpreter_storage[sizeof(tflite::MicroInterpreter)];",
         "tflite::MicroInterpreter* g_interpreter = nullptr;",
@@ -763,14 +790,24 @@ def _cascade_source(name, stages, positions, policy, classes):
     with_ensemble = getattr(policy, "ensemble", None) is not None
     if with_ensemble:
         lines += [f"  double history[{k_total * classes}];"]
-    for stage, outputs in zip(stages, positions):
+    for stage, inputs, outputs in zip(stages, input_positions, positions):
         k = stage.index
+        position = inputs[naming.stage_input_name(k)]
         lines += [
             f"  // Stage {k}: exit_{k}.",
             f"  tflite::MicroInterpreter* stage{k} = Stage({k});",
             f"  if (stage{k} == nullptr) return -1;",
-            f"  std::memcpy(stage{k}->input(0)->data.int8, input,",
-            f"              stage{k}->input(0)->bytes);",
+            f"  std::memcpy(stage{k}->input({position})->data.int8, input,",
+            f"              stage{k}->input({position})->bytes);",
+        ]
+        if naming.previous_logits_name(k) in inputs:
+            position = inputs[naming.previous_logits_name(k)]
+            lines += [
+                f"  std::memcpy(stage{k}->input({position})->data.int8, "
+                "g_previous_logits,",
+                f"              stage{k}->input({position})->bytes);",
+            ]
+        lines += [
             f"  if (stage{k}->Invoke() != kTfLiteOk) return -1;",
             f"  Dequantize(stage{k}->output({outputs[naming.LOGITS]}), logits, "
             f"{classes});",
@@ -799,6 +836,12 @@ def _cascade_source(name, stages, positions, policy, classes):
             f"              {features}->bytes);",
             "  input = g_features;",
         ]
+        if naming.previous_logits_name(k + 1) in input_positions[k]:
+            logits = f"stage{k}->output({outputs[naming.LOGITS]})"
+            lines += [
+                f"  std::memcpy(g_previous_logits, {logits}->data.int8,",
+                f"              {logits}->bytes);",
+            ]
     lines += ["}", ""]
     return "\n".join(lines)
 
@@ -946,18 +989,19 @@ def micro(
             )
         converted.append((data, ops) + _io(data))
     for k in range(1, len(converted)):
-        produced = converted[k - 1][3][naming.features_name(k)][0]["quantization"]
-        consumed = converted[k][2]["quantization"]
-        verdict = _flatbuffer.chain_verdict(produced, consumed)
-        if verdict == "different":
-            raise _flatbuffer.chain_error(api, k, produced, consumed)
-        if verdict == "rounding":
-            # A last-bit difference of the same calibrated range: give the
-            # consumer the producer's exact scale (see tflite.chain_features).
-            data = _flatbuffer.set_input_quantization(
-                converted[k][0], None, naming.features_name(k), produced
-            )
-            converted[k] = (data, converted[k][1]) + _io(data)
+        for output_name, input_name in naming.handed_on(k, converted[k][2]):
+            produced = converted[k - 1][3][output_name][0]["quantization"]
+            consumed = converted[k][2][input_name][0]["quantization"]
+            verdict = _flatbuffer.chain_verdict(produced, consumed)
+            if verdict == "different":
+                raise _flatbuffer.chain_error(api, k, produced, consumed, input_name)
+            if verdict == "rounding":
+                # A last-bit difference of the same calibrated range: give the
+                # consumer the producer's exact scale (see tflite.chain_features).
+                data = _flatbuffer.set_input_quantization(
+                    converted[k][0], None, input_name, produced
+                )
+                converted[k] = (data, converted[k][1]) + _io(data)
     stages, files = [], []
     for k, (plain, ops, input_details, outputs) in enumerate(converted, start=1):
         stem = f"{name}_stage_{k}"
@@ -972,7 +1016,9 @@ def micro(
             ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         arena, measured = _arena(data)
         if data is not plain:
-            _check_written_stage(plain, data, arena, len(outputs), k, api)
+            _check_written_stage(
+                plain, data, arena, len(input_details), len(outputs), k, api
+            )
         source, header = _c_array(
             data, array_name, f"{stem}_model_data.h", ops, arena, lut_tensors
         )
@@ -983,6 +1029,7 @@ def micro(
         ]
         files += list(zip(paths, [data, source, header]))
         features = outputs.get(naming.features_name(k))
+        image_or_features = input_details[naming.stage_input_name(k)][0]
         stages.append(
             MicroStage(
                 index=k,
@@ -993,8 +1040,8 @@ def micro(
                 bytes=len(data),
                 ops=ops,
                 arena_bytes=arena,
-                input_bytes=int(np.prod(input_details["shape"])),
-                input_quantization=tuple(input_details["quantization"]),
+                input_bytes=int(np.prod(image_or_features["shape"])),
+                input_quantization=tuple(image_or_features["quantization"]),
                 features_quantization=(
                     tuple(features[0]["quantization"]) if features else None
                 ),
@@ -1013,6 +1060,9 @@ def micro(
             stacklevel=2,
         )
     positions = [{n: position for n, (_, position) in c[3].items()} for c in converted]
+    input_positions = [
+        {n: position for n, (_, position) in c[2].items()} for c in converted
+    ]
     engine.warn_unreachable(
         policy,
         [
@@ -1037,13 +1087,23 @@ def micro(
     cascade_path = os.path.join(directory, f"{name}_cascade.cc")
     header_path = os.path.join(directory, f"{name}_cascade.h")
     files.append(
-        (cascade_path, _cascade_source(name, stages, positions, policy, classes))
+        (
+            cascade_path,
+            _cascade_source(name, stages, positions, input_positions, policy, classes),
+        )
     )
     files.append(
         (
             header_path,
             _cascade_header(
-                name, stages, positions, classes, arena, features, normalised
+                name,
+                stages,
+                positions,
+                input_positions,
+                classes,
+                arena,
+                features,
+                normalised,
             ),
         )
     )
@@ -1059,6 +1119,7 @@ def micro(
         "stages": [
             {
                 "model": os.path.basename(stage.model_path),
+                "inputs": inputs,
                 "outputs": outputs,
                 "arena_bytes": stage.arena_bytes,
                 "measured_arena_bytes": stage.measured_arena_bytes,
@@ -1068,7 +1129,7 @@ def micro(
                     dataclasses.asdict(tensor) for tensor in stage.lut_tensors
                 ],
             }
-            for stage, outputs in zip(stages, positions)
+            for stage, inputs, outputs in zip(stages, input_positions, positions)
         ],
     }
     manifest_path = os.path.join(directory, f"{name}_manifest.json")

@@ -150,6 +150,7 @@ def _metadata(network, infos, names, quantize, data, policy, normalisation, labe
             names,
             info.confidence is not None,
             int(info.cumulative_macs),
+            cascading=info.cascading,
         )
         for k, info in enumerate(infos, start=1)
     ]
@@ -205,35 +206,51 @@ def set_policy(path, policy):
     write_bytes_atomically(path, _flatbuffer.with_metadata(data, metadata))
 
 
-def _feature_ranges(data, num_exits, names):
-    """{k: (min, max)} of the int8 features_(k-1) that stage_(k-1) writes."""
+def _handed_on(interpreter, k):
+    """`naming.handed_on` for stage k of the converted file."""
+    runner = interpreter.get_signature_runner(naming.stage_name(k + 1))
+    return naming.handed_on(k, runner.get_input_details())
+
+
+def _chained_stages(num_exits, names):
+    """The k whose stage_k and stage_(k+1) are both exported."""
+    return [
+        k
+        for k in range(1, num_exits)
+        if naming.stage_name(k) in names and naming.stage_name(k + 1) in names
+    ]
+
+
+def _handed_on_ranges(data, num_exits, names):
+    """{k: {input name: (min, max)}}: the int8 range in which stage_(k-1)
+    writes each tensor that stage_k reads from it."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=bytes(data))
     ranges = {}
-    for k in range(2, num_exits + 1):
-        if naming.stage_name(k - 1) not in names or naming.stage_name(k) not in names:
-            continue
-        details = interpreter.get_signature_runner(
-            naming.stage_name(k - 1)
-        ).get_output_details()[naming.features_name(k - 1)]
-        scale, zero_point = details["quantization"]
-        ranges[k] = (
-            float((-128 - zero_point) * scale),
-            float((127 - zero_point) * scale),
-        )
+    for k in _chained_stages(num_exits, names):
+        outputs = interpreter.get_signature_runner(
+            naming.stage_name(k)
+        ).get_output_details()
+        for produced, consumed in _handed_on(interpreter, k):
+            scale, zero_point = outputs[produced]["quantization"]
+            ranges.setdefault(k + 1, {})[consumed] = (
+                float((-128 - zero_point) * scale),
+                float((127 - zero_point) * scale),
+            )
     return ranges
 
 
 def chain_features(data, num_exits, names, api="tfee.export.tflite"):
-    """Makes features_k leave stage_k exactly as stage_(k+1) reads it.
+    """Makes what stage_k hands on leave it exactly as stage_(k+1) reads it.
 
-    In int8, stage_k's features_k output and stage_(k+1)'s input must have the
-    same scale and zero point, so that the int8 tensor is handed on
-    unchanged. Both sides are calibrated on the same float features, so they
-    agree up to float rounding of the scale; such a last-bit difference is
-    repaired by giving stage_(k+1)'s input the producer's exact scale (a
-    relative change below 1e-5). Anything larger raises.
+    In int8, stage_k's features_k output (and, for a cascading stage k+1,
+    its logits) and stage_(k+1)'s inputs must have the same scale and zero
+    point, so that the int8 tensor is handed on unchanged. Both sides are
+    calibrated on the same float values, so they agree up to float rounding
+    of the scale; such a last-bit difference is repaired by giving
+    stage_(k+1)'s input the producer's exact scale (a relative change below
+    1e-5). Anything larger raises.
 
     Returns:
       The (possibly repaired) model bytes.
@@ -245,25 +262,24 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
 
     interpreter = Interpreter(model_content=bytes(data))
     repairs = []
-    for k in range(1, num_exits):
-        if naming.stage_name(k) not in names or naming.stage_name(k + 1) not in names:
-            continue
+    for k in _chained_stages(num_exits, names):
         outputs = interpreter.get_signature_runner(
             naming.stage_name(k)
         ).get_output_details()
         inputs = interpreter.get_signature_runner(
             naming.stage_name(k + 1)
         ).get_input_details()
-        produced = outputs[naming.features_name(k)]["quantization"]
-        consumed = inputs[naming.features_name(k)]["quantization"]
-        verdict = _flatbuffer.chain_verdict(produced, consumed)
-        if verdict == "different":
-            raise _flatbuffer.chain_error(api, k, produced, consumed)
-        if verdict == "rounding":
-            repairs.append((k, produced))
-    for k, produced in repairs:
+        for output_name, input_name in _handed_on(interpreter, k):
+            produced = outputs[output_name]["quantization"]
+            consumed = inputs[input_name]["quantization"]
+            verdict = _flatbuffer.chain_verdict(produced, consumed)
+            if verdict == "different":
+                raise _flatbuffer.chain_error(api, k, produced, consumed, input_name)
+            if verdict == "rounding":
+                repairs.append((k, input_name, produced))
+    for k, input_name, produced in repairs:
         data = _flatbuffer.set_input_quantization(
-            data, naming.stage_name(k + 1), naming.features_name(k), produced
+            data, naming.stage_name(k + 1), input_name, produced
         )
     return data
 
@@ -424,7 +440,7 @@ def tflite(
         # The stages write features in the ranges QAT learned, but their
         # inputs were calibrated: convert again with each stage input held
         # to the range its producer writes.
-        ranges = _feature_ranges(data, len(infos), names)
+        ranges = _handed_on_ranges(data, len(infos), names)
         data = convert(
             stripped, names, quantize, calibration, sparse, per_channel, ranges
         )

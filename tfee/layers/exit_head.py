@@ -24,9 +24,17 @@ class ExitHead(
     layers) because tfmot's clustering wrapper swaps a layer's weights by
     attribute name, and it can only reach attributes of the wrapped layer.
 
-    Input shape: (batch, height, width, channels).
+    Input shape: (batch, height, width, channels); or, for a cascading head
+    (ZTW's cascading connection, Wołczyk et al. 2021), the list
+    [feature map, previous exit's logits (batch, num_classes)]: the head also
+    reads the previous exit's softmax, through its own
+    (num_classes, num_classes) `cascade_kernel`. The previous logits pass a
+    stop-gradient (ZTW detaches them: head k does not train head k-1) and a
+    softmax (ZTW normalises with a LayerNorm; a softmax is bounded in [0, 1],
+    which int8 quantizes with TFLite's fixed 1/256 scale).
     Output: logits (batch, num_classes); with `with_confidence`, the list
-    [logits, confidence] where confidence is (batch, 1) in (0, 1).
+    [logits, confidence] where confidence is (batch, 1) in (0, 1) (from the
+    head's own features only).
 
     Args:
       num_classes: number of classes, a positive integer.
@@ -36,7 +44,7 @@ class ExitHead(
 
     head_type = None  # Set by subclasses: the name used in `head="..."`.
     # Attribute names of the variables tfmot may prune or cluster, in order.
-    _kernel_names = ("kernel", "confidence_kernel")
+    _kernel_names = ("kernel", "confidence_kernel", "cascade_kernel")
 
     def __init__(self, num_classes, with_confidence=False, **kwargs):
         super().__init__(**kwargs)
@@ -71,8 +79,35 @@ class ExitHead(
         raise NotImplementedError
 
     # -- Layer API -----------------------------------------------------------
+    def _split_shapes(self, input_shape):
+        """(feature map shape, previous logits shape or None) of a build."""
+        if isinstance(input_shape, list) and len(input_shape) == 1:
+            input_shape = input_shape[0]
+        if isinstance(input_shape, (list, tuple)) and (
+            len(input_shape) == 2
+            and all(
+                isinstance(s, (list, tuple, tf.TensorShape)) or s is None
+                for s in input_shape
+            )
+        ):
+            previous = tf.TensorShape(input_shape[1])
+            if previous.rank != 2 or previous[-1] != self.num_classes:
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}': a cascading head's "
+                    "second input must be the previous exit's logits, "
+                    f"(batch, {self.num_classes}). Received: shape "
+                    f"{tuple(previous.as_list()) if previous.rank is not None else None}"
+                )
+            return tf.TensorShape(input_shape[0]), previous
+        return tf.TensorShape(input_shape), None
+
+    @property
+    def cascading(self):
+        """Whether the head reads the previous exit's logits (once built)."""
+        return hasattr(self, "cascade_kernel")
+
     def build(self, input_shape):
-        shape = tf.TensorShape(input_shape)
+        shape, previous = self._split_shapes(input_shape)
         if shape.rank != 4 or any(d is None for d in shape[1:]):
             raise ValueError(
                 f"{type(self).__name__} '{self.name}' needs a 4-D feature map "
@@ -88,6 +123,12 @@ class ExitHead(
         self.bias = self.add_weight(
             name="bias", shape=(self.num_classes,), initializer="zeros"
         )
+        if previous is not None:
+            self.cascade_kernel = self.add_weight(
+                name="cascade_kernel",
+                shape=(self.num_classes, self.num_classes),
+                initializer="glorot_uniform",
+            )
         if self.with_confidence:
             self.confidence_kernel = self.add_weight(
                 name="confidence_kernel", shape=(width, 1), initializer="glorot_uniform"
@@ -100,8 +141,19 @@ class ExitHead(
     def call(self, inputs, training=None):
         if training is None:
             training = keras.backend.learning_phase()
+        previous = None
+        if isinstance(inputs, (list, tuple)):
+            inputs, previous = inputs
         features = self._features(inputs, training)
         logits = tf.matmul(features, self.kernel) + self.bias
+        if previous is not None:
+            if not self.cascading:
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}' was built for one "
+                    "input (a feature map) and was called with two."
+                )
+            earlier = tf.nn.softmax(tf.stop_gradient(tf.cast(previous, logits.dtype)))
+            logits += tf.matmul(earlier, self.cascade_kernel)
         if not self.with_confidence:
             return logits
         confidence = tf.sigmoid(
@@ -110,7 +162,7 @@ class ExitHead(
         return [logits, confidence]
 
     def compute_output_shape(self, input_shape):
-        batch = tf.TensorShape(input_shape)[0]
+        batch = self._split_shapes(input_shape)[0][0]
         logits = tf.TensorShape([batch, self.num_classes])
         if not self.with_confidence:
             return logits
@@ -169,11 +221,13 @@ class ExitHead(
         macs += width * self.num_classes * nonzero_fraction("kernel")
         if self.with_confidence:
             macs += width * nonzero_fraction("confidence_kernel")
+        if self.cascading:
+            macs += self.num_classes**2 * nonzero_fraction("cascade_kernel")
         return int(round(macs))
 
 
 def _count_head_macs(layer, input_shapes, output_shapes, sparse):
-    shape = input_shapes[0] if isinstance(input_shapes, list) else input_shapes
+    shape = layer._split_shapes(input_shapes)[0]
     return layer.macs(shape, sparse=sparse)
 
 

@@ -22,46 +22,55 @@ _WRAPPER_METHODS = (
 
 
 class SignatureCall:
-    """One signature of a LiteRT `Interpreter` with one input.
+    """One signature of a LiteRT `Interpreter`.
 
     Args:
       interpreter: an `ai_edge_litert.interpreter.Interpreter`.
       name: the signature key.
-      input_name: the signature's input to feed.
+      input_names: the signature's inputs to feed, in the order `__call__`
+        takes them (a single name for a one-input call).
       output_names: the outputs `__call__` returns, in this order.
     """
 
-    def __init__(self, interpreter, name, input_name, output_names):
+    def __init__(self, interpreter, name, input_names, output_names):
         runner = interpreter.get_signature_runner(name)
-        self.input_details = runner.get_input_details()[input_name]
+        if isinstance(input_names, str):
+            input_names = [input_names]
+        details = runner.get_input_details()
+        self.inputs_details = [details[n] for n in input_names]
+        self.input_details = self.inputs_details[0]
         self.output_details = runner.get_output_details()
         self._runner = runner
-        self._input_name = input_name
-        self._output_names = list(output_names)
+        self._input_names = list(input_names)
+        self.output_names = list(output_names)
         wrapper = getattr(interpreter, "_interpreter", None)
         self._wrapper = (
             wrapper if all(hasattr(wrapper, m) for m in _WRAPPER_METHODS) else None
         )
         if self._wrapper is not None:
             self._subgraph = self._wrapper.GetSubgraphIndexFromSignature(name)
-            self._input_index = self.input_details["index"]
+            self._input_indices = [d["index"] for d in self.inputs_details]
             self._output_indices = [
-                self.output_details[n]["index"] for n in self._output_names
+                self.output_details[n]["index"] for n in self.output_names
             ]
-            self._shape = None
+            self._shapes = None
 
-    def __call__(self, values):
-        """Runs the signature on `values`; returns the chosen outputs as a list."""
+    def __call__(self, *values):
+        """Runs the signature on `values` (one array per input name); returns
+        the chosen outputs as a list."""
         if self._wrapper is None:
-            outputs = self._runner(**{self._input_name: values})
-            return [outputs[n] for n in self._output_names]
+            outputs = self._runner(**dict(zip(self._input_names, values)))
+            return [outputs[n] for n in self.output_names]
         wrapper, subgraph = self._wrapper, self._subgraph
-        if values.shape != self._shape:
-            wrapper.ResizeInputTensor(
-                self._input_index, np.array(values.shape, np.int32), False, subgraph
-            )
+        shapes = [v.shape for v in values]
+        if shapes != self._shapes:
+            for index, shape in zip(self._input_indices, shapes):
+                wrapper.ResizeInputTensor(
+                    index, np.array(shape, np.int32), False, subgraph
+                )
             wrapper.AllocateTensors(subgraph)
-            self._shape = values.shape
-        wrapper.SetTensor(self._input_index, values, subgraph)
+            self._shapes = shapes
+        for index, value in zip(self._input_indices, values):
+            wrapper.SetTensor(index, value, subgraph)
         wrapper.Invoke(subgraph)
         return [wrapper.GetTensor(i, subgraph) for i in self._output_indices]

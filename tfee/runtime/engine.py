@@ -14,8 +14,10 @@ A backend implements:
   learned: per exit, whether its head outputs a learned confidence.
   exit_macs: cumulative MACs to each exit, K numbers (or None if unknown).
   prepare(images) -> inputs of stage 1 (e.g. quantized).
-  run_stage(k, inputs) -> StageOutputs (0-based k).
-  select(features, keep) -> the features of the rows where `keep` is True.
+  run_stage(k, inputs) -> StageOutputs (0-based k): `inputs` is what
+    `prepare` returned for k = 0, else what stage k-1 carried.
+  select(features, keep) -> what a stage carried, for the rows where `keep`
+    is True.
 """
 
 import dataclasses
@@ -47,8 +49,9 @@ class StageOutputs:
         for integer models; the rules score these.
       confidence: the head's learned confidence (batch,), dequantized, or
         None where the head learns none.
-      features: the next stage's input in the backend's own form (None after
-        the deepest stage).
+      features: what the next stage reads, in the backend's own form (None
+        after the deepest stage): features_k, plus exit k's logits where
+        stage k+1's head is cascading (`attach_exits(cascading=True)`).
     """
 
     logits: np.ndarray

@@ -33,31 +33,40 @@ class _Backend:
         self.learned = learned
         self.exit_macs = exit_macs
         self.dtype = stage_models[0].inputs[0].dtype
+        self._models = stage_models
         self.stages = [self._compile(stage) for stage in stage_models]
 
     @staticmethod
     def _compile(stage):
-        spec = stage.inputs[0]
-        signature = tf.TensorSpec([None] + spec.shape[1:].as_list(), spec.dtype)
+        signature = [
+            tf.TensorSpec([None] + spec.shape[1:].as_list(), spec.dtype)
+            for spec in stage.inputs
+        ]
         return tf.function(
-            lambda x: stage(x, training=False), input_signature=[signature]
+            lambda *x: stage(list(x) if len(x) > 1 else x[0], training=False),
+            input_signature=signature,
         )
 
     def prepare(self, images):
         return tf.cast(tf.convert_to_tensor(images), self.dtype)
 
     def run_stage(self, k, inputs):
-        result = self.stages[k](inputs)
+        # Stage 1 reads the images; later stages what the previous one carried.
+        result = self.stages[k](*(inputs if k else [inputs]))
         confidence = result.get("confidence")
+        carried = None
+        if k + 1 < self.num_exits:
+            carried = stages_lib.next_stage_input(self._models[k + 1], result)
+            carried = carried if isinstance(carried, list) else [carried]
         return engine.StageOutputs(
             logits=result["logits"].numpy(),
             confidence=None if confidence is None else confidence.numpy().reshape(-1),
-            features=result.get("features"),
+            features=carried,
         )
 
     @staticmethod
     def select(features, keep):
-        return tf.boolean_mask(features, keep)
+        return [tf.boolean_mask(tensor, keep) for tensor in features]
 
 
 class DynamicPredictor:
@@ -243,7 +252,9 @@ def _threshold_cascade(stage_models, rule, images, thresholds):
             lambda: answer(False),
             lambda: tf.cond(
                 safe < thresholds[k] - _TIE_BAND,
-                lambda: run(k + 1, outputs["features"]),
+                lambda: run(
+                    k + 1, stages_lib.next_stage_input(stage_models[k + 1], outputs)
+                ),
                 lambda: answer(True),
             ),
         )

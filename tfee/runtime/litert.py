@@ -28,7 +28,9 @@ METADATA_FORMAT = "tfee.export.tflite/3"
 _FORMAT_2 = "tfee.export.tflite/2"
 
 
-def exit_description(k, num_exits, name, signatures, learned, cumulative_macs):
+def exit_description(
+    k, num_exits, name, signatures, learned, cumulative_macs, cascading=False
+):
     """`exits[k-1]` of the metadata document (docs/tflite_metadata.md)."""
 
     def present(signature):
@@ -39,6 +41,8 @@ def exit_description(k, num_exits, name, signatures, learned, cumulative_macs):
         "exit_signature": present(naming.exit_name(k)),
         "stage_signature": present(naming.stage_name(k)),
         "stage_input": naming.stage_input_name(k),
+        # A cascading head's stage also reads stage k-1's logits output.
+        "previous_logits": naming.previous_logits_name(k) if cascading else None,
         "logits": naming.LOGITS,
         "confidence": naming.CONFIDENCE if learned else None,
         "features": naming.features_name(k) if k < num_exits else None,
@@ -108,6 +112,9 @@ def read_metadata(path):
     # Files written before tfee.include_normalisation lack the field.
     if isinstance(metadata.get("input"), dict):
         metadata["input"].setdefault("normalised_in_model", None)
+    # ... and before cascading heads.
+    for description in metadata["exits"]:
+        description.setdefault("previous_logits", None)
     return metadata
 
 
@@ -120,23 +127,33 @@ def embedded_policy(metadata):
 class _Backend:
     """The engine's view of a .tflite's stage signatures (see `engine`)."""
 
-    def __init__(self, interpreter, learned, exit_macs):
-        self.num_exits = len(learned)
-        self.exit_macs = exit_macs
-        self.learned = learned
+    def __init__(self, interpreter, exits):
+        self.num_exits = len(exits)
+        self.exit_macs = [e["cumulative_macs"] for e in exits]
+        self.learned = [e["confidence"] is not None for e in exits]
+        # Per stage but the last, the outputs it hands the next one, in order.
+        self._handed_on = [
+            [
+                out
+                for out, _ in naming.handed_on(
+                    k, [e["stage_input"], e["previous_logits"]]
+                )
+            ]
+            for k, e in enumerate(exits[1:], start=1)
+        ]
         self.stages = []
-        for k in range(1, self.num_exits + 1):
+        for k, description in enumerate(exits, start=1):
             wanted = [naming.LOGITS]
-            if learned[k - 1]:
+            if self.learned[k - 1]:
                 wanted.append(naming.CONFIDENCE)
             if k < self.num_exits:
-                wanted.append(naming.features_name(k))
+                wanted += [n for n in self._handed_on[k - 1] if n not in wanted]
+            inputs = [description["stage_input"]]
+            if description["previous_logits"] is not None:
+                inputs.append(description["previous_logits"])
             self.stages.append(
                 _litert.SignatureCall(
-                    interpreter,
-                    naming.stage_name(k),
-                    naming.stage_input_name(k),
-                    wanted,
+                    interpreter, description["stage_signature"], inputs, wanted
                 )
             )
         self.image_details = self.stages[0].input_details
@@ -146,7 +163,8 @@ class _Backend:
 
     def run_stage(self, k, inputs):
         stage = self.stages[k]
-        outputs = stage(inputs)
+        # Stage 1 reads the images; later stages what the previous one carried.
+        outputs = stage(*(inputs if k else [inputs]))
         details = stage.output_details
         logits = dequantize_output(outputs[0], details[naming.LOGITS])
         confidence = None
@@ -154,8 +172,12 @@ class _Backend:
             confidence = dequantize_output(
                 outputs[1], details[naming.CONFIDENCE]
             ).reshape(-1)
-        features = outputs[-1] if k < self.num_exits - 1 else None
-        return engine.StageOutputs(logits, confidence, features)
+        carried = None
+        if k < self.num_exits - 1:
+            # The raw (int8 in an int8 file) tensors: their scales chain.
+            named = dict(zip(stage.output_names, outputs))
+            carried = [named[n] for n in self._handed_on[k]]
+        return engine.StageOutputs(logits, confidence, carried)
 
     def ceilings(self):
         """Per exit, the largest learned confidence it can output (or None)."""
@@ -170,7 +192,7 @@ class _Backend:
 
     @staticmethod
     def select(features, keep):
-        return features[keep]
+        return [values[keep] for values in features]
 
 
 class Cascade:
@@ -228,9 +250,7 @@ class Cascade:
         self.path = path
         self.policy = policy
         self.num_exits = len(stages)
-        self._backend = _Backend(
-            interpreter, learned, [e["cumulative_macs"] for e in exits]
-        )
+        self._backend = _Backend(interpreter, exits)
         if policy is not None:
             engine.warn_unreachable(policy, self._backend.ceilings(), api)
         self.input_shape = tuple(

@@ -167,6 +167,11 @@ def _read_manifest(path, api):
     return manifest
 
 
+def _carry_order(name):
+    """0 for the image or features input, 1 for a cascading stage's logits."""
+    return int(name.startswith(naming.LOGITS))
+
+
 class _Backend:
     """The engine's view of the stage models (see `engine`)."""
 
@@ -187,10 +192,18 @@ class _Backend:
                 path, arena_size=int(stage["arena_bytes"])
             )
             outputs = stage["outputs"]
+            # Manifests before cascading heads name no inputs: one, at 0.
+            inputs = stage.get("inputs") or {"input": 0}
             self.stages.append(
                 {
                     "interpreter": interpreter,
-                    "input": _details(interpreter.get_input_details(0)),
+                    # The input names and their positions, in carry order
+                    # (the image or features_(k-1), then logits_(k-1)).
+                    "names": sorted(inputs, key=_carry_order),
+                    "inputs": [inputs[n] for n in sorted(inputs, key=_carry_order)],
+                    "input": _details(
+                        interpreter.get_input_details(min(inputs.values()))
+                    ),
                     "outputs": {
                         name: (index, _details(interpreter.get_output_details(index)))
                         for name, index in outputs.items()
@@ -204,12 +217,17 @@ class _Backend:
         )
 
     def raw_stage(self, k, inputs):
-        """Stage k's integer outputs for every row: {name: (batch, ...) array}."""
+        """Stage k's integer outputs for every row: {name: (batch, ...) array}.
+
+        `inputs`: the int8 images for k = 0, else what stage k-1 carried (a
+        list: features, and its logits for a cascading stage)."""
         stage = self.stages[k]
         interpreter = stage["interpreter"]
+        inputs = inputs if k else [inputs]
         rows = {name: [] for name in stage["outputs"]}
-        for row in inputs:
-            interpreter.set_input(row[None], 0)
+        for i in range(len(inputs[0])):
+            for position, values in zip(stage["inputs"], inputs):
+                interpreter.set_input(values[i][None], position)
             interpreter.invoke()
             for name, (index, _) in stage["outputs"].items():
                 rows[name].append(np.array(interpreter.get_output(index)))
@@ -226,8 +244,16 @@ class _Backend:
         return engine.StageOutputs(
             dequantize_output(values[naming.LOGITS], details[naming.LOGITS]),
             confidence,
-            values.get(naming.features_name(k + 1)),
+            self.carried(k, values),
         )
+
+    def carried(self, k, values):
+        """What stage k hands stage k+1 from its raw outputs (None after the
+        last): features_k, plus its int8 logits for a cascading stage k+1."""
+        if k + 1 >= self.num_exits:
+            return None
+        next_inputs = self.stages[k + 1]["names"]
+        return [values[out] for out, _ in naming.handed_on(k + 1, next_inputs)]
 
     def ceilings(self):
         """Per exit, the largest learned confidence it can output (or None)."""
@@ -242,7 +268,7 @@ class _Backend:
 
     @staticmethod
     def select(features, keep):
-        return features[keep]
+        return [values[keep] for values in features]
 
 
 class MicroCascade:
@@ -314,7 +340,7 @@ class MicroCascade:
             recorded.append(
                 [(raw[name], details["quantization"]) for name, (_, details) in ordered]
             )
-            values = raw.get(naming.features_name(k + 1))
+            values = self._backend.carried(k, raw)
         return recorded
 
     def predict(self, images):

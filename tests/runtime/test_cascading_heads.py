@@ -1,0 +1,263 @@
+"""ZTW's cascading heads (`attach_exits(cascading=True)`) through every runtime.
+
+Head k also reads exit k-1's logits, so the stage chain hands stage k+1 two
+tensors (features_k and exit k's logits). Every runtime must hand both on:
+the Keras stages and `DynamicPredictor` (batch N and the batch-1 graph),
+LiteRT float32 and int8 (`Cascade` and the README's plain client), and the
+TFLite Micro stage models (`MicroCascade`; the generated firmware is run on
+real TFLM in tests/export/test_firmware.py). Each must compute the exits the
+network computes and decide as `policy.exit_indices` over its own logits.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import tfee
+import tfee.export
+from tests import tiny_files
+from tests.runtime.test_plain_client import _readme_client
+from tfee import keras
+from tfee import layers
+from tfee._keras import tf
+
+CLASSES = 3
+
+
+def _cascading_network():
+    """small_cnn with heads after blocks 1 and 2 (head 2 cascading), trained
+    a little so that the exits disagree and confidences spread."""
+    keras.utils.set_random_seed(0)
+    backbone = tfee.backbones.small_cnn(
+        num_classes=CLASSES, input_shape=tiny_files.INPUT_SHAPE, widths=(8, 16, 16)
+    )
+    network = tfee.attach_exits(
+        backbone, ["block1_out", "block2_out"], head="sdn", cascading=True
+    )
+    images, labels = tiny_files.tiny_data()
+    network.compile(
+        optimizer=keras.optimizers.Adam(0.02),
+        loss={
+            name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            for name in network.output_names
+        },
+    )
+    network.fit(
+        images, {name: labels for name in network.output_names}, epochs=8, verbose=0
+    )
+    return network
+
+
+@pytest.fixture(scope="module")
+def network():
+    return _cascading_network()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return tiny_files.tiny_data()[0]
+
+
+@pytest.fixture(scope="module")
+def outputs(network, images):
+    return [np.asarray(o) for o in network.predict(images, verbose=0)]
+
+
+def _policy(logits):
+    """Thresholds at the medians of exits 1 and 2: every exit answers some."""
+    scores = [tfee.rules.scores(logits[k], "max_softmax") for k in (0, 1)]
+    return tfee.ThresholdPolicy([float(np.median(s)) for s in scores])
+
+
+def _expected(policy, logits):
+    exits = policy.exit_indices(np.stack(logits))
+    return exits, np.stack(logits)[exits, np.arange(len(exits))].argmax(-1)
+
+
+def _check(result, policy, logits):
+    exits, predictions = _expected(policy, logits)
+    assert len(set(exits)) == 3, "every exit should answer some images"
+    np.testing.assert_array_equal(result.exit_indices, exits)
+    np.testing.assert_array_equal(result.predictions, predictions)
+
+
+@pytest.fixture(scope="module")
+def files(network, images, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cascading")
+    return {
+        "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
+        "int8": tfee.export.tflite(
+            network,
+            str(directory / "int8.tflite"),
+            quantize="int8",
+            representative=images,
+        ).path,
+        "micro": tfee.export.micro(
+            network, str(directory / "micro"), images, name="cascading"
+        ),
+    }
+
+
+# -- the head ------------------------------------------------------------------
+
+
+def test_a_cascading_head_adds_the_previous_exits_softmax_through_its_own_kernel():
+    head = layers.SDNHead(CLASSES, name="head")
+    rng = np.random.default_rng(0)
+    feature_map = rng.normal(size=(2, 4, 4, 5)).astype(np.float32)
+    previous = rng.normal(size=(2, CLASSES)).astype(np.float32)
+    logits = head([feature_map, previous]).numpy()
+    assert head.cascading and head.cascade_kernel.shape == (CLASSES, CLASSES)
+    own = head._features(tf.constant(feature_map), False) @ head.kernel + head.bias
+    softmax = tf.nn.softmax(previous).numpy()
+    np.testing.assert_allclose(
+        logits, own.numpy() + softmax @ head.cascade_kernel.numpy(), atol=1e-5
+    )
+    # A head built for one input refuses two, and a wrong logits shape is named.
+    plain = layers.SDNHead(CLASSES)
+    plain(feature_map)
+    with pytest.raises(ValueError, match="built for one input"):
+        plain([feature_map, previous])
+    with pytest.raises(ValueError, match=r"previous exit's logits, \(batch, 3\)"):
+        layers.SDNHead(CLASSES)([feature_map, previous[:, :2]])
+
+
+def test_head_k_does_not_train_the_previous_exit():
+    head = layers.LinearHead(CLASSES)
+    feature_map = tf.ones((2, 4, 4, 5))
+    previous = tf.Variable(tf.ones((2, CLASSES)))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(head([feature_map, previous]))
+    assert tape.gradient(loss, previous) is None
+    assert head.cascade_kernel in head.get_prunable_weights()
+
+
+def test_the_network_marks_cascading_exits_and_counts_each_head_once(network):
+    assert [e.cascading for e in tfee.exits(network)] == [False, True, False]
+    sections = tfee.sections(network)
+    assert sections[0].head_layers == ("exit_1_head", "exit_1")
+    assert sections[1].head_layers == ("exit_2_head", "exit_2")
+    report = tfee.cost.analyze(network)
+    head = network.get_layer("exit_2_head")
+    assert report.exits[1].head_macs == head.macs(head.input_shape[0])
+    # Every layer in exactly one section: the deepest exit pays the backbone
+    # and each head once.
+    assert report.exits[-1].cumulative_macs == report.full_macs + sum(
+        e.head_macs for e in report.exits
+    )
+
+
+def test_attach_exits_names_a_bad_cascading_argument():
+    backbone = tfee.backbones.small_cnn(num_classes=CLASSES, widths=(4, 8))
+    with pytest.raises(TypeError, match="`cascading` must be True or False"):
+        tfee.attach_exits(backbone, ["block1_out"], cascading="yes")
+    # One head has no previous exit to read.
+    with pytest.raises(ValueError, match="at least two heads.*cascading=True"):
+        tfee.attach_exits(backbone, ["block1_out"], cascading=True)
+
+
+def test_a_saved_cascading_network_loads_with_its_connections(
+    network, images, outputs, tmp_path
+):
+    path = str(tmp_path / "cascading.keras")
+    network.save(path)
+    loaded = keras.models.load_model(path)
+    assert [e.cascading for e in tfee.exits(loaded)] == [False, True, False]
+    for got, want in zip(loaded.predict(images, verbose=0), outputs):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+# -- the runtimes ------------------------------------------------------------------
+
+
+def test_the_stages_chain_to_the_networks_outputs(network, images, outputs):
+    stages = tfee.stage_models(network)
+    assert [len(s.inputs) for s in stages] == [1, 2, 1]
+    value, chained = images, []
+    for k, stage in enumerate(stages):
+        result = stage(value, training=False)
+        chained.append(result["logits"].numpy())
+        if k + 1 < len(stages):
+            value = tfee.stages.next_stage_input(stages[k + 1], result)
+    for got, want in zip(chained, outputs):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_dynamic_predictor_at_batch_n_and_one(network, images, outputs):
+    policy = _policy(outputs)
+    predictor = tfee.DynamicPredictor(network, policy)
+    _check(predictor.predict(images), policy, outputs)
+    _check(predictor.predict(images, batch_size=1), policy, outputs)
+
+
+def test_litert_float32_computes_the_networks_exits(files, outputs, images):
+    cascade = tfee.runtime.Cascade(files["float32"])
+    logits = cascade.exit_logits(images)
+    for got, want in zip(logits, outputs):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    exits = cascade.metadata["exits"]
+    assert [e["previous_logits"] for e in exits] == [None, "logits_1", None]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_litert_cascade_and_the_readme_client_decide_on_the_files_logits(
+    files, images, dtype
+):
+    logits = tfee.runtime.Cascade(files[dtype]).exit_logits(images)
+    policy = _policy(logits)
+    cascade = tfee.runtime.Cascade(files[dtype], policy)
+    _check(cascade.predict(images), policy, logits)
+    _check(cascade.predict(images, batch_size=1), policy, logits)
+    # The README's client reads the policy and the chain from the file alone.
+    tfee.export.set_policy(files[dtype], policy)
+    namespace = {}
+    exec(compile(_readme_client(), "README.md:plain-client", "exec"), namespace)
+    client = namespace["PlainCascade"](files[dtype])
+    answers = np.array([client(image) for image in images])
+    np.testing.assert_array_equal(answers[:, 1], cascade.predict(images).exit_indices)
+    np.testing.assert_array_equal(answers[:, 0], cascade.predict(images).predictions)
+
+
+def test_int8_hands_the_logits_on_with_the_scale_they_were_written_in(files):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=files["int8"])
+    written = interpreter.get_signature_runner("stage_1").get_output_details()
+    read = interpreter.get_signature_runner("stage_2").get_input_details()
+    assert written["logits"]["quantization"] == read["logits_1"]["quantization"]
+    assert written["features_1"]["quantization"] == read["features_1"]["quantization"]
+    assert read["logits_1"]["dtype"] == np.int8
+
+
+def test_int8_keeps_the_keras_answers(files, images, outputs):
+    logits = tfee.runtime.Cascade(files["int8"]).exit_logits(images)
+    for got, want in zip(logits, outputs):
+        assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9
+
+
+def test_tflite_micro_hands_both_tensors_on(files, images):
+    export = files["micro"]
+    with open(export.manifest_path) as f:
+        stages = json.load(f)["stages"]
+    assert [sorted(s["inputs"]) for s in stages] == [
+        ["image"],
+        ["features_1", "logits_1"],
+        ["features_2"],
+    ]
+    cascade = tfee.runtime.MicroCascade(
+        export.manifest_path, tfee.ThresholdPolicy([None, None])
+    )
+    logits, _ = cascade.exit_outputs(images)
+    policy = _policy(logits)
+    _check(
+        tfee.runtime.MicroCascade(export.manifest_path, policy).predict(images),
+        policy,
+        logits,
+    )
+    # The same int8 arithmetic as the LiteRT int8 chain, converted per stage.
+    litert = tfee.runtime.Cascade(files["int8"]).exit_logits(images)
+    for got, want in zip(logits, litert):
+        assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9
+    header = open(export.header_path).read()
+    assert "inputs: 0 = features_1, 1 = logits_1" in header
