@@ -6,6 +6,8 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from tfee import naming
+
 __all__ = []
 
 METADATA_NAME = "tfee"
@@ -196,12 +198,14 @@ def chain_verdict(produced, consumed):
 def chain_error(api, k, produced, consumed, tensor=None):
     """The error for features_k (or another handed-on `tensor`) whose int8
     parameters differ between stages."""
+    tensor = tensor or f"{naming.FEATURES}_{k}"
+    logits = tensor.startswith(naming.LOGITS)
     return ValueError(
-        f"{api}: {tensor or f'features_{k}'} does not chain in int8: stage_{k} "
-        "writes it with "
+        f"{api}: {tensor} does not chain in int8: stage_{k} writes it"
+        f"{' (its logits output)' if logits else ''} with "
         f"(scale, zero_point)={tuple(produced)} but stage_{k + 1} reads "
-        f"{tuple(consumed)}. The stage inputs were calibrated with the features "
-        "the float stages produce on the same images; calibrate with more (and "
+        f"{tuple(consumed)}. The stage inputs were calibrated with what the "
+        "float stages produce on the same images; calibrate with more (and "
         "more varied) representative images, or export quantize='dynamic', "
         "whose stages exchange float features."
     )

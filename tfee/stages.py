@@ -1,8 +1,9 @@
 """An early-exit network cut into stages that share its layers (and weights).
 
 Stage 1 maps the input to (features_1, exit_1 outputs); stage k maps
-features_(k-1) to (features_k, exit_k outputs); the last stage maps
-features_(K-1) to exit_K's logits. Running them in order recomputes nothing,
+features_(k-1) (and exit k-1's logits, where head k is cascading) to
+(features_k, exit_k outputs); the last stage maps features_(K-1) to exit_K's
+logits. Running them in order recomputes nothing,
 so a runtime can stop after any stage: this is what staged inference in
 TensorFlow and the TFLite stage signatures are built from.
 """
@@ -54,7 +55,8 @@ def stage_models(network):
 
     Example:
       >>> stages = tfee.stage_models(net)
-      >>> out = stages[0](images); out2 = stages[1](out["features"])
+      >>> out = stages[0](images)
+      >>> out2 = stages[1](tfee.stages.next_stage_input(stages[1], out))
     """
     rows, outputs = network_lib._structure(network, "tfee.stage_models")
     nodes = _graph.ordered_nodes(network)

@@ -106,14 +106,15 @@ def lut_export(tiny_images, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cascading_export(tiny_images, tmp_path_factory):
-    """(export, policy): ZTW cascading heads (stage 2 also reads exit 1's int8
-    logits), three exits, at thresholds that send images to each of them."""
+    """(export, policy): ZTW cascading heads (stages 2 and 3 also read the
+    previous exit's int8 logits), four exits, at thresholds that send images
+    to each of them."""
     keras.utils.set_random_seed(0)
     backbone = tfee.backbones.small_cnn(
-        num_classes=3, input_shape=tiny_files.INPUT_SHAPE, widths=(8, 16, 16)
+        num_classes=3, input_shape=tiny_files.INPUT_SHAPE, widths=(8, 16, 16, 16)
     )
     network = tfee.attach_exits(
-        backbone, ["block1_out", "block2_out"], head="sdn", cascading=True
+        backbone, ["block1_out", "block2_out", "block3_out"], cascading=True
     )
     labels = tiny_files.tiny_data()[1]
     network.compile(
@@ -129,10 +130,10 @@ def cascading_export(tiny_images, tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("micro_cascading"))
     export = tfee.export.micro(network, directory, tiny_images, name="tiny_cascading")
     logits = tfee.runtime.MicroCascade(
-        export.manifest_path, tfee.ThresholdPolicy([None, None])
+        export.manifest_path, tfee.ThresholdPolicy([None] * 3)
     ).exit_outputs(tiny_images)[0]
     policy = tfee.ThresholdPolicy(
-        [float(np.median(tfee.rules.scores(logits[k], "max_softmax"))) for k in (0, 1)]
+        [float(np.median(tfee.rules.scores(x, "max_softmax"))) for x in logits[:-1]]
     )
     # The policy goes into the firmware: export again, reusing the conversions.
     export = tfee.export.micro(

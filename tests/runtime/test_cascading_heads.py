@@ -1,6 +1,7 @@
 """ZTW's cascading heads (`attach_exits(cascading=True)`) through every runtime.
 
-Head k also reads exit k-1's logits, so the stage chain hands stage k+1 two
+Head k also reads exit k-1's logits (heads 2 and 3 here: a cascading head
+reading a cascading head), so the stage chain hands stage k+1 two
 tensors (features_k and exit k's logits). Every runtime must hand both on:
 the Keras stages and `DynamicPredictor` (batch N and the batch-1 graph),
 LiteRT float32 and int8 (`Cascade` and the README's plain client), and the
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import tfee
+import tfee.compress
 import tfee.export
 from tests import tiny_files
 from tests.runtime.test_plain_client import _readme_client
@@ -26,14 +28,16 @@ CLASSES = 3
 
 
 def _cascading_network():
-    """small_cnn with heads after blocks 1 and 2 (head 2 cascading), trained
-    a little so that the exits disagree and confidences spread."""
+    """small_cnn with heads after blocks 1, 2 and 3 (heads 2 and 3 cascading),
+    trained a little so that the exits disagree and confidences spread."""
     keras.utils.set_random_seed(0)
     backbone = tfee.backbones.small_cnn(
-        num_classes=CLASSES, input_shape=tiny_files.INPUT_SHAPE, widths=(8, 16, 16)
+        num_classes=CLASSES,
+        input_shape=tiny_files.INPUT_SHAPE,
+        widths=(8, 16, 16, 16),
     )
     network = tfee.attach_exits(
-        backbone, ["block1_out", "block2_out"], head="sdn", cascading=True
+        backbone, ["block1_out", "block2_out", "block3_out"], cascading=True
     )
     images, labels = tiny_files.tiny_data()
     network.compile(
@@ -65,8 +69,8 @@ def outputs(network, images):
 
 
 def _policy(logits):
-    """Thresholds at the medians of exits 1 and 2: every exit answers some."""
-    scores = [tfee.rules.scores(logits[k], "max_softmax") for k in (0, 1)]
+    """Thresholds at the medians of every exit but the last: all answer some."""
+    scores = [tfee.rules.scores(x, "max_softmax") for x in logits[:-1]]
     return tfee.ThresholdPolicy([float(np.median(s)) for s in scores])
 
 
@@ -77,7 +81,7 @@ def _expected(policy, logits):
 
 def _check(result, policy, logits):
     exits, predictions = _expected(policy, logits)
-    assert len(set(exits)) == 3, "every exit should answer some images"
+    assert len(set(exits)) == len(logits), "every exit should answer some images"
     np.testing.assert_array_equal(result.exit_indices, exits)
     np.testing.assert_array_equal(result.predictions, predictions)
 
@@ -102,6 +106,15 @@ def files(network, images, tmp_path_factory):
 # -- the head ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("head_class", [layers.LinearHead, layers.ConvHead])
+def test_every_head_type_prunes_and_clusters_its_cascade_kernel(head_class):
+    head = head_class(CLASSES)
+    head([tf.ones((2, 4, 4, 5)), tf.ones((2, CLASSES))])
+    names = [w.name for w in head.get_prunable_weights()]
+    assert any("cascade_kernel" in n for n in names), names
+    assert "cascade_kernel" in [n for n, _ in head.get_clusterable_weights()]
+
+
 def test_a_cascading_head_adds_the_previous_exits_softmax_through_its_own_kernel():
     head = layers.SDNHead(CLASSES, name="head")
     rng = np.random.default_rng(0)
@@ -117,8 +130,11 @@ def test_a_cascading_head_adds_the_previous_exits_softmax_through_its_own_kernel
     # A head built for one input refuses two, and a wrong logits shape is named.
     plain = layers.SDNHead(CLASSES)
     plain(feature_map)
-    with pytest.raises(ValueError, match="built for one input"):
+    with pytest.raises(ValueError, match="built for 1 input"):
         plain([feature_map, previous])
+    # ... and a cascading head refuses to drop its second input silently.
+    with pytest.raises(ValueError, match="built for 2 input.*called with 1"):
+        head(feature_map)
     with pytest.raises(ValueError, match=r"previous exit's logits, \(batch, 3\)"):
         layers.SDNHead(CLASSES)([feature_map, previous[:, :2]])
 
@@ -134,10 +150,10 @@ def test_head_k_does_not_train_the_previous_exit():
 
 
 def test_the_network_marks_cascading_exits_and_counts_each_head_once(network):
-    assert [e.cascading for e in tfee.exits(network)] == [False, True, False]
+    assert [e.cascading for e in tfee.exits(network)] == [False, True, True, False]
     sections = tfee.sections(network)
-    assert sections[0].head_layers == ("exit_1_head", "exit_1")
-    assert sections[1].head_layers == ("exit_2_head", "exit_2")
+    for k in (1, 2, 3):
+        assert sections[k - 1].head_layers == (f"exit_{k}_head", f"exit_{k}")
     report = tfee.cost.analyze(network)
     head = network.get_layer("exit_2_head")
     assert report.exits[1].head_macs == head.macs(head.input_shape[0])
@@ -163,7 +179,7 @@ def test_a_saved_cascading_network_loads_with_its_connections(
     path = str(tmp_path / "cascading.keras")
     network.save(path)
     loaded = keras.models.load_model(path)
-    assert [e.cascading for e in tfee.exits(loaded)] == [False, True, False]
+    assert [e.cascading for e in tfee.exits(loaded)] == [False, True, True, False]
     for got, want in zip(loaded.predict(images, verbose=0), outputs):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
@@ -173,7 +189,7 @@ def test_a_saved_cascading_network_loads_with_its_connections(
 
 def test_the_stages_chain_to_the_networks_outputs(network, images, outputs):
     stages = tfee.stage_models(network)
-    assert [len(s.inputs) for s in stages] == [1, 2, 1]
+    assert [len(s.inputs) for s in stages] == [1, 2, 2, 1]
     value, chained = images, []
     for k, stage in enumerate(stages):
         result = stage(value, training=False)
@@ -197,7 +213,9 @@ def test_litert_float32_computes_the_networks_exits(files, outputs, images):
     for got, want in zip(logits, outputs):
         np.testing.assert_allclose(got, want, atol=1e-4)
     exits = cascade.metadata["exits"]
-    assert [e["previous_logits"] for e in exits] == [None, "logits_1", None]
+    assert [e["previous_logits"] for e in exits] == [None, "logits_1", "logits_2", None]
+    # A format-3 reader would feed one input: cascading files say format 4.
+    assert cascade.metadata["format"] == tfee.runtime.litert.CASCADING_METADATA_FORMAT
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
@@ -239,14 +257,17 @@ def test_int8_keeps_the_keras_answers(files, images, outputs):
 def test_tflite_micro_hands_both_tensors_on(files, images):
     export = files["micro"]
     with open(export.manifest_path) as f:
-        stages = json.load(f)["stages"]
+        manifest = json.load(f)
+    assert manifest["format"] == tfee.runtime.micro.CASCADING_MANIFEST_FORMAT
+    stages = manifest["stages"]
     assert [sorted(s["inputs"]) for s in stages] == [
         ["image"],
         ["features_1", "logits_1"],
-        ["features_2"],
+        ["features_2", "logits_2"],
+        ["features_3"],
     ]
     cascade = tfee.runtime.MicroCascade(
-        export.manifest_path, tfee.ThresholdPolicy([None, None])
+        export.manifest_path, tfee.ThresholdPolicy([None] * 3)
     )
     logits, _ = cascade.exit_outputs(images)
     policy = _policy(logits)
@@ -261,3 +282,18 @@ def test_tflite_micro_hands_both_tensors_on(files, images):
         assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9
     header = open(export.header_path).read()
     assert "inputs: 0 = features_1, 1 = logits_1" in header
+
+
+def test_a_quantization_aware_cascading_network_exports_int8_that_chains(
+    network, images, tmp_path
+):
+    labels = tiny_files.tiny_data()[1]
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    trained = tfee.compress.quantization_aware_training(
+        network, data, epochs=1, preserve_clusters=False, verbose=0
+    )
+    path = str(tmp_path / "qat.tflite")
+    tfee.export.tflite(trained, path, quantize="int8", representative=images)
+    logits = tfee.runtime.Cascade(path).exit_logits(images)
+    policy = _policy(logits)
+    _check(tfee.runtime.Cascade(path, policy).predict(images), policy, logits)

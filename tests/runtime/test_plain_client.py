@@ -105,3 +105,27 @@ def test_the_plain_client_leaves_where_cascade_does(
         np.testing.assert_array_equal(answers[:, 1], expected.exit_indices, str(policy))
         if policy.kind in ("threshold", "decision"):  # Both exits answer some.
             assert 0 < np.mean(answers[:, 1] == 0) < 1, policy
+
+
+def test_the_plain_client_reads_files_written_before_cascading_heads(
+    float_file, tiny_images, client, tmp_path
+):
+    """A format-3 file from before `previous_logits` existed lacks the field."""
+    from tfee import _flatbuffer
+
+    with open(float_file.path, "rb") as f:
+        data = f.read()
+    metadata = _flatbuffer.metadata(data)
+    for description in metadata["exits"]:
+        description.pop("previous_logits", None)
+    outputs = tfee.runtime.Cascade(float_file.path).collect_outputs(
+        tiny_images, tiny_data()[1]
+    )
+    metadata["policy"] = _policies(outputs)[0].to_dict()
+    path = tmp_path / "old.tflite"
+    path.write_bytes(_flatbuffer.with_metadata(data, metadata))
+    expected = tfee.runtime.Cascade(str(path)).predict(tiny_images, batch_size=1)
+    plain = client(str(path))
+    answers = np.array([plain(image) for image in tiny_images])
+    np.testing.assert_array_equal(answers[:, 1], expected.exit_indices)
+    np.testing.assert_array_equal(answers[:, 0], expected.predictions)

@@ -1,9 +1,10 @@
 """Representative data chained through the stages for int8 calibration.
 
-Full-integer conversion calibrates every signature. Stage k > 1 is fed the
-features that the float stage k-1 produces on the same images, so the
-calibrated range of features_(k-1) at the output of stage k-1 and at the input
-of stage k are the same numbers, and their int8 scales agree.
+Full-integer conversion calibrates every signature. Stage k > 1 is fed what
+the float stage k-1 hands on for the same images (features_(k-1), and exit
+k-1's logits for a cascading head), so the calibrated range of each at the
+output of stage k-1 and at the input of stage k are the same numbers, and
+their int8 scales agree.
 """
 
 import numpy as np
@@ -23,9 +24,14 @@ def stage_inputs(network, calibration):
     for k, model in enumerate(models[:-1], start=1):
         outputs = model.predict(value, verbose=0)
         value = stages_lib.next_stage_input(models[k], outputs)
-        names = [naming.stage_input_name(k + 1), naming.previous_logits_name(k + 1)]
         arrays = value if isinstance(value, list) else [value]
-        inputs.append({n: np.asarray(a, np.float32) for n, a in zip(names, arrays)})
+        # The stage models' inputs are named as the signatures' are.
+        inputs.append(
+            {
+                name: np.asarray(array, np.float32)
+                for name, array in zip(models[k].input_names, arrays)
+            }
+        )
     return inputs
 
 

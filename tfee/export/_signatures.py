@@ -128,9 +128,8 @@ def functions(network, names, batch=None, input_ranges=None):
             specs = [spec]
         else:
             model = stage_models[k - 1]
-            input_names = [naming.stage_input_name(k)]
-            if info.cascading:
-                input_names.append(naming.previous_logits_name(k))
+            # The stage model's inputs are named as the signature's are.
+            input_names = list(model.input_names)
             specs = [
                 tf.TensorSpec(
                     [batch] + tensor.shape[1:].as_list(), tf.float32, name=input_name

@@ -155,7 +155,7 @@ def _metadata(network, infos, names, quantize, data, policy, normalisation, labe
         for k, info in enumerate(infos, start=1)
     ]
     return {
-        "format": litert.METADATA_FORMAT,
+        "format": litert.metadata_format(exits),
         "tfee_version": version.__version__,
         "num_exits": len(infos),
         "exits": exits,
@@ -329,16 +329,18 @@ def tflite(
 
     Signatures (k = 1..K, inputs and outputs keyed by name):
       exit_k:  image -> logits[, confidence]
-      stage_k: image (k=1) or features_(k-1) -> logits[, confidence],
-               features_k (all but the last stage)
+      stage_k: image (k=1) or features_(k-1) [, logits_(k-1) where head k
+               is cascading] -> logits[, confidence], features_k (all but
+               the last stage)
     "confidence", shape (batch,), is the head's learned confidence, present
     where the head learns one. A client decides from the (dequantized)
     logits with the rule formulas of `tfee.rules`, as every tfee runtime
     does: no softmax output, whose int8 form saturates at 255/256, can make
     a device disagree with them. Inputs take any batch
     size. In int8 every input and output is int8 (read the scales from the
-    signature's details) and features_k chains unchanged into stage_(k+1):
-    the export checks that its scale and zero point match on both sides.
+    signature's details) and features_k (plus exit k's logits for a
+    cascading head k+1) chains unchanged into stage_(k+1): the export checks
+    that scales and zero points match on both sides.
 
     tfmot pruning and clustering wrappers are stripped first; zeros and
     clusters stay in the weights and show in `gzipped_bytes`. The file is

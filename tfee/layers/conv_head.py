@@ -31,7 +31,7 @@ class ConvHead(ExitHead):
     """
 
     head_type = "conv"
-    _kernel_names = ("conv1_kernel", "conv2_kernel", "kernel", "confidence_kernel")
+    _kernel_names = ("conv1_kernel", "conv2_kernel") + ExitHead._kernel_names
 
     def __init__(
         self, num_classes, filters=None, momentum=0.99, with_confidence=False, **kwargs

@@ -143,15 +143,17 @@ class ExitHead(
             training = keras.backend.learning_phase()
         previous = None
         if isinstance(inputs, (list, tuple)):
-            inputs, previous = inputs
+            inputs, previous = inputs if len(inputs) == 2 else (inputs[0], None)
+        if (previous is not None) != self.cascading:
+            built, called = (2, 1) if self.cascading else (1, 2)
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' was built for {built} "
+                f"input(s) ([feature map, previous exit's logits] for a "
+                f"cascading head) and was called with {called}."
+            )
         features = self._features(inputs, training)
         logits = tf.matmul(features, self.kernel) + self.bias
         if previous is not None:
-            if not self.cascading:
-                raise ValueError(
-                    f"{type(self).__name__} '{self.name}' was built for one "
-                    "input (a feature map) and was called with two."
-                )
             earlier = tf.nn.softmax(tf.stop_gradient(tf.cast(previous, logits.dtype)))
             logits += tf.matmul(earlier, self.cascade_kernel)
         if not self.with_confidence:

@@ -7,7 +7,7 @@ computed. Here the combination is a property of the policy, not of the
 graph: every runtime already sees each exit's logits in order, so the
 answer is C multiply-adds per exit in the decision loop (`tfee.rules`'
 `ensemble_answer`, and `tfee_ensemble` in the firmware), and the stage
-signatures keep one input. A policy with an ensemble decides on, and
+signatures gain no input for it. A policy with an ensemble decides on, and
 answers with, the ensemble's logits.
 """
 

@@ -19,13 +19,31 @@ from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
-__all__ = ["Cascade", "METADATA_FORMAT", "embedded_policy", "read_metadata"]
+__all__ = [
+    "CASCADING_METADATA_FORMAT",
+    "Cascade",
+    "METADATA_FORMAT",
+    "embedded_policy",
+    "read_metadata",
+]
 
 
 # The "tfee" metadata entry of an exported .tflite: a JSON document whose
 # fields docs/tflite_metadata.md specifies. Older files are upgraded on read.
 METADATA_FORMAT = "tfee.export.tflite/3"
+# Format 3 plus `previous_logits`: a stage may read two inputs. Written only
+# for networks with cascading heads, so that a format-3 reader refuses a file
+# it would run wrongly (feeding one input) and still reads every other file.
+CASCADING_METADATA_FORMAT = "tfee.export.tflite/4"
 _FORMAT_2 = "tfee.export.tflite/2"
+_READABLE = (_FORMAT_2, METADATA_FORMAT, CASCADING_METADATA_FORMAT)
+
+
+def metadata_format(exits):
+    """The format a document with these `exits` descriptions is written in."""
+    if any(e["previous_logits"] is not None for e in exits):
+        return CASCADING_METADATA_FORMAT
+    return METADATA_FORMAT
 
 
 def exit_description(
@@ -103,11 +121,11 @@ def read_metadata(path):
         return {}
     if metadata.get("format") == _FORMAT_2:
         metadata = _upgrade_format_2(metadata)
-    if metadata.get("format") != METADATA_FORMAT:
+    if metadata.get("format") not in _READABLE:
         raise ValueError(
             f"tfee.runtime.read_metadata: {path} holds tfee metadata in format "
-            f"{metadata.get('format')!r}; this tfee reads {_FORMAT_2!r} and "
-            f"{METADATA_FORMAT!r}. Export the network again."
+            f"{metadata.get('format')!r}; this tfee reads {list(_READABLE)}. "
+            "Export the network again."
         )
     # Files written before tfee.include_normalisation lack the field.
     if isinstance(metadata.get("input"), dict):

@@ -24,10 +24,19 @@ from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
-__all__ = ["MANIFEST_FORMAT", "MicroCascade", "measure_arena"]
+__all__ = [
+    "CASCADING_MANIFEST_FORMAT",
+    "MANIFEST_FORMAT",
+    "MicroCascade",
+    "measure_arena",
+]
 
 # The manifest tfee.export.micro writes beside the stage models.
 MANIFEST_FORMAT = "tfee.export.micro/1"
+# Format 1 plus stages with two inputs (cascading heads, `inputs` per stage):
+# written only then, so that a format-1 reader refuses what it would run
+# wrongly and still reads every other manifest.
+CASCADING_MANIFEST_FORMAT = "tfee.export.micro/2"
 
 
 # Probes arenas in a child process: the interpreter of `tflite-micro` can
@@ -159,17 +168,14 @@ def _read_manifest(path, api):
             manifest = json.load(f)
         except json.JSONDecodeError as error:
             raise ValueError(f"{api}: {path} is not valid JSON ({error})") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+    readable = (MANIFEST_FORMAT, CASCADING_MANIFEST_FORMAT)
+    if not isinstance(manifest, dict) or manifest.get("format") not in readable:
         raise ValueError(
-            f'{api}: {path} is not a tfee micro manifest (expected "format": '
-            f'"{MANIFEST_FORMAT}"). Received: format={manifest.get("format")!r}'
+            f'{api}: {path} is not a tfee micro manifest (expected "format" '
+            f"in {list(readable)}). Received: format="
+            f'{manifest.get("format") if isinstance(manifest, dict) else manifest!r}'
         )
     return manifest
-
-
-def _carry_order(name):
-    """0 for the image or features input, 1 for a cascading stage's logits."""
-    return int(name.startswith(naming.LOGITS))
 
 
 class _Backend:
@@ -184,7 +190,7 @@ class _Backend:
             naming.CONFIDENCE in stage["outputs"] for stage in manifest["stages"]
         ]
         self.stages = []
-        for stage in manifest["stages"]:
+        for k, stage in enumerate(manifest["stages"], start=1):
             path = os.path.join(directory, stage["model"])
             # The arena the export measured and wrote into the firmware: a
             # model that needs more fails here as it would on the device.
@@ -193,17 +199,21 @@ class _Backend:
             )
             outputs = stage["outputs"]
             # Manifests before cascading heads name no inputs: one, at 0.
-            inputs = stage.get("inputs") or {"input": 0}
+            inputs = stage.get("inputs") or {naming.stage_input_name(k): 0}
+            # In the order stage k-1 hands them on: features (or the image),
+            # then exit k-1's logits for a cascading head.
+            names = [
+                n
+                for n in (naming.stage_input_name(k), naming.previous_logits_name(k))
+                if n in inputs
+            ]
             self.stages.append(
                 {
                     "interpreter": interpreter,
-                    # The input names and their positions, in carry order
-                    # (the image or features_(k-1), then logits_(k-1)).
-                    "names": sorted(inputs, key=_carry_order),
-                    "inputs": [inputs[n] for n in sorted(inputs, key=_carry_order)],
-                    "input": _details(
-                        interpreter.get_input_details(min(inputs.values()))
-                    ),
+                    "names": names,
+                    "inputs": [inputs[n] for n in names],
+                    # The image or features input (stage 1's is quantized to).
+                    "input": _details(interpreter.get_input_details(inputs[names[0]])),
                     "outputs": {
                         name: (index, _details(interpreter.get_output_details(index)))
                         for name, index in outputs.items()
