@@ -40,6 +40,32 @@ def tiny_images():
 
 
 @pytest.fixture(scope="session")
+def cascading_network():
+    """ZTW cascading heads: small_cnn (widths 8, 16, 16, 16) with heads after
+    blocks 1-3, heads 2 and 3 reading the previous exit's logits, trained a
+    little on `tiny_data` so that the exits disagree and confidences spread."""
+    keras.utils.set_random_seed(0)
+    backbone = tfee.backbones.small_cnn(
+        num_classes=3, input_shape=INPUT_SHAPE, widths=(8, 16, 16, 16)
+    )
+    network = tfee.attach_exits(
+        backbone, ["block1_out", "block2_out", "block3_out"], cascading=True
+    )
+    images, labels = tiny_data()
+    network.compile(
+        optimizer=keras.optimizers.Adam(0.02),
+        loss={
+            name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            for name in network.output_names
+        },
+    )
+    network.fit(
+        images, {name: labels for name in network.output_names}, epochs=8, verbose=0
+    )
+    return network
+
+
+@pytest.fixture(scope="session")
 def network(tiny_images):
     """Trained for a few steps, so that its logits separate the classes
     (an untrained net's near-ties make int8 top-1 agreement a coin toss)."""

@@ -105,28 +105,11 @@ def lut_export(tiny_images, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cascading_export(tiny_images, tmp_path_factory):
+def cascading_export(cascading_network, tiny_images, tmp_path_factory):
     """(export, policy): ZTW cascading heads (stages 2 and 3 also read the
     previous exit's int8 logits), four exits, at thresholds that send images
     to each of them."""
-    keras.utils.set_random_seed(0)
-    backbone = tfee.backbones.small_cnn(
-        num_classes=3, input_shape=tiny_files.INPUT_SHAPE, widths=(8, 16, 16, 16)
-    )
-    network = tfee.attach_exits(
-        backbone, ["block1_out", "block2_out", "block3_out"], cascading=True
-    )
-    labels = tiny_files.tiny_data()[1]
-    network.compile(
-        optimizer=keras.optimizers.Adam(0.02),
-        loss={
-            name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            for name in network.output_names
-        },
-    )
-    network.fit(
-        tiny_images, {n: labels for n in network.output_names}, epochs=8, verbose=0
-    )
+    network = cascading_network
     directory = str(tmp_path_factory.mktemp("micro_cascading"))
     export = tfee.export.micro(network, directory, tiny_images, name="tiny_cascading")
     logits = tfee.runtime.MicroCascade(

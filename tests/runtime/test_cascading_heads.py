@@ -27,35 +27,10 @@ from tfee._keras import tf
 CLASSES = 3
 
 
-def _cascading_network():
-    """small_cnn with heads after blocks 1, 2 and 3 (heads 2 and 3 cascading),
-    trained a little so that the exits disagree and confidences spread."""
-    keras.utils.set_random_seed(0)
-    backbone = tfee.backbones.small_cnn(
-        num_classes=CLASSES,
-        input_shape=tiny_files.INPUT_SHAPE,
-        widths=(8, 16, 16, 16),
-    )
-    network = tfee.attach_exits(
-        backbone, ["block1_out", "block2_out", "block3_out"], cascading=True
-    )
-    images, labels = tiny_files.tiny_data()
-    network.compile(
-        optimizer=keras.optimizers.Adam(0.02),
-        loss={
-            name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            for name in network.output_names
-        },
-    )
-    network.fit(
-        images, {name: labels for name in network.output_names}, epochs=8, verbose=0
-    )
-    return network
-
-
 @pytest.fixture(scope="module")
-def network():
-    return _cascading_network()
+def network(cascading_network):
+    """tests/tiny_files.py's: heads 2 and 3 cascading."""
+    return cascading_network
 
 
 @pytest.fixture(scope="module")
