@@ -36,7 +36,10 @@ against (a) (the cheapest setting on the validation front within 0.5 points
 of (a)'s validation accuracy); the oracle's MACs at the policy's test
 accuracy. Plus every variant's training seconds per epoch. The plot draws,
 per network and rule, the validation front's policies evaluated on test (no
-setting is chosen on test). Each trained
+setting is chosen on test). Training cost: each variant's
+seconds per epoch as it trained, and, comparable across variants, training
+images/s measured side by side (fresh copies, timed windows alternating
+between the variants in one process, medians). Each trained
 variant is cached under --cache_dir and backs up every epoch, so an
 interrupted run resumes where it stopped; the JSON records the budget.
 
@@ -58,6 +61,7 @@ from absl import flags
 import tfee
 import tfee.policy
 from benchmarks import common
+from benchmarks import training_throughput
 from tfee import backbones
 from tfee import keras
 from tfee import recipes
@@ -75,6 +79,13 @@ flags.DEFINE_list(
     ["max_softmax", tfee.rules.DECISION],
     "Exit rules every network is calibrated with.",
 )
+
+flags.DEFINE_integer(
+    "beyond_throughput_windows",
+    5,
+    "Timed training windows per variant, alternating in one process (median).",
+)
+flags.DEFINE_integer("beyond_throughput_steps", 10, "Training steps per timed window.")
 
 SEED = 0
 DROP = 0.005
@@ -283,6 +294,44 @@ def measure(network, data, plain_validation_accuracy):
     return result, curves
 
 
+def side_by_side_throughput(data):
+    """Training images/s of every variant, each built fresh and compiled as
+    it trains, in timed windows that alternate between the variants in this
+    one process (so a busy machine slows all alike); medians, and each
+    variant's median over (b)'s."""
+    windows, steps = FLAGS.beyond_throughput_windows, FLAGS.beyond_throughput_steps
+    if FLAGS.quick:
+        windows, steps = 2, 1
+    dataset = data.pipeline("train", training=True).repeat()
+    trainers = {}
+    for name in FLAGS.beyond_variants:
+        keras.utils.set_random_seed(SEED)
+        network, trainer = VARIANTS[name][1](data)
+        _compile(name, network, trainer, steps)
+        trainers[name] = trainer
+    rates = training_throughput.measure(
+        trainers,
+        dataset,
+        windows=windows,
+        window_steps=steps,
+        warmup_steps=2,
+        batch=recipes.BATCH,
+    )
+    medians = {name: float(np.median(r)) for name, r in rates.items()}
+    result = {
+        "windows": windows,
+        "steps_per_window": steps,
+        "batch": recipes.BATCH,
+        "images_per_second_median": {n: round(m, 1) for n, m in medians.items()},
+    }
+    if "sdn" in medians:
+        # Time per epoch relative to (b): the inverse of the throughput ratio.
+        result["time_per_epoch_vs_sdn"] = {
+            n: round(medians["sdn"] / m, 3) for n, m in medians.items()
+        }
+    return result
+
+
 def run(argv=None):
     rules = tfee.policy.RULES + (tfee.rules.DECISION,)
     if not FLAGS.beyond_rules or set(FLAGS.beyond_rules) - set(rules):
@@ -333,6 +382,7 @@ def run(argv=None):
                     if reference
                     else None
                 )
+    throughput = side_by_side_throughput(data)
     result = {
         "setup": common.setup(),
         "budget": {
@@ -343,6 +393,9 @@ def run(argv=None):
             "decision fitted) on validation, figures on test",
         },
         "variants": variants,
+        # Per-epoch times come from whenever each variant trained (other
+        # jobs beside some); this is the comparable figure.
+        "training_throughput_side_by_side": throughput,
         "seconds": round(time.time() - started, 1),
         "record": common.machine_record(argv),
     }

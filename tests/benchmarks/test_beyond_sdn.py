@@ -35,6 +35,10 @@ def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
             own = entry[rule]["drop_0.5pt_vs_own_deepest"]
             assert 0 < own["macs_fraction"] <= 1.5 and own["cost_vs_oracle"] >= 1
     assert variants["sdn_distill"]["seconds_per_epoch_vs_sdn"] > 0
+    throughput = result["training_throughput_side_by_side"]
+    assert set(throughput["images_per_second_median"]) == set(variants)
+    assert throughput["time_per_epoch_vs_sdn"]["sdn"] == 1.0
+    assert all(v > 0 for v in throughput["time_per_epoch_vs_sdn"].values())
     assert os.path.exists(
         os.path.join(quick_flags["results_dir"], "beyond_sdn_quick.png")
     )
