@@ -15,7 +15,10 @@ recipe (SGD momentum 0.9, lr 0.1 in a cosine over the budget, weight decay
   ztw          (d) (c) with Zero Time Waste's cascading heads
                (`attach_exits(cascading=True)`: head k also reads exit
                k-1's logits, stop-gradient and softmax, through its own
-               classes x classes kernel).
+               classes x classes kernel);
+  ztw_post     (d') ZTW's own setting: the same cascading heads post-trained
+               on (a)'s frozen backbone (`freeze_backbone=True`; only the
+               heads train, for the budget's epochs on top of (a)'s).
 
 Every network with exits is measured under each exit rule of --beyond_rules:
 max_softmax (SDN's thresholds) and decision (the learned exit decision,
@@ -71,7 +74,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("beyond_epochs", 3, "Training epochs of every variant.")
 flags.DEFINE_list(
     "beyond_variants",
-    ["plain", "sdn", "sdn_distill", "ztw"],
+    ["plain", "sdn", "sdn_distill", "ztw", "ztw_post"],
     "Variants to train and compare.",
 )
 flags.DEFINE_list(
@@ -135,6 +138,20 @@ def _cascading(data):
     return _self_distilled(data, cascading=True)
 
 
+def _post_trained_cascading(data):
+    # ZTW's own setting: heads on a trained backbone that stays frozen, so
+    # the deepest exit is (a)'s.
+    backbone, _ = trained("plain", data)
+    network = tfee.attach_exits(
+        backbone,
+        tfee.FlopsFractions(list(_size()["fractions"])),
+        head="sdn",
+        cascading=True,
+        freeze_backbone=True,
+    )
+    return network, network
+
+
 # name -> (what it is, builder returning (network, the model `fit` trains)).
 VARIANTS = {
     "plain": ("(a) backbone alone, no exits", _plain),
@@ -147,6 +164,12 @@ VARIANTS = {
         "(d) (c) with ZTW's cascading heads: head k also reads exit k-1's "
         "logits (stop-gradient, softmax, its own kernel)",
         _cascading,
+    ),
+    "ztw_post": (
+        "(d') ZTW's setting: cascading SDN heads trained on (a)'s frozen "
+        "backbone (heads only, the budget's epochs on top of (a)'s), SDN "
+        "joint loss and ramp",
+        _post_trained_cascading,
     ),
 }
 

@@ -17,9 +17,9 @@ def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
     result = _quick.read_json(quick_flags["results_dir"], "beyond_sdn_quick.json")
     assert result["budget"]["epochs_per_variant"] == 1
     variants = result["variants"]
-    assert set(variants) == {"plain", "sdn", "sdn_distill", "ztw"}
+    assert set(variants) == {"plain", "sdn", "sdn_distill", "ztw", "ztw_post"}
     assert variants["plain"]["seconds_per_epoch"] > 0
-    for name in ("sdn", "sdn_distill", "ztw"):
+    for name in ("sdn", "sdn_distill", "ztw", "ztw_post"):
         entry = variants[name]
         assert len(entry["test_accuracy_per_exit"]) == 3
         assert entry["deepest_exit_minus_plain_points"] is not None
@@ -46,7 +46,7 @@ def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
     cached = [
         f for f in os.listdir(quick_flags["cache_dir"]) if f.startswith("beyond_sdn")
     ]
-    assert sum(f.endswith(".keras") for f in cached) == 4
+    assert sum(f.endswith(".keras") for f in cached) == 5
     capsys.readouterr()
     _quick.run_main(beyond_sdn, flags)
     printed = capsys.readouterr().out
