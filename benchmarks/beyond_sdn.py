@@ -86,7 +86,8 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
     "beyond_throughput_windows",
     5,
-    "Timed training windows per variant, alternating in one process (median).",
+    "Timed training windows per variant, alternating in one process (median); "
+    "0 skips the measurement.",
 )
 flags.DEFINE_integer("beyond_throughput_steps", 10, "Training steps per timed window.")
 
@@ -323,6 +324,8 @@ def side_by_side_throughput(data):
     one process (so a busy machine slows all alike); medians, and each
     variant's median over (b)'s."""
     windows, steps = FLAGS.beyond_throughput_windows, FLAGS.beyond_throughput_steps
+    if not windows:
+        return "not measured (--beyond_throughput_windows=0)"
     if FLAGS.quick:
         windows, steps = 2, 1
     dataset = data.pipeline("train", training=True).repeat()
