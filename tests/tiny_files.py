@@ -114,6 +114,16 @@ def micro_export(network, tiny_images, tmp_path_factory):
     )
 
 
+@pytest.fixture(scope="session")
+def cascading_micro_export(cascading_network, tiny_images, tmp_path_factory):
+    """`cascading_network` exported for TFLite Micro without a policy; its
+    stage conversions are kept for `reuse_conversions`."""
+    directory = str(tmp_path_factory.mktemp("micro_cascading"))
+    return exporting_micro(
+        cascading_network, directory, tiny_images, name="tiny_cascading"
+    )
+
+
 # Export folder -> {k: stage k's model as the converter wrote it}.
 _CONVERTED = {}
 

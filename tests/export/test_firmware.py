@@ -105,23 +105,29 @@ def lut_export(tiny_images, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cascading_export(cascading_network, tiny_images, tmp_path_factory):
+def cascading_export(
+    cascading_network, cascading_micro_export, tiny_images, tmp_path_factory
+):
     """(export, policy): ZTW cascading heads (stages 2 and 3 also read the
     previous exit's int8 logits), four exits, at thresholds that send images
     to each of them."""
-    network = cascading_network
-    directory = str(tmp_path_factory.mktemp("micro_cascading"))
-    export = tfee.export.micro(network, directory, tiny_images, name="tiny_cascading")
     logits = tfee.runtime.MicroCascade(
-        export.manifest_path, tfee.ThresholdPolicy([None] * 3)
+        cascading_micro_export.manifest_path, tfee.ThresholdPolicy([None] * 3)
     ).exit_outputs(tiny_images)[0]
     policy = tfee.ThresholdPolicy(
         [float(np.median(tfee.rules.scores(x, "max_softmax"))) for x in logits[:-1]]
     )
     # The policy goes into the firmware: export again, reusing the conversions.
-    export = tfee.export.micro(
-        network, directory, tiny_images, name="tiny_cascading", policy=policy
-    )
+    directory = str(tmp_path_factory.mktemp("micro_cascading_policy"))
+    with pytest.MonkeyPatch.context() as patch:
+        tiny_files.reuse_conversions(cascading_micro_export, patch)
+        export = tfee.export.micro(
+            cascading_network,
+            directory,
+            tiny_images,
+            name="tiny_cascading",
+            policy=policy,
+        )
     return export, policy
 
 

@@ -62,7 +62,7 @@ def _check(result, policy, logits):
 
 
 @pytest.fixture(scope="module")
-def files(network, images, tmp_path_factory):
+def files(network, images, cascading_micro_export, tmp_path_factory):
     directory = tmp_path_factory.mktemp("cascading")
     return {
         "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
@@ -72,9 +72,7 @@ def files(network, images, tmp_path_factory):
             quantize="int8",
             representative=images,
         ).path,
-        "micro": tfee.export.micro(
-            network, str(directory / "micro"), images, name="cascading"
-        ),
+        "micro": cascading_micro_export,
     }
 
 
