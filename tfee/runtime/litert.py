@@ -174,6 +174,12 @@ class _Backend:
                     interpreter, description["stage_signature"], inputs, wanted
                 )
             )
+        # Where the handed-on tensors are among each call's outputs, found once
+        # (not per sample: the batch-1 loop is the device's hot path).
+        self._handed_on_positions = [
+            [stage.output_names.index(n) for n in names]
+            for stage, names in zip(self.stages, self._handed_on)
+        ]
         self.image_details = self.stages[0].input_details
 
     def prepare(self, images):
@@ -193,8 +199,7 @@ class _Backend:
         carried = None
         if k < self.num_exits - 1:
             # The raw (int8 in an int8 file) tensors: their scales chain.
-            named = dict(zip(stage.output_names, outputs))
-            carried = [named[n] for n in self._handed_on[k]]
+            carried = [outputs[i] for i in self._handed_on_positions[k]]
         return engine.StageOutputs(logits, confidence, carried)
 
     def ceilings(self):
