@@ -235,7 +235,7 @@ def trained(name, data):
     return network, seconds
 
 
-def _plain_accuracy(model, split):
+def plain_accuracy(model, split):
     images, labels = split
     logits = model.predict(images, batch_size=256, verbose=0)
     return float(np.mean(np.argmax(logits, -1) == labels))
@@ -375,7 +375,7 @@ def run(argv=None):
     variants, fronts = {}, {}
     plain, plain_seconds = trained("plain", data)
     plain_accuracy = {
-        split: _plain_accuracy(plain, (data.normalised(split), data.split(split)[1]))
+        split: plain_accuracy(plain, (data.normalised(split), data.split(split)[1]))
         for split in ("validation", "test")
     }
     variants["plain"] = {

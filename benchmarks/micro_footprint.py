@@ -385,7 +385,7 @@ def flash_split(stages, weights):
     }
 
 
-def _slug(text):
+def slug(text):
     return re.sub(r"[^0-9a-zA-Z]+", "-", text).strip("-")
 
 
@@ -401,7 +401,7 @@ def clustered_network(network, data, clusters):
     tag = "quick" if FLAGS.quick else "full"
     path = os.path.join(
         FLAGS.cache_dir,
-        f"micro_clustered_{tag}_{_slug(FLAGS.micro_clusters)}_"
+        f"micro_clustered_{tag}_{slug(FLAGS.micro_clusters)}_"
         f"{FLAGS.micro_clustering_steps}{'' if FLAGS.micro_per_channel else '_folded'}"
         ".keras",
     )
@@ -427,13 +427,25 @@ def clustered_network(network, data, clusters):
     return clustered, path, False
 
 
-def _accuracy(network, images, labels):
+def keras_exit_accuracy(network, images, labels):
+    """Every exit's and the ensemble's accuracy of a Keras network."""
     batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(500)
     return tfee.policy.exit_accuracy(network, batches)
 
 
-def lut_export(clustered, directory, representative):
-    """(MicroExport, flash_split) of `clustered` exported with compress="lut"."""
+def tflm_exit_accuracy(manifest_path, num_exits, images, labels):
+    """(ExitAccuracy, seconds): every exit of a micro export's stage files,
+    run in TensorFlow Lite Micro over `images` (every stage, every image)."""
+    tick = time.time()
+    logits, _ = tfee.runtime.MicroCascade(
+        manifest_path, _run_everything_policy(num_exits)
+    ).exit_outputs(images)
+    return tfee.policy.ExitAccuracy.from_logits(logits, labels), time.time() - tick
+
+
+def lut_export(clustered, directory, representative, per_channel):
+    """(MicroExport, flash_split) of `clustered` exported with compress="lut"
+    (int8 weight scales per channel, or one per kernel)."""
     print("exporting the clustered network (compress='lut') ...", flush=True)
     export = tfee.export.micro(
         clustered,
@@ -441,7 +453,7 @@ def lut_export(clustered, directory, representative):
         representative=representative,
         name="clustered",
         compress="lut",
-        per_channel=FLAGS.micro_per_channel,
+        per_channel=per_channel,
     )
     # Weights as the README's bits per weight count them (every Keras
     # weight of the network, as tfee.export.compression_report does).
@@ -473,7 +485,9 @@ def flash_size_part():
     )
     images, source = arena_images(FLAGS.micro_representative)
     with tempfile.TemporaryDirectory(prefix="tfee-micro-flash-") as directory:
-        export, split = lut_export(clustered, directory, images)
+        export, split = lut_export(
+            clustered, directory, images, FLAGS.micro_per_channel
+        )
     return {
         "network": "untrained reference architecture (sdn heads, seed 0), "
         "clustered section by section without retraining"
@@ -510,21 +524,23 @@ def flash_part():
         test_images = test_images[: FLAGS.micro_test_images]
         test_labels = test_labels[: FLAGS.micro_test_images]
     print("scoring the float networks ...", flush=True)
-    uncompressed = _accuracy(network, test_images, test_labels)
-    clustered_keras = _accuracy(clustered, test_images, test_labels)
+    uncompressed = keras_exit_accuracy(network, test_images, test_labels)
+    clustered_keras = keras_exit_accuracy(clustered, test_images, test_labels)
     num_exits = len(tfee.exits(clustered))
     with tempfile.TemporaryDirectory(prefix="tfee-micro-flash-") as directory:
-        export, split = lut_export(clustered, directory, data.normalised("validation"))
+        export, split = lut_export(
+            clustered,
+            directory,
+            data.normalised("validation"),
+            FLAGS.micro_per_channel,
+        )
         print(
             f"scoring the TFLite Micro files on {len(test_images)} test images ...",
             flush=True,
         )
-        tick = time.time()
-        logits, _ = tfee.runtime.MicroCascade(
-            export.manifest_path, _run_everything_policy(num_exits)
-        ).exit_outputs(test_images)
-        micro_seconds = time.time() - tick
-    micro = tfee.policy.ExitAccuracy.from_logits(logits, test_labels)
+        micro, micro_seconds = tflm_exit_accuracy(
+            export.manifest_path, num_exits, test_images, test_labels
+        )
     drops = {
         name: round(100 * (uncompressed.exits[name] - micro.exits[name]), 2)
         for name in uncompressed.exits
