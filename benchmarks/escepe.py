@@ -99,10 +99,7 @@ VARIANTS = {
 
 def _counts(which, network):
     text = FLAGS.escepe_uniform if which == "uniform" else FLAGS.escepe_sectionwise
-    clusters = tfee.compress.parse_clusters(text)
-    if isinstance(clusters, int):
-        clusters = {s.index: clusters for s in tfee.sections(network)}
-    return text, clusters
+    return text, micro_footprint.clusters_per_section(text, network)
 
 
 def clustered(name, network, data):

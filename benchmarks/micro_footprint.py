@@ -461,8 +461,9 @@ def lut_export(clustered, directory, representative, per_channel):
     return export, flash_split(export.stages, weights)
 
 
-def _clusters(network):
-    clusters = tfee.compress.parse_clusters(FLAGS.micro_clusters)
+def clusters_per_section(text, network):
+    """{section: count} from a --*_clusters flag's text ("16" or "1:16,...")."""
+    clusters = tfee.compress.parse_clusters(text)
     if isinstance(clusters, int):
         clusters = {s.index: clusters for s in tfee.sections(network)}
     return clusters
@@ -473,7 +474,7 @@ def flash_size_part():
     retraining: what the file costs at these cluster counts, whatever its
     accuracy (retraining moves centroids, not their number)."""
     network = architecture("sdn")
-    clusters = _clusters(network)
+    clusters = clusters_per_section(FLAGS.micro_clusters, network)
     print(f"clustering the untrained architecture {FLAGS.micro_clusters} ...")
     clustered = tfee.compress.cluster(
         network,
@@ -514,7 +515,7 @@ def flash_part():
     except SystemExit as stop:
         print(f"flash part skipped: {stop}", flush=True)
         return {"skipped": str(stop)}
-    clusters = _clusters(network)
+    clusters = clusters_per_section(FLAGS.micro_clusters, network)
     tick = time.time()
     clustered, path, cached = clustered_network(network, data, clusters)
     clustering_seconds = time.time() - tick

@@ -40,7 +40,7 @@ def images():
     return np.random.default_rng(0).random((6, 8, 8, 1), dtype="float32")
 
 
-# The longest single tests (about a minute each on 2 cores), started first so
+# The longest single tests (a minute or two each on 2 cores), started first so
 # that `pytest -n 2` does not end with one worker running them alone.
 _LONG_FIRST = (
     "tests/test_readme.py::test_the_readme_python_examples_run_as_written",
@@ -48,6 +48,10 @@ _LONG_FIRST = (
     "tests/training/test_distribute.py::",
     "tests/examples/test_shell_chain.py::",
     "tests/examples/test_cluster_sections.py::",
+    "tests/benchmarks/test_beyond_sdn.py::",
+    "tests/benchmarks/test_escepe.py::",
+    "tests/benchmarks/test_int8_agreement.py::",
+    "tests/benchmarks/test_micro_footprint.py::",
 )
 
 
