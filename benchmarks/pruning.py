@@ -196,6 +196,9 @@ def run(levels, steps, learning_rate, target_drop, argv=None):
             "loss": f"tfee.losses.joint(weights={list(weights)!r}) "
             "(SDN's ramped-up weights)",
             "augmentation": "crop+flip (reference pipeline)",
+            "batch_norm": "together: BN trains with the weights; ordered: the "
+            "frozen backbone's BN statistics re-estimated from training images "
+            "when the heads' phase begins (tfee.compress.prune's default)",
         },
         "calibration": {
             "rule": "max_softmax",
