@@ -16,7 +16,8 @@ def test_quick_run_sweeps_lambda_keeps_the_backbone_and_resumes(quick_flags, cap
     flags = {
         **quick_flags,
         "beyond_epochs": 1,
-        "pteenet_epochs": 1,
+        # One epoch of cross-entropy warm-up, one of EENet's loss.
+        "pteenet_epochs": 2,
         "pteenet_exits": 2,
         "pteenet_lambdas": ["0.5", "1.5"],
     }
@@ -24,6 +25,7 @@ def test_quick_run_sweeps_lambda_keeps_the_backbone_and_resumes(quick_flags, cap
     result = _quick.read_json(quick_flags["results_dir"], "pteenet_quick.json")
     assert [row["lambda"] for row in result["lambdas"]] == [0.5, 1.5]
     assert 0 <= result["backbone_test_accuracy"] <= 100
+    assert "1 of cross-entropy on every branch" in result["budget"]["training"]
     assert len(result["paper"]) == 3
     for row in result["lambdas"]:
         assert row["backbone_weights_bit_identical"] is True
@@ -58,6 +60,12 @@ def test_the_bit_identity_check_sees_a_changed_statistic():
     mean = layer.moving_mean.numpy()
     layer.moving_mean.assign(np.nextafter(mean, np.inf))
     assert not pteenet.backbone_unchanged(backbone, network)
+
+
+def test_a_warm_up_as_long_as_the_training_is_refused(quick_flags):
+    flags = {**quick_flags, "pteenet_epochs": 2, "pteenet_warmup_epochs": 2}
+    with pytest.raises(app.UsageError, match="--pteenet_warmup_epochs must be"):
+        _quick.run_main(pteenet, flags)
 
 
 def test_lambdas_that_are_not_numbers_are_refused(quick_flags):
