@@ -91,6 +91,18 @@ def finish(name, result, keys):
     return result
 
 
+def save_plot(figure, axes, name, title, legend_fontsize=8):
+    """Titles (marked quick when it is), grids and legends `axes`, and writes
+    `figure` as `<name>_quick|full.png` in `results_dir()`; returns the path."""
+    from tfee import report
+
+    axes.set_title(title + (" (quick)" if FLAGS.quick else ""), fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=legend_fontsize)
+    tag = "quick" if FLAGS.quick else "full"
+    return report.save_figure(figure, os.path.join(results_dir(), f"{name}_{tag}.png"))
+
+
 def machine_record(argv=None):
     """Command, versions and machine, for every result JSON.
 

@@ -53,7 +53,6 @@ from benchmarks import common
 from benchmarks import micro_footprint
 from tfee import keras
 from tfee import recipes
-from tfee import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -265,15 +264,13 @@ def _plot(result):
         )
     axes.set_xticks(x, [n.replace("exit_", "exit ") for n in names], fontsize=8)
     axes.set_ylabel("test accuracy (%), clustered Keras network")
-    axes.set_title(
-        "ESCEPE: section-wise clustering and distillation at equal bits"
-        + (" (quick)" if FLAGS.quick else ""),
-        fontsize=9,
+    common.save_plot(
+        figure,
+        axes,
+        "escepe",
+        "ESCEPE: section-wise clustering and distillation at equal bits",
+        legend_fontsize=7,
     )
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    tag = "quick" if FLAGS.quick else "full"
-    report.save_figure(figure, os.path.join(common.results_dir(), f"escepe_{tag}.png"))
 
 
 def main(argv):

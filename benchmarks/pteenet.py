@@ -47,7 +47,6 @@ import tfee.policy
 from benchmarks import beyond_sdn
 from benchmarks import common
 from tfee import keras
-from tfee import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -303,15 +302,13 @@ def _plot(result):
     axes.axhline(100, ls=":", c="k")
     axes.set_xlabel("compute saved (% of the backbone's MACs)")
     axes.set_ylabel("test accuracy (% of the backbone's)")
-    axes.set_title(
+    common.save_plot(
+        figure,
+        axes,
+        FLAGS.pteenet_result_name,
         f"PTEENet: frozen backbone, threshold {FLAGS.pteenet_threshold:g} (dots; "
-        "lines: threshold swept)" + (" (quick)" if FLAGS.quick else ""),
-        fontsize=9,
+        "lines: threshold swept)",
     )
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    tag = "quick" if FLAGS.quick else "full"
-    report.save_figure(figure, os.path.join(common.results_dir(), f"pteenet_{tag}.png"))
 
 
 def main(argv):
