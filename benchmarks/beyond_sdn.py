@@ -374,20 +374,20 @@ def run(argv=None):
     started = time.time()
     variants, fronts = {}, {}
     plain, plain_seconds = trained("plain", data)
-    plain_accuracy = {
+    plain_scores = {
         split: plain_accuracy(plain, (data.normalised(split), data.split(split)[1]))
         for split in ("validation", "test")
     }
     variants["plain"] = {
         "what": VARIANTS["plain"][0],
-        "test_accuracy": round(100 * plain_accuracy["test"], 2),
+        "test_accuracy": round(100 * plain_scores["test"], 2),
         "seconds_per_epoch": plain_seconds,
     }
     for name in FLAGS.beyond_variants:
         if name == "plain":
             continue
         network, seconds = trained(name, data)
-        figures, curves = measure(network, data, plain_accuracy["validation"])
+        figures, curves = measure(network, data, plain_scores["validation"])
         for rule, curve in curves.items():
             fronts[f"{name}, {rule}"] = curve
         deepest = list(figures["test_accuracy_per_exit"].values())[-1]
