@@ -13,19 +13,17 @@ optimization level it was made with.
 
 The library goes into a cache keyed by a hash of the kit, of the compiler and
 of the build's settings (`$XDG_CACHE_HOME/tfee/tflm-<hash>/lib`, else
-`~/.cache/...`) and is reused by every later run. Concurrent builders
-(pytest-xdist workers, other test runs) wait on a file lock; the library is
-built in a temporary folder renamed into place, so an interrupted build never
-leaves a library that looks complete.
+`~/.cache/...`) and is reused by every later run; `tests/disk_cache.py`
+makes concurrent builders (pytest-xdist workers, other test runs) wait on a
+file lock and never reads a library whose build was interrupted.
 """
 
-import fcntl
 import hashlib
-import os
 import pathlib
 import shutil
 import subprocess
-import tempfile
+
+from tests import disk_cache
 
 __all__ = [
     "CORE_EXCLUDED",
@@ -126,11 +124,6 @@ def compile_flags(kit=KIT):
     return [f.replace("-I", "-isystem", 1) if f.startswith("-I") else f for f in flags]
 
 
-def _cache_root():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return pathlib.Path(base) / "tfee"
-
-
 def kit_hash(kit=KIT, compiler="g++", settings=()):
     """A short hash of every file in the kit (path and bytes), of the
     compiler's version line and of the build's `settings` (strings): a
@@ -181,36 +174,23 @@ def library_dir(kit=KIT, jobs=2, kernels=FIRMWARE_KERNELS):
         }
         described = [f"{k}={v}" for k, v in settings.items()]
         described.append(_precompiled_text())
-    root = _cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"tflm-{kit_hash(kit, settings=described)}"
-    library = final / "lib" / "libtflm.a"
-    if library.is_file():
-        return library.parent
-    with open(root / f"{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if library.is_file():  # Another process built it while we waited.
-            return library.parent
-        # A cache folder without its library was damaged by hand: rebuild it.
-        shutil.rmtree(final, ignore_errors=True)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=root))
-        try:
-            build = staging / "build"
-            if kernels is not None:
-                header = _precompile(kit, build / "precompiled" / "tflm.h")
-                # Included first by every unit, so GCC reads header.gch instead.
-                settings["CXX"] = f"g++ -include {header} -Winvalid-pch"
-            _run(
-                ["make", "-C", str(kit), f"-j{jobs}"]
-                + [f"BUILD_DIR={build}", f"TFLM_LIB_DIR={staging / 'lib'}"]
-                + [f"{k}={v}" for k, v in settings.items()]
-            )
-            # Only the library is kept; its objects are not needed again.
-            shutil.rmtree(build)
-            os.rename(staging, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return library.parent
+    final = disk_cache.root() / f"tflm-{kit_hash(kit, settings=described)}"
+
+    def build(folder):
+        work = folder / "build"
+        if kernels is not None:
+            header = _precompile(kit, work / "precompiled" / "tflm.h")
+            # Included first by every unit, so GCC reads header.gch instead.
+            settings["CXX"] = f"g++ -include {header} -Winvalid-pch"
+        _run(
+            ["make", "-C", str(kit), f"-j{jobs}"]
+            + [f"BUILD_DIR={work}", f"TFLM_LIB_DIR={folder / 'lib'}"]
+            + [f"{k}={v}" for k, v in settings.items()]
+        )
+        # Only the library is kept; its objects are not needed again.
+        shutil.rmtree(work)
+
+    return disk_cache.build_once(final, build, read_only=False) / "lib"
 
 
 def _make_variable(kit, name):

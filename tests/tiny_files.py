@@ -1,17 +1,53 @@
 """Tiny networks and converted files shared by the export and runtime tests.
 
-Registered once for the whole suite (tests/conftest.py: pytest_plugins), so
-each file is converted once per session.
+Registered once for the whole suite (tests/conftest.py: pytest_plugins).
+Each network is trained, and each file converted, once on disk
+(`tests/disk_cache.py`, keyed by tfee's code and this file's): every
+pytest-xdist worker and every later run of unchanged code loads it.
 """
+
+import pickle
 
 import numpy as np
 import pytest
 
 import tfee
 import tfee.export
+from tests import disk_cache
 from tfee import keras
 
 INPUT_SHAPE = (8, 8, 1)
+
+# This run's artifacts: a folder per code version.
+_KEY = disk_cache.code_key(__file__, disk_cache.__file__)
+ARTIFACTS = disk_cache.root() / "test-artifacts" / _KEY
+disk_cache.remove_stale(ARTIFACTS.parent, keep=_KEY)
+
+
+def shared(name, make):
+    """The value `make(folder)` returned, made once on disk: `make` writes
+    its files into `folder` and returns a picklable value (paths into
+    `folder` stay valid)."""
+
+    def build(folder):
+        value = make(folder)
+        with open(folder / "value.pickle", "wb") as f:
+            pickle.dump(value, f)
+
+    folder = disk_cache.build_once(ARTIFACTS / name, build)
+    with open(folder / "value.pickle", "rb") as f:
+        return pickle.load(f)
+
+
+def shared_network(name, train):
+    """The network `train()` returns, trained once and loaded from disk."""
+
+    def make(folder):
+        path = folder / "network.keras"
+        train().save(path)
+        return path
+
+    return keras.models.load_model(shared(name, make))
 
 
 def tiny_network(seed=0, with_confidence=True):
@@ -39,11 +75,7 @@ def tiny_images():
     return tiny_data()[0]
 
 
-@pytest.fixture(scope="session")
-def cascading_network():
-    """ZTW cascading heads: small_cnn (widths 8, 16, 16, 16) with heads after
-    blocks 1-3, heads 2 and 3 reading the previous exit's logits, trained a
-    little on `tiny_data` so that the exits disagree and confidences spread."""
+def _train_cascading_network():
     keras.utils.set_random_seed(0)
     backbone = tfee.backbones.small_cnn(
         num_classes=3, input_shape=INPUT_SHAPE, widths=(8, 16, 16, 16)
@@ -66,9 +98,14 @@ def cascading_network():
 
 
 @pytest.fixture(scope="session")
-def network(tiny_images):
-    """Trained for a few steps, so that its logits separate the classes
-    (an untrained net's near-ties make int8 top-1 agreement a coin toss)."""
+def cascading_network():
+    """ZTW cascading heads: small_cnn (widths 8, 16, 16, 16) with heads after
+    blocks 1-3, heads 2 and 3 reading the previous exit's logits, trained a
+    little on `tiny_data` so that the exits disagree and confidences spread."""
+    return shared_network("cascading_network", _train_cascading_network)
+
+
+def _train_network():
     net = tiny_network()
     net.compile(
         optimizer=keras.optimizers.Adam(0.05),
@@ -77,37 +114,54 @@ def network(tiny_images):
             for name in ("exit_1", "exit_2")
         },
     )
-    labels = tiny_data()[1]
-    net.fit(tiny_images, {"exit_1": labels, "exit_2": labels}, epochs=30, verbose=0)
+    images, labels = tiny_data()
+    net.fit(images, {"exit_1": labels, "exit_2": labels}, epochs=30, verbose=0)
     return net
 
 
 @pytest.fixture(scope="session")
-def float_file(network, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("float") / "net.tflite")
-    return tfee.export.tflite(network, path)
+def network():
+    """Trained for a few steps, so that its logits separate the classes
+    (an untrained net's near-ties make int8 top-1 agreement a coin toss)."""
+    return shared_network("network", _train_network)
 
 
 @pytest.fixture(scope="session")
-def int8_file(network, tiny_images, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("int8") / "net.tflite")
-    return tfee.export.tflite(
-        network, path, quantize="int8", representative=tiny_images
+def float_file(network):
+    return shared(
+        "float_file",
+        lambda folder: tfee.export.tflite(network, str(folder / "net.tflite")),
     )
 
 
 @pytest.fixture(scope="session")
-def exits_only_file(network, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("exits") / "net.tflite")
-    return tfee.export.tflite(network, path, signatures=["exit_1", "exit_2"])
+def int8_file(network, tiny_images):
+    return shared(
+        "int8_file",
+        lambda folder: tfee.export.tflite(
+            network,
+            str(folder / "net.tflite"),
+            quantize="int8",
+            representative=tiny_images,
+        ),
+    )
 
 
 @pytest.fixture(scope="session")
-def micro_export(network, tiny_images, tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("micro"))
-    return exporting_micro(
+def exits_only_file(network):
+    return shared(
+        "exits_only_file",
+        lambda folder: tfee.export.tflite(
+            network, str(folder / "net.tflite"), signatures=["exit_1", "exit_2"]
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def micro_export(network, tiny_images):
+    return _shared_micro(
+        "micro_export",
         network,
-        directory,
         tiny_images,
         name="tiny",
         policy=tfee.ThresholdPolicy([0.5]),
@@ -115,13 +169,22 @@ def micro_export(network, tiny_images, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cascading_micro_export(cascading_network, tiny_images, tmp_path_factory):
+def cascading_micro_export(cascading_network, tiny_images):
     """`cascading_network` exported for TFLite Micro without a policy; its
     stage conversions are kept for `reuse_conversions`."""
-    directory = str(tmp_path_factory.mktemp("micro_cascading"))
-    return exporting_micro(
-        cascading_network, directory, tiny_images, name="tiny_cascading"
+    return _shared_micro(
+        "cascading_micro_export", cascading_network, tiny_images, name="tiny_cascading"
     )
+
+
+def _shared_micro(artifact, network, images, **kwargs):
+    def make(folder):
+        export = exporting_micro(network, str(folder), images, **kwargs)
+        return export, _CONVERTED[export.directory]
+
+    export, converted = shared(artifact, make)
+    _CONVERTED[export.directory] = converted
+    return export
 
 
 # Export folder -> {k: stage k's model as the converter wrote it}.

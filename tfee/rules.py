@@ -37,7 +37,17 @@ so the sample can only leave at the deepest exit.
 Rule scores are clipped to [0, 1]. A non-finite logit (or learned
 confidence) makes the score NaN, and a sample leaves at exit k exactly when
 its score is finite and `score >= threshold_k` (a missing threshold never
-passes). Deciding from the logits, not from an int8 file's softmax output
+passes).
+
+The input rule, decided from the input before any layer runs: a sample whose
+input holds a NaN or an infinity never leaves early and answers class -1 at
+the deepest exit: its logits count as NaN at every exit (`non_finite_rows`,
+`blocked_outputs`). A
+max-pool or ReLU may swallow a NaN or turn -inf into 0, and whether it does
+depends on the CPU's kernels (oneDNN, XLA), so the logits alone cannot
+decide alike on every machine and batch size. Integer runtimes (int8 files,
+TensorFlow Lite Micro, the generated C++) refuse such an input instead:
+int8 has no NaN. Deciding from the logits, not from an int8 file's softmax output
 (which saturates at 255/256), makes every threshold up to 1.0 mean the same
 on every runtime.
 """
@@ -62,8 +72,10 @@ __all__ = [
     "decision_step",
     "ensemble_answer",
     "get",
+    "blocked_outputs",
     "log_softmax",
     "leaves",
+    "non_finite_rows",
     "predictions",
     "scores",
     "streak",
@@ -349,6 +361,48 @@ def predictions(logits):
         return np.argmax(logits, axis=-1)
     safe = np.where(finite[..., None], logits, 0)
     return np.where(finite, np.argmax(safe, axis=-1), -1)
+
+
+def non_finite_rows(inputs):
+    """The input rule: per sample (first axis), whether its input holds a NaN
+    or an infinity, so that it may not leave before the deepest exit.
+
+    Args:
+      inputs: an array (or eager tensor) (n, ...) of a network's inputs.
+
+    Returns:
+      A bool array (n,).
+    """
+    inputs = np.asarray(inputs)
+    if inputs.dtype.kind in "iub":  # Integers hold no NaN.
+        return np.zeros(len(inputs), bool)
+    if inputs.dtype.kind not in "fc":  # bfloat16 and other extension floats.
+        inputs = inputs.astype(np.float32)
+    return ~np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1)
+
+
+def blocked_outputs(logits, confidence, blocked):
+    """An exit's outputs with the rows `blocked` (from `non_finite_rows`)
+    set to NaN: the input rule is then the rule for non-finite logits, which
+    never leave before the deepest exit and answer -1 there.
+
+    Args:
+      logits: float array (n, classes).
+      confidence: float array (n,) of learned confidences, or None.
+      blocked: bool array (n,).
+
+    Returns:
+      (logits, confidence), copies where a row is blocked.
+    """
+    blocked = np.asarray(blocked, bool)
+    if not blocked.any():
+        return logits, confidence
+    logits = np.array(logits, dtype=np.float32, copy=True)
+    logits[blocked] = np.nan
+    if confidence is not None:
+        confidence = np.array(confidence, dtype=np.float32, copy=True)
+        confidence[blocked] = np.nan
+    return logits, confidence
 
 
 DECISION_SIGNALS = (

@@ -25,19 +25,14 @@
 #define TFEE_PASTE_(a, b) a##b
 #define TFEE_PASTE(a, b) TFEE_PASTE_(a, b)
 #define TFEE_CASCADE TFEE_PASTE(TFEE_MODEL, _cascade)
+#define TFEE_QUANTIZE TFEE_PASTE(TFEE_MODEL, _quantize_image)
 namespace model = TFEE_MODEL;
 
 namespace {
 
-// The header's formula: round half to even (nearbyintf in the default
-// rounding mode), add the zero point, clamp to int8.
-int8_t Quantize(float x) {
-  const float q = std::nearbyintf(x / model::kInputScale) + model::kInputZeroPoint;
-  return static_cast<int8_t>(std::fmin(std::fmax(q, -128.0f), 127.0f));
-}
-
 // Reads one image into `image`: 1 when read, 0 at the end of the input, -1
-// for a truncated image or a read error.
+// for a truncated image or a read error, -2 for a float image holding NaN or
+// infinity (the generated quantizer refuses it).
 int ReadImage(bool floats, int8_t* image) {
   static float values[model::kInputBytes];
   const std::size_t size = floats ? sizeof(float) : 1;
@@ -45,11 +40,7 @@ int ReadImage(bool floats, int8_t* image) {
   const std::size_t read = std::fread(buffer, size, model::kInputBytes, stdin);
   if (read == 0 && std::feof(stdin)) return 0;
   if (read != model::kInputBytes) return -1;
-  if (floats) {
-    for (unsigned int i = 0; i < model::kInputBytes; ++i) {
-      image[i] = Quantize(values[i]);
-    }
-  }
+  if (floats && !TFEE_QUANTIZE(values, image)) return -2;
   return 1;
 }
 
@@ -76,6 +67,13 @@ int main(int argc, char** argv) {
     }
     std::printf("%d %d\n", predicted, exit_index);
     ++count;
+  }
+  if (status == -2) {
+    std::fprintf(stderr,
+                 "image %d: holds NaN or infinity, which int8 cannot hold; "
+                 "refused\n",
+                 count);
+    return 1;
   }
   if (status < 0) {
     std::fprintf(stderr, "image %d: truncated or unreadable input\n", count);

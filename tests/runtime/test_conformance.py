@@ -214,6 +214,82 @@ def test_keras_and_litert_float32_give_the_same_answers(network, files, rule, va
     np.testing.assert_array_equal(keras_result.predictions, litert_result.predictions)
 
 
+def _swallowing_network():
+    """Exits that read max_pool(relu(x)) over a (1, 2, 4) input, then pass it
+    on as `_identity_network` does: a -inf, or a NaN where the kernels
+    drop it, never reaches the logits."""
+    inputs = keras.Input((1, 2, CLASSES), name="image")
+    pooled = keras.layers.MaxPooling2D((1, 2))(keras.layers.ReLU()(inputs))
+    inner = _identity_network()
+    block1 = inner.get_layer("block1")(pooled)
+    block2 = inner.get_layer("block2")(block1)
+    logits = inner.get_layer("logits")(keras.layers.GlobalAveragePooling2D()(block2))
+    backbone = keras.Model(inputs, logits)
+    return tfee.attach_exits(
+        backbone, ["block1", "block2"], head="linear", with_confidence=True
+    )
+
+
+def _swallowed_rows():
+    """(rows, non-finite): every row is confident at exit 1 from its first
+    pixel ([12, 0, 0, 0]); rows 1-4 also hold a NaN or infinity that the
+    ReLU or max-pool may swallow before any logit."""
+    rows = np.zeros((6, 1, 2, CLASSES), np.float32)
+    rows[:, 0, 0, 0] = 12.0
+    rows[1, 0, 1, :] = -np.inf  # ReLU makes it 0, the max-pool drops it.
+    rows[2, 0, 1, 0] = np.nan  # Dropped or kept: the kernels decide.
+    rows[3, 0, 0, 3] = -np.inf  # ReLU makes it 0.
+    rows[4, 0, 1, 2] = np.nan
+    return rows, np.array([False, True, True, True, True, False])
+
+
+@pytest.mark.parametrize(
+    "rule,value",
+    [("max_softmax", 0.5), ("patience", 2), ("ensemble decision", (0.9, 0.3))],
+)
+def test_non_finite_inputs_are_decided_from_the_input_on_every_runtime(
+    tmp_path, rule, value
+):
+    # Issue 29: with the NaN left to reach the logits, a max-pool that drops
+    # it (oneDNN at batch 8, not XLA at batch 1) let an image leave at exit
+    # 1 on one CPU and answer -1 on another.
+    network = _swallowing_network()
+    rows, non_finite = _swallowed_rows()
+    policy = _policy(rule, value)
+    # The finite rows as the policy decides them on the network's outputs.
+    outputs = network.predict(rows[~non_finite], verbose=0)
+    finite_exits, finite_predictions = _expected(
+        policy,
+        list(outputs[:3]),
+        [outputs[3][:, 0], outputs[4][:, 0], outputs[3][:, 0]],
+    )
+    exits = np.full(len(rows), 2)
+    exits[~non_finite] = finite_exits
+    predictions = np.full(len(rows), -1)
+    predictions[~non_finite] = finite_predictions
+    float_file = tfee.export.tflite(network, str(tmp_path / "f32.tflite")).path
+    runs = {
+        "keras": tfee.DynamicPredictor(network, policy).predict,
+        "litert": tfee.runtime.Cascade(float_file, policy).predict,
+    }
+    for runtime, predict in runs.items():
+        for batch_size in (len(rows), 1):
+            with pytest.warns(UserWarning, match="4 of 6 images hold NaN"):
+                result = predict(rows, batch_size=batch_size)
+            where = f"{runtime} at batch {batch_size}"
+            np.testing.assert_array_equal(result.exit_indices, exits, where)
+            np.testing.assert_array_equal(result.predictions, predictions, where)
+            assert np.isnan(result.logits[non_finite]).all(), where
+    int8_file = tfee.export.tflite(
+        network,
+        str(tmp_path / "int8.tflite"),
+        quantize="int8",
+        representative=rows[~non_finite],
+    ).path
+    with pytest.raises(ValueError, match="no NaN or infinity"):
+        tfee.runtime.Cascade(int8_file, policy).predict(rows)
+
+
 def test_int8_scores_reach_one_so_a_threshold_of_one_can_pass(files):
     # The failure the old int8 outputs had: a softmax output saturates at
     # 255/256, so nothing ever left at 0.997; dequantized logits do reach it.

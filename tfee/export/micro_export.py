@@ -263,12 +263,15 @@ def _check_compress(compress, api):
         )
 
 
-def _arena(data):
-    """(arena, measured): the stage's arena, measured in TFLite Micro, plus the
-    margin, 16-aligned; and the measurement alone."""
-    measured = micro_runtime.measure_arena(data)
-    arena = int(measured * (1 + _ARENA_MARGIN_FRACTION)) + _ARENA_MARGIN_BYTES
-    return (arena + 15) // 16 * 16, measured
+def _arenas(models):
+    """Per stage model, (arena, measured): its arena, measured in TFLite
+    Micro (all stages in one child process), plus the margin, 16-aligned;
+    and the measurement alone."""
+    arenas = []
+    for measured in micro_runtime.measure_arenas(models):
+        arena = int(measured * (1 + _ARENA_MARGIN_FRACTION)) + _ARENA_MARGIN_BYTES
+        arenas.append(((arena + 15) // 16 * 16, measured))
+    return arenas
 
 
 @dataclasses.dataclass(frozen=True)
@@ -667,6 +670,12 @@ def _cascade_header(
         "// 0-based exit that answered.",
         f"int {name}_cascade(const int8_t* image, int* exit_index);",
         "",
+        "// Quantizes one float image of kInputBytes values by the formula above.",
+        "// Returns false, and writes nothing, if a value is NaN or infinite: int8",
+        "// has no such value, so such an image has no answer (as in tfee's int8",
+        "// runtimes, which refuse it).",
+        f"bool {name}_quantize_image(const float* image, int8_t* quantized);",
+        "",
         f"#endif  // {guard}",
         "",
     ]
@@ -844,7 +853,29 @@ def _cascade_source(name, stages, positions, input_positions, policy, classes):
                 f"              {logits}->bytes);",
             ]
     lines += ["}", ""]
+    lines += _quantize_source(name)
     return "\n".join(lines)
+
+
+def _quantize_source(name):
+    """`{name}_quantize_image`: the header's input formula, refusing a
+    non-finite value as the int8 runtimes do (`tfee.rules`' input rule):
+    int8 has no NaN, and nearbyintf(NaN) clamped would pass for -128."""
+    return [
+        f"bool {name}_quantize_image(const float* image, int8_t* quantized) {{",
+        f"  for (unsigned int i = 0; i < {name}::kInputBytes; ++i) {{",
+        "    if (!std::isfinite(image[i])) return false;",
+        "  }",
+        f"  for (unsigned int i = 0; i < {name}::kInputBytes; ++i) {{",
+        f"    const float q = std::nearbyintf(image[i] / {name}::kInputScale) +",
+        f"                    {name}::kInputZeroPoint;",
+        "    quantized[i] = static_cast<int8_t>(std::fmin(std::fmax(q, -128.0f), "
+        "127.0f));",
+        "  }",
+        "  return true;",
+        "}",
+        "",
+    ]
 
 
 def micro(
@@ -1004,19 +1035,26 @@ def micro(
                     converted[k][0], None, input_name, produced
                 )
                 converted[k] = (data, converted[k][1]) + _io(data)
+    written = []  # Per stage: (dense, data, lut_tensors).
+    for plain, *_ in converted:
+        dense = _flatbuffer.without_strings(plain) if strip_strings else plain
+        written.append(
+            (dense,)
+            + (
+                _lut_pack(dense, _flatbuffer.tensor_names(plain))
+                if compress == "lut"
+                else (dense, ())
+            )
+        )
+    arenas = _arenas([data for _, data, _ in written])
     stages, files = [], []
     for k, (plain, ops, input_details, outputs) in enumerate(converted, start=1):
         stem = f"{name}_stage_{k}"
         array_name = f"g_{stem}_model"
-        dense = _flatbuffer.without_strings(plain) if strip_strings else plain
-        data, lut_tensors = (
-            _lut_pack(dense, _flatbuffer.tensor_names(plain))
-            if compress == "lut"
-            else (dense, ())
-        )
+        dense, data, lut_tensors = written[k - 1]
         if lut_tensors:
             ops = tuple(_flatbuffer.op_names(data, subgraph=0))
-        arena, measured = _arena(data)
+        arena, measured = arenas[k - 1]
         if data is not plain:
             _check_written_stage(
                 plain, data, arena, len(input_details), len(outputs), k, api

@@ -14,6 +14,7 @@ from tfee.runtime.litert import embedded_policy
 from tfee.runtime.litert import read_metadata
 from tfee.runtime.micro import MicroCascade
 from tfee.runtime.micro import measure_arena
+from tfee.runtime.micro import measure_arenas
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
 
@@ -26,6 +27,7 @@ __all__ = [
     "dequantize_output",
     "embedded_policy",
     "measure_arena",
+    "measure_arenas",
     "quantize_input",
     "read_metadata",
 ]

@@ -150,12 +150,16 @@ def run(backend, policy, images):
     policies.check_policy(policy, backend.num_exits, backend.learned, "tfee.runtime")
     inputs = backend.prepare(images)
     count = len(images)
+    # The input rule (`tfee.rules`): decided here, from the images, because
+    # whether a NaN reaches the logits depends on the CPU's kernels.
+    blocked = rules.non_finite_rows(images)
     # One sample under a threshold policy (the on-device case) needs no
     # stream state: `leaves` answers what `update` would, for less.
     single = (
         count == 1
         and isinstance(policy, policies.ThresholdPolicy)
         and policy.ensemble is None
+        and not blocked[0]
     )
     state = None if single else policy.initial_state(count)
     alive = np.arange(count)
@@ -171,9 +175,12 @@ def run(backend, policy, images):
                 break
             inputs = outputs.features
             continue
-        leave, state = policy.update(state, k, outputs.logits, outputs.confidence)
+        logits, confidence = rules.blocked_outputs(
+            outputs.logits, outputs.confidence, blocked[alive]
+        )
+        leave, state = policy.update(state, k, logits, confidence)
         # With an ensemble the samples answer with its logits, not the exit's.
-        answers = outputs.logits if state.answers is None else state.answers
+        answers = logits if state.answers is None else state.answers
         if chosen is None:
             chosen = np.zeros((count, answers.shape[-1]), np.float32)
         chosen[alive[leave]] = answers[leave]
@@ -209,25 +216,19 @@ def check_images(images, input_shape, api):
             f"+ {tuple(input_shape)}, preprocessed as for the network. Received: "
             f"shape={images.shape}, dtype={images.dtype}"
         )
-    warn_non_finite(non_finite_rows(images), api)
+    warn_non_finite(rules.non_finite_rows(images), api)
     return images
 
 
-def non_finite_rows(images):
-    """Per image (first axis), whether it holds a NaN or an infinity."""
-    images = np.asarray(images)
-    return ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
-
-
 def warn_non_finite(rows, api):
-    """Warns once for the images `rows` marks (from `non_finite_rows`)."""
+    """Warns once for the images `rows` marks (`tfee.rules.non_finite_rows`)."""
     rows = np.asarray(rows, bool)
     if rows.any():
         warnings.warn(
             f"{api}: {int(rows.sum())} of {len(rows)} images hold NaN or infinite "
-            f"values (rows {np.flatnonzero(rows)[:10].tolist()}); no exit is "
-            "confident on them and they answer class -1 at the deepest exit, at "
-            "every batch size.",
+            f"values (rows {np.flatnonzero(rows)[:10].tolist()}); they never "
+            "leave early and answer class -1 at the deepest exit, on every "
+            "float runtime and at every batch size (integer inputs refuse them).",
             stacklevel=4,
         )
 

@@ -138,6 +138,7 @@ class DynamicPredictor:
             features.shape[0] == 1
             and isinstance(self.policy, policies.ThresholdPolicy)
             and self.policy.ensemble is None
+            and not rules.non_finite_rows(features)[0]  # The engine's rule.
         ):
             return self._predict_one(features)
         return engine.run(self._backend, self.policy, features)
@@ -212,7 +213,7 @@ class DynamicPredictor:
             )
         results, non_finite = [], []
         for batch in batches:
-            non_finite.append(engine.non_finite_rows(batch))
+            non_finite.append(rules.non_finite_rows(batch))
             results.append(self.predict_batch(batch))
         if not results:
             raise ValueError(f"{api}: `data` is empty (0 batches).")

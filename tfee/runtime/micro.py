@@ -29,6 +29,7 @@ __all__ = [
     "MANIFEST_FORMAT",
     "MicroCascade",
     "measure_arena",
+    "measure_arenas",
 ]
 
 # The manifest tfee.export.micro writes beside the stage models.
@@ -41,29 +42,34 @@ CASCADING_MANIFEST_FORMAT = "tfee.export.micro/2"
 
 # Probes arenas in a child process: the interpreter of `tflite-micro` can
 # crash (not fail) when an arena is too small, which must not take the
-# caller down. It prints "try N", then "ok N" or "fail N", for every size.
+# caller down. Its arguments are the alignment, then per model its path and
+# the (low, high) bracket to bisect; per model it prints "try I N", then
+# "ok I N" or "fail I N", for every size it tries.
 _PROBE = """
 import sys
 import numpy as np
 from tflite_micro import runtime
 
-data = open(sys.argv[1], "rb").read()
-low, high, alignment = (int(v) for v in sys.argv[2:5])
-while high - low > alignment:
-    size = (low + high) // 2 // alignment * alignment
-    if size <= low:
-        break
-    print("try", size, flush=True)
-    try:
-        interpreter = runtime.Interpreter.from_bytes(data, arena_size=size)
-        details = interpreter.get_input_details(0)
-        interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
-        interpreter.invoke()
-        print("ok", size, flush=True)
-        high = size
-    except RuntimeError:
-        print("fail", size, flush=True)
-        low = size
+alignment = int(sys.argv[1])
+jobs = sys.argv[2:]
+for i in range(0, len(jobs), 4):
+    index, path, low, high = jobs[i], jobs[i + 1], int(jobs[i + 2]), int(jobs[i + 3])
+    data = open(path, "rb").read()
+    while high - low > alignment:
+        size = (low + high) // 2 // alignment * alignment
+        if size <= low:
+            break
+        print("try", index, size, flush=True)
+        try:
+            interpreter = runtime.Interpreter.from_bytes(data, arena_size=size)
+            details = interpreter.get_input_details(0)
+            interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+            interpreter.invoke()
+            print("ok", index, size, flush=True)
+            high = size
+        except RuntimeError:
+            print("fail", index, size, flush=True)
+            low = size
 """
 
 
@@ -101,36 +107,67 @@ def measure_arena(data, alignment=16):
       ValueError: the model does not run in TensorFlow Lite Micro (an
         operator TFLM lacks, for instance).
     """
-    data = bytes(data)
-    high = max(1 << 20, 16 * len(data))
-    if not _runs(data, high):
-        raise ValueError(
-            "tfee.runtime.measure_arena: the model does not run in TensorFlow "
-            f"Lite Micro even with an arena of {high} bytes (an operator it "
-            f"lacks?). Received: a model of {len(data)} bytes"
-        )
-    low = 0
+    return measure_arenas([data], alignment)[0]
+
+
+def measure_arenas(models, alignment=16):
+    """`measure_arena` of several models, probed in one child process (a
+    process and its imports cost more than a tiny model's probes); a crash
+    restarts it where it stopped.
+
+    Args:
+      models: a list of .tflite model bytes.
+      alignment: every result is a multiple of this.
+
+    Returns:
+      A list of ints, one per model.
+
+    Raises:
+      ValueError: a model does not run in TensorFlow Lite Micro.
+    """
+    models = [bytes(data) for data in models]
+    brackets = []
+    for data in models:
+        high = max(1 << 20, 16 * len(data))
+        if not _runs(data, high):
+            raise ValueError(
+                "tfee.runtime.measure_arena: the model does not run in TensorFlow "
+                f"Lite Micro even with an arena of {high} bytes (an operator it "
+                f"lacks?). Received: a model of {len(data)} bytes"
+            )
+        brackets.append([0, high])
     with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "model.tflite")
-        with open(path, "wb") as f:
-            f.write(data)
-        while high - low > alignment:
+        paths = []
+        for i, data in enumerate(models):
+            paths.append(os.path.join(directory, f"model_{i}.tflite"))
+            with open(paths[-1], "wb") as f:
+                f.write(data)
+        while True:
+            open_ = [
+                i for i, (low, high) in enumerate(brackets) if high - low > alignment
+            ]
+            if not open_:
+                break
+            jobs = []
+            for i in open_:
+                jobs += [str(i), paths[i], str(brackets[i][0]), str(brackets[i][1])]
             child = subprocess.run(
-                [sys.executable, "-c", _PROBE, path, str(low), str(high)]
-                + [str(alignment)],
+                [sys.executable, "-c", _PROBE, str(alignment), *jobs],
                 capture_output=True,
                 text=True,
                 check=False,
             )
             tried = None
-            for word, size in (line.split() for line in child.stdout.splitlines()):
-                size = int(size)
+            for word, index, size in (
+                line.split() for line in child.stdout.splitlines()
+            ):
+                index, size = int(index), int(size)
                 if word == "try":
-                    tried = size
+                    tried = (index, size)
                 elif word == "ok":
-                    high, tried = size, None
+                    brackets[index][1], tried = size, None
                 else:
-                    low, tried = size, None
+                    brackets[index][0], tried = size, None
             if child.returncode == 0:
                 break
             if tried is None:
@@ -138,8 +175,8 @@ def measure_arena(data, alignment=16):
                     "tfee.runtime.measure_arena: the probing process failed: "
                     + child.stderr[-500:]
                 )
-            low = tried  # It crashed on this size: too small.
-    return high
+            brackets[tried[0]][0] = tried[1]  # It crashed on this size: too small.
+    return [high for _, high in brackets]
 
 
 def _details(details):
