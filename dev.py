@@ -2,6 +2,7 @@
 
     python3 dev.py demo   # set up .venv, install tfee, run the end-to-end demo
     python3 dev.py test   # set up .venv, install tfee with test tools, lint, pytest
+    python3 dev.py test-long  # the tests marked `long` (CI runs them after `test`)
     python3 dev.py bazel [TARGETS]  # the same tests through Bazel (needs bazel-bootstrap)
 
 The virtual environment is (re)installed only when setup.py or
@@ -66,7 +67,15 @@ def test():
     run(PYTHON, "-m", "ruff", "check", *LINTED)
     run(PYTHON, "-m", "black", "--check", "--quiet", *LINTED)
     run(PYTHON, "-m", "isort", "--check-only", "--quiet", *LINTED)
-    run(PYTHON, "-m", "pytest", "-q", "-n", "2", "--durations=15")
+    # The tests marked `long` (multi-process training, the benchmarks' quick
+    # runs) keep this answer under ten minutes on 2 cores; `test-long` runs
+    # them, and CI runs both (.ci/run).
+    run(PYTHON, "-m", "pytest", "-q", "-n", "2", "-m", "not long", "--durations=15")
+
+
+def test_long():
+    ensure_venv()
+    run(PYTHON, "-m", "pytest", "-q", "-n", "2", "-m", "long", "--durations=15")
 
 
 def bazel(targets=("//...",)):
@@ -90,7 +99,7 @@ def bazel(targets=("//...",)):
     )  # fmt: skip
 
 
-COMMANDS = {"demo": demo, "test": test, "bazel": bazel}
+COMMANDS = {"demo": demo, "test": test, "test-long": test_long, "bazel": bazel}
 
 if __name__ == "__main__":
     if (

@@ -19,9 +19,9 @@ import shutil
 import sys
 import time
 
-__all__ = ["build_once", "code_key", "remove_stale", "root"]
+__all__ = ["PROJECT", "build_once", "code_key", "files_key", "remove_stale", "root"]
 
-_PROJECT = pathlib.Path(__file__).resolve().parents[1]
+PROJECT = pathlib.Path(__file__).resolve().parents[1]
 # The packages whose behaviour an artifact depends on.
 _PACKAGES = ("tensorflow", "tf-keras", "ai-edge-litert", "tflite-micro", "numpy")
 # Folders of other keys unused this long are removed.
@@ -34,17 +34,22 @@ def root():
     return pathlib.Path(base) / "tfee"
 
 
+def files_key(*files):
+    """A short hash of `files` (their paths in the project and bytes)."""
+    digest = hashlib.sha256()
+    for path in (pathlib.Path(f).resolve() for f in files):
+        digest.update(str(path.relative_to(PROJECT)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def code_key(*files):
     """A short hash of tfee's sources, of `files` (the code that builds the
     artifact) and of the versions of Python and of `_PACKAGES`: a change to
     any of them builds anew."""
     digest = hashlib.sha256()
-    sources = sorted((_PROJECT / "tfee").rglob("*.py")) + [
-        pathlib.Path(f).resolve() for f in files
-    ]
-    for path in sources:
-        digest.update(str(path.relative_to(_PROJECT)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    sources = sorted((PROJECT / "tfee").rglob("*.py")) + list(files)
+    digest.update(files_key(*sources).encode() + b"\0")
     digest.update(sys.version.encode() + b"\0")
     for package in _PACKAGES:
         try:

@@ -6,6 +6,7 @@ Each network is trained, and each file converted, once on disk
 pytest-xdist worker and every later run of unchanged code loads it.
 """
 
+import inspect
 import pickle
 
 import numpy as np
@@ -24,17 +25,19 @@ ARTIFACTS = disk_cache.root() / "test-artifacts" / _KEY
 disk_cache.remove_stale(ARTIFACTS.parent, keep=_KEY)
 
 
-def shared(name, make):
+def shared(name, make, depends=()):
     """The value `make(folder)` returned, made once on disk: `make` writes
     its files into `folder` and returns a picklable value (paths into
-    `folder` stay valid)."""
+    `folder` stay valid). Besides tfee's code and this file's, the artifact
+    is keyed by the file that defines `make` and the files in `depends`."""
 
     def build(folder):
         value = make(folder)
         with open(folder / "value.pickle", "wb") as f:
             pickle.dump(value, f)
 
-    folder = disk_cache.build_once(ARTIFACTS / name, build)
+    builders = disk_cache.files_key(inspect.getsourcefile(make), *depends)
+    folder = disk_cache.build_once(ARTIFACTS / f"{name}-{builders}", build)
     with open(folder / "value.pickle", "rb") as f:
         return pickle.load(f)
 

@@ -8,6 +8,9 @@ from absl import app
 from benchmarks import beyond_sdn
 from tests.benchmarks import _quick
 
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
+
 
 def test_quick_run_compares_every_variant_and_resumes_from_its_cache(
     quick_flags, capsys

@@ -2,8 +2,13 @@
 
 import os
 
+import pytest
+
 from benchmarks import calibration
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_calibration_writes_policies_timings_and_plots(quick_flags):

@@ -1,7 +1,12 @@
 """benchmarks.cascade_overhead times the engine against the bare stage chain."""
 
+import pytest
+
 from benchmarks import cascade_overhead
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_overhead_times_engine_stages_and_full_model(quick_flags):

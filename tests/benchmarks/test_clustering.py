@@ -1,8 +1,13 @@
 """benchmarks.clustering and clustering_ceiling run end to end in quick mode."""
 
+import pytest
+
 from benchmarks import clustering
 from benchmarks import clustering_ceiling
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_clustering_measures_the_goal_file_of_each_setting(quick_flags):

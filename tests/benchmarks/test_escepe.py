@@ -11,6 +11,9 @@ from benchmarks import common
 from benchmarks import escepe
 from tests.benchmarks import _quick
 
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
+
 
 def test_quick_run_compares_the_variants_and_resumes_from_its_cache(
     quick_flags, capsys

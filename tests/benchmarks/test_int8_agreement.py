@@ -1,7 +1,12 @@
 """benchmarks.int8_agreement measures ptq and qat int8 files per exit."""
 
+import pytest
+
 from benchmarks import int8_agreement
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_int8_agreement_measures_ptq_and_qat_per_exit(quick_flags):

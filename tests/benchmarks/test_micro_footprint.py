@@ -1,7 +1,12 @@
 """benchmarks.micro_footprint measures arenas and LUT flash in TFLite Micro."""
 
+import pytest
+
 from benchmarks import micro_footprint
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_footprint_reports_sufficient_arenas_and_flash_bits(quick_flags):

@@ -2,9 +2,14 @@
 
 import os
 
+import pytest
+
 from benchmarks import common
 from benchmarks import pruning
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_pruning_measures_and_caches_every_order(quick_flags):

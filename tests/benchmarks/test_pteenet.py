@@ -11,6 +11,9 @@ from benchmarks import pteenet
 from tests.benchmarks import _quick
 from tfee import keras
 
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
+
 
 def test_quick_run_sweeps_lambda_keeps_the_backbone_and_resumes(quick_flags, capsys):
     flags = {

@@ -2,9 +2,14 @@
 
 import os
 
+import pytest
+
 from benchmarks import common
 from benchmarks import reference
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_reference_trains_caches_and_writes_per_exit_accuracy(tmp_path):

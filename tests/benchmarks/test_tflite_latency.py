@@ -1,7 +1,12 @@
 """benchmarks.tflite_latency times the LiteRT cascades against the full models."""
 
+import pytest
+
 from benchmarks import tflite_latency
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_latency_times_float32_and_int8_cascades_in_one_run(quick_flags):

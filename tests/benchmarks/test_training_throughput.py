@@ -1,7 +1,12 @@
 """benchmarks.training_throughput alternates timed windows of both models."""
 
+import pytest
+
 from benchmarks import training_throughput
 from tests.benchmarks import _quick
+
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
 
 
 def test_quick_throughput_reports_both_models_per_window(quick_flags):

@@ -34,6 +34,11 @@ FLAGS = "-O1 -Wall -Wextra -Werror"
 DECODE = "CUSTOM:TFLM_DECODE"
 
 
+# Builds on the TFLM library (a minute and a half of both cores on a fresh
+# machine): run by `python3 dev.py test-long` and CI, not the README's command.
+_LINKS_TFLM = pytest.mark.long
+
+
 @pytest.fixture(scope="session")
 def tflm_lib_dir():
     if not tflm_kit.KIT.is_dir():
@@ -195,6 +200,7 @@ def _micro_cascade(export, policy, images):
     return result
 
 
+@_LINKS_TFLM
 def test_the_firmware_leaves_at_micro_cascades_exits_with_its_classes(
     export_and_policy, build, tiny_images
 ):
@@ -225,6 +231,7 @@ def test_the_library_has_the_kernel_of_every_op_a_micro_export_can_use():
     assert not missing, f"add the kernels of {missing} to tflm_kit.FIRMWARE_KERNELS"
 
 
+@_LINKS_TFLM
 def test_the_example_main_quantizes_float_images_as_micro_cascade_does(
     max_softmax_export, build, tiny_images
 ):
@@ -236,6 +243,7 @@ def test_the_example_main_quantizes_float_images_as_micro_cascade_does(
     np.testing.assert_array_equal(classes, expected.predictions)
 
 
+@_LINKS_TFLM
 def test_the_example_main_fails_on_a_truncated_image(
     max_softmax_export, build, tiny_images
 ):
@@ -247,6 +255,7 @@ def test_the_example_main_fails_on_a_truncated_image(
     assert b"image 1: truncated" in done.stderr
 
 
+@_LINKS_TFLM
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_the_example_main_refuses_a_non_finite_float_image(
     max_softmax_export, build, tiny_images, value
@@ -269,6 +278,7 @@ def test_the_example_main_refuses_a_non_finite_float_image(
         ).predict(images)
 
 
+@_LINKS_TFLM
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 def test_the_cmake_snippet_builds_the_same_firmware(
     max_softmax_export, tflm_lib_dir, tiny_images, tmp_path

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import tfee
+from tests import tiny_files
 from tfee import keras
 from tfee import rules
 from tfee.export import micro_export
@@ -112,8 +113,15 @@ def network():
 
 
 @pytest.fixture(scope="module")
-def files(network, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("conformance")
+def files(network):
+    """The identity network's float32, int8 and TFLite Micro files, converted
+    once on disk for every worker (tests/tiny_files.py: `shared`)."""
+    return tiny_files.shared(
+        "conformance_files", lambda folder: _files(network, folder)
+    )
+
+
+def _files(network, directory):
     representative = _rows(finite_only=True)
     files = {
         "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,

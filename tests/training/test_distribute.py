@@ -12,6 +12,9 @@ import textwrap
 
 import pytest
 
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
+
 _SCRIPT = textwrap.dedent("""
     import json
     import numpy as np

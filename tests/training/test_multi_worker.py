@@ -10,6 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+# Run by `python3 dev.py test-long` and CI, not by the README's test command.
+pytestmark = pytest.mark.long
+
 WORKER = os.path.join(os.path.dirname(__file__), "multi_worker.py")
 
 
