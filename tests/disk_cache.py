@@ -6,8 +6,9 @@ Each thing lives in its own folder under `root()`, named by a hash of what
 builds it, and is built by whichever process asks first while the others
 wait on a file lock. A folder counts only once its `.complete` marker is
 written, last, so an interrupted build is redone rather than read. Built
-artifacts are made read-only, so a test that would change a shared file
-fails instead of changing what every other test reads.
+artifacts are made read-only, so that a test (not running as root, which
+ignores the bits) that would change a shared file fails instead of changing
+what every other test reads; tests copy a shared file before changing it.
 """
 
 import fcntl

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 import tfee
+from tests import tiny_files
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 KIT = os.path.join(ROOT, "..", "shared", "tflm")
@@ -19,12 +20,17 @@ SOURCE = os.path.join(ROOT, "examples", "read_tfee_metadata.cc")
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory):
+def reader():
     if not os.path.isdir(KIT):
         pytest.skip(f"no TFLite Micro source kit at {KIT}")
     if shutil.which("g++") is None:
         pytest.skip("no g++")
-    binary = str(tmp_path_factory.mktemp("cpp") / "read_tfee_metadata")
+    return str(tiny_files.shared("cpp_metadata_reader", _compile, depends=[SOURCE]))
+
+
+def _compile(folder):
+    """The reader, compiled once on disk for every worker."""
+    binary = str(folder / "read_tfee_metadata")
     subprocess.run(
         [
             "g++",

@@ -11,6 +11,7 @@ network computes and decide as `policy.exit_indices` over its own logits.
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -62,16 +63,23 @@ def _check(result, policy, logits):
 
 
 @pytest.fixture(scope="module")
-def files(network, images, cascading_micro_export, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("cascading")
+def files(network, images, cascading_micro_export):
+    """Its float32 and int8 files, converted once on disk for every worker
+    (tests/tiny_files.py: `shared`), and its TFLite Micro export."""
+
+    def convert(directory):
+        return {
+            "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
+            "int8": tfee.export.tflite(
+                network,
+                str(directory / "int8.tflite"),
+                quantize="int8",
+                representative=images,
+            ).path,
+        }
+
     return {
-        "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
-        "int8": tfee.export.tflite(
-            network,
-            str(directory / "int8.tflite"),
-            quantize="int8",
-            representative=images,
-        ).path,
+        **tiny_files.shared("cascading_files", convert),
         "micro": cascading_micro_export,
     }
 
@@ -193,18 +201,21 @@ def test_litert_float32_computes_the_networks_exits(files, outputs, images):
 
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
 def test_litert_cascade_and_the_readme_client_decide_on_the_files_logits(
-    files, images, dtype
+    files, images, dtype, tmp_path
 ):
     logits = tfee.runtime.Cascade(files[dtype]).exit_logits(images)
     policy = _policy(logits)
     cascade = tfee.runtime.Cascade(files[dtype], policy)
     _check(cascade.predict(images), policy, logits)
     _check(cascade.predict(images, batch_size=1), policy, logits)
-    # The README's client reads the policy and the chain from the file alone.
-    tfee.export.set_policy(files[dtype], policy)
+    # The README's client reads the policy and the chain from the file alone
+    # (a copy: the shared file stays as converted).
+    path = tmp_path / "with_policy.tflite"
+    shutil.copyfile(files[dtype], path)
+    tfee.export.set_policy(str(path), policy)
     namespace = {}
     exec(compile(_readme_client(), "README.md:plain-client", "exec"), namespace)
-    client = namespace["PlainCascade"](files[dtype])
+    client = namespace["PlainCascade"](str(path))
     answers = np.array([client(image) for image in images])
     np.testing.assert_array_equal(answers[:, 1], cascade.predict(images).exit_indices)
     np.testing.assert_array_equal(answers[:, 0], cascade.predict(images).predictions)
