@@ -105,6 +105,23 @@ def test_the_plain_client_leaves_where_cascade_does(
         np.testing.assert_array_equal(answers[:, 1], expected.exit_indices, str(policy))
         if policy.kind in ("threshold", "decision"):  # Both exits answer some.
             assert 0 < np.mean(answers[:, 1] == 0) < 1, policy
+    # tfee's input rule (issue 29): a NaN or infinite image leaves at no early
+    # exit and gets no class; an int8 file refuses it.
+    bad = raw_images[:3].copy()
+    bad[1, 2, 2, 0], bad[2, 0, 0, 0] = np.nan, -np.inf
+    cascade = tfee.runtime.Cascade(path)
+    if quantize == "int8":
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            plain(bad[1])
+        with pytest.raises(ValueError, match="no NaN or infinity"):
+            cascade.predict((bad - np.float32(MEAN)) / np.float32(STD))
+        return
+    with pytest.warns(UserWarning, match="2 of 3 images hold NaN"):
+        expected = cascade.predict((bad - np.float32(MEAN)) / np.float32(STD))
+    answers = np.array([plain(image) for image in bad])
+    np.testing.assert_array_equal(answers[:, 0], expected.predictions)
+    np.testing.assert_array_equal(answers[:, 1], expected.exit_indices)
+    assert list(answers[1:, 0]) == [-1, -1]
 
 
 def test_the_plain_client_reads_files_written_before_cascading_heads(
