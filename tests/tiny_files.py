@@ -53,6 +53,20 @@ def shared_network(name, train):
     return keras.models.load_model(shared(name, make))
 
 
+def litert_files(network, directory, representative):
+    """{"float32": path, "int8": path}: `network` converted for LiteRT in
+    `directory` (a pathlib.Path), int8 calibrated on `representative`."""
+    return {
+        "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
+        "int8": tfee.export.tflite(
+            network,
+            str(directory / "int8.tflite"),
+            quantize="int8",
+            representative=representative,
+        ).path,
+    }
+
+
 def tiny_network(seed=0, with_confidence=True):
     """small_cnn (8x8x1, widths 4 and 8, 3 classes) with an SDN exit after block 1."""
     keras.utils.set_random_seed(seed)

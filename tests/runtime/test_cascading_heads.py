@@ -68,15 +68,7 @@ def files(network, images, cascading_micro_export):
     (tests/tiny_files.py: `shared`), and its TFLite Micro export."""
 
     def convert(directory):
-        return {
-            "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
-            "int8": tfee.export.tflite(
-                network,
-                str(directory / "int8.tflite"),
-                quantize="int8",
-                representative=images,
-            ).path,
-        }
+        return tiny_files.litert_files(network, directory, images)
 
     return {
         **tiny_files.shared("cascading_files", convert),

@@ -123,15 +123,7 @@ def files(network):
 
 def _files(network, directory):
     representative = _rows(finite_only=True)
-    files = {
-        "float32": tfee.export.tflite(network, str(directory / "f32.tflite")).path,
-        "int8": tfee.export.tflite(
-            network,
-            str(directory / "int8.tflite"),
-            quantize="int8",
-            representative=representative,
-        ).path,
-    }
+    files = tiny_files.litert_files(network, directory, representative)
     export = tfee.export.micro(
         network, str(directory / "micro"), representative, name="conf"
     )
