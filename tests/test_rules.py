@@ -295,3 +295,24 @@ def test_c_form_of_the_ensemble_matches_numpy(c_rules, classes):
     # Both round the float64 sum to float32 at the end: equal bits, NaN alike.
     np.testing.assert_array_equal(got, expected)
     assert np.isnan(expected[1:, 3]).all() and np.isfinite(expected[0, 3]).all()
+
+
+def test_the_input_rule_marks_non_finite_samples_and_blanks_their_outputs():
+    images = np.zeros((4, 2, 2, 1), np.float32)
+    images[1, 0, 1, 0], images[3, 1, 1, 0] = np.nan, -np.inf
+    blocked = rules.non_finite_rows(images)
+    np.testing.assert_array_equal(blocked, [False, True, False, True])
+    np.testing.assert_array_equal(
+        rules.non_finite_rows(tf.constant(images, tf.bfloat16)), blocked
+    )
+    assert not rules.non_finite_rows(np.zeros((3, 4), np.int8)).any()
+    logits = np.arange(8, dtype=np.float32).reshape(4, 2)
+    confidence = np.full(4, 0.9, np.float32)
+    new_logits, new_confidence = rules.blocked_outputs(logits, confidence, blocked)
+    assert (
+        np.isnan(new_logits[blocked]).all() and np.isnan(new_confidence[blocked]).all()
+    )
+    np.testing.assert_array_equal(new_logits[~blocked], logits[~blocked])
+    assert np.isfinite(logits).all()  # The caller's arrays are left alone.
+    np.testing.assert_array_equal(rules.predictions(new_logits), [1, -1, 1, -1])
+    assert rules.blocked_outputs(logits, None, blocked)[1] is None

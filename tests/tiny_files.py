@@ -7,6 +7,7 @@ pytest-xdist worker and every later run of unchanged code loads it.
 """
 
 import inspect
+import os
 import pickle
 
 import numpy as np
@@ -23,6 +24,8 @@ INPUT_SHAPE = (8, 8, 1)
 _KEY = disk_cache.code_key(__file__, disk_cache.__file__)
 ARTIFACTS = disk_cache.root() / "test-artifacts" / _KEY
 disk_cache.remove_stale(ARTIFACTS.parent, keep=_KEY)
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
+os.utime(ARTIFACTS)  # In use: not stale for another checkout's run.
 
 
 def shared(name, make, depends=()):

@@ -39,17 +39,18 @@ confidence) makes the score NaN, and a sample leaves at exit k exactly when
 its score is finite and `score >= threshold_k` (a missing threshold never
 passes).
 
+Deciding from the logits, not from an int8 file's softmax output (which
+saturates at 255/256), makes every threshold up to 1.0 mean the same on
+every runtime.
+
 The input rule, decided from the input before any layer runs: a sample whose
 input holds a NaN or an infinity never leaves early and answers class -1 at
-the deepest exit: its logits count as NaN at every exit (`non_finite_rows`,
-`blocked_outputs`). A
-max-pool or ReLU may swallow a NaN or turn -inf into 0, and whether it does
-depends on the CPU's kernels (oneDNN, XLA), so the logits alone cannot
-decide alike on every machine and batch size. Integer runtimes (int8 files,
-TensorFlow Lite Micro, the generated C++) refuse such an input instead:
-int8 has no NaN. Deciding from the logits, not from an int8 file's softmax output
-(which saturates at 255/256), makes every threshold up to 1.0 mean the same
-on every runtime.
+the deepest exit, because its logits and confidence count as NaN at every
+exit (`non_finite_rows`, `blocked_outputs`). A max-pool or ReLU may swallow
+a NaN or turn -inf into 0, and whether it does depends on the CPU's kernels
+(oneDNN, XLA), so the logits alone cannot decide alike on every machine and
+batch size. Integer runtimes (int8 files, TensorFlow Lite Micro, the
+generated C++ quantizer) refuse such an input instead: int8 has no NaN.
 """
 
 import dataclasses
@@ -66,13 +67,13 @@ __all__ = [
     "SCORE_RULES",
     "THRESHOLD_RANGE",
     "Rule",
+    "blocked_outputs",
     "check_rule",
     "decision_features",
     "decision_score",
     "decision_step",
     "ensemble_answer",
     "get",
-    "blocked_outputs",
     "log_softmax",
     "leaves",
     "non_finite_rows",

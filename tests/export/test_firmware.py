@@ -34,7 +34,7 @@ FLAGS = "-O1 -Wall -Wextra -Werror"
 DECODE = "CUSTOM:TFLM_DECODE"
 
 
-# Builds on the TFLM library (a minute and a half of both cores on a fresh
+# Builds on the TFLM library (about a minute of both cores on a fresh
 # machine): run by `python3 dev.py test-long` and CI, not the README's command.
 _LINKS_TFLM = pytest.mark.long
 

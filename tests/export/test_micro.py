@@ -86,6 +86,54 @@ def test_each_stage_runs_in_tflite_micro_in_its_arena_and_not_in_much_less(
     assert micro_export.arena_bytes == max(s.arena_bytes for s in micro_export.stages)
 
 
+# Stands in for the real probe: an arena below the model's (faked) need
+# always crashes the process, as too small an arena can crash TFLM.
+_CRASHING_PROBE = """
+import os, sys
+alignment, jobs = int(sys.argv[1]), sys.argv[2:]
+needs = [int(v) for v in os.environ["TFEE_FAKE_ARENAS"].split(",")]
+for i in range(0, len(jobs), 4):
+    index, low, high = int(jobs[i]), int(jobs[i + 2]), int(jobs[i + 3])
+    while high - low > alignment:
+        size = (low + high) // 2 // alignment * alignment
+        if size <= low:
+            break
+        print("try", index, size, flush=True)
+        if size < needs[index]:
+            os._exit(134)
+        print("ok", index, size, flush=True)
+        high = size
+"""
+
+
+def test_measure_arenas_resumes_each_model_where_a_crash_stopped_it(
+    micro_export, monkeypatch
+):
+    from tfee.runtime import micro
+
+    models = []
+    for stage in micro_export.stages:
+        with open(stage.model_path, "rb") as f:
+            models.append(f.read())
+    needs = [5000, 9001]  # Not multiples of the alignment.
+    monkeypatch.setattr(micro, "_PROBE", _CRASHING_PROBE)
+    monkeypatch.setenv("TFEE_FAKE_ARENAS", ",".join(map(str, needs)))
+    assert tfee.runtime.measure_arenas(models) == [5008, 9008]
+
+
+def test_measure_arenas_refuses_one_model_or_paths(micro_export):
+    path = micro_export.stages[0].model_path
+    with open(path, "rb") as f:
+        data = f.read()
+    with pytest.raises(TypeError, match="list of .tflite model bytes.*one bytes"):
+        tfee.runtime.measure_arenas(data)
+    with pytest.raises(TypeError, match="measure_arenas: a model must be .*str"):
+        tfee.runtime.measure_arenas([path])
+    with pytest.raises(TypeError, match="measure_arena: a model must be .*str"):
+        tfee.runtime.measure_arena(path)
+    assert tfee.runtime.measure_arenas([]) == []
+
+
 def test_the_cascade_header_declares_the_function_input_and_outputs(micro_export):
     with open(micro_export.header_path) as f:
         header = f.read()

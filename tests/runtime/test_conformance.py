@@ -375,6 +375,8 @@ template <unsigned N> class MicroMutableOpResolver : public MicroOpResolver {
 
 _HARNESS = """
 #include <cstdio>
+#include <cstring>
+#include "policy0_cascade.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 namespace tflite {
 Model g_models[8];
@@ -385,10 +387,31 @@ int g_invoked[8];
 %(declarations)s
 typedef int (*Cascade)(const int8_t*, int*);
 const Cascade kCascades[] = {%(cascades)s};
+// `harness quantize`: stdin "n" and n images of kInputBytes floats; stdout
+// per image its int8 values from policy0_quantize_image, or "refused".
+int Quantize() {
+  int count;
+  if (std::scanf("%%d", &count) != 1) return 2;
+  for (int s = 0; s < count; ++s) {
+    float image[policy0::kInputBytes];
+    int8_t quantized[policy0::kInputBytes];
+    for (unsigned int i = 0; i < policy0::kInputBytes; ++i) {
+      if (std::scanf("%%f", &image[i]) != 1) return 2;
+    }
+    if (!policy0_quantize_image(image, quantized)) {
+      std::printf("refused\\n");
+      continue;
+    }
+    for (int8_t q : quantized) std::printf("%%d ", q);
+    std::printf("\\n");
+  }
+  return 0;
+}
 // stdin: samples stages, then per sample, per stage: the output count and
 // per output "scale zero_point n values...". stdout: per sample, per
 // cascade, "exit predicted".
-int main() {
+int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "quantize") == 0) return Quantize();
   int samples, stages;
   if (std::scanf("%%d %%d", &samples, &stages) != 2) return 2;
   static int8_t storage[8][4][4096];
@@ -429,9 +452,9 @@ int main() {
 
 
 @pytest.fixture(scope="module")
-def cpp_answers(files, tmp_path_factory):
+def cpp_harness(files, tmp_path_factory):
     """Every policy's generated cascade, compiled into one program (warnings
-    are errors) and run on the int8 outputs the TFLM interpreter recorded."""
+    are errors) over the fake TFLM above."""
     directory = tmp_path_factory.mktemp("cpp")
     export, manifest = files["micro_export"], files["micro"]
     with open(manifest) as f:
@@ -490,6 +513,14 @@ def cpp_answers(files, tmp_path_factory):
         + ["-o", binary],
         check=True,
     )
+    return binary
+
+
+@pytest.fixture(scope="module")
+def cpp_answers(files, cpp_harness):
+    """Every policy's generated cascade run on the int8 outputs the TFLM
+    interpreter recorded."""
+    manifest = files["micro"]
     rows = _rows(finite_only=True)
     recorded = tfee.runtime.MicroCascade(
         manifest, tfee.ThresholdPolicy([None, None])
@@ -505,7 +536,11 @@ def cpp_answers(files, tmp_path_factory):
                     + " ".join(str(int(v)) for v in flat)
                 )
     run = subprocess.run(
-        [binary], input="\n".join(lines), capture_output=True, text=True, check=True
+        [cpp_harness],
+        input="\n".join(lines),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     answers = np.array([line.split() for line in run.stdout.splitlines()], int)
     return answers.reshape(len(rows), len(POLICIES), 2)
@@ -520,6 +555,41 @@ def test_generated_cpp_cascade_int8(files, cpp_answers, index):
     exits, predictions = _expected(policy, logits, confidences)
     np.testing.assert_array_equal(cpp_answers[:, index, 0], exits)
     np.testing.assert_array_equal(cpp_answers[:, index, 1], predictions)
+
+
+def test_the_generated_quantizer_quantizes_as_the_runtimes_and_refuses_non_finite(
+    files, cpp_harness
+):
+    # The firmware's float entry: the header's formula (round half to even,
+    # clamp) as `quantize_input`, and the input rule's refusal (issue 29).
+    export = files["micro_export"]
+    scale, zero_point = export.stages[0].input_quantization
+    steps = np.arange(-6, 7, dtype=np.float32) * np.float32(scale) / 2  # halves
+    finite = np.concatenate(
+        [_rows(finite_only=True).reshape(-1, CLASSES), steps[:12].reshape(3, CLASSES)]
+    )
+    finite = np.concatenate([finite, [[1e6, -1e6, 0.0, -0.0]]]).astype(np.float32)
+    bad = np.array(
+        [[np.nan, 0, 0, 0], [0, np.inf, 0, 0], [0, 0, -np.inf, 0]], np.float32
+    )
+    images = np.concatenate([finite, bad])
+    text = f"{len(images)}\n" + "\n".join(
+        " ".join(repr(float(v)) for v in row) for row in images
+    )
+    run = subprocess.run(
+        [cpp_harness, "quantize"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = run.stdout.splitlines()
+    assert lines[len(finite) :] == ["refused"] * len(bad)
+    details = {"dtype": np.int8, "quantization": (scale, zero_point)}
+    expected = tfee.runtime.quantize_input(finite, details)
+    np.testing.assert_array_equal(
+        np.array([line.split() for line in lines[: len(finite)]], int), expected
+    )
 
 
 def test_a_decision_policy_travels_in_the_file(files, tmp_path):

@@ -1035,23 +1035,25 @@ def micro(
                     converted[k][0], None, input_name, produced
                 )
                 converted[k] = (data, converted[k][1]) + _io(data)
-    written = []  # Per stage: (dense, data, lut_tensors).
-    for plain, *_ in converted:
-        dense = _flatbuffer.without_strings(plain) if strip_strings else plain
-        written.append(
-            (dense,)
-            + (
-                _lut_pack(dense, _flatbuffer.tensor_names(plain))
-                if compress == "lut"
-                else (dense, ())
-            )
+    dense_models = [
+        _flatbuffer.without_strings(c[0]) if strip_strings else c[0] for c in converted
+    ]
+    packed = [  # Per stage: (the bytes written, its LUT tensors).
+        (
+            _lut_pack(dense, _flatbuffer.tensor_names(c[0]))
+            if compress == "lut"
+            else (dense, ())
         )
-    arenas = _arenas([data for _, data, _ in written])
+        for dense, c in zip(dense_models, converted)
+    ]
+    # Every stage's arena in one child process: one start-up, not K.
+    arenas = _arenas([data for data, _ in packed])
     stages, files = [], []
     for k, (plain, ops, input_details, outputs) in enumerate(converted, start=1):
         stem = f"{name}_stage_{k}"
         array_name = f"g_{stem}_model"
-        dense, data, lut_tensors = written[k - 1]
+        dense = dense_models[k - 1]
+        data, lut_tensors = packed[k - 1]
         if lut_tensors:
             ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         arena, measured = arenas[k - 1]

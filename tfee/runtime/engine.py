@@ -136,13 +136,15 @@ def exit_macs(backend, exit_indices):
     return np.asarray(backend.exit_macs, np.float64)[exit_indices]
 
 
-def run(backend, policy, images):
+def run(backend, policy, images, blocked=None):
     """Runs one batch through the cascade.
 
     Args:
       backend: see the module docstring.
       policy: a tfee policy for `backend.num_exits` exits.
       images: the batch, as the backend's `prepare` accepts it.
+      blocked: `tfee.rules.non_finite_rows(images)`, where the caller has
+        it already (a batch-1 loop over checked images); None computes it.
 
     Returns:
       A `CascadeResult` for the batch.
@@ -152,7 +154,8 @@ def run(backend, policy, images):
     count = len(images)
     # The input rule (`tfee.rules`): decided here, from the images, because
     # whether a NaN reaches the logits depends on the CPU's kernels.
-    blocked = rules.non_finite_rows(images)
+    if blocked is None:
+        blocked = rules.non_finite_rows(images)
     # One sample under a threshold policy (the on-device case) needs no
     # stream state: `leaves` answers what `update` would, for less.
     single = (

@@ -12,6 +12,7 @@ import numpy as np
 
 from tfee import _flatbuffer
 from tfee import naming
+from tfee import rules
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
 from tfee.runtime import _litert
@@ -411,11 +412,16 @@ class Cascade:
         self._require_policy("predict")
         images = self._check_images(images, "predict")
         size = engine.batch_size(batch_size, len(images), "tfee.runtime.Cascade")
-        if size >= len(images):
-            return engine.run(self._backend, self.policy, images)
+        # The input rule over every image at once, not once per batch.
+        blocked = rules.non_finite_rows(images)
         return engine.CascadeResult.concatenate(
             [
-                engine.run(self._backend, self.policy, images[i : i + size])
+                engine.run(
+                    self._backend,
+                    self.policy,
+                    images[i : i + size],
+                    blocked[i : i + size],
+                )
                 for i in range(0, len(images), size)
             ]
         )

@@ -86,6 +86,20 @@ def _runs(data, arena_size):
     return True
 
 
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _model_bytes(data, api):
+    """`data` as bytes; a TypeError naming `api` for anything else (a path,
+    say)."""
+    if not isinstance(data, _BYTES):
+        raise TypeError(
+            f"{api}: a model must be the .tflite file's bytes (open(path, "
+            f"'rb').read()). Received: {type(data).__name__}"
+        )
+    return bytes(data)
+
+
 def measure_arena(data, alignment=16):
     """The smallest tensor arena in which TFLite Micro runs a model, in bytes.
 
@@ -104,10 +118,13 @@ def measure_arena(data, alignment=16):
       An int.
 
     Raises:
+      TypeError: `data` is not bytes (a path, say).
       ValueError: the model does not run in TensorFlow Lite Micro (an
         operator TFLM lacks, for instance).
     """
-    return measure_arenas([data], alignment)[0]
+    return measure_arenas(
+        [_model_bytes(data, "tfee.runtime.measure_arena")], alignment
+    )[0]
 
 
 def measure_arenas(models, alignment=16):
@@ -123,15 +140,22 @@ def measure_arenas(models, alignment=16):
       A list of ints, one per model.
 
     Raises:
+      TypeError: `models` is one model, or holds something other than bytes.
       ValueError: a model does not run in TensorFlow Lite Micro.
     """
-    models = [bytes(data) for data in models]
+    if isinstance(models, _BYTES):
+        raise TypeError(
+            "tfee.runtime.measure_arenas: `models` must be a list of .tflite "
+            "model bytes; measure_arena takes a single model. Received: one "
+            f"{type(models).__name__} of {len(models)} bytes"
+        )
+    models = [_model_bytes(data, "tfee.runtime.measure_arenas") for data in models]
     brackets = []
     for data in models:
         high = max(1 << 20, 16 * len(data))
         if not _runs(data, high):
             raise ValueError(
-                "tfee.runtime.measure_arena: the model does not run in TensorFlow "
+                "tfee.runtime.measure_arenas: a model does not run in TensorFlow "
                 f"Lite Micro even with an arena of {high} bytes (an operator it "
                 f"lacks?). Received: a model of {len(data)} bytes"
             )
