@@ -156,8 +156,10 @@ def reference(train_if_missing=False):
     """(network, data): the trained reference network and its data.
 
     Benchmarks never train the reference (`benchmarks.reference` does): they
-    wait up to --wait_minutes for it and stop when it is still missing. The
-    quick stand-in is trained here when missing (seconds).
+    load the cached one, else the one committed with tfee
+    (`recipes.committed_reference`), else wait up to --wait_minutes for it
+    and stop when it is still missing. The quick stand-in is trained here
+    when missing (seconds).
     """
     if FLAGS.quick:
         path = network_path()
@@ -169,7 +171,7 @@ def reference(train_if_missing=False):
             network.save(path + ".partial.keras")
             os.replace(path + ".partial.keras", path)
         return keras.models.load_model(path), tiny_data()
-    if not train_if_missing:
+    if not train_if_missing and recipes.committed_reference() is None:
         wait_for(network_path(), FLAGS.wait_minutes)
     network = recipes.reference_network(
         FLAGS.archive, FLAGS.cache_dir, train_if_missing=train_if_missing

@@ -14,6 +14,7 @@ MACs, training time); when the network is already cached it only loads it.
     .venv/bin/python -m benchmarks.reference --quick    # smoke check only
 """
 
+import json
 import os
 import time
 
@@ -26,22 +27,55 @@ from tfee import recipes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("reference_epochs", 30, "Training epochs (the reference is 30).")
+flags.DEFINE_bool(
+    "reference_retrain",
+    False,
+    "Train again (resuming a backup in --cache_dir), whatever is cached or "
+    "committed with tfee.",
+)
+flags.DEFINE_bool(
+    "reference_commit",
+    False,
+    "Write the trained network as the reference tfee ships "
+    "(tfee/_reference, recipes.COMMITTED_REFERENCE); its test accuracy must "
+    "be the one its results JSON records.",
+)
+
+
+def _trains():
+    """Whether this run trains (else it loads the cached or committed one)."""
+    if FLAGS.quick:
+        return not os.path.exists(common.network_path())
+    committed = recipes.committed_reference()
+    uses_committed = committed is not None and (
+        committed["epochs"] == FLAGS.reference_epochs
+    )
+    return FLAGS.reference_retrain or not (
+        os.path.exists(common.network_path()) or uses_committed
+    )
 
 
 def run(argv=None):
     """Trains (or loads) the reference network; returns the result, or None
-    when the network was already cached."""
-    trained_now = not os.path.exists(common.network_path())
+    when the network was already cached or committed."""
+    if FLAGS.quick and FLAGS.reference_commit:
+        raise SystemExit("--reference_commit: the quick stand-in is no reference")
+    trained_now = _trains()
     started = time.time()
     if FLAGS.quick:
         network, data = common.reference()
     else:
         network = recipes.reference_network(
-            FLAGS.archive, FLAGS.cache_dir, epochs=FLAGS.reference_epochs
+            FLAGS.archive,
+            FLAGS.cache_dir,
+            epochs=FLAGS.reference_epochs,
+            retrain=FLAGS.reference_retrain,
         )
         data = recipes.reference_data(FLAGS.archive, FLAGS.cache_dir)
     if not trained_now:
         print(f"the reference network is cached: {common.network_path()}")
+        if FLAGS.reference_commit:
+            commit(network, data, _recorded_result())
         return None
     seconds = time.time() - started
     accuracy = tfee.policy.exit_accuracy(network, data.pipeline("test"))
@@ -64,9 +98,52 @@ def run(argv=None):
         "normalisation": {"mean": data.mean.tolist(), "std": data.std.tolist()},
         "record": common.machine_record(argv),
     }
-    return common.finish(
-        "reference_network", result, ["test_exit_accuracy", "train_seconds"]
+    common.finish("reference_network", result, ["test_exit_accuracy", "train_seconds"])
+    if FLAGS.reference_commit:
+        commit(network, data, result)
+    return result
+
+
+def _recorded_result():
+    """The results JSON of the run that trained the cached network."""
+    path = os.path.join(common.results_dir(), "reference_network_full.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"--reference_commit: no {path} records how it was trained")
+    with open(path) as f:
+        return json.load(f)
+
+
+def commit(network, data, result):
+    """Writes `network` as the committed reference, with `result` (this
+    training's JSON) as its record of how it was trained, after checking that
+    the network's test accuracy is the one `result` records."""
+    accuracy = list(
+        tfee.policy.exit_accuracy(network, data.pipeline("test")).exits.values()
     )
+    if accuracy != result["test_exit_accuracy"]:
+        raise SystemExit(
+            "--reference_commit: the network's test accuracy per exit "
+            f"{accuracy} is not its results JSON's {result['test_exit_accuracy']}: "
+            "that JSON records another training"
+        )
+    recipes.save_committed_reference(
+        network,
+        {
+            "depth": 20,
+            "width": 16,
+            "fractions": list(recipes.SDN_FRACTIONS),
+            "num_classes": int(network.outputs[0].shape[-1]),
+            "input_shape": list(data.train[0].shape[1:]),
+        },
+        data.mean,
+        data.std,
+        result["epochs"],
+        {
+            key: result[key]
+            for key in ("test_exit_accuracy", "train_seconds", "weight_decay", "record")
+        },
+    )
+    print(f"committed: {recipes.COMMITTED_REFERENCE}")
 
 
 def main(argv):

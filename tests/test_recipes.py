@@ -1,5 +1,6 @@
 """tfee.recipes: training modes, and the reference setup as library calls."""
 
+import json
 import os
 import tarfile
 
@@ -164,4 +165,65 @@ def test_reference_network_loads_the_cached_network(tmp_path):
 
 def test_reference_network_raises_when_missing_and_not_allowed_to_train(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"`train_if_missing` is False"):
-        recipes.reference_network("x.tar.gz", str(tmp_path), train_if_missing=False)
+        recipes.reference_network(
+            "x.tar.gz",
+            str(tmp_path),
+            train_if_missing=False,
+            committed=str(tmp_path / "none.json"),
+        )
+
+
+_TINY_ARGUMENTS = {"depth": 8, "width": 4, "fractions": [0.3, 0.6]}
+
+
+def _commit_tiny(tmp_path):
+    network = _tiny_network()
+    record = str(tmp_path / "committed" / "reference_full.json")
+    recipes.save_committed_reference(
+        network, _TINY_ARGUMENTS, [0.4, 0.5, 0.6], [0.2, 0.25, 0.3], 30,
+        {"command": "test"}, record,
+    )  # fmt: skip
+    return network, record
+
+
+def test_a_fresh_cache_starts_from_the_committed_reference(tmp_path):
+    network, record = _commit_tiny(tmp_path)
+    cache = str(tmp_path / "cache")
+    loaded = recipes.reference_network(
+        "unused.tar.gz", cache, train_if_missing=False, committed=record
+    )
+    for a, b in zip(network.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Cached with its normalisation, as a network trained there would be.
+    assert os.path.exists(recipes.reference_network_path(cache))
+    with open(os.path.join(cache, "reference_full.normalisation.json")) as f:
+        assert json.load(f) == {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}
+    assert recipes.committed_reference(record)["training"] == {"command": "test"}
+
+
+def test_a_committed_reference_of_other_epochs_or_a_damaged_one_is_not_used(
+    tmp_path,
+):
+    _, record = _commit_tiny(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"`train_if_missing` is False"):
+        recipes.reference_network(
+            "x.tar.gz", str(tmp_path / "a"), epochs=10, train_if_missing=False,
+            committed=record,
+        )  # fmt: skip
+    weights = tmp_path / "committed" / recipes.committed_reference(record)["weights"]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="do not match their record"):
+        recipes.reference_network("x.tar.gz", str(tmp_path / "b"), committed=record)
+    assert not os.path.exists(recipes.reference_network_path(str(tmp_path / "b")))
+
+
+def test_save_committed_reference_refuses_arguments_that_build_another_network(
+    tmp_path,
+):
+    with pytest.raises(ValueError, match="`arguments` build a network"):
+        recipes.save_committed_reference(
+            _tiny_network(), {"depth": 14, "width": 4}, [0.0] * 3, [1.0] * 3, 30, {},
+            str(tmp_path / "r.json"),
+        )  # fmt: skip

@@ -19,6 +19,7 @@ Example:
   >>> tfee.policy.exit_accuracy(network, data.pipeline("test"))
 """
 
+import hashlib
 import json
 import os
 import tarfile
@@ -45,8 +46,10 @@ __all__ = [
     "QUICK_SIZES",
     "ReferenceData",
     "SDN_FRACTIONS",
+    "COMMITTED_REFERENCE",
     "build_reference_network",
     "channel_moments",
+    "committed_reference",
     "compile_for_training",
     "fit",
     "normalise",
@@ -54,6 +57,7 @@ __all__ = [
     "reference_network",
     "reference_network_path",
     "reference_pipeline",
+    "save_committed_reference",
     "train_digits_network",
     "train_small_network",
     "train_reference_network",
@@ -294,6 +298,120 @@ def _normalisation_path(cache_dir, quick):
     return os.path.join(cache_dir, f"reference_{_tag(quick)}.normalisation.json")
 
 
+# The trained reference network shipped with tfee (package data): its
+# weights and a record (checksum, architecture, normalisation, how it was
+# trained), so that a fresh machine starts from it instead of training.
+COMMITTED_REFERENCE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "_reference", "reference_full.json"
+)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def committed_reference(record=None):
+    """The record of the reference network shipped with tfee, or None.
+
+    Args:
+      record: the record's path (default `COMMITTED_REFERENCE`).
+
+    Returns:
+      A dict: `weights` (the weights file beside the record), `sha256`,
+      `network` (`build_reference_network`'s arguments), `mean`, `std`,
+      `epochs` and `training` (command, date, machine, test accuracy per
+      exit); or None when no record is there.
+    """
+    record = record or COMMITTED_REFERENCE
+    if not os.path.isfile(record):
+        return None
+    with open(record) as f:
+        return json.load(f)
+
+
+def save_committed_reference(
+    network, arguments, mean, std, epochs, training, record=None
+):
+    """Writes `network`'s weights and their record (see `committed_reference`)
+    at `record` (a .json path; the weights go beside it), each atomically.
+
+    Args:
+      network: a trained reference network.
+      arguments: the `build_reference_network` arguments that build it
+        (JSON-ready); checked against `network`'s weights.
+      mean, std: the normalisation it was trained with.
+      epochs: its training epochs.
+      training: a JSON-ready dict saying how it was trained.
+      record: the record's path (default `COMMITTED_REFERENCE`).
+
+    Raises:
+      ValueError: `arguments` build a network of other weights.
+    """
+    record = record or COMMITTED_REFERENCE
+    built = build_reference_network(**arguments)
+    shapes = [w.shape for w in network.get_weights()]
+    if [w.shape for w in built.get_weights()] != shapes:
+        raise ValueError(
+            "tfee.recipes.save_committed_reference: `arguments` build a network "
+            "whose weights differ from `network`'s. Received: "
+            f"arguments={arguments!r}"
+        )
+    directory = os.path.dirname(os.path.abspath(record))
+    os.makedirs(directory, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(record))[0]
+    weights = os.path.join(directory, f"{stem}.weights.h5")
+    # Keras picks the weights format by the name's ending: keep it.
+    partial = os.path.join(directory, f"{stem}.partial.weights.h5")
+    network.save_weights(partial)
+    os.replace(partial, weights)
+    document = {
+        "weights": os.path.basename(weights),
+        "sha256": _sha256(weights),
+        "network": arguments,
+        "mean": np.asarray(mean, np.float64).tolist(),
+        "std": np.asarray(std, np.float64).tolist(),
+        "epochs": int(epochs),
+        "training": training,
+    }
+    with open(record + ".partial", "w") as f:
+        json.dump(document, f, indent=1)
+    os.replace(record + ".partial", record)
+
+
+def _install_committed(cache_dir, record=None):
+    """Puts the committed reference into `cache_dir` as `reference_network`
+    caches a trained one (network and normalisation); False when tfee ships
+    none. A weights file that fails its checksum raises a ValueError."""
+    document = committed_reference(record)
+    if document is None:
+        return False
+    weights = os.path.join(
+        os.path.dirname(os.path.abspath(record or COMMITTED_REFERENCE)),
+        document["weights"],
+    )
+    digest = _sha256(weights) if os.path.isfile(weights) else "missing"
+    if digest != document["sha256"]:
+        raise ValueError(
+            "tfee.recipes.reference_network: the committed reference weights "
+            f"{weights} do not match their record (sha256 {digest}, expected "
+            f"{document['sha256']}): reinstall tfee, or retrain with "
+            "retrain=True."
+        )
+    network = build_reference_network(**document["network"])
+    network.load_weights(weights)
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(_normalisation_path(cache_dir, False), "w") as f:
+        json.dump({"mean": document["mean"], "std": document["std"]}, f)
+    path = reference_network_path(cache_dir)
+    network.save(path + ".partial.keras")
+    os.replace(path + ".partial.keras", path)
+    return True
+
+
 def _extract(archive, root):
     if os.path.isdir(os.path.join(root, "test")):
         return
@@ -484,14 +602,24 @@ def train_reference_network(
 
 
 def reference_network(
-    archive, cache_dir, quick=False, epochs=30, train_if_missing=True, verbose=2
+    archive,
+    cache_dir,
+    quick=False,
+    epochs=30,
+    train_if_missing=True,
+    verbose=2,
+    retrain=False,
+    committed=None,
 ):
-    """The trained reference network: loaded from `cache_dir` or trained now.
+    """The trained reference network: cached, committed, or trained now.
 
-    Training (about an hour on 2 cores) backs up every epoch under
-    `cache_dir`, so an interrupted call resumes; the finished network is
-    saved at `reference_network_path(cache_dir, quick)` with the
-    normalisation it was trained with, which `reference_data` then returns.
+    In that order: the network cached in `cache_dir`; else the one shipped
+    with tfee (`committed_reference`, when it was trained for `epochs`),
+    copied into the cache; else trained now. Training (about three hours
+    on 2 cores) backs up every epoch under `cache_dir`, so an interrupted
+    call resumes; the network is saved at `reference_network_path(cache_dir,
+    quick)` with the normalisation it was trained with, which
+    `reference_data` then returns.
 
     Args:
       archive: the CIFAR-10 images archive (read only when training).
@@ -500,17 +628,28 @@ def reference_network(
       epochs: training epochs when not quick.
       train_if_missing: False raises instead of training.
       verbose: Keras `fit` verbosity.
+      retrain: train it again (resuming a backup in `cache_dir`), whatever
+        is cached or committed.
+      committed: the committed record's path (default `COMMITTED_REFERENCE`).
 
     Returns:
       The trained network.
 
     Raises:
-      FileNotFoundError: the network is not cached and `train_if_missing`
-        is False.
+      FileNotFoundError: the network is neither cached nor committed and
+        `train_if_missing` is False.
+      ValueError: the committed weights fail their checksum.
     """
     path = reference_network_path(cache_dir, quick)
-    if os.path.exists(path):
-        return keras.models.load_model(path)
+    if not retrain:
+        if os.path.exists(path):
+            return keras.models.load_model(path)
+        document = committed_reference(committed)
+        uses_committed = (
+            not quick and document is not None and document["epochs"] == epochs
+        )
+        if uses_committed and _install_committed(cache_dir, committed):
+            return keras.models.load_model(path)
     if not train_if_missing:
         raise FileNotFoundError(
             f"tfee.recipes.reference_network: no trained network at {path} and "
