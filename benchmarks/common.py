@@ -103,8 +103,14 @@ def save_plot(figure, axes, name, title, legend_fontsize=8):
     return report.save_figure(figure, os.path.join(results_dir(), f"{name}_{tag}.png"))
 
 
+# `recipes.weights_digest` of the reference network this process loaded,
+# which every result then records (None: it loaded none).
+_REFERENCE_DIGEST = None
+
+
 def machine_record(argv=None):
-    """Command, versions and machine, for every result JSON.
+    """Command, versions, machine and the reference network's training
+    (`reference_weights`, see `recipes.weights_digest`), for every result JSON.
 
     The command is the process's own `sys.argv`: absl hands `main` an argv
     without the flags it parsed, which would record a rerun that differs.
@@ -120,6 +126,7 @@ def machine_record(argv=None):
         "tfee": tfee.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.node()}",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "reference_weights": _REFERENCE_DIGEST,
     }
 
 
@@ -170,13 +177,23 @@ def reference(train_if_missing=False):
             )
             network.save(path + ".partial.keras")
             os.replace(path + ".partial.keras", path)
-        return keras.models.load_model(path), tiny_data()
-    if not train_if_missing and recipes.committed_reference() is None:
-        wait_for(network_path(), FLAGS.wait_minutes)
-    network = recipes.reference_network(
-        FLAGS.archive, FLAGS.cache_dir, train_if_missing=train_if_missing
-    )
-    return network, reference_data()
+        network, data = keras.models.load_model(path), tiny_data()
+    else:
+        if not train_if_missing and recipes.committed_reference() is None:
+            wait_for(network_path(), FLAGS.wait_minutes)
+        network = recipes.reference_network(
+            FLAGS.archive, FLAGS.cache_dir, train_if_missing=train_if_missing
+        )
+        data = reference_data()
+    record_reference(network)
+    return network, data
+
+
+def record_reference(network):
+    """Makes every later result of this process name `network`'s training
+    (`machine_record`'s `reference_weights`)."""
+    global _REFERENCE_DIGEST
+    _REFERENCE_DIGEST = recipes.weights_digest(network)
 
 
 def wait_for(path, minutes):

@@ -72,6 +72,7 @@ def run(argv=None):
             retrain=FLAGS.reference_retrain,
         )
         data = recipes.reference_data(FLAGS.archive, FLAGS.cache_dir)
+        common.record_reference(network)
     if not trained_now:
         print(f"the reference network is cached: {common.network_path()}")
         if FLAGS.reference_commit:

@@ -227,3 +227,15 @@ def test_save_committed_reference_refuses_arguments_that_build_another_network(
             _tiny_network(), {"depth": 14, "width": 4}, [0.0] * 3, [1.0] * 3, 30, {},
             str(tmp_path / "r.json"),
         )  # fmt: skip
+
+
+def test_the_weights_digest_names_a_training_whatever_file_holds_it(tmp_path):
+    network = _tiny_network()
+    path = str(tmp_path / "net.keras")
+    network.save(path)
+    digest = recipes.weights_digest(network)
+    assert recipes.weights_digest(keras.models.load_model(path)) == digest
+    weights = network.get_weights()
+    weights[0] = weights[0] + 1e-7
+    network.set_weights(weights)
+    assert recipes.weights_digest(network) != digest

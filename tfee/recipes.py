@@ -61,6 +61,7 @@ __all__ = [
     "train_digits_network",
     "train_small_network",
     "train_reference_network",
+    "weights_digest",
 ]
 
 MODES = ("joint", "eenet", "distill")
@@ -314,6 +315,18 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def weights_digest(network):
+    """A short sha256 of `network`'s weight values (shapes and bytes, in
+    order): the same for every copy of one training, whatever file holds it,
+    so a result can name the training it was measured on."""
+    digest = hashlib.sha256()
+    for weights in network.get_weights():
+        digest.update(
+            str(weights.shape).encode() + np.ascontiguousarray(weights).tobytes()
+        )
+    return digest.hexdigest()[:16]
+
+
 def committed_reference(record=None):
     """The record of the reference network shipped with tfee, or None.
 
@@ -371,6 +384,7 @@ def save_committed_reference(
     document = {
         "weights": os.path.basename(weights),
         "sha256": _sha256(weights),
+        "weights_digest": weights_digest(network),
         "network": arguments,
         "mean": np.asarray(mean, np.float64).tolist(),
         "std": np.asarray(std, np.float64).tolist(),

@@ -22,6 +22,8 @@ def test_quick_reference_trains_caches_and_writes_per_exit_accuracy(tmp_path):
     assert len(result["test_exit_accuracy"]) == len(result["exits"]) == 3
     assert all(0.0 <= a <= 1.0 for a in result["test_exit_accuracy"])
     assert os.path.exists(os.path.join(cache, "reference_tiny.keras"))
+    # The result names the training it was measured on.
+    assert len(result["record"]["reference_weights"]) == 16
     # A second run finds the cached network and leaves the results alone.
     os.remove(os.path.join(results, "reference_network_quick.json"))
     _quick.run_main(reference, values)
