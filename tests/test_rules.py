@@ -192,6 +192,26 @@ def test_one_row_scores_are_bit_identical_to_the_batch_scores(rule, classes):
     batch = rules.scores(logits, rule)
     rows = np.array([rules.scores(row[None], rule)[0] for row in logits])
     np.testing.assert_array_equal(rows, batch)
+    scorer = rules.RowScores(classes)  # The cascades' preallocated form.
+    for dtype in (np.float32, np.float64):
+        lean = [scorer.score(rule, row) for row in logits.astype(dtype)]
+        np.testing.assert_array_equal(lean, rules.scores(logits.astype(dtype), rule))
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS)
+def test_one_row_learned_scores_and_predictions_match_the_batch_forms(classes):
+    logits = _logit_cases(classes)
+    confidence = np.random.default_rng(1).uniform(0, 1, len(logits))
+    confidence[::7] = np.nan
+    scorer = rules.RowScores(classes)
+    lean = [scorer.score("learned", row, c) for row, c in zip(logits, confidence)]
+    np.testing.assert_array_equal(lean, rules.scores(logits, "learned", confidence))
+    np.testing.assert_array_equal(
+        [scorer.prediction(row) for row in logits], rules.predictions(logits)
+    )
+    passed = [rules.leaves(score, 0.5) for score in lean]
+    assert all(type(value) is bool for value in passed)
+    np.testing.assert_array_equal(passed, rules.leaves(np.array(lean), 0.5))
 
 
 def _exit_sequences(classes, exits=4, seed=0):
@@ -316,3 +336,29 @@ def test_the_input_rule_marks_non_finite_samples_and_blanks_their_outputs():
     assert np.isfinite(logits).all()  # The caller's arrays are left alone.
     np.testing.assert_array_equal(rules.predictions(new_logits), [1, -1, 1, -1])
     assert rules.blocked_outputs(logits, None, blocked)[1] is None
+
+
+@pytest.mark.parametrize("classes", CLASS_COUNTS + (100,))
+@pytest.mark.parametrize("rule", rules.RULES)
+def test_row_leaves_decide_as_the_scores_also_at_thresholds_equal_to_a_score(
+    rule, classes
+):
+    # RowScores.leaves estimates max_softmax in plain Python (libm's exp);
+    # at a threshold within a bit of the score only the exact score decides.
+    logits = _logit_cases(classes)
+    confidence = np.random.default_rng(2).uniform(0, 1, len(logits))
+    exact = rules.scores(logits, rule, confidence)
+    scorer = rules.RowScores(classes)
+    for row, value, score in zip(logits, confidence, exact):
+        if not np.isfinite(score):
+            assert not scorer.leaves(rule, row, 0.0, value)
+            continue
+        for threshold in (score, np.nextafter(score, 2.0), np.nextafter(score, -1.0)):
+            threshold = float(min(max(threshold, 0.0), 1.0))
+            assert scorer.leaves(rule, row, threshold, value) == rules.leaves(
+                score, threshold
+            )
+            assert scorer.leaves(rule, row.tolist(), threshold, value) == (
+                score >= threshold
+            )
+        assert scorer.leaves(rule, row, None, value) is False

@@ -48,6 +48,8 @@ def check_int(value, argument, api, minimum=1):
     Raises:
       ValueError: naming `api` and `argument`, what is accepted and received.
     """
+    if type(value) is int and value >= minimum:  # The common case, first.
+        return value
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Integral)

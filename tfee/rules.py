@@ -67,6 +67,8 @@ __all__ = [
     "SCORE_RULES",
     "THRESHOLD_RANGE",
     "Rule",
+    "RowScores",
+    "all_finite",
     "blocked_outputs",
     "check_rule",
     "decision_features",
@@ -193,24 +195,91 @@ def _sequential_sum(values):
     return np.cumsum(values, axis=-1)[..., -1]
 
 
-def _one_row(row, rule):
-    """`scores` of one sample: the same operations in the same order, with
-    fewer numpy calls (a batch-1 cascade asks this once per exit). A float64
-    sum of float32 logits is finite exactly when they all are."""
-    if not math.isfinite(row.sum()):
-        return np.array([np.nan])
-    shifted = row - row.max()
-    exp = np.exp(shifted)
-    total = sum(exp.tolist())  # In index order, as _sequential_sum.
-    ops = types.SimpleNamespace(
-        log=np.log,
-        reduce_sum=lambda v: sum(v.tolist()),
-        exp=np.exp,
-        classes=np.float64(len(row)),
-        second=lambda v: np.partition(v, -2)[-2],
-    )
-    score = _rule_score(rule, shifted, exp, np.float64(total), ops)
-    return np.array([min(max(float(score), 0.0), 1.0)])
+# `RowScores.leaves`: how far from a threshold a plain-Python max-softmax
+# estimate decides alone (the two exps differ by a few 1e-16 relative), and
+# up to how many classes plain Python beats numpy's per-call overhead.
+_GUARD = 1e-9
+_FAST_CLASSES = 64
+
+
+class RowScores:
+    """`scores` of one sample at a time, for a batch-1 cascade's hot path.
+
+    The same operations in the same order as the batch form (so the scores
+    are bit-identical, `tests/test_rules.py` checks it), on buffers allocated
+    once: a cascade asks once per exit and image, where numpy's per-call
+    overhead, not the arithmetic, is the cost. Not thread-safe: one per
+    runtime.
+
+    Args:
+      classes: the number of classes of the logits it scores (>= 2).
+    """
+
+    def __init__(self, classes):
+        self.classes = int(classes)
+        self._shifted = np.empty(self.classes, np.float64)
+        self._exp = np.empty(self.classes, np.float64)
+        self._ops = types.SimpleNamespace(
+            log=np.log,
+            reduce_sum=lambda v: sum(v.tolist()),  # In index order.
+            exp=np.exp,
+            classes=np.float64(self.classes),
+            second=lambda v: np.partition(v, -2)[-2],
+        )
+
+    def score(self, rule, logits, confidence=None):
+        """The score (a float in [0, 1], NaN where undefined) of one row.
+
+        Args:
+          rule: one of `RULES` (not checked: the caller's policy was).
+          logits: float array (classes,), or a list of its values.
+          confidence: the learned confidence, a number, for rule="learned".
+        """
+        # Python floats: float32 -> float64, exactly.
+        values = logits if type(logits) is list else logits.tolist()
+        # A float64 sum of float32 logits is finite exactly when they all are.
+        if not math.isfinite(sum(values)):
+            return math.nan
+        if rule == "learned":
+            value = float(confidence)
+            return value if math.isfinite(value) else math.nan
+        shifted = np.subtract(logits, max(values), out=self._shifted, dtype=np.float64)
+        exp = np.exp(shifted, out=self._exp)
+        total = sum(exp.tolist())  # In index order, as _sequential_sum.
+        if rule == "max_softmax":  # The common case, without the dispatch.
+            score = 1.0 / total
+        else:
+            score = float(_rule_score(rule, shifted, exp, np.float64(total), self._ops))
+        return min(max(score, 0.0), 1.0)
+
+    def leaves(self, rule, logits, threshold, confidence=None):
+        """`leaves(score(rule, logits, confidence), threshold)`, sooner.
+
+        For max_softmax over a few classes it first estimates the score in
+        plain Python (libm's exp, which can differ from numpy's in the last
+        bit); only an estimate within `_GUARD` of the threshold, where that
+        bit could matter, is settled by the exact `score`.
+        """
+        if threshold is None:
+            return False
+        if rule == "max_softmax" and self.classes <= _FAST_CLASSES:
+            values = logits if type(logits) is list else logits.tolist()
+            if not math.isfinite(sum(values)):
+                return False
+            top = max(values)
+            estimate = 1.0 / sum([math.exp(v - top) for v in values])
+            if abs(estimate - threshold) > _GUARD:
+                return estimate >= threshold
+        return leaves(self.score(rule, logits, confidence), threshold)
+
+    @staticmethod
+    def prediction(logits):
+        """`predictions` of one row (an array or a list of its values): its
+        arg-max (first on ties), -1 where not finite."""
+        values = logits if type(logits) is list else logits.tolist()
+        if not math.isfinite(sum(values)):
+            return -1
+        return values.index(max(values))
 
 
 def _softmax_parts(safe):
@@ -250,7 +319,7 @@ def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
     logits = np.asarray(logits, dtype=np.float64)
     _check_logits(logits, api)
     if logits.shape[0] == 1 and logits.ndim == 2 and rule != "learned":
-        return _one_row(logits[0], rule)
+        return np.array([RowScores(logits.shape[1]).score(rule, logits[0])])
     finite = np.isfinite(logits).all(axis=-1)
     everywhere = bool(finite.all())
     if rule == "learned":
@@ -328,6 +397,8 @@ def leaves(score, threshold):
     """
     if threshold is None:
         return np.zeros(np.shape(score), bool) if np.ndim(score) else False
+    if type(score) is float:  # One sample's score (`RowScores`): no numpy.
+        return math.isfinite(score) and score >= threshold
     # NaN compares False without a warning; infinite scores cannot occur.
     passed = np.isfinite(score) & (np.asarray(score) >= threshold)
     return passed if np.ndim(passed) else bool(passed)
@@ -375,11 +446,26 @@ def non_finite_rows(inputs):
       A bool array (n,).
     """
     inputs = np.asarray(inputs)
-    if inputs.dtype.kind in "iub":  # Integers hold no NaN.
+    if inputs.dtype.kind in "iub" or all_finite(inputs):  # Integers hold no NaN.
         return np.zeros(len(inputs), bool)
     if inputs.dtype.kind not in "fc":  # bfloat16 and other extension floats.
         inputs = inputs.astype(np.float32)
     return ~np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1)
+
+
+def all_finite(values):
+    """Whether an array holds no NaN and no infinity, in one numpy call in
+    the common case (a batch-1 runtime asks once per image): a finite sum
+    proves it (NaN and infinities propagate); a sum that overflowed is
+    checked value by value."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return True
+    if values.dtype.kind not in "fc":  # bfloat16 and other extension floats.
+        values = values.astype(np.float32)
+    if values.dtype.kind == "f" and math.isfinite(values.sum()):
+        return True
+    return bool(np.isfinite(values).all())
 
 
 def blocked_outputs(logits, confidence, blocked):

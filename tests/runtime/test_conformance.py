@@ -187,6 +187,25 @@ def test_litert_backend(files, dtype, rule, value):
     _check(cascade.predict(rows, batch_size=1), expected)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_the_batch_one_path_decides_thresholds_equal_to_a_score_as_the_policy(
+    files, dtype
+):
+    # The lean batch-1 path estimates max-softmax in plain Python; where a
+    # threshold is a sample's own score (calibration picks such values), the
+    # exact score must decide, as policy.exit_indices does.
+    rows = _rows(finite_only=True)
+    outputs = tfee.runtime.Cascade(files[dtype]).collect_outputs(
+        rows, np.zeros(len(rows), np.int64)
+    )
+    scores = rules.scores(outputs.logits[:2], "max_softmax")
+    for row in range(0, len(rows), 4):
+        policy = tfee.ThresholdPolicy([float(scores[0, row]), float(scores[1, row])])
+        expected = _expected(policy, list(outputs.logits), list(outputs.confidences))
+        cascade = tfee.runtime.Cascade(files[dtype], policy)
+        _check(cascade.predict(rows, batch_size=1), expected)
+
+
 @pytest.mark.parametrize("rule,value", POLICIES)
 def test_tflite_micro_backend_int8(files, rule, value):
     rows = _rows(finite_only=True)

@@ -152,6 +152,43 @@ def test_signature_call_returns_what_the_signature_runner_returns(float_file, im
         np.testing.assert_array_equal(features, expected["features_1"])
 
 
+def test_signature_call_rows_read_the_interpreters_own_buffers_between_batches(
+    float_file, images
+):
+    # `row` returns views of the output tensors, bound at batch 1; a batch
+    # call re-allocates (and may move) them, so the views are made again.
+    interpreter = Interpreter(model_path=float_file.path)
+    call = SignatureCall(interpreter, "stage_1", "image", ["logits", "features_1"])
+    runner = Interpreter(model_path=float_file.path).get_signature_runner("stage_1")
+    for batch in (images[:1], images[1:2], images[:5], images[2:3], images[3:4]):
+        if len(batch) == 1:
+            logits, features = (np.copy(v) for v in call.row(batch))
+        else:
+            logits, features = call(batch)
+        expected = runner(image=batch)
+        np.testing.assert_array_equal(logits, expected["logits"])
+        np.testing.assert_array_equal(features, expected["features_1"])
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_the_batch_one_quantizers_compute_what_the_batch_ones_do(dtype):
+    details = {"dtype": dtype, "quantization": (0.0371, 5 if dtype == np.int8 else 130)}
+    info = np.iinfo(dtype)
+    codes = np.arange(info.min, info.max + 1).astype(dtype)[None]
+    np.testing.assert_array_equal(
+        tfee.runtime.quantization.row_dequantizer(details)(codes),
+        tfee.runtime.dequantize_output(codes, details)[0],
+    )
+    values = np.random.default_rng(0).normal(0, 4, (1, 8, 8, 3)).astype(np.float32)
+    quantize = tfee.runtime.quantization.quantizer(details, values.shape)
+    np.testing.assert_array_equal(
+        quantize(values), tfee.runtime.quantize_input(values, details)
+    )
+    values[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="no NaN or infinity"):
+        quantize(values)
+
+
 def test_exit_logits_are_the_keras_logits_of_every_exit(float_file, network, images):
     cascade = tfee.runtime.Cascade(float_file.path)
     logits = cascade.exit_logits(images, batch_size=5)

@@ -11,6 +11,7 @@ conformance suite (tests/runtime/test_conformance.py) checks it.
 A backend implements:
 
   num_exits: K.
+  num_classes: the classes each exit's logits hold.
   learned: per exit, whether its head outputs a learned confidence.
   exit_macs: cumulative MACs to each exit, K numbers (or None if unknown).
   prepare(images) -> inputs of stage 1 (e.g. quantized).
@@ -18,6 +19,14 @@ A backend implements:
     `prepare` returned for k = 0, else what stage k-1 carried.
   select(features, keep) -> what a stage carried, for the rows where `keep`
     is True.
+
+and may implement, for the batch-1 path (one image under a threshold
+policy, the on-device case):
+
+  run_row(k, inputs) -> StageOutputs of one image, like run_stage, but its
+    logits and confidence may be lists of Python floats ([row] and [value])
+    and its features views of the runtime's own buffers, valid until stage
+    k runs again.
 """
 
 import dataclasses
@@ -34,13 +43,14 @@ __all__ = [
     "StageOutputs",
     "batch_size",
     "confidence_ceiling",
+    "empty_result",
     "exit_macs",
     "run",
     "warn_unreachable",
 ]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)  # Not frozen: made per stage and image.
 class StageOutputs:
     """What a backend's stage k hands the engine.
 
@@ -136,7 +146,7 @@ def exit_macs(backend, exit_indices):
     return np.asarray(backend.exit_macs, np.float64)[exit_indices]
 
 
-def run(backend, policy, images, blocked=None):
+def run(backend, policy, images, blocked=None, out=None, at=0):
     """Runs one batch through the cascade.
 
     Args:
@@ -145,47 +155,40 @@ def run(backend, policy, images, blocked=None):
       images: the batch, as the backend's `prepare` accepts it.
       blocked: `tfee.rules.non_finite_rows(images)`, where the caller has
         it already (a batch-1 loop over checked images); None computes it.
+      out: a `CascadeResult` (from `empty_result`) to write the answers
+        into, at rows `at` .. `at + len(images) - 1`: a batch-1 loop's
+        preallocated result. None returns a new one.
+      at: the first row of `out` to write.
 
     Returns:
-      A `CascadeResult` for the batch.
+      A `CascadeResult` for the batch (`out` where given).
     """
-    policies.check_policy(policy, backend.num_exits, backend.learned, "tfee.runtime")
+    _check_policy_once(backend, policy)
     inputs = backend.prepare(images)
     count = len(images)
     # The input rule (`tfee.rules`): decided here, from the images, because
     # whether a NaN reaches the logits depends on the CPU's kernels.
     if blocked is None:
         blocked = rules.non_finite_rows(images)
+    if out is None:
+        out, at = empty_result(count, backend.num_classes), 0
     # One sample under a threshold policy (the on-device case) needs no
-    # stream state: `leaves` answers what `update` would, for less.
-    single = (
-        count == 1
-        and isinstance(policy, policies.ThresholdPolicy)
-        and policy.ensemble is None
-        and not blocked[0]
-    )
-    state = None if single else policy.initial_state(count)
+    # stream state: its score on one row decides what `update` would.
+    if count == 1 and not blocked[0] and _is_plain_threshold(policy):
+        _run_one(backend, policy, inputs, out, at)
+        return out
+    rows = slice(at, at + count)
+    state = policy.initial_state(count)
     alive = np.arange(count)
-    exit_indices = np.full(count, -1, np.int64)
-    chosen = None
+    exit_indices, chosen = out.exit_indices[rows], out.logits[rows]
     for k in range(backend.num_exits):
         outputs = backend.run_stage(k, inputs)
-        if single:
-            confidence = outputs.confidence
-            confidence = None if confidence is None else confidence[0]
-            if policy.leaves(k, outputs.logits[0], confidence):
-                chosen, exit_indices[0] = outputs.logits, k
-                break
-            inputs = outputs.features
-            continue
         logits, confidence = rules.blocked_outputs(
             outputs.logits, outputs.confidence, blocked[alive]
         )
         leave, state = policy.update(state, k, logits, confidence)
         # With an ensemble the samples answer with its logits, not the exit's.
         answers = logits if state.answers is None else state.answers
-        if chosen is None:
-            chosen = np.zeros((count, answers.shape[-1]), np.float32)
         chosen[alive[leave]] = answers[leave]
         exit_indices[alive[leave]] = k
         stay = ~leave
@@ -195,17 +198,96 @@ def run(backend, policy, images, blocked=None):
         if not stay.all():  # Select only when some samples left.
             alive = alive[stay]
             inputs = backend.select(inputs, stay)
+    out.predictions[rows] = rules.predictions(chosen)
+    out.macs[rows] = exit_macs(backend, exit_indices)
+    return out
+
+
+def _run_one(backend, policy, inputs, out, at):
+    """`run`'s loop for one sample under a threshold policy without ensemble.
+
+    The decisions of `policy.update` (the `tfee.rules` score of each exit,
+    compared by `rules.leaves`) without its stream state or any per-exit
+    allocation: a backend's `run_row` (where it has one) hands views of its
+    own buffers, the score is computed in the backend's `rules.RowScores`,
+    and only the logits of the exit taken are copied, into `out`.
+    """
+    run_stage = getattr(backend, "run_row", backend.run_stage)
+    scorer = _row_scores(backend)
+    deepest = backend.num_exits - 1
+    for k in range(backend.num_exits):
+        outputs = run_stage(k, inputs)
+        logits = outputs.logits[0]
+        if k == deepest:
+            break
+        # Read at every call: a policy is a plain object a user may change.
+        threshold = policy.thresholds[k]
+        if threshold is not None:
+            confidence = outputs.confidence
+            if scorer.leaves(
+                policy.rule,
+                logits,
+                threshold,
+                None if confidence is None else confidence[0],
+            ):
+                break
+        inputs = outputs.features
+    out.logits[at] = logits
+    out.exit_indices[at] = k
+    out.predictions[at] = scorer.prediction(logits)
+    out.macs[at] = np.nan if backend.exit_macs is None else backend.exit_macs[k]
+
+
+def _row_scores(backend):
+    """The backend's own `rules.RowScores` (one per runtime: not thread-safe)."""
+    scorer = getattr(backend, "_row_scores", None)
+    if scorer is None:
+        scorer = backend._row_scores = rules.RowScores(backend.num_classes)
+    return scorer
+
+
+def _is_plain_threshold(policy):
+    return isinstance(policy, policies.ThresholdPolicy) and policy.ensemble is None
+
+
+def _check_policy_once(backend, policy):
+    """`policies.check_policy`, skipped where the backend checked this very
+    policy, unchanged, last (a batch-1 loop runs it on every image)."""
+    key = (
+        id(policy),
+        type(policy),
+        policy.num_exits,
+        getattr(policy, "rule", None),
+        tuple(getattr(policy, "thresholds", ())),
+    )
+    if getattr(backend, "_checked_policy", None) == key:
+        return
+    policies.check_policy(policy, backend.num_exits, backend.learned, "tfee.runtime")
+    backend._checked_policy = key
+
+
+def empty_result(count, classes):
+    """A `CascadeResult` of `count` rows for `run(..., out=)` to fill (every
+    row is written: every sample leaves somewhere)."""
+    # Two allocations, not four: each numpy call counts at batch 1.
+    columns = np.empty((3, count), np.int64)
     return CascadeResult(
-        predictions=rules.predictions(chosen),
-        exit_indices=exit_indices,
-        logits=chosen,
-        macs=exit_macs(backend, exit_indices),
+        predictions=columns[0],
+        exit_indices=columns[1],
+        logits=np.empty((count, classes), np.float32),
+        macs=columns[2].view(np.float64),
     )
 
 
 def check_images(images, input_shape, api):
-    """`images` as a float batch of `input_shape` (a single image gets a batch
-    axis); a ValueError naming `api` otherwise."""
+    """(`images` as a float batch of `input_shape`, its blocked rows).
+
+    A single image gets a batch axis; the blocked rows are
+    `tfee.rules.non_finite_rows` (warned about here), for `run(blocked=)`.
+
+    Raises:
+      ValueError: naming `api`, for anything but float images of that shape.
+    """
     images = np.asarray(images)
     if images.ndim == len(input_shape):
         images = images[None]
@@ -219,8 +301,26 @@ def check_images(images, input_shape, api):
             f"+ {tuple(input_shape)}, preprocessed as for the network. Received: "
             f"shape={images.shape}, dtype={images.dtype}"
         )
-    warn_non_finite(rules.non_finite_rows(images), api)
-    return images
+    if rules.all_finite(images):
+        return images, _no_rows(len(images))
+    blocked = rules.non_finite_rows(images)
+    warn_non_finite(blocked, api)
+    return images, blocked
+
+
+_NO_ROWS = {}
+
+
+def _no_rows(count):
+    """A read-only all-False `blocked` of `count` rows, made once per count
+    (a batch-1 loop asks for one per image)."""
+    rows = _NO_ROWS.get(count)
+    if rows is None:
+        rows = np.zeros(count, bool)
+        rows.flags.writeable = False
+        if count <= 64:
+            _NO_ROWS[count] = rows
+    return rows
 
 
 def warn_non_finite(rows, api):

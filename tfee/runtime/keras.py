@@ -15,6 +15,7 @@ the sections an easy sample skips.
 
 import numpy as np
 
+from tfee import naming
 from tfee import network as network_lib
 from tfee import rules
 from tfee import stages as stages_lib
@@ -33,6 +34,7 @@ class _Backend:
         self.learned = learned
         self.exit_macs = exit_macs
         self.dtype = stage_models[0].inputs[0].dtype
+        self.num_classes = int(stage_models[0].output[naming.LOGITS].shape[-1])
         self._models = stage_models
         self.stages = [self._compile(stage) for stage in stage_models]
 

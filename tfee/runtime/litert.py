@@ -19,6 +19,8 @@ from tfee.runtime import _litert
 from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
+from tfee.runtime.quantization import quantizer
+from tfee.runtime.quantization import row_dequantizer
 
 __all__ = [
     "CASCADING_METADATA_FORMAT",
@@ -182,8 +184,27 @@ class _Backend:
             for stage, names in zip(self.stages, self._handed_on)
         ]
         self.image_details = self.stages[0].input_details
+        logits_details = [stage.output_details[naming.LOGITS] for stage in self.stages]
+        self.num_classes = int(logits_details[0]["shape"][-1])
+        # The batch-1 path's (de)quantizers, each with its buffer (`run_row`).
+        self._row_image = quantizer(
+            self.image_details,
+            (1,) + tuple(self.image_details["shape"][1:]),
+            "tfee.runtime.Cascade",
+        )
+        self._row_logits = [row_dequantizer(d) for d in logits_details]
+        self._row_confidence = [
+            (
+                row_dequantizer(stage.output_details[naming.CONFIDENCE])
+                if learned
+                else None
+            )
+            for stage, learned in zip(self.stages, self.learned)
+        ]
 
     def prepare(self, images):
+        if len(images) == 1:
+            return self._row_image(images)
         return quantize_input(images, self.image_details, "tfee.runtime.Cascade")
 
     def run_stage(self, k, inputs):
@@ -202,6 +223,21 @@ class _Backend:
             # The raw (int8 in an int8 file) tensors: their scales chain.
             carried = [outputs[i] for i in self._handed_on_positions[k]]
         return engine.StageOutputs(logits, confidence, carried)
+
+    def run_row(self, k, inputs):
+        """`run_stage` for one image, on the interpreter's own buffers: the
+        arrays returned are valid until stage k runs again (`engine`)."""
+        outputs = self.stages[k].row(*(inputs if k else [inputs]))
+        confidence = self._row_confidence[k]
+        if confidence is not None:
+            confidence = confidence(outputs[1])
+        carried = None
+        if k < self.num_exits - 1:
+            carried = [outputs[i] for i in self._handed_on_positions[k]]
+        # One row of Python floats: the engine's row rules read them so.
+        return engine.StageOutputs(
+            [self._row_logits[k](outputs[0])], confidence, carried
+        )
 
     def ceilings(self):
         """Per exit, the largest learned confidence it can output (or None)."""
@@ -333,7 +369,7 @@ class Cascade:
         Raises:
           ValueError: images of the wrong shape or type, or a bad batch size.
         """
-        images = self._check_images(images, "exit_logits")
+        images, _ = self._check_images(images, "exit_logits")
         return self._every_exit(images, batch_size, "exit_logits")[0]
 
     def collect_outputs(self, images, labels, batch_size=None):
@@ -360,7 +396,7 @@ class Cascade:
         """
         api = "tfee.runtime.Cascade.collect_outputs"
         labels = np.asarray(labels).reshape(-1)
-        images = self._check_images(images, "collect_outputs")
+        images, _ = self._check_images(images, "collect_outputs")
         count = len(images)
         if len(labels) != count or labels.dtype.kind not in "iu":
             raise ValueError(
@@ -390,8 +426,8 @@ class Cascade:
     def predict_batch(self, images):
         """One batch through the cascade; returns a `CascadeResult`."""
         self._require_policy("predict_batch")
-        images = self._check_images(images, "predict_batch")
-        return engine.run(self._backend, self.policy, images)
+        images, blocked = self._check_images(images, "predict_batch")
+        return engine.run(self._backend, self.policy, images, blocked)
 
     def predict(self, images, batch_size=None):
         """The cascade's answers: classes, exits taken, their logits and MACs.
@@ -410,18 +446,16 @@ class Cascade:
             a cascade made without a policy.
         """
         self._require_policy("predict")
-        images = self._check_images(images, "predict")
+        images, blocked = self._check_images(images, "predict")
         size = engine.batch_size(batch_size, len(images), "tfee.runtime.Cascade")
-        # The input rule over every image at once, not once per batch.
-        blocked = rules.non_finite_rows(images)
-        return engine.CascadeResult.concatenate(
-            [
-                engine.run(
-                    self._backend,
-                    self.policy,
-                    images[i : i + size],
-                    blocked[i : i + size],
-                )
-                for i in range(0, len(images), size)
-            ]
-        )
+        result = engine.empty_result(len(images), self._backend.num_classes)
+        for i in range(0, len(images), size):
+            engine.run(
+                self._backend,
+                self.policy,
+                images[i : i + size],
+                blocked[i : i + size],
+                out=result,
+                at=i,
+            )
+        return result

@@ -281,6 +281,8 @@ class _Backend:
                     },
                 }
             )
+        logits = self.stages[0]["outputs"][naming.LOGITS][1]
+        self.num_classes = int(logits["shape"][-1])
 
     def prepare(self, images):
         return quantize_input(
@@ -382,7 +384,7 @@ class MicroCascade:
           and K arrays (n,) of learned confidences (NaN where a head learns
           none); the inputs of `policy.exit_indices` and `calibrate`.
         """
-        images = self._check_images(images, "tfee.runtime.MicroCascade.exit_outputs")
+        images, _ = self._check_images(images, "tfee.runtime.MicroCascade.exit_outputs")
         values = self._backend.prepare(images)
         logits, confidences = [], []
         for k in range(self.num_exits):
@@ -402,7 +404,7 @@ class MicroCascade:
         What firmware sees: for stage k a list, by output index, of
         (values (n, ...), (scale, zero_point)); stages run chained.
         """
-        images = self._check_images(images, "tfee.runtime.MicroCascade.raw_outputs")
+        images, _ = self._check_images(images, "tfee.runtime.MicroCascade.raw_outputs")
         values = self._backend.prepare(images)
         recorded = []
         for k, stage in enumerate(self._backend.stages):
@@ -422,5 +424,7 @@ class MicroCascade:
             one image without the batch axis); run one at a time, as on a
             device.
         """
-        images = self._check_images(images, "tfee.runtime.MicroCascade.predict")
-        return engine.run(self._backend, self.policy, images)
+        images, blocked = self._check_images(
+            images, "tfee.runtime.MicroCascade.predict"
+        )
+        return engine.run(self._backend, self.policy, images, blocked)
