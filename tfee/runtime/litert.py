@@ -12,7 +12,6 @@ import numpy as np
 
 from tfee import _flatbuffer
 from tfee import naming
-from tfee import rules
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
 from tfee.runtime import _litert
