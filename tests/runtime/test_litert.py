@@ -253,3 +253,29 @@ def test_an_empty_batch_is_refused_with_a_clear_error(float_file):
     cascade = tfee.runtime.Cascade(float_file.path, tfee.ThresholdPolicy([0.5]))
     with pytest.raises(ValueError, match=r"at least one float image.*\(0, 8, 8, 1\)"):
         cascade.predict(np.zeros((0, 8, 8, 1), np.float32))
+
+
+@pytest.mark.parametrize("which", ["float_file", "int8_file"])
+def test_profile_measures_each_exit_and_the_full_model_and_calibrates_in_time(
+    which, request, images
+):
+    cascade = tfee.runtime.Cascade(request.getfixturevalue(which).path)
+    costs = cascade.profile(images, warmup=2)
+    assert isinstance(costs, tfee.policy.ExitCosts) and costs.unit == "ms"
+    assert costs.num_exits == 2 and 0 < costs.exit_costs[0] <= costs.exit_costs[1]
+    assert costs.full_cost > 0  # The file has exit_2: the network without exits.
+    assert "batch 1" in costs.source
+    labels = tiny_data()[1]
+    outputs = cascade.collect_outputs(images, labels)
+    budget = float(np.mean(costs.exit_costs))
+    policy = tfee.calibrate(outputs, cost_budget=budget, costs=costs)
+    result = tfee.evaluate(outputs, policy=policy, costs=costs)
+    assert result.mean_cost <= budget * (1 + 1e-9)
+
+
+def test_profile_refuses_non_finite_images(float_file, images):
+    broken = images.copy()
+    broken[3, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"time finite images; rows \[3\]"):
+        with pytest.warns(UserWarning, match="NaN or infinite"):
+            tfee.runtime.Cascade(float_file.path).profile(broken)

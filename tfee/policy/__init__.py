@@ -7,6 +7,7 @@ from tfee.policy.calibration import FrontPoint
 from tfee.policy.calibration import UnreachableTargetWarning
 from tfee.policy.calibration import calibrate
 from tfee.policy.calibration import front
+from tfee.policy.costs import ExitCosts
 from tfee.policy.ensemble import ExitEnsemble
 from tfee.policy.evaluation import Evaluation
 from tfee.policy.evaluation import evaluate
@@ -28,6 +29,7 @@ __all__ = [
     "Evaluation",
     "ExitEnsemble",
     "ExitAccuracy",
+    "ExitCosts",
     "ExitOutputs",
     "Front",
     "FrontPoint",

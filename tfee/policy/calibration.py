@@ -12,6 +12,12 @@ is vectorised over cached outputs and grows linearly with
      exit's threshold in turn is moved to the candidate (a quantile of that
      exit's own confidences, or "never") that best serves the target with
      the other thresholds fixed; a few passes until nothing improves.
+  3. Where the target binds, no single threshold can move without breaking
+     it or costing more, so step 2 stays where step 1 left it. The same
+     search also runs without the target, for cost - w x accuracy at a
+     range of trade-offs w (a Lagrangian relaxation): it trades accuracy
+     between exits, as cheap exits and dear ones call for. The best of
+     these settings that meets the target is chosen (step 2's on ties).
 
 A target no setting reaches gives an `UnreachableTargetWarning` and the
 closest setting (the most accurate, or the cheapest).
@@ -33,6 +39,7 @@ import numpy as np
 from tfee import rules
 from tfee._checks import check_bool
 from tfee._checks import check_int
+from tfee.policy import costs as costs_lib
 from tfee.policy import decision as decision_lib
 from tfee.policy import ensemble as ensemble_lib
 from tfee.policy import evaluation as evaluate_lib
@@ -165,10 +172,17 @@ def _pareto(accuracy, cost):
     return kept
 
 
-def _shared_family(outputs, rule, candidates, model=None):
+def _exit_costs(outputs, costs=None):
+    """Per exit, what leaving there costs: `costs` (measured) or MACs."""
+    if costs is None:
+        return outputs.exit_macs.astype(np.float64)
+    return np.asarray(costs.exit_costs, np.float64)
+
+
+def _shared_family(outputs, rule, candidates, model=None, costs=None):
     """(thresholds (K-1, T) or patience values (T,), `_Moments` over T)."""
     correct = outputs.correct()
-    macs = outputs.exit_macs.astype(np.float64)
+    macs = _exit_costs(outputs, costs)
     if rule == "patience":
         settings = np.arange(1, outputs.num_exits + 1)
         exits = np.stack(
@@ -230,7 +244,7 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
         picks = np.unique(np.linspace(0, len(shared) - 1, budgets).round().astype(int))
         extra = []
         for i in (shared[p] for p in picks):
-            target = _Target(outputs, None, cost[i] / outputs.full_macs)
+            target = _Target(outputs, None, cost[i])
             extra.append(
                 _refine(outputs, rule, settings[:, i], target, candidates, model)
             )
@@ -261,15 +275,18 @@ PERCENT_SUSPICION = 0.1
 
 
 class _Target:
-    """Ranks settings: feasible first, then the target's objective."""
+    """Ranks settings: feasible first, then the target's objective.
 
-    def __init__(self, outputs, max_accuracy_drop, macs_budget, confidence=None):
+    `max_cost` is absolute: MACs, or the unit of calibrate's `costs`.
+    """
+
+    def __init__(self, outputs, max_accuracy_drop, max_cost, confidence=None):
         self.deepest = float(outputs.correct()[-1].mean())
         self.by_accuracy = max_accuracy_drop is not None
         self.min_accuracy = (
             self.deepest - max_accuracy_drop if self.by_accuracy else None
         )
-        self.max_macs = None if self.by_accuracy else macs_budget * outputs.full_macs
+        self.max_cost = None if self.by_accuracy else max_cost
         # z of the one-sided bound; 0 (no margin) without a confidence.
         self.z = (
             0.0 if confidence is None else statistics.NormalDist().inv_cdf(confidence)
@@ -288,7 +305,7 @@ class _Target:
     def feasible(self, moments):
         if self.by_accuracy:
             return moments.accuracy - self.margin(moments) >= self.min_accuracy - _EPS
-        return moments.cost + self.margin(moments) <= self.max_macs * (1 + _EPS)
+        return moments.cost + self.margin(moments) <= self.max_cost * (1 + _EPS)
 
     def best(self, moments):
         """Index of the best setting (the first among equals) and its feasibility."""
@@ -310,6 +327,42 @@ class _Target:
         return index, bool(feasible[index])
 
 
+class _Tradeoff:
+    """Ranks settings by mean cost - `weight` x accuracy, with no target:
+    the per-exit search can then trade accuracy between exits (step 3)."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    def best(self, moments):
+        # argmin takes the first among equals: the current threshold stays.
+        return int(np.argmin(moments.cost - self.weight * moments.accuracy)), True
+
+
+# Step 3's trade-offs, as multiples of the spread of the exits' costs.
+_TRADEOFFS = np.geomspace(1e-2, 1e2, 13)
+
+
+def _search(outputs, rule, thresholds, target, candidates, model, costs):
+    """Steps 2 and 3 from `thresholds` (K-1,): the best setting for `target`."""
+    found = [_refine(outputs, rule, thresholds, target, candidates, model, costs)]
+    # With measured costs, the MACs' trade-offs are tried too: each search
+    # is greedy, and either may find the setting that is cheaper in time.
+    for table in [costs] if costs is None else [costs, None]:
+        spread = np.ptp(_exit_costs(outputs, table))
+        for weight in spread * _TRADEOFFS:
+            tradeoff = _Tradeoff(weight)
+            found.append(
+                _refine(outputs, rule, thresholds, tradeoff, candidates, model, table)
+            )
+    settings = np.stack(found, axis=1)
+    exits = policies._first_passing(_scores(outputs, rule, model), settings)
+    index, _ = target.best(
+        _assess(exits, outputs.correct(), _exit_costs(outputs, costs))
+    )
+    return settings[:, index]
+
+
 def _mean_if_leaving(quantity, k, rest, leave):
     """Means of a (K, N) per-sample quantity, one per candidate in `leave`
     (C, N): the samples that leave at exit k take its value, the others
@@ -318,13 +371,13 @@ def _mean_if_leaving(quantity, k, rest, leave):
     return (kept.sum() + (leave * (quantity[k] - kept)).sum(axis=1)) / len(rest)
 
 
-def _refine(outputs, rule, thresholds, target, candidates, model=None):
+def _refine(outputs, rule, thresholds, target, candidates, model=None, costs=None):
     """Coordinate search over each exit's threshold, from `thresholds` (K-1,)."""
     correct = outputs.correct()
     # Per exit and sample, every quantity `_Moments` averages.
     per_sample = (
         correct.astype(np.float64),
-        np.repeat(outputs.exit_macs.astype(np.float64)[:, None], correct.shape[1], 1),
+        np.repeat(_exit_costs(outputs, costs)[:, None], correct.shape[1], 1),
         (correct != correct[-1]).astype(np.float64),
     )
     per_sample += (per_sample[1] ** 2,)
@@ -372,8 +425,10 @@ def calibrate(
     sparse=False,
     confidence=None,
     ensemble=False,
+    costs=None,
+    cost_budget=None,
 ):
-    """Chooses a policy on validation data for an accuracy or a MACs target.
+    """Chooses a policy on validation data for an accuracy, MACs or cost target.
 
     Args:
       source: a tfee early-exit network (run once over `dataset`) or
@@ -403,6 +458,12 @@ def calibrate(
         Time Waste) and calibrate on its answers; the policy carries it, and
         the accuracy drop is measured against the ensemble's deepest answer.
         Not with rule="patience".
+      costs: `tfee.policy.ExitCosts` measured on the device (e.g.
+        `tfee.runtime.Cascade(path).profile(images)`, in ms): the policy
+        then minimises (or budgets) the mean measured cost instead of MACs,
+        which on LiteRT are not proportional to time.
+      cost_budget: the largest accepted mean cost per sample, in `costs`'
+        unit (0.8 with costs in ms: at most 0.8 ms); needs `costs`.
 
     Returns:
       The chosen `ThresholdPolicy` (`PatiencePolicy`, `DecisionPolicy`): the cheapest
@@ -423,13 +484,40 @@ def calibrate(
       >>> # within half a point at the 90% upper bound, not just on average
       >>> safer = tfee.calibrate(net, val_ds, max_accuracy_drop=0.005,
       ...                        confidence=0.9)
+      >>> # as fast as possible on this device, or within 0.8 ms a sample:
+      >>> costs = tfee.runtime.Cascade("net.tflite").profile(val_images)
+      >>> fast = tfee.calibrate(outputs, max_accuracy_drop=0.005, costs=costs)
+      >>> timed = tfee.calibrate(outputs, cost_budget=0.8, costs=costs)
     """
     api = "tfee.calibrate"
-    if (max_accuracy_drop is None) == (macs_budget is None):
+    targets = (max_accuracy_drop, macs_budget, cost_budget)
+    if sum(t is not None for t in targets) != 1:
         raise ValueError(
-            f"{api}: pass exactly one target, `max_accuracy_drop` or `macs_budget`. "
-            f"Received: max_accuracy_drop={max_accuracy_drop!r}, "
-            f"macs_budget={macs_budget!r}"
+            f"{api}: pass exactly one target, `max_accuracy_drop`, `macs_budget` or "
+            f"`cost_budget`. Received: max_accuracy_drop={max_accuracy_drop!r}, "
+            f"macs_budget={macs_budget!r}, cost_budget={cost_budget!r}"
+        )
+    if cost_budget is not None and costs is None:
+        raise ValueError(
+            f"{api}: `cost_budget` is in the unit of measured `costs`; pass them "
+            "too (e.g. tfee.runtime.Cascade(path).profile(images)). Received: "
+            "costs=None"
+        )
+    if macs_budget is not None and costs is not None:
+        raise ValueError(
+            f"{api}: `macs_budget` budgets MACs but `costs` replace MACs by "
+            "measured costs; pass `cost_budget` in their unit instead. Received: "
+            f"macs_budget={macs_budget!r}, costs={costs!r}"
+        )
+    if cost_budget is not None and (
+        isinstance(cost_budget, bool)
+        or not isinstance(cost_budget, numbers.Real)
+        or not cost_budget > 0
+        or not np.isfinite(cost_budget)
+    ):
+        raise ValueError(
+            f"{api}: `cost_budget` must be a positive number in the unit of "
+            f"`costs`. Received: cost_budget={cost_budget!r}"
         )
     if max_accuracy_drop is not None and (
         isinstance(max_accuracy_drop, bool)
@@ -479,6 +567,7 @@ def calibrate(
             "rule='patience', ensemble=True"
         )
     outputs = evaluate_lib._as_outputs(source, dataset, api, sparse)
+    costs = costs_lib.check_costs(costs, outputs.num_exits, api)
     _check_rule(rule, outputs, api)
     exit_ensemble = None
     if ensemble:
@@ -493,44 +582,57 @@ def calibrate(
             f"{most:.3f}, so macs_budget={macs_budget!r} constrains nothing. "
             f"Did you mean {macs_budget / 100:g}?"
         )
-    target = _Target(outputs, max_accuracy_drop, macs_budget, confidence)
+    if cost_budget is not None:
+        max_cost = cost_budget
+    elif macs_budget is not None:
+        max_cost = macs_budget * outputs.full_macs
+    else:
+        max_cost = None
+    target = _Target(outputs, max_accuracy_drop, max_cost, confidence)
 
     model = _model(outputs, rule)
-    settings, moments = _shared_family(outputs, rule, candidates, model)
+    settings, moments = _shared_family(outputs, rule, candidates, model, costs)
     index, _ = target.best(moments)
     if rule == "patience":
         policy = _make_policy(settings[index], rule, outputs.num_exits)
     else:
         thresholds = settings[:, index]
         if refine:
-            thresholds = _refine(outputs, rule, thresholds, target, candidates, model)
+            thresholds = _search(
+                outputs, rule, thresholds, target, candidates, model, costs
+            )
         policy = _policy(thresholds, rule, model)
     exits = policy.exit_indices(outputs.logits, outputs.confidences)
-    chosen = _assess(
-        exits[None], outputs.correct(), outputs.exit_macs.astype(np.float64)
-    )
+    chosen = _assess(exits[None], outputs.correct(), _exit_costs(outputs, costs))
     if not target.feasible(chosen)[0]:
         if target.by_accuracy:
             wanted = (
                 f"accuracy >= {target.min_accuracy:.4f} (deepest exit "
                 f"{target.deepest:.4f} - max_accuracy_drop {max_accuracy_drop:g})"
             )
+        elif costs is not None:
+            wanted = f"mean cost <= {cost_budget:g} {costs.unit}"
         else:
-            wanted = f"mean MACs <= {macs_budget:g} x full ({target.max_macs:,.0f})"
+            wanted = f"mean MACs <= {macs_budget:g} x full ({target.max_cost:,.0f})"
         if confidence is not None:
             wanted += f" at the {confidence:g} upper confidence bound"
         warnings.warn(
             UnreachableTargetWarning(
                 f"{api}: no {rule} setting reaches the target {wanted} on these "
                 f"outputs; returning the closest: accuracy {chosen.accuracy[0]:.4f} "
-                f"at {chosen.cost[0] / outputs.full_macs:.3f} x full MACs "
-                f"({policy!r})."
+                f"at {_cost_text(chosen.cost[0], outputs, costs)} ({policy!r})."
             ),
             stacklevel=2,
         )
     if exit_ensemble is not None:
         policy = _with_ensemble(policy, exit_ensemble)
     return policy
+
+
+def _cost_text(cost, outputs, costs):
+    if costs is None:
+        return f"{cost / outputs.full_macs:.3f} x full MACs"
+    return f"a mean cost of {cost:.4g} {costs.unit}"
 
 
 def _with_ensemble(policy, exit_ensemble):

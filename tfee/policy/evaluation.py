@@ -14,6 +14,7 @@ import numpy as np
 
 from tfee import rules
 from tfee._keras import keras
+from tfee.policy import costs as costs_lib
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
 
@@ -46,6 +47,11 @@ class Evaluation:
       num_samples: samples evaluated.
       oracle: the oracle's `Evaluation` on the same outputs (None for the
         oracle itself).
+      mean_cost: the mean measured cost per sample, where `evaluate` was
+        given `costs` (`tfee.policy.ExitCosts`), else None.
+      cost_unit: its unit ("ms", "cycles", ...), or None.
+      cost_fraction: mean_cost over the full model's measured cost (None
+        where either is unknown).
     """
 
     name: str
@@ -61,6 +67,9 @@ class Evaluation:
     full_macs: int
     num_samples: int
     oracle: "Evaluation" = None
+    mean_cost: float = None
+    cost_unit: str = None
+    cost_fraction: float = None
 
     @property
     def accuracy_drop(self):
@@ -104,6 +113,13 @@ class Evaluation:
             f"mean MACs {self.mean_macs:,.0f} = {100 * self.macs_fraction:.1f}% of the "
             f"full network ({self.full_macs:,} MACs), {self.num_samples} samples",
         ]
+        if self.mean_cost is not None:
+            fraction = ""
+            if self.cost_fraction is not None:
+                fraction = f" = {100 * self.cost_fraction:.1f}% of the full model's"
+            lines.append(
+                f"mean measured cost {self.mean_cost:.4g} {self.cost_unit}{fraction}"
+            )
         oracle = self.oracle
         if oracle is not None:
             lines.append(
@@ -158,8 +174,9 @@ def _as_outputs(source, dataset, api, sparse):
     )
 
 
-def summarize(outputs, exit_indices, name, with_oracle=True):
-    """The `Evaluation` of samples leaving at `exit_indices` (0-based, (N,))."""
+def summarize(outputs, exit_indices, name, with_oracle=True, costs=None):
+    """The `Evaluation` of samples leaving at `exit_indices` (0-based, (N,)),
+    with their mean measured cost where `costs` are given."""
     exit_indices = np.asarray(exit_indices)
     correct = outputs.correct()
     samples = np.arange(outputs.num_samples)
@@ -185,7 +202,20 @@ def summarize(outputs, exit_indices, name, with_oracle=True):
         full_macs=outputs.full_macs,
         num_samples=outputs.num_samples,
         oracle=oracle(outputs) if with_oracle else None,
+        **_cost_fields(costs, exit_indices),
     )
+
+
+def _cost_fields(costs, exit_indices):
+    if costs is None:
+        return {}
+    mean = float(np.mean(costs.per_sample(exit_indices)))
+    fraction = costs.fraction(mean)
+    return {
+        "mean_cost": mean,
+        "cost_unit": costs.unit,
+        "cost_fraction": None if math.isnan(fraction) else fraction,
+    }
 
 
 def check_policy(policy, outputs, api):
@@ -196,7 +226,7 @@ def check_policy(policy, outputs, api):
     return policies.check_policy(policy, outputs.num_exits, learned, api)
 
 
-def evaluate(source, dataset=None, policy=None, *, sparse=False):
+def evaluate(source, dataset=None, policy=None, *, sparse=False, costs=None):
     """Accuracy, mean MACs, exit histogram and the oracle of a policy.
 
     Args:
@@ -206,6 +236,8 @@ def evaluate(source, dataset=None, policy=None, *, sparse=False):
       policy: a `ThresholdPolicy`, `PatiencePolicy` or `DecisionPolicy` for
         the same number of exits.
       sparse: count MACs of non-zero weights only (when running a network).
+      costs: `tfee.policy.ExitCosts` measured on a device: the evaluation
+        then also reports the mean measured cost beside the MACs.
 
     Returns:
       An `Evaluation` (print it for a table).
@@ -227,10 +259,11 @@ def evaluate(source, dataset=None, policy=None, *, sparse=False):
         policies.check_policy(policy, None, None, api)
     outputs = _as_outputs(source, dataset, api, sparse)
     check_policy(policy, outputs, api)
+    costs = costs_lib.check_costs(costs, outputs.num_exits, api)
     exit_indices = policy.exit_indices(outputs.logits, outputs.confidences)
     if policy.ensemble is not None:  # Samples answer with the ensemble.
         outputs = policy.ensemble.outputs(outputs)
-    return summarize(outputs, exit_indices, repr(policy))
+    return summarize(outputs, exit_indices, repr(policy), costs=costs)
 
 
 def oracle_exit_indices(outputs):

@@ -7,13 +7,17 @@ samples leave, only the others' features go on to stage 2, and so on.
 """
 
 import os
+import time
 
 import numpy as np
 
 from tfee import _flatbuffer
 from tfee import naming
+from tfee import rules
+from tfee._checks import check_int
 from tfee.policy import outputs as outputs_lib
 from tfee.policy import policies
+from tfee.policy.costs import ExitCosts
 from tfee.runtime import _litert
 from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
@@ -309,6 +313,8 @@ class Cascade:
         self.path = path
         self.policy = policy
         self.num_exits = len(stages)
+        self._interpreter = interpreter
+        self.num_threads = num_threads
         self._backend = _Backend(interpreter, exits)
         if policy is not None:
             engine.warn_unreachable(policy, self._backend.ceilings(), api)
@@ -420,6 +426,89 @@ class Cascade:
             labels=labels,
             exit_macs=macs,
             full_macs=self.metadata["full_macs"],
+        )
+
+    def profile(self, images, warmup=10):
+        """Each exit's latency on this machine, measured: `ExitCosts` in ms.
+
+        MACs do not say what a cascade costs on LiteRT: an int8 network's
+        first stages run slower per MAC than its later ones, and each stage
+        adds a call and a decision. This runs every stage on each image at
+        batch 1, chained as the cascade runs them, and times the image's
+        preparation (quantization) and each stage (its call, its outputs
+        read, the policy's score), warm (after `warmup` untimed images).
+        An exit's cost is the preparation plus the stages up to it, from
+        the medians over the images; the full model's is the file's
+        `exit_K` signature (the network without exits), timed alike, where
+        the file has it. Give `tfee.calibrate(..., costs=)` the result to
+        calibrate for time on this machine.
+
+        Args:
+          images: float images (n, height, width, channels) preprocessed as
+            for the network, e.g. validation images; 200 or more give
+            stable medians.
+          warmup: images run untimed first.
+
+        Returns:
+          A `tfee.policy.ExitCosts` (unit "ms").
+
+        Raises:
+          ValueError: images of the wrong shape or type, or non-finite ones
+            (they never leave early: time finite images).
+        """
+        api = "tfee.runtime.Cascade.profile"
+        images, blocked = self._check_images(images, "profile")
+        if blocked.any():
+            raise ValueError(
+                f"{api}: time finite images; rows {np.flatnonzero(blocked)[:10]} "
+                "hold NaN or infinity."
+            )
+        warmup = check_int(warmup, "warmup", api, minimum=0)
+        backend = self._backend
+        rule = getattr(self.policy, "rule", None) or "max_softmax"
+        scorer = rules.RowScores(backend.num_classes)
+        deepest = self.metadata["exits"][-1]["exit_signature"]
+        full = None
+        if deepest is not None:
+            (image_name,) = self._interpreter.get_signature_runner(
+                deepest
+            ).get_input_details()
+            full = _litert.SignatureCall(
+                self._interpreter, deepest, image_name, [naming.LOGITS]
+            )
+        clock = time.perf_counter
+        order = [i % len(images) for i in range(warmup)] + list(range(len(images)))
+        seconds = np.zeros((len(order), self.num_exits + 2))
+        for row, i in enumerate(order):
+            image = images[i : i + 1]
+            start = clock()
+            inputs = backend.prepare(image)
+            seconds[row, 0] = clock() - start
+            for k in range(self.num_exits):
+                start = clock()
+                outputs = backend.run_row(k, inputs)
+                confidence = outputs.confidence
+                # The decision as the engine asks it (the threshold is moot).
+                scorer.leaves(
+                    rule,
+                    outputs.logits[0],
+                    0.5,
+                    None if confidence is None else confidence[0],
+                )
+                seconds[row, k + 1] = clock() - start
+                inputs = outputs.features
+            if full is not None:
+                start = clock()
+                scorer.prediction(full.row(backend.prepare(image))[0][0])
+                seconds[row, -1] = clock() - start
+        median = 1e3 * np.median(seconds[warmup:], axis=0)
+        return ExitCosts(
+            tuple(median[0] + np.cumsum(median[1:-1])),
+            unit="ms",
+            full_cost=float(median[-1]) if full is not None else None,
+            source=f"tfee.runtime.Cascade.profile: {os.path.basename(self.path)}, "
+            f"{len(images)} images at batch 1, medians, LiteRT CPU, "
+            f"{self.num_threads} thread(s)",
         )
 
     def predict_batch(self, images):
