@@ -242,6 +242,22 @@ def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monke
     assert os.listdir(tmp_path) == []
 
 
+def test_micro_cascade_runs_the_policy_its_manifest_holds(
+    micro_export, cascading_micro_export, images
+):
+    # As Cascade(path) runs the policy embedded in a .tflite.
+    embedded = tfee.runtime.MicroCascade(micro_export.manifest_path)
+    assert embedded.policy.to_dict() == tfee.ThresholdPolicy([0.5]).to_dict()
+    given = tfee.runtime.MicroCascade(
+        micro_export.manifest_path, tfee.ThresholdPolicy([0.5])
+    )
+    np.testing.assert_array_equal(
+        embedded.predict(images).exit_indices, given.predict(images).exit_indices
+    )
+    with pytest.raises(ValueError, match="holds no policy"):
+        tfee.runtime.MicroCascade(cascading_micro_export.manifest_path)
+
+
 def test_bad_name_and_policy_are_rejected(network, images, tmp_path):
     with pytest.raises(ValueError, match="C identifier"):
         tfee.export.micro(network, str(tmp_path), images, name="my-model")

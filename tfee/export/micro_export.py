@@ -1161,6 +1161,8 @@ def micro(
         "arena_bytes": arena,
         "compress": compress,
         "normalised_in_model": normalised,
+        # The policy compiled into the cascade source, for MicroCascade.
+        "policy": None if policy is None else policy.to_dict(),
         "flash_bytes": sum(stage.flash_bytes for stage in stages),
         "stages": [
             {

@@ -349,22 +349,32 @@ class MicroCascade:
 
     Args:
       manifest: the `{name}_manifest.json` path (`MicroExport.manifest_path`).
-      policy: a tfee policy for the models' number of exits.
+      policy: a tfee policy for the models' number of exits; None for the
+        one the export compiled into the firmware (the manifest holds it),
+        as `tfee.runtime.Cascade(path)` reads a file's embedded policy.
 
     Raises:
       FileNotFoundError: no manifest (or a stage model) at the path.
       TypeError: a bad manifest argument or policy.
-      ValueError: not a tfee micro manifest, or a policy for another number
-        of exits.
+      ValueError: not a tfee micro manifest, a policy for another number
+        of exits, or no policy where the manifest holds none.
 
     Example:
       >>> export = tfee.export.micro(net, "firmware/", val_images, policy=policy)
       >>> result = tfee.runtime.MicroCascade(export.manifest_path, policy).predict(x)
     """
 
-    def __init__(self, manifest, policy):
+    def __init__(self, manifest, policy=None):
         api = "tfee.runtime.MicroCascade"
         data = _read_manifest(manifest, api)
+        if policy is None:
+            if data.get("policy") is None:
+                raise ValueError(
+                    f"{api}: {manifest} holds no policy (exported with "
+                    "policy=None, or before manifests recorded it); pass one. "
+                    "Received: policy=None"
+                )
+            policy = policies.Policy.from_dict(data["policy"])
         self._backend = _Backend(data, os.path.dirname(os.path.abspath(manifest)))
         self.policy = policies.check_policy(
             policy, data["num_exits"], self._backend.learned, api
