@@ -16,7 +16,15 @@ def test_quick_latency_times_float32_and_int8_cascades_in_one_run(quick_flags):
     for quantize in ("float32", "int8"):
         entry = result[quantize]
         assert sum(entry["exit_histogram"]) == 24
-        assert entry["cascade_latency_ms"]["median"] > 0
-        assert entry["full_latency_ms"]["median"] > 0
+        calls = {"full", "cascade", "readme", "lean", "time", "budget"}
+        assert set(entry["latency_ms"]) == calls
+        assert all(entry["latency_ms"][c]["median"] > 0 for c in calls)
+        assert set(entry["ratio_of_means"]) == calls - {"full"}
         assert 0 < entry["macs_ratio"] <= 1.0 + 1e-9
-        assert entry["policy"]["num_exits"] == len(entry["exit_histogram"])
+        num_exits = len(entry["exit_histogram"])
+        assert entry["policies"]["time"]["num_exits"] == num_exits
+        assert len(entry["exit_costs_ms"]) == len(entry["stage_invoke_ms"]) == num_exits
+        assert entry["stage_split"] > 0 and entry["zero_overhead_bound"] > 0
+        # The hand-written client decides as the cascade does.
+        assert entry["lean_exits_agree"] == 1.0
+        assert len(entry["goals"]) == 5

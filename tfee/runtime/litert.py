@@ -433,15 +433,18 @@ class Cascade:
 
         MACs do not say what a cascade costs on LiteRT: an int8 network's
         first stages run slower per MAC than its later ones, and each stage
-        adds a call and a decision. This runs every stage on each image at
-        batch 1, chained as the cascade runs them, and times the image's
-        preparation (quantization) and each stage (its call, its outputs
-        read, the policy's score), warm (after `warmup` untimed images).
-        An exit's cost is the preparation plus the stages up to it, from
-        the medians over the images; the full model's is the file's
-        `exit_K` signature (the network without exits), timed alike, where
-        the file has it. Give `tfee.calibrate(..., costs=)` the result to
-        calibrate for time on this machine.
+        adds a call and a decision. This times `predict(image,
+        batch_size=1)` itself, once per exit k on each image, under a policy
+        that makes the image leave at exit k (threshold 0 there, 1 before,
+        so every earlier exit still computes its score); exit k's cost is
+        the median over the images that left there, warm (after `warmup`
+        untimed images), the exits taking turns image by image so that
+        drift in machine load hits them alike. Medians that noise leaves
+        out of order are raised to the cost of the exit before. The full
+        model's cost is the file's `exit_K` signature (the network without
+        exits) called as lean as a client can (quantize, copy in, invoke,
+        arg-max), where the file has it. Give `tfee.calibrate(..., costs=)`
+        the result to calibrate for time on this machine.
 
         Args:
           images: float images (n, height, width, channels) preprocessed as
@@ -464,51 +467,63 @@ class Cascade:
                 "hold NaN or infinity."
             )
         warmup = check_int(warmup, "warmup", api, minimum=0)
-        backend = self._backend
+        count = self.num_exits
         rule = getattr(self.policy, "rule", None) or "max_softmax"
-        scorer = rules.RowScores(backend.num_classes)
-        deepest = self.metadata["exits"][-1]["exit_signature"]
-        full = None
-        if deepest is not None:
-            (image_name,) = self._interpreter.get_signature_runner(
-                deepest
-            ).get_input_details()
-            full = _litert.SignatureCall(
-                self._interpreter, deepest, image_name, [naming.LOGITS]
+        leave_at = [
+            policies.ThresholdPolicy(
+                [1.0] * k + [0.0] * min(1, count - 1 - k) + [None] * (count - 2 - k),
+                rule,
             )
+            for k in range(count)
+        ]
+        full = self._full_model_call()
         clock = time.perf_counter
         order = [i % len(images) for i in range(warmup)] + list(range(len(images)))
-        seconds = np.zeros((len(order), self.num_exits + 2))
+        seconds = [[] for _ in range(count + 1)]
         for row, i in enumerate(order):
-            image = images[i : i + 1]
-            start = clock()
-            inputs = backend.prepare(image)
-            seconds[row, 0] = clock() - start
-            for k in range(self.num_exits):
+            image = images[i]
+            for k in np.roll(np.arange(count + 1), row):
+                if k == count and full is None:
+                    continue
                 start = clock()
-                outputs = backend.run_row(k, inputs)
-                confidence = outputs.confidence
-                # The decision as the engine asks it (the threshold is moot).
-                scorer.leaves(
-                    rule,
-                    outputs.logits[0],
-                    0.5,
-                    None if confidence is None else confidence[0],
-                )
-                seconds[row, k + 1] = clock() - start
-                inputs = outputs.features
-            if full is not None:
-                start = clock()
-                scorer.prediction(full.row(backend.prepare(image))[0][0])
-                seconds[row, -1] = clock() - start
-        median = 1e3 * np.median(seconds[warmup:], axis=0)
+                if k < count:
+                    left = self._predict(image, 1, leave_at[k]).exit_indices[0]
+                else:
+                    left = full(image)
+                spent = clock() - start
+                if row >= warmup and (k == count or left == k):
+                    seconds[k].append(spent)
+        if not all(seconds[:count]):
+            raise ValueError(
+                f"{api}: no image left at exits "
+                f"{[k + 1 for k in range(count) if not seconds[k]]} (their scores "
+                "are all exactly 1); time other images."
+            )
+        median = [1e3 * float(np.median(s)) for s in seconds[:count]]
         return ExitCosts(
-            tuple(median[0] + np.cumsum(median[1:-1])),
+            tuple(np.maximum.accumulate(median)),
             unit="ms",
-            full_cost=float(median[-1]) if full is not None else None,
+            full_cost=1e3 * float(np.median(seconds[-1])) if full else None,
             source=f"tfee.runtime.Cascade.profile: {os.path.basename(self.path)}, "
             f"{len(images)} images at batch 1, medians, LiteRT CPU, "
             f"{self.num_threads} thread(s)",
+        )
+
+    def _full_model_call(self):
+        """The file's exit_K signature called lean on one image (None where
+        the file lacks it): the full model a client would run instead."""
+        deepest = self.metadata["exits"][-1]["exit_signature"]
+        if deepest is None:
+            return None
+        (image_name,) = self._interpreter.get_signature_runner(
+            deepest
+        ).get_input_details()
+        call = _litert.SignatureCall(
+            self._interpreter, deepest, image_name, [naming.LOGITS]
+        )
+        backend, scorer = self._backend, rules.RowScores(self._backend.num_classes)
+        return lambda image: scorer.prediction(
+            call.row(backend.prepare(image[None]))[0][0]
         )
 
     def predict_batch(self, images):
@@ -534,13 +549,16 @@ class Cascade:
             a cascade made without a policy.
         """
         self._require_policy("predict")
+        return self._predict(images, batch_size, self.policy)
+
+    def _predict(self, images, batch_size, policy):
         images, blocked = self._check_images(images, "predict")
         size = engine.batch_size(batch_size, len(images), "tfee.runtime.Cascade")
         result = engine.empty_result(len(images), self._backend.num_classes)
         for i in range(0, len(images), size):
             engine.run(
                 self._backend,
-                self.policy,
+                policy,
                 images[i : i + size],
                 blocked[i : i + size],
                 out=result,
