@@ -33,9 +33,13 @@ device running one model frame after frame does:
   budget    `Cascade` with the latency-budget policy, whose mean latency
             on this test split is checked against its budget.
 
-The engine's own cost per image is each image's `cascade` time less the
-invokes of the stages it ran (from `stages`, same image), averaged. Ratios
-are of means over the full model's mean; medians are reported beside them.
+The engine's cost per image is reported two ways: `cascade` less `lean`
+(means: what tfee costs beyond a client written by hand, which also pays
+for quantizing, copying and deciding), and each image's `cascade` time less
+the invokes of the stages it ran, as `stages` timed them on that image in a
+tight chain (an upper bound: a stage invoked between Python calls runs
+slower than in a tight chain). Ratios are of means over the full model's
+mean; medians are reported beside them.
 
     .venv/bin/python -m benchmarks.tflite_latency            # reference network
     .venv/bin/python -m benchmarks.tflite_latency --quick    # smoke check only
@@ -311,7 +315,8 @@ def _report(variant, times, test_x, test_y, macs):
     ran = np.cumsum(invokes[:, :-1], axis=1)[
         np.arange(len(test_x)), answers.exit_indices
     ]
-    engine_us = 1e6 * float(np.mean(np.array(times["cascade"]) - ran))
+    beyond_invokes_us = 1e6 * float(np.mean(np.array(times["cascade"]) - ran))
+    engine_us = 1e6 * (statistics.mean(times["cascade"]) - statistics.mean(times["lean"]))
     entry = {
         "file_bytes": variant["export"].bytes,
         "policies": {k: p.to_dict() for k, p in variant["policies"].items()},
@@ -345,6 +350,7 @@ def _report(variant, times, test_x, test_y, macs):
         "stage_split": float(np.sum(stage_medians) / full_invoke),
         "zero_overhead_bound": bound / full_invoke,
         "engine_us_per_image": engine_us,
+        "beyond_chained_invokes_us_per_image": beyond_invokes_us,
     }
     for name in ("time", "budget"):
         result = variant["cascades"][name].predict(test_x, batch_size=1)
@@ -379,7 +385,7 @@ def _goals(entry, quantize):
             "value": entry["stage_split"],
             "met": bool(entry["stage_split"] <= SPLIT_TARGETS[quantize]),
         },
-        f"engine <= {ENGINE_TARGET_US} us per image": {
+        f"engine <= {ENGINE_TARGET_US} us per image beyond the lean client": {
             "value": entry["engine_us_per_image"],
             "met": bool(entry["engine_us_per_image"] <= ENGINE_TARGET_US),
         },

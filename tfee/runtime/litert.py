@@ -437,13 +437,15 @@ class Cascade:
         batch_size=1)` itself, once per exit k on each image, under a policy
         that makes the image leave at exit k (threshold 0 there, 1 before,
         so every earlier exit still computes its score); exit k's cost is
-        the median over the images that left there, warm (after `warmup`
+        the mean over the images that left there, warm (after `warmup`
         untimed images), the exits taking turns image by image so that
-        drift in machine load hits them alike. Medians that noise leaves
-        out of order are raised to the cost of the exit before. The full
-        model's cost is the file's `exit_K` signature (the network without
-        exits) called as lean as a client can (quantize, copy in, invoke,
-        arg-max), where the file has it. Give `tfee.calibrate(..., costs=)`
+        drift in machine load hits them alike. Means, not medians: a
+        budget (`tfee.calibrate(cost_budget=)`) bounds the mean latency,
+        slow calls included. Costs that noise leaves out of order are
+        raised to the cost of the exit before. The full model's cost is the
+        file's `exit_K` signature (the network without exits) called as
+        lean as a client can (quantize, copy in, invoke, arg-max), where the
+        file has it. Give `tfee.calibrate(..., costs=)`
         the result to calibrate for time on this machine.
 
         Args:
@@ -499,13 +501,13 @@ class Cascade:
                 f"{[k + 1 for k in range(count) if not seconds[k]]} (their scores "
                 "are all exactly 1); time other images."
             )
-        median = [1e3 * float(np.median(s)) for s in seconds[:count]]
+        mean = [1e3 * float(np.mean(s)) for s in seconds[:count]]
         return ExitCosts(
-            tuple(np.maximum.accumulate(median)),
+            tuple(np.maximum.accumulate(mean)),
             unit="ms",
-            full_cost=1e3 * float(np.median(seconds[-1])) if full else None,
+            full_cost=1e3 * float(np.mean(seconds[-1])) if full else None,
             source=f"tfee.runtime.Cascade.profile: {os.path.basename(self.path)}, "
-            f"{len(images)} images at batch 1, medians, LiteRT CPU, "
+            f"{len(images)} images at batch 1, means, LiteRT CPU, "
             f"{self.num_threads} thread(s)",
         )
 
