@@ -26,7 +26,6 @@ firmware's agreement with `MicroCascade` on exits and classes.
     .venv/bin/python -m benchmarks.micro_instructions --quick    # smoke check
 """
 
-import os
 import pathlib
 import re
 import shutil

@@ -316,7 +316,9 @@ def _report(variant, times, test_x, test_y, macs):
         np.arange(len(test_x)), answers.exit_indices
     ]
     beyond_invokes_us = 1e6 * float(np.mean(np.array(times["cascade"]) - ran))
-    engine_us = 1e6 * (statistics.mean(times["cascade"]) - statistics.mean(times["lean"]))
+    engine_us = 1e6 * (
+        statistics.mean(times["cascade"]) - statistics.mean(times["lean"])
+    )
     entry = {
         "file_bytes": variant["export"].bytes,
         "policies": {k: p.to_dict() for k, p in variant["policies"].items()},

@@ -22,7 +22,9 @@ def test_quick_counts_firmware_and_full_model_instructions(quick_flags):
         micro_instructions,
         {**quick_flags, "instruction_images": 6, "micro_calibration_images": 64},
     )
-    result = _quick.read_json(quick_flags["results_dir"], "micro_instructions_quick.json")
+    result = _quick.read_json(
+        quick_flags["results_dir"], "micro_instructions_quick.json"
+    )
     assert result["images"] == 6 and sum(result["exit_histogram"]) == 6
     assert result["firmware_instructions_per_image"] > 0
     assert result["full_model_instructions_per_image"] > 0
@@ -31,4 +33,7 @@ def test_quick_counts_firmware_and_full_model_instructions(quick_flags):
         / result["full_model_instructions_per_image"]
     )
     # The firmware leaves where the tflite-micro interpreter's cascade does.
-    assert result["firmware_agrees_with_micro_cascade"] == {"exits": 1.0, "classes": 1.0}
+    assert result["firmware_agrees_with_micro_cascade"] == {
+        "exits": 1.0,
+        "classes": 1.0,
+    }

@@ -253,6 +253,10 @@ def _is_plain_threshold(policy):
 def _check_policy_once(backend, policy):
     """`policies.check_policy`, skipped where the backend checked this very
     policy, unchanged, last (a batch-1 loop runs it on every image)."""
+    if not isinstance(policy, policies.Policy):  # Raises, naming the API.
+        policies.check_policy(
+            policy, backend.num_exits, backend.learned, "tfee.runtime"
+        )
     key = (
         id(policy),
         type(policy),
