@@ -6,7 +6,9 @@
 
 Runs --data's test split through the file's stage chain, one sample at a time
 by default (as a device would), and reports accuracy, how many samples each
-exit answered and the mean MACs relative to the full network; writes
+exit answered, the mean MACs relative to the full network and the mean
+latency measured on this machine beside the full model's (`Cascade.profile`
+times the file's exit_K on up to 200 test images); writes
 cascade_summary.json and a plot of the exits' shares. The policy is --policy (a JSON
 saved by calibrate.py) when given, else the one embedded in the file
 (`tfee.export.tflite(policy=...)`), else a shared --threshold on max softmax.
@@ -14,6 +16,7 @@ saved by calibrate.py) when given, else the one embedded in the file
 
 import os
 import sys
+import time
 
 from absl import flags
 
@@ -50,6 +53,18 @@ def summarize(cascade, result, labels):
     return summary
 
 
+def latency(cascade, images, seconds):
+    """The measured mean latency per sample, and at batch 1 the full model's
+    (exit_K, timed by `Cascade.profile` where the file has it)."""
+    measured = {"mean_latency_ms": 1e3 * seconds / len(images)}
+    if FLAGS.cascade_batch == 1:
+        full = cascade.profile(images[:200], warmup=5).full_cost
+        if full is not None:
+            measured["full_model_ms"] = full
+            measured["latency_fraction"] = measured["mean_latency_ms"] / full
+    return measured
+
+
 def summary_lines(summary):
     lines = [
         f"accuracy: {100 * summary['accuracy']:.2f}% on {summary['samples']} samples"
@@ -61,6 +76,13 @@ def summary_lines(summary):
             f"mean MACs: {summary['mean_macs']:,.0f} "
             f"({100 * summary['macs_fraction']:.1f}% of exit_K)"
         )
+    line = f"mean latency: {summary['mean_latency_ms']:.3f} ms per sample"
+    if "full_model_ms" in summary:
+        line += (
+            f" ({100 * summary['latency_fraction']:.1f}% of the full model's "
+            f"{summary['full_model_ms']:.3f} ms, measured on this machine)"
+        )
+    lines.append(line)
     return lines
 
 
@@ -89,11 +111,14 @@ def main(argv):
     shell.progress(
         BINARY, f"running {len(images)} test samples, {FLAGS.cascade_batch} at a time"
     )
+    started = time.perf_counter()
     result = cascade.predict(images, batch_size=FLAGS.cascade_batch)
+    seconds = time.perf_counter() - started
     summary = {
         **shell.labels(BINARY, "test"),
         "policy": repr(cascade.policy),
         **summarize(cascade, result, labels),
+        **latency(cascade, images, seconds),
     }
     shell.write_summary(output_dir, "cascade_summary.json", summary)
     tfee.report.plot_exit_shares(

@@ -24,3 +24,26 @@ def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):
     assert "exit_1: 359 samples" in printed and "accuracy:" in printed
     assert "exit_2: 0 samples" in printed
     assert "mean MACs" in printed
+    assert "mean latency: " in printed and "full model" not in printed  # batch 4
+
+
+def test_at_batch_one_the_latency_is_reported_beside_the_full_models(
+    float_file, tmp_path, capsys
+):
+    import json
+
+    flags.FLAGS.mark_as_parsed()
+    out = tmp_path / "out"
+    with flagsaver.flagsaver(
+        model=float_file.path, threshold=0.5, data="digits", output_dir=str(out)
+    ):
+        example.main([])
+    printed = capsys.readouterr().out
+    assert "of the full model's" in printed and "measured on this machine" in printed
+    (summary_path,) = out.rglob("cascade_summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["mean_latency_ms"] > 0 and summary["full_model_ms"] > 0
+    assert (
+        summary["latency_fraction"]
+        == summary["mean_latency_ms"] / summary["full_model_ms"]
+    )
