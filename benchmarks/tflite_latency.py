@@ -201,9 +201,8 @@ class StageInvokes:
         self.seconds.append(spent)
 
 
-def readme_client():
-    """The README's plain client class (`PlainCascade`), executed as a user
-    pastes it."""
+def readme_client_source():
+    """The README's plain-client code block, as a user would paste it."""
     import re
 
     readme = os.path.join(common.HERE, "..", "README.md")
@@ -216,8 +215,13 @@ def readme_client():
     )
     if block is None:
         raise ValueError("README.md lost its plain-client block")
+    return block.group(1)
+
+
+def readme_client():
+    """The README's plain client class (`PlainCascade`), executed as pasted."""
     namespace = {}
-    exec(compile(block.group(1), "README.md:plain-client", "exec"), namespace)
+    exec(compile(readme_client_source(), "README.md:plain-client", "exec"), namespace)
     return namespace["PlainCascade"]
 
 

@@ -19,8 +19,8 @@ import pytest
 import tfee
 import tfee.compress
 import tfee.export
+from benchmarks.tflite_latency import readme_client
 from tests import tiny_files
-from tests.runtime.test_plain_client import _readme_client
 from tfee import keras
 from tfee import layers
 from tfee._keras import tf
@@ -205,9 +205,7 @@ def test_litert_cascade_and_the_readme_client_decide_on_the_files_logits(
     path = tmp_path / "with_policy.tflite"
     shutil.copyfile(files[dtype], path)
     tfee.export.set_policy(str(path), policy)
-    namespace = {}
-    exec(compile(_readme_client(), "README.md:plain-client", "exec"), namespace)
-    client = namespace["PlainCascade"](str(path))
+    client = readme_client()(str(path))
     answers = np.array([client(image) for image in images])
     np.testing.assert_array_equal(answers[:, 1], cascade.predict(images).exit_indices)
     np.testing.assert_array_equal(answers[:, 0], cascade.predict(images).predictions)

@@ -5,35 +5,22 @@ executed here as a user would paste it.
 """
 
 import ast
-import os
-import re
 
 import numpy as np
 import pytest
 
 import tfee
 import tfee.export
+from benchmarks.tflite_latency import readme_client
+from benchmarks.tflite_latency import readme_client_source
 from tests.tiny_files import tiny_data
 from tfee.policy.decision import fit_decision
 
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 MEAN, STD = 0.4, 0.3
 
 
-def _readme_client():
-    with open(README) as f:
-        text = f.read()
-    block = re.search(
-        r"<!-- plain-client:start -->\s*```python\n(.*?)```\s*<!-- plain-client:end -->",
-        text,
-        re.S,
-    )
-    assert block, "README lost its plain-client block"
-    return block.group(1)
-
-
 def test_the_readme_client_imports_only_litert_and_numpy():
-    tree = ast.parse(_readme_client())
+    tree = ast.parse(readme_client_source())
     modules = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -45,9 +32,7 @@ def test_the_readme_client_imports_only_litert_and_numpy():
 
 @pytest.fixture(scope="module")
 def client():
-    namespace = {}
-    exec(compile(_readme_client(), "README.md:plain-client", "exec"), namespace)
-    return namespace["PlainCascade"]
+    return readme_client()
 
 
 @pytest.fixture(scope="module")

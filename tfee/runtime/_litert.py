@@ -78,17 +78,22 @@ class SignatureCall:
         wrapper.Invoke(self._subgraph)
         return outputs
 
+    def _allocate(self, shapes):
+        """Resizes the inputs to `shapes` and re-allocates, where they changed
+        (which may move every buffer: the row views are dropped)."""
+        if shapes == self._shapes:
+            return
+        wrapper, subgraph = self._wrapper, self._subgraph
+        for index, shape in zip(self._input_indices, shapes):
+            wrapper.ResizeInputTensor(index, np.array(shape, np.int32), False, subgraph)
+        wrapper.AllocateTensors(subgraph)
+        self._shapes = shapes
+        self._row_views = None
+
     def _bind_row(self):
         """Allocates the subgraph for batch 1; (input views, output views)."""
         wrapper, subgraph = self._wrapper, self._subgraph
-        shapes = [(1,) + tuple(d["shape"][1:]) for d in self.inputs_details]
-        if shapes != self._shapes:
-            for index, shape in zip(self._input_indices, shapes):
-                wrapper.ResizeInputTensor(
-                    index, np.array(shape, np.int32), False, subgraph
-                )
-            wrapper.AllocateTensors(subgraph)
-            self._shapes = shapes
+        self._allocate([(1,) + tuple(d["shape"][1:]) for d in self.inputs_details])
 
         def view(index):
             return wrapper.tensor(wrapper, index, subgraph)
@@ -105,15 +110,7 @@ class SignatureCall:
             outputs = self._runner(**dict(zip(self._input_names, values)))
             return [outputs[n] for n in self.output_names]
         wrapper, subgraph = self._wrapper, self._subgraph
-        shapes = [v.shape for v in values]
-        if shapes != self._shapes:
-            for index, shape in zip(self._input_indices, shapes):
-                wrapper.ResizeInputTensor(
-                    index, np.array(shape, np.int32), False, subgraph
-                )
-            wrapper.AllocateTensors(subgraph)
-            self._shapes = shapes
-            self._row_views = None
+        self._allocate([v.shape for v in values])
         for index, value in zip(self._input_indices, values):
             wrapper.SetTensor(index, value, subgraph)
         wrapper.Invoke(subgraph)
