@@ -11,6 +11,7 @@ from tests.compress import _tiny
 from tfee import keras
 from tfee import tf
 from tfee import tfmot
+from tfee.compress.batch_norm import batch_norm_layers
 
 
 def _prune(net, sparsity, **kwargs):
@@ -349,3 +350,23 @@ def test_after_the_plan_ends_training_on_without_the_scheduler_keeps_the_masks()
     )
     report = tfee.compress.sparsity_report(tfee.compress.strip(pruned))
     assert report.overall == pytest.approx(0.8, abs=0.02)
+
+
+@pytest.mark.parametrize("order", ["together", "ordered"])
+def test_pruning_ends_with_batch_norm_statistics_of_the_pruned_weights(order):
+    # Moving averages lag behind the weights the last pruning step changed:
+    # left so, the deepest exit can come back at chance (issue 31, item 1).
+    pruned, _ = _prune(_tiny.network(), 0.8, order=order)
+    names = batch_norm_layers(pruned)
+    assert names
+    kept = {n: pruned.get_layer(n).moving_mean.numpy().copy() for n in names}
+    tfee.compress.reestimate_batch_norm(pruned, _tiny.dataset())
+    for name in names:
+        np.testing.assert_allclose(
+            kept[name], pruned.get_layer(name).moving_mean.numpy(), atol=1e-6
+        )
+
+
+def test_a_pruning_plan_without_batch_norm_data_warns_for_either_order():
+    with pytest.warns(UserWarning, match="batch_norm_data=None"):
+        tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, order="together")

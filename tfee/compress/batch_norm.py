@@ -33,7 +33,7 @@ def batch_norm_layers(model):
     ]
 
 
-def reestimate_batch_norm(model, data, samples=SAMPLES, batch_size=128):
+def reestimate_batch_norm(model, data, samples=SAMPLES, batch_size=128, keep=()):
     """Sets every BatchNormalization layer's moving statistics from `data`.
 
     Layer by layer, from the input on, the moving mean and variance become
@@ -48,6 +48,8 @@ def reestimate_batch_norm(model, data, samples=SAMPLES, batch_size=128):
         images or (images, labels) tuples, batched or not, or an array.
       samples: how many images to use.
       batch_size: images per inference batch.
+      keep: names of BatchNormalization layers left as they are (e.g. the
+        ones a caller froze).
 
     Returns:
       The names of the layers re-estimated, inputs first.
@@ -74,7 +76,12 @@ def reestimate_batch_norm(model, data, samples=SAMPLES, batch_size=128):
             "reached from the model's input; flatten the model first. "
             f"Received nested layers: {nested}"
         )
-    nodes = [n for n in _graph.ordered_nodes(model) if _is_batch_norm(n.layer)]
+    keep = set(keep)
+    nodes = [
+        n
+        for n in _graph.ordered_nodes(model)
+        if _is_batch_norm(n.layer) and _graph.unwrap(n.layer).name not in keep
+    ]
     calls = [n.layer.name for n in nodes]
     shared = sorted({name for name in calls if calls.count(name) > 1})
     if shared:

@@ -15,6 +15,7 @@ import numpy as np
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
+from tfee.compress.batch_norm import batch_norm_layers
 from tfee.compress.batch_norm import reestimate_batch_norm
 
 __all__ = ["Phase", "PruningScheduler", "UpdatePruningStep", "pruning_wrappers"]
@@ -179,7 +180,9 @@ class PruningScheduler(UpdatePruningStep):
       phases: a list of `Phase`, by increasing `start_step`.
       batch_norm_data: images from which every BatchNormalization layer's
         statistics are re-estimated when a later phase begins (its frozen
-        layers would keep statistics of weights pruned away), or None.
+        layers would keep statistics of weights pruned away) and when
+        training ends (the moving averages lag behind weights that a
+        pruning step just changed), or None.
 
     Example:
       >>> pruned, scheduler = tfee.compress.prune_low_magnitude(net, 0.8)
@@ -262,7 +265,7 @@ class PruningScheduler(UpdatePruningStep):
                 changed = True
         self._set_loss_weights(phase.loss_weights or {})
         if self.batch_norm_data is not None and phase is not self.phases[0]:
-            reestimate_batch_norm(self.model, self.batch_norm_data)
+            self._reestimate()
         if changed:
             self.model.train_function = self.model.make_train_function(force=True)
         self._phase = phase
@@ -388,3 +391,12 @@ class PruningScheduler(UpdatePruningStep):
                 )
         if self._compiled_weights:
             self._set_loss_weights({})
+        if self.batch_norm_data is not None and batch_norm_layers(self.model):
+            self._reestimate()
+
+    def _reestimate(self):
+        """BN statistics of the weights as they now are; the layers the
+        caller froze keep theirs (they never change)."""
+        reestimate_batch_norm(
+            self.model, self.batch_norm_data, keep=getattr(self, "frozen", ())
+        )

@@ -87,11 +87,14 @@ def prune_low_magnitude(
       schedule: a `tfee.compress.Schedule` per phase (default: prune to the
         target at the first step, `ConstantSparsity`-like `Rounds(1, ...)`).
       phase_steps: for "ordered": the step at which phase 2 (heads) begins.
-      batch_norm_data: for "ordered": images (a dataset or array, as for the
-        model) from which the BatchNormalization statistics are re-estimated
-        when phase 2 freezes the pruned backbone
-        (`tfee.compress.reestimate_batch_norm`); without them the backbone
-        keeps statistics of its unpruned weights, and a warning says so.
+      batch_norm_data: images (a dataset or array, as for the model) from
+        which the BatchNormalization statistics are re-estimated
+        (`tfee.compress.reestimate_batch_norm`) when phase 2 freezes the
+        pruned backbone ("ordered") and when training ends (either order:
+        moving averages lag behind the weights the last pruning step
+        changed, and the deepest exit can come back at chance). Without
+        them a network with BatchNormalization keeps stale statistics, and
+        a warning says so.
 
     Returns:
       A `PruningPlan`: the tuple (pruned model, `PruningScheduler`), which
@@ -172,13 +175,17 @@ def prune_low_magnitude(
             return planned_pruning(layer)
         return layer
 
-    if order == "ordered" and batch_norm_data is None and batch_norm_layers(network):
+    if batch_norm_data is None and batch_norm_layers(network):
+        frozen_then = (
+            "order='ordered' freezes the pruned backbone in phase 2, so its "
+            if order == "ordered"
+            else "moving averages lag behind the weights pruning changes, so the "
+        )
         warnings.warn(
-            f"{api}: order='ordered' freezes the pruned backbone in phase 2, so "
-            "its BatchNormalization statistics stay those of the unpruned "
-            "weights and the exits can fall to chance. Pass batch_norm_data= "
-            "(training images) to re-estimate them when phase 2 begins. "
-            "Received: batch_norm_data=None",
+            f"{api}: {frozen_then}BatchNormalization statistics stay those of "
+            "unpruned weights and the exits can fall to chance. Pass "
+            "batch_norm_data= (training images) to re-estimate them when phase 2 "
+            "begins and when training ends. Received: batch_norm_data=None",
             stacklevel=2,
         )
     pruned = keras.models.clone_model(dense, clone_function=wrap)
@@ -300,7 +307,7 @@ def prune(
         order=order,
         schedule=schedule,
         phase_steps=phase_steps,
-        batch_norm_data=train_data if order == "ordered" else None,
+        batch_norm_data=train_data,
     )
     if optimizer is None:
         optimizer = keras.optimizers.Adam(1e-4)
