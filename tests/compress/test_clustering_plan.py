@@ -138,3 +138,24 @@ def test_result_before_the_last_phase_is_refused():
 def test_bad_counts_are_refused_by_name():
     with pytest.raises(ValueError, match=r"`clusters\[2\]` must be an integer >= 2"):
         tfee.compress.ClusteringPlan(_tiny.network(), {1: 4, 2: 1})
+
+
+def test_preserve_sparsity_refuses_a_phase_fitted_without_its_callbacks(
+    global_pruning,
+):
+    # Issue 31, item 2: the pruned zeros of the sections clustered later
+    # were lost silently (a block's sparsity 0.73 -> 0.27).
+    plan = tfee.compress.ClusteringPlan(
+        global_pruning[2],
+        {1: 4, 2: 4},
+        distill=False,
+        init="linear",
+        preserve_sparsity=True,
+    )
+    with (
+        _tiny.eagerly(),
+        pytest.raises(ValueError, match=r"phase 1 was fitted without phase.callbacks"),
+    ):
+        for phase in plan:
+            phase.compile(keras.optimizers.Adam(1e-2))
+            phase.model.fit(_tiny.dataset(), epochs=1, verbose=0)  # no callbacks

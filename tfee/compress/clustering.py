@@ -283,6 +283,18 @@ class _KeepZeros(keras.callbacks.Callback):
         for weight, mask in self._masks:
             weight.assign(weight * mask)
 
+    def lost(self):
+        """{weight name: (zeros kept at the start, zeros left)} where a fit
+        without this callback turned pruned zeros into values."""
+        lost = {}
+        for weight, mask in self._masks:
+            values = keras.backend.get_value(weight)
+            left = int(np.sum((values == 0) & (mask == 0)))
+            pruned = int(np.sum(mask == 0))
+            if left < pruned:
+                lost[weight.name] = (pruned, left)
+        return lost
+
 
 class _PhaseGuard(keras.callbacks.Callback):
     """Refuses to fit a phase's model out of order, or another model."""
@@ -330,8 +342,27 @@ class ClusteringPhase:
         self.network = network
         self.model = model
         self.callbacks = [_PhaseGuard(self)]
+        self._keep_zeros = None
         if plan.preserve_sparsity:
-            self.callbacks.append(_KeepZeros(network))
+            self._keep_zeros = _KeepZeros(network)
+            self.callbacks.append(self._keep_zeros)
+
+    def _check_zeros_kept(self, api):
+        """Raises where the phase was fitted without its callbacks and so lost
+        pruned zeros (pruning refuses a fit without its scheduler alike)."""
+        lost = {} if self._keep_zeros is None else self._keep_zeros.lost()
+        if lost:
+            shown = ", ".join(
+                f"{name}: {left} of {pruned} zeros left"
+                for name, (pruned, left) in list(lost.items())[:4]
+            )
+            raise ValueError(
+                f"{api}: phase {self.number} was fitted without phase.callbacks, "
+                "which preserve_sparsity=True needs to keep the pruned weights of "
+                f"the sections not clustered yet at zero ({shown}). Fit each "
+                "phase with fit(..., callbacks=[*phase.callbacks, ...]); this "
+                "phase's result is not kept."
+            )
 
     def compile(self, optimizer="adam", **kwargs):
         """`model.compile` with this phase's loss: the Distiller's own, or the
@@ -517,6 +548,7 @@ class ClusteringPlan:
                 yield phase
             finally:
                 self._current = None
+            phase._check_zeros_kept(self._api)
             current = strip(wrapped)
             if self.staged:
                 done.update(self._layers_of(keys))
