@@ -10,6 +10,14 @@ split's per-channel statistics), so every later step takes raw images:
 
     .venv/bin/python examples/train_early_exit.py --data=../shared/datasets/cifar10 \
         --backbone=resnet_cifar --epochs=5 --output_dir=/tmp/tfee-chain
+
+With --model=my.keras the exits go on your own saved Keras model instead of
+a --backbone (--exits: its layer names or MACs fractions), trained as the
+mode says: joint and distill fine-tune it with its exits, post_trained and
+eenet take it as trained and train only the heads on it frozen:
+
+    .venv/bin/python examples/train_early_exit.py --model=my.keras \
+        --exits=block2_out,block4_out --mode=post_trained --data=my_images/
 """
 
 import os
@@ -78,6 +86,25 @@ def parse_placement(exits):
         return tfee.Layers(list(exits))
 
 
+def own_model(data_shape=None):
+    """The Keras model at --model, checked to be a classifier without exits."""
+    import tfee
+
+    model = shell.load_keras_model()
+    if tfee.is_early_exit(model):
+        raise shell.CommandError(
+            f"--model={FLAGS.model} already has exits "
+            f"({[e.name for e in tfee.exits(model)]}); give the model without "
+            "them (tfee.detach_exits) or train it further with tfee.recipes.fit"
+        )
+    if FLAGS["backbone"].present:
+        raise shell.CommandError(
+            f"--backbone={FLAGS.backbone} and --model={FLAGS.model} both name the "
+            "network to train; give one"
+        )
+    return model
+
+
 def train(
     data,
     backbone="small_cnn",
@@ -95,6 +122,11 @@ def train(
 ):
     """Builds and trains a network on `data` (a `tfee.data.DataSplits`).
 
+    Args:
+      backbone: one of `BACKBONES`, built for the data, or a Keras model
+        (the user's own, taken as trained: post_trained and eenet train only
+        the heads on it).
+
     Returns:
       The trained early-exit network.
     """
@@ -104,10 +136,22 @@ def train(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
     keras.utils.set_random_seed(seed)
-    model = build_backbone(backbone, data.num_classes, data.input_shape)
+    given = isinstance(backbone, keras.Model)
+    if given:
+        model = backbone
+        classes = model.output_shape[-1]
+        if classes != data.num_classes:
+            raise shell.CommandError(
+                f"--model={FLAGS.model} answers {classes} classes but --data="
+                f"{FLAGS.data} has {data.num_classes}"
+            )
+    else:
+        model = build_backbone(backbone, data.num_classes, data.input_shape)
     placement = parse_placement(exits)
     post_trained = mode in ("post_trained", "eenet")
-    if post_trained:
+    if post_trained and given:
+        shell.progress(BINARY, "phase 1/2: your model, taken as trained (frozen)")
+    elif post_trained:
         # PTEENet: the backbone is trained first and then frozen.
         shell.progress(BINARY, f"phase 1/2: backbone alone, {epochs} epochs")
         model.compile(
@@ -172,10 +216,13 @@ def main(argv):
     shell.no_arguments(argv)
     shell.check_head()
     output_dir = shell.output_dir(BINARY)
-    data = shell.load_data(normalise=FLAGS.normalise)
+    model = own_model() if FLAGS.model else None
+    data = shell.load_data(
+        None if model is None else model.input_shape[1:], normalise=FLAGS.normalise
+    )
     network = train(
         data,
-        backbone=FLAGS.backbone,
+        backbone=FLAGS.backbone if model is None else model,
         exits=FLAGS.exits,
         head=FLAGS.head,
         mode=FLAGS.mode,
@@ -190,7 +237,7 @@ def main(argv):
     )
     summary = {
         **shell.labels(BINARY, "test"),
-        "backbone": FLAGS.backbone,
+        "backbone": FLAGS.backbone if model is None else FLAGS.model,
         "mode": FLAGS.mode,
         "cascading": FLAGS.cascading,
         "epochs": shell.epochs(DEFAULT_EPOCHS),
@@ -210,7 +257,8 @@ def main(argv):
     plot_exits(
         os.path.join(output_dir, "exits.png"),
         summary,
-        f"{FLAGS.backbone} ({FLAGS.mode}) on {shell.title(BINARY, 'test')}",
+        f"{FLAGS.backbone if model is None else 'exits'} ({FLAGS.mode}) on "
+        f"{shell.title(BINARY, 'test')}",
     )
     print(f"\n{FLAGS.mode} training on {FLAGS.data}: test accuracy")
     for name, accuracy in summary["exit_test_accuracy"].items():

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from absl.testing import flagsaver
 
@@ -48,3 +49,52 @@ def test_fractions_and_layer_names_both_place_exits():
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode must be one of"):
         train_early_exit.train(tfee.data.load("digits"), mode="sequential")
+
+
+@pytest.mark.slow
+def test_model_attaches_exits_to_the_users_own_keras_file_and_trains_them(tmp_path):
+    # Issue 31, item 3: --model was ignored and small_cnn trained instead.
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D(name="my_block")(x)
+    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="mine")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    own = keras.Model(inputs, keras.layers.Dense(10)(x))  # names tfee did not choose
+    path = str(tmp_path / "mine.keras")
+    own.save(path)
+    with flagsaver.flagsaver(
+        model=path,
+        mode="post_trained",
+        epochs=1,
+        batch_size=256,
+        exits=["my_block"],
+        output_dir=str(tmp_path / "out"),
+    ):
+        train_early_exit.FLAGS(["train_early_exit"])
+        train_early_exit.main([])
+    with open(tmp_path / "out" / "training_summary.json") as f:
+        summary = json.load(f)
+    assert summary["model"] == path and summary["backbone"] == path
+    network = keras.models.load_model(str(tmp_path / "out" / "network.keras"))
+    assert [e.name for e in tfee.exits(network)] == ["exit_1", "exit_2"]
+    # Post-trained: the given model was taken as trained, its weights kept.
+    np.testing.assert_array_equal(
+        network.get_layer("mine").kernel.numpy(), own.get_layer("mine").kernel.numpy()
+    )
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [({"backbone": "vgg"}, "both name the network"), ({}, "answers 3 classes")],
+)
+def test_model_with_a_backbone_or_other_classes_fails_in_one_line(
+    tmp_path, extra, message
+):
+    path = str(tmp_path / "mine.keras")
+    tfee.backbones.small_cnn(3, (8, 8, 1)).save(path)
+    with flagsaver.flagsaver(model=path, output_dir=str(tmp_path), **extra):
+        train_early_exit.FLAGS(
+            ["train_early_exit"] + [f"--{k}={v}" for k, v in extra.items()]
+        )
+        with pytest.raises(train_early_exit.shell.CommandError, match=message):
+            train_early_exit.main([])
