@@ -292,3 +292,26 @@ def test_exits_almost_at_the_same_depth_warn():
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*MACs apart.*")
         tfee.attach_exits(backbone, ["cheap", "conv2"], head="linear")
+
+
+@pytest.mark.parametrize(
+    "ending", [keras.layers.GlobalAveragePooling2D, keras.layers.Flatten]
+)
+def test_a_feature_extractor_without_a_classifier_is_refused_by_name(ending):
+    # Issue 31, item 4: its feature channels were taken for classes.
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="block1_out")(inputs)
+    x = keras.layers.Conv2D(16, 3, name="features")(x)
+    model = keras.Model(inputs, ending(name="pooled")(x))
+    with pytest.raises(ValueError, match=r"output comes from pooled after 'features'"):
+        tfee.attach_exits(model, ["block1_out"])
+
+
+def test_a_1x1_convolution_to_classes_before_pooling_counts_as_a_classifier():
+    # SqueezeNet's head: conv 1x1 to the classes, then global average pooling.
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="block1_out")(inputs)
+    x = keras.layers.Conv2D(10, 1, name="classes")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    network = tfee.attach_exits(model, ["block1_out"], head="linear")
+    assert len(tfee.exits(network)) == 2

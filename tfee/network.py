@@ -119,7 +119,47 @@ def _final_logits(backbone, api):
             f"the output layer {layer.name!r} applies {name!r}. Use softmax "
             "(or no activation) on a layer with one unit per class."
         )
+    _refuse_feature_extractor(layer, output, api)
     return output
+
+
+# Layers that pass features on without a classifier's weights: a model ending
+# in one (and fed by no 1x1 convolution to classes, as SqueezeNet's head is)
+# is a feature extractor (e.g. keras.applications with include_top=False).
+_FEATURE_LAYERS = (
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.Flatten,
+    keras.layers.Dropout,
+    keras.layers.BatchNormalization,
+)
+
+
+def _refuse_feature_extractor(layer, output, api):
+    """Raises where the logits would be a feature extractor's channels."""
+    channels, seen = output.shape[-1], []
+    while isinstance(_graph.unwrap(layer), _FEATURE_LAYERS):
+        seen.append(layer.name)
+        output = layer._inbound_nodes[output._keras_history.node_index].keras_inputs[0]
+        layer = output._keras_history.layer
+    if not seen:
+        return
+    unwrapped = _graph.unwrap(layer)
+    if isinstance(unwrapped, keras.layers.Dense) or (
+        isinstance(unwrapped, keras.layers.Conv2D)
+        and tuple(unwrapped.kernel_size) == (1, 1)
+    ):
+        return  # A classifier (Dense, or SqueezeNet's 1x1 conv) before them.
+    raise ValueError(
+        f"{api}: `model` must end in a classifier (e.g. Dense(classes)); its "
+        f"output comes from {' <- '.join(seen)} after {layer.name!r} "
+        f"({type(unwrapped).__name__}), so its {channels} feature channels would "
+        "be taken for classes. Add the classifier first, e.g. outputs = "
+        "keras.layers.Dense(num_classes)(model.output). Received: a feature "
+        "extractor"
+    )
 
 
 def _clone(model):
