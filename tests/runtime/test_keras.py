@@ -147,3 +147,21 @@ def test_non_finite_images_answer_alike_at_every_batch_size_and_warn(network, im
     np.testing.assert_array_equal(together.exit_indices, alone.exit_indices)
     assert together.predictions[2] == together.predictions[5] == -1
     assert together.exit_indices[2] == together.exit_indices[5] == 1
+
+
+@pytest.mark.parametrize(
+    "images,received",
+    [
+        (np.full((2, 16, 16, 3), 200, np.uint8), "dtype=uint8"),  # raw pixels
+        (np.zeros((2, 8, 8, 3), np.float32), r"shape=\(2, 8, 8, 3\)"),
+    ],
+)
+def test_the_predictor_checks_its_input_as_every_runtime_does(net, images, received):
+    # Issue 31, item 5: uint8 0-255 images ran (everything left at exit 1)
+    # and a wrong shape surfaced as a tf.function binding TypeError.
+    predictor = tfee.DynamicPredictor(net, ThresholdPolicy([0.5, 0.5]))
+    for call in (predictor.predict, predictor.predict_batch):
+        with pytest.raises(
+            ValueError, match=r"must be at least one float image.*" + received
+        ):
+            call(images)

@@ -283,11 +283,12 @@ def empty_result(count, classes):
     )
 
 
-def check_images(images, input_shape, api):
+def check_images(images, input_shape, api, warn=True):
     """(`images` as a float batch of `input_shape`, its blocked rows).
 
-    A single image gets a batch axis; the blocked rows are
-    `tfee.rules.non_finite_rows` (warned about here), for `run(blocked=)`.
+    Every runtime's input check. A single image gets a batch axis; the
+    blocked rows are `tfee.rules.non_finite_rows` (warned about here unless
+    `warn` is False), for `run(blocked=)`.
 
     Raises:
       ValueError: naming `api`, for anything but float images of that shape.
@@ -308,7 +309,8 @@ def check_images(images, input_shape, api):
     if rules.all_finite(images):
         return images, _no_rows(len(images))
     blocked = rules.non_finite_rows(images)
-    warn_non_finite(blocked, api)
+    if warn:
+        warn_non_finite(blocked, api)
     return images, blocked
 
 

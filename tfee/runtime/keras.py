@@ -100,6 +100,7 @@ class DynamicPredictor:
         policies.check_policy(policy, len(stage_models), learned, api)
         self._policy = policy
         self._stage_models = stage_models
+        self.input_shape = tuple(stage_models[0].inputs[0].shape[1:])
         self._backend = _Backend(
             stage_models, learned, [info.cumulative_macs for info in infos]
         )
@@ -125,25 +126,31 @@ class DynamicPredictor:
         """One batch through the cascade.
 
         Args:
-          images: array or tensor (batch, ...) of the network's input shape.
+          images: float array or tensor (batch, ...) of the network's input
+            shape, preprocessed as for the network (or one image).
 
         Returns:
           A `tfee.runtime.CascadeResult` for the batch.
+
+        Raises:
+          ValueError: images of another shape, or not floats (e.g. uint8
+            pixels for a network trained on [0, 1]): every runtime's check.
         """
+        images, blocked = engine.check_images(
+            images, self.input_shape, "tfee.DynamicPredictor.predict_batch"
+        )
+        return self._run(images, blocked)
+
+    def _run(self, images, blocked):
         features = self._backend.prepare(images)
-        if features.shape.rank is None or features.shape[0] == 0:
-            raise ValueError(
-                "tfee.DynamicPredictor.predict_batch: `images` must hold at least "
-                f"one sample. Received: shape {features.shape}"
-            )
         if (
             features.shape[0] == 1
             and isinstance(self.policy, policies.ThresholdPolicy)
             and self.policy.ensemble is None
-            and not rules.non_finite_rows(features)[0]  # The engine's rule.
+            and not blocked[0]  # The engine's input rule.
         ):
             return self._predict_one(features)
-        return engine.run(self._backend, self.policy, features)
+        return engine.run(self._backend, self.policy, features, blocked)
 
     def _build_single(self, jit_compile):
         spec = self._stage_models[0].inputs[0]
@@ -215,8 +222,12 @@ class DynamicPredictor:
             )
         results, non_finite = [], []
         for batch in batches:
-            non_finite.append(rules.non_finite_rows(batch))
-            results.append(self.predict_batch(batch))
+            # Warned about once, over every batch, below.
+            batch, blocked = engine.check_images(
+                batch, self.input_shape, api, warn=False
+            )
+            non_finite.append(blocked)
+            results.append(self._run(batch, blocked))
         if not results:
             raise ValueError(f"{api}: `data` is empty (0 batches).")
         engine.warn_non_finite(np.concatenate(non_finite), api)
