@@ -195,3 +195,11 @@ def test_an_unreachable_confident_target_names_the_bound(outputs):
     # so a margin alone never makes a target unreachable.
     with pytest.warns(UnreachableTargetWarning, match="0.99 upper confidence bound"):
         tfee.policy.calibrate(outputs, max_accuracy_drop=-0.5, confidence=0.99)
+
+
+@pytest.mark.parametrize("rule,samples", [("max_softmax", 1), ("decision", 5)])
+def test_calibrating_on_too_few_samples_warns(rule, samples):
+    # Issue 31, item 7: a policy came back from 1 (or 5) samples silently.
+    outputs = make_outputs(samples=samples)
+    with pytest.warns(UserWarning, match=rf"{samples} validation samples are too few"):
+        tfee.policy.calibrate(outputs, rule=rule, max_accuracy_drop=0.01)

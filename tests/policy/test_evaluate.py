@@ -148,3 +148,30 @@ def test_collect_outputs_rejects_empty_datasets_and_plain_models(
     with pytest.raises(ValueError, match="not a tfee early-exit network"):
         tfee.policy.collect_outputs(tiny_cnn, (np.zeros((1, 8, 8, 1)), np.zeros(1)))
     assert isinstance(confident_net, keras.Model)
+
+
+@pytest.mark.parametrize(
+    "labels,received",
+    [
+        (np.full(400, 5), r"in \[5, 5\]"),  # outside [0, 5)
+        (np.full(400, -1), r"in \[-1, -1\]"),
+        (np.full(400, 0.5), "dtype float64"),
+    ],
+)
+def test_labels_outside_the_classes_are_refused_not_scored_zero(labels, received):
+    # Issue 31, item 7: evaluate reported 0% as a result.
+    outputs = make_outputs()
+    with pytest.raises(
+        ValueError, match=r"integer class indices in \[0, 5\).*" + received
+    ):
+        tfee.policy.ExitOutputs(
+            outputs.logits, None, labels, outputs.exit_macs, outputs.full_macs
+        )
+
+
+def test_whole_float_labels_count_as_their_classes():
+    outputs = make_outputs()
+    again = tfee.policy.ExitOutputs(
+        outputs.logits, None, outputs.labels.astype(float), outputs.exit_macs, 950
+    )
+    np.testing.assert_array_equal(again.labels, outputs.labels)

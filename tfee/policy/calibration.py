@@ -569,6 +569,7 @@ def calibrate(
     outputs = evaluate_lib._as_outputs(source, dataset, api, sparse)
     costs = costs_lib.check_costs(costs, outputs.num_exits, api)
     _check_rule(rule, outputs, api)
+    _warn_about_few_samples(outputs.num_samples, rule, api)
     exit_ensemble = None
     if ensemble:
         exit_ensemble = ensemble_lib.ExitEnsemble.fit(outputs)
@@ -627,6 +628,26 @@ def calibrate(
     if exit_ensemble is not None:
         policy = _with_ensemble(policy, exit_ensemble)
     return policy
+
+
+# Fewer validation samples than this make a calibrated policy noise: a
+# threshold is a quantile of that many scores, accuracy moves in steps of
+# 1/samples, and the decision rule fits a logistic model per exit.
+MIN_SAMPLES = 30
+MIN_DECISION_SAMPLES = 100
+
+
+def _warn_about_few_samples(samples, rule, api):
+    needed = MIN_DECISION_SAMPLES if rule == rules.DECISION else MIN_SAMPLES
+    if samples < needed:
+        warnings.warn(
+            f"{api}: {samples} validation samples are too few to calibrate "
+            f"rule={rule!r} (at least {needed}): its accuracy moves in steps of "
+            f"{100 / samples:.1f} points and the policy will not hold on new data. "
+            f"Received: {samples} samples",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _cost_text(cost, outputs, costs):

@@ -59,6 +59,19 @@ class ExitOutputs:
                 f"{api}: {logits.shape[1]} samples of logits but {len(labels)} "
                 "labels."
             )
+        classes = logits.shape[2]
+        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)):
+            if np.array_equal(labels, np.round(labels)):  # 3.0 means class 3.
+                labels = labels.astype(np.int64)
+        if labels.dtype.kind not in "iu" or (
+            len(labels) and (labels.min() < 0 or labels.max() >= classes)
+        ):
+            raise ValueError(
+                f"{api}: `labels` must be integer class indices in [0, {classes}) "
+                "(one-hot labels: take their argmax); the exits answer "
+                f"{classes} classes. Received: labels of dtype {labels.dtype} in "
+                f"[{labels.min()}, {labels.max()}]"
+            )
         if len(exit_macs) != logits.shape[0]:
             raise ValueError(
                 f"{api}: `exit_macs` needs one value per exit ({logits.shape[0]}). "
