@@ -99,6 +99,13 @@ def main(argv):
         )
     output_dir = shell.output_dir(BINARY)
     metadata = tfee.runtime.read_metadata(FLAGS.model)
+    if FLAGS["threshold"].present and (FLAGS.policy or metadata.get("policy")):
+        raise shell.CommandError(
+            f"--threshold={FLAGS.threshold} applies only to files without a policy, "
+            f"and {'--policy gives one' if FLAGS.policy else 'the file embeds one'}; "
+            "give --threshold alone on a file without a policy, or replace the "
+            "embedded one with tfee.export.set_policy"
+        )
     if FLAGS.policy:
         policy = load_policy(FLAGS.policy)
     elif metadata.get("policy") is not None:

@@ -187,3 +187,10 @@ def test_clustering_again_leaves_heads_that_already_hold_the_count_alone():
     assert type(again.get_layer("exit_1_head")).__name__ != "ClusterWeights"
     kernel = tfee.compress.strip(again).get_layer("exit_1_head").kernel.numpy()
     np.testing.assert_array_equal(kernel, once.get_layer("exit_1_head").kernel.numpy())
+
+
+@pytest.mark.parametrize("argument", ["preserve_sparsity", "per_channel"])
+def test_flags_that_are_not_bools_are_refused(argument):
+    # Issue 31, item 10: preserve_sparsity="no" behaved as True.
+    with pytest.raises(TypeError, match=rf"`{argument}` must be True or False"):
+        tfee.compress.cluster(_tiny.network(), _tiny.dataset(), 4, **{argument: "no"})

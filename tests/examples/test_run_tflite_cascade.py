@@ -1,5 +1,6 @@
 """End to end: examples/run_tflite_cascade.py on a tiny exported network."""
 
+import pytest
 from absl import flags
 from absl.testing import flagsaver
 
@@ -47,3 +48,17 @@ def test_at_batch_one_the_latency_is_reported_beside_the_full_models(
         summary["latency_fraction"]
         == summary["mean_latency_ms"] / summary["full_model_ms"]
     )
+
+
+def test_a_threshold_beside_an_embedded_policy_fails_in_one_line(tmp_path):
+    # Issue 31, item 10: --threshold=1.5 was ignored without a notice.
+    import tfee
+
+    path = str(tmp_path / "with_policy.tflite")
+    tfee.export.tflite(tiny_network(), path, signatures=["stage_1", "stage_2"])
+    tfee.export.set_policy(path, tfee.ThresholdPolicy([0.5]))
+    flags.FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver(model=path, data="digits", output_dir=str(tmp_path)):
+        example.FLAGS(["run_tflite_cascade", "--threshold=1.5"])
+        with pytest.raises(example.shell.CommandError, match="the file embeds one"):
+            example.main([])

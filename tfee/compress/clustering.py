@@ -180,6 +180,8 @@ def cluster_weights(
     """
     api = "tfee.compress.cluster_weights"
     _check_network(network, api)
+    _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
+    _checks.check_bool(per_channel, "per_channel", api)
     initialisation = CENTROID_INITS.get(init, init)
     if initialisation not in CENTROID_INITS.values():
         raise ValueError(
@@ -435,6 +437,8 @@ class ClusteringPlan:
         api = _api  # cluster() builds its plan under its own name.
         _check_network(network, api)
         _checks.check_bool(fold_batch_norm, "fold_batch_norm", api)
+        _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
+        _checks.check_bool(per_channel, "per_channel", api)
         _, _, frozen = _resolve(network, clusters, api)
         scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
         if isinstance(teacher, str):
