@@ -2,6 +2,7 @@
 the API, the argument, what is accepted and what was received."""
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -133,4 +134,31 @@ def check_images(representative, network, samples, api, argument="representative
             f"ranges come from them. Received: {bad} NaN or infinite values in "
             f"the first {len(images)} images"
         )
+    _warn_about_raw_pixels(images, network, api, argument)
     return images
+
+
+# Layers that take raw pixels into the network's own range themselves.
+_SCALING_LAYERS = ("Rescaling", "Normalization", "InputNormalisation")
+
+
+def _warn_about_raw_pixels(images, network, api, argument):
+    """Warns where the images look like raw 0-255 pixels and the network does
+    not scale its input itself: int8 ranges calibrated on them are off by the
+    scale, and the file's accuracy falls to near chance, silently."""
+    if images.max() <= 2.0 or images.min() < 0.0:
+        return
+    if not np.array_equal(images, np.round(images)) or images.max() > 255.0:
+        return
+    if any(type(layer).__name__ in _SCALING_LAYERS for layer in network.layers):
+        return
+    warnings.warn(
+        f"{api}: `{argument}` looks like raw pixels (whole numbers up to "
+        f"{images.max():g}) but the network has no Rescaling or Normalization "
+        "layer: pass images preprocessed exactly as for training (e.g. divided "
+        "by 255, normalised), or the int8 ranges are calibrated for inputs the "
+        "network never sees. Received: values in "
+        f"[{images.min():g}, {images.max():g}]",
+        UserWarning,
+        stacklevel=3,
+    )

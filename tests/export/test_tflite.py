@@ -9,6 +9,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import tfee
 import tfee.export
+from tests.tiny_files import tiny_data
 from tests.tiny_files import tiny_network
 from tfee import _flatbuffer
 from tfee import keras
@@ -331,3 +332,15 @@ def test_signatures_save_a_network_holding_a_resource_beside_its_variables():
         assert converter is not None
     finally:
         _signatures.remove(directory)
+
+
+def test_int8_representative_data_that_looks_like_raw_pixels_warns(network, tmp_path):
+    # Issue 31, item 6: raw 0-255 floats for a [0, 1] network calibrated the
+    # int8 ranges 255x too wide and the file fell to near chance, silently.
+    raw = np.round(np.clip(tiny_data()[0], 0.0, 1.0) * 255.0)
+    with pytest.warns(
+        UserWarning, match=r"looks like raw pixels \(whole numbers up to"
+    ):
+        tfee.export.tflite(
+            network, str(tmp_path / "raw.tflite"), quantize="int8", representative=raw
+        )
