@@ -216,3 +216,29 @@ def test_one_hot_labels_are_refused_not_cast(labels, message):
 def test_stratified_holdout_names_a_bad_count(per_class):
     with pytest.raises(ValueError, match="`per_class` must be a positive integer"):
         tfee.data.stratified_holdout([0, 0, 1, 1], per_class, np.random.default_rng(0))
+
+
+def test_a_folders_test_split_is_shuffled_once_with_the_seed(tmp_path):
+    # Issue 31, item 9: read in class order, its first batches were one class.
+    _write_folder(tmp_path / "train", classes=("a", "b", "c"), per_class=8)
+    _write_folder(tmp_path / "test", classes=("a", "b", "c"), per_class=8)
+    labels = [
+        np.concatenate(
+            [y.numpy() for _, y in tfee.data.load(str(tmp_path), seed=s).test]
+        )
+        for s in (0, 0, 1)
+    ]
+    assert sorted(labels[0]) == [0] * 8 + [1] * 8 + [2] * 8
+    assert len(set(labels[0][:8])) > 1  # Not one class first.
+    np.testing.assert_array_equal(labels[0], labels[1])  # Seeded ...
+    assert not np.array_equal(labels[0], labels[2])  # ... by the seed.
+
+
+def test_an_empty_class_folder_and_a_single_class_are_refused(tmp_path):
+    _write_folder(tmp_path / "two", classes=("cat", "dog"))
+    (tmp_path / "two" / "bird").mkdir()
+    with pytest.raises(ValueError, match=r"class folders \['bird'\].*hold no images"):
+        tfee.data.load(str(tmp_path / "two"))
+    _write_folder(tmp_path / "one", classes=("cat",))
+    with pytest.raises(ValueError, match="at least 2 class folders"):
+        tfee.data.load(str(tmp_path / "one"))

@@ -209,9 +209,15 @@ def load_image_folder(directory, cache=None, image_size=None):
         raise ValueError(
             f"load_image_folder: no class sub-folders in directory={directory!r}"
         )
-    images, labels, skipped, odd = [], [], [], None
+    if len(class_names) < 2:
+        raise ValueError(
+            "load_image_folder: a classifier needs at least 2 class folders; "
+            f"directory={directory!r} holds one: {list(class_names)}"
+        )
+    images, labels, skipped, odd, empty = [], [], [], None, []
     for label, name in enumerate(class_names):
         folder = os.path.join(directory, name)
+        found = len(images)
         for file_name in sorted(os.listdir(folder)):
             path = os.path.join(folder, file_name)
             if os.path.isdir(path) or not file_name.lower().endswith(_IMAGE_SUFFIXES):
@@ -222,6 +228,14 @@ def load_image_folder(directory, cache=None, image_size=None):
                 odd = (path, image.shape[:2], images[0].shape[:2])
             images.append(image)
             labels.append(label)
+        if len(images) == found:
+            empty.append(name)
+    if empty:
+        # Kept, it would be a class no image teaches and every label shifts.
+        raise ValueError(
+            f"load_image_folder: the class folders {empty} of "
+            f"directory={directory!r} hold no images; remove them or add images"
+        )
     if skipped:
         warnings.warn(
             f"load_image_folder: skipped {len(skipped)} file(s) that are not "
@@ -456,6 +470,12 @@ def _from_folder(directory, validation, seed, image_size, cache):
             splits = split_arrays(
                 images, labels, (1 - 2 * validation, validation, validation), seed
             )
+    # Read in class order: a held-out split would come sorted by class (the
+    # first batches one class), so each is shuffled once, with the seed.
+    rng = np.random.default_rng(seed)
+    for i in (1, 2):
+        order = rng.permutation(len(splits[i][1]))
+        splits[i] = (splits[i][0][order], splits[i][1][order])
     return _from_arrays(splits, len(classes), classes)
 
 
