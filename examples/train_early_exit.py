@@ -81,9 +81,16 @@ def parse_placement(exits):
     import tfee
 
     try:
-        return tfee.FlopsFractions([float(e) for e in exits])
+        fractions = [float(e) for e in exits]
     except ValueError:
         return tfee.Layers(list(exits))
+    try:
+        return tfee.FlopsFractions(fractions)
+    except ValueError as error:  # Numbers, but not fractions: say so.
+        raise shell.CommandError(
+            f"--exits={','.join(exits)}: MACs fractions must lie in (0, 1), "
+            f"increasing ({error})"
+        ) from None
 
 
 def own_model(data_shape=None):

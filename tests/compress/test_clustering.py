@@ -194,3 +194,9 @@ def test_flags_that_are_not_bools_are_refused(argument):
     # Issue 31, item 10: preserve_sparsity="no" behaved as True.
     with pytest.raises(TypeError, match=rf"`{argument}` must be True or False"):
         tfee.compress.cluster(_tiny.network(), _tiny.dataset(), 4, **{argument: "no"})
+
+
+def test_section_numbers_given_as_strings_are_named_as_such():
+    # Issue 31: {"1": 8} switched to layer scope ("unknown layer names ['1']").
+    with pytest.raises(ValueError, match=r"keys \['1'\] are strings; sections are"):
+        tfee.compress.cluster_weights(_tiny.network(), {"1": 8, 2: 4})

@@ -98,3 +98,11 @@ def test_model_with_a_backbone_or_other_classes_fails_in_one_line(
         )
         with pytest.raises(train_early_exit.shell.CommandError, match=message):
             train_early_exit.main([])
+
+
+def test_numbers_that_are_not_fractions_are_refused_as_fractions():
+    # Issue 31: --exits=1.5 was taken for a layer name ("unknown layer 1.5").
+    with pytest.raises(
+        train_early_exit.shell.CommandError, match=r"--exits=1.5: MACs fractions"
+    ):
+        train_early_exit.parse_placement(["1.5"])

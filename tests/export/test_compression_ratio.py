@@ -44,6 +44,19 @@ def test_an_artifact_given_is_the_one_measured():
     assert report.file_values_per_kernel <= 2
 
 
+def test_an_artifact_may_be_the_path_of_the_file(tmp_path):
+    # Issue 31: a path gave "string argument without an encoding".
+    clustered = _clustered(_tiny.network(), 2)
+    flatbuffer = tfee.export.tflite_bytes(clustered, quantize="float16")
+    path = tmp_path / "net.tflite"
+    path.write_bytes(flatbuffer)
+    for artifact in (str(path), path):
+        report = tfee.export.compression_report(clustered, artifact=artifact)
+        assert report == tfee.export.compression_report(clustered, artifact=flatbuffer)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        tfee.export.compression_report(clustered, artifact=str(tmp_path / "x.tflite"))
+
+
 def test_an_artifact_that_is_not_a_tflite_is_refused():
     clustered = _clustered(_tiny.network(), 2)
     with pytest.raises(ValueError, match="without TFLite's identifier"):

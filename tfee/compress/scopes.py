@@ -200,6 +200,15 @@ def resolve(network, targets, scope, *, api, argument, check, weights_of):
     elif scope == "layer":
         if isinstance(targets, dict):
             unknown = [k for k in targets if k not in layers]
+            digits = [k for k in unknown if isinstance(k, str) and k.isdigit()]
+            if digits:
+                # {"1": 8}: meant as section 1 (JSON keys are strings).
+                raise ValueError(
+                    f"{api}: `{argument}` keys {digits} are strings; sections are "
+                    f"numbered with ints ({{{int(digits[0])}: ...}}), and strings "
+                    "name layers. Received: "
+                    f"{argument}={targets!r}"
+                )
             if unknown:
                 raise ValueError(
                     f"{api}: unknown layer names {unknown} in `{argument}`; the "

@@ -134,8 +134,9 @@ def compression_report(network, artifact=None):
 
     Args:
       network: a stripped tfee early-exit network.
-      artifact: the .tflite bytes to measure, as `tfee.export.tflite` wrote
-        them with every exit (default: its float32 export).
+      artifact: the .tflite to measure (bytes, or a path to the file), as
+        `tfee.export.tflite` wrote it with every exit (default: its float32
+        export).
 
     Returns:
       A `CompressionReport`. It warns when the file's kernels hold more
@@ -148,6 +149,14 @@ def compression_report(network, artifact=None):
     """
     api = "tfee.export.compression_report"
     num_exits = len(network_lib.exits(network))
+    if isinstance(artifact, (str, os.PathLike)):
+        if not os.path.isfile(artifact):
+            raise FileNotFoundError(
+                f"{api}: `artifact` must be .tflite bytes or the path of a .tflite "
+                f"file. Received: artifact={artifact!r} (no such file)"
+            )
+        with open(artifact, "rb") as f:
+            artifact = f.read()
     flatbuffer = artifact if artifact is not None else tflite_bytes(network)
     _check_artifact(flatbuffer, num_exits, api)
     layers = {layer.name: layer for layer in network.layers}
