@@ -59,7 +59,10 @@ def export_all(
     lines, summary, failed = [], {"files": {}}, []
     for quantize in quantizations:
         shell.progress(BINARY, f"converting and verifying {quantize}")
-        path = os.path.join(output_dir, f"net_{quantize}.tflite")
+        final = os.path.join(output_dir, f"net_{quantize}.tflite")
+        # Written aside until verified: the next step must never pick up a
+        # file that failed (nor one an earlier run left).
+        path = os.path.join(output_dir, f"net_{quantize}.unverified.tflite")
         report = tfee.export.tflite(
             network,
             path,
@@ -69,6 +72,11 @@ def export_all(
             labels=labels,
         )
         check = tfee.export.verify(path, network, images, min_agreement=min_agreement)
+        if check.passed:
+            os.replace(path, final)
+            path = final
+        elif os.path.exists(final):
+            os.remove(final)
         lines.append(
             f"{quantize:<8} {report.bytes:>9,} bytes  {report.gzipped_bytes:>9,} "
             f"gzipped  zeros {100 * report.zero_fraction:5.1f}%  "
