@@ -29,6 +29,11 @@ _TYPE_BYTES = {
 }
 
 
+def is_tflite(data):
+    """Whether `data` starts like a .tflite flatbuffer (its file identifier)."""
+    return len(data) >= 8 and bytes(data[4:8]) == b"TFL3"
+
+
 def read(data):
     """The mutable object tree (schema ModelT) of a .tflite flatbuffer."""
     return flatbuffer_utils.convert_bytearray_to_object(bytearray(data))

@@ -279,3 +279,16 @@ def test_profile_refuses_non_finite_images(float_file, images):
     with pytest.raises(ValueError, match=r"time finite images; rows \[3\]"):
         with pytest.warns(UserWarning, match="NaN or infinite"):
             tfee.runtime.Cascade(float_file.path).profile(broken)
+
+
+def test_a_keras_or_truncated_file_is_named_not_a_struct_error(float_file, tmp_path):
+    # Issue 31: Cascade on a .keras or a truncated file raised struct.error.
+    keras_file = tmp_path / "net.keras"
+    keras_file.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(ValueError, match=r"is not a .tflite file"):
+        tfee.runtime.Cascade(str(keras_file))
+    data = open(float_file.path, "rb").read()
+    truncated = tmp_path / "cut.tflite"
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=r"truncated or corrupt .tflite"):
+        tfee.runtime.Cascade(str(truncated))

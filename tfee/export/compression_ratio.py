@@ -64,7 +64,7 @@ def tflite_bytes(network, quantize="float32", representative=None, **options):
 
 def _check_artifact(flatbuffer, num_exits, api):
     """Raises unless `flatbuffer` is a .tflite that reaches every exit."""
-    if bytes(flatbuffer[4:8]) != b"TFL3":  # The flatbuffer's file identifier.
+    if not _flatbuffer.is_tflite(flatbuffer):
         raise ValueError(
             f"{api}: `artifact` must be the bytes of a .tflite file that "
             "tfee.export.tflite wrote. Received: "

@@ -7,6 +7,7 @@ samples leave, only the others' features go on to stage 2, and so on.
 """
 
 import os
+import struct
 import time
 
 import numpy as np
@@ -122,7 +123,20 @@ def read_metadata(path):
             f"tfee.runtime.read_metadata: no .tflite file at path={path!r}"
         )
     with open(path, "rb") as f:
-        metadata = _flatbuffer.metadata(f.read())
+        data = f.read()
+    if not _flatbuffer.is_tflite(data):
+        raise ValueError(
+            f"tfee.runtime.read_metadata: {path} is not a .tflite file (no TFLite "
+            "identifier: a .keras or another file?). Received: "
+            f"{len(data)} bytes starting {bytes(data[:8])!r}"
+        )
+    try:
+        metadata = _flatbuffer.metadata(data)
+    except (struct.error, IndexError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(
+            f"tfee.runtime.read_metadata: {path} is a truncated or corrupt .tflite "
+            f"({type(error).__name__}: {error}); export it again"
+        ) from None
     if not metadata:
         return {}
     if metadata.get("format") == _FORMAT_2:
