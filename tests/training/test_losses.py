@@ -87,3 +87,21 @@ def test_joint_says_that_learned_confidences_get_no_loss():
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*learned confidences.*")
         tfee.losses.joint(_tiny.network())
+
+
+def test_one_hot_labels_give_the_same_losses_as_integer_labels():
+    # Issue 31: one-hot labels (a common Keras habit) were read as batch x
+    # classes integer labels.
+    net = _tiny.network()
+    images, labels, _ = _tiny.data()
+    classes = net.outputs[0].shape[-1]
+    one_hot = np.eye(classes, dtype="float32")[labels]
+    net.compile(optimizer="sgd", loss=tfee.losses.joint(net, "uniform"))
+    sparse = net.evaluate(images, [labels] * 2, return_dict=True, verbose=0)
+    dense = net.evaluate(images, [one_hot] * 2, return_dict=True, verbose=0)
+    assert dense["loss"] == pytest.approx(sparse["loss"], rel=1e-6)
+    distiller = tfee.training.Distiller(net)
+    distiller.compile(keras.optimizers.SGD(0.0))
+    got = distiller.evaluate(images, one_hot, return_dict=True, verbose=0)
+    want = distiller.evaluate(images, labels, return_dict=True, verbose=0)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)

@@ -15,6 +15,16 @@ from tfee._keras import tf
 __all__ = []
 
 
+def class_indices(labels, classes):
+    """Integer class labels (batch,), also from one-hot rows (batch, classes),
+    a common Keras habit that would otherwise be read as batch x classes
+    labels."""
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 2 and labels.shape[-1] == classes and classes > 1:
+        return tf.argmax(labels, axis=-1, output_type=tf.int32)
+    return tf.reshape(tf.cast(labels, tf.int32), [-1])
+
+
 def require_trainable(network, api, argument="network"):
     """Raises if `network` has no trainable weights left (e.g. fully frozen)."""
     if not network.trainable_weights:
@@ -162,8 +172,8 @@ class ExitLossModel(keras.Model):
                 f"{self._api}: the data must yield (images, labels) pairs; "
                 "received images only"
             )
-        y = tf.reshape(tf.cast(y, tf.int32), [-1])
         network = self._network()
+        y = class_indices(y, network.outputs[0].shape[-1])
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             outputs = network(x, training=training)

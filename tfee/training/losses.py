@@ -7,6 +7,7 @@ import numpy as np
 from tfee import naming
 from tfee._keras import keras
 from tfee._keras import tf
+from tfee.training._wrapper import class_indices
 from tfee.training._wrapper import output_roles
 from tfee.training._wrapper import require_trainable
 
@@ -35,7 +36,7 @@ class ExitCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         per_sample = keras.losses.sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=True
+            class_indices(y_true, y_pred.shape[-1]), y_pred, from_logits=True
         )
         return self.weight * per_sample
 
