@@ -188,7 +188,13 @@ def run(main):
 
 def output_dir(binary):
     """--output_dir, or /tmp/tfee-<binary>; created."""
+    from tfee import _files
+
     path = FLAGS.output_dir or os.path.join("/tmp", f"tfee-{binary}")
+    try:  # Before any work, not after it.
+        _files.check_output_path(path, binary, "--output_dir", directory=True)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     os.makedirs(path, exist_ok=True)
     return path
 

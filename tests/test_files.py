@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+import tfee
+import tfee.export
 from tfee import _files
 
 
@@ -64,3 +66,14 @@ def test_a_replaced_file_keeps_its_mode(tmp_path, umask_022):
     _files.write_bytes_atomically(str(path), "[]")
     assert oct(path.stat().st_mode & 0o777) == oct(0o640)
     assert path.read_text() == "[]"
+
+
+def test_an_output_path_under_a_file_is_refused_before_any_work(tmp_path):
+    # Issue 31: "[Errno 17]" came only after the conversion had run.
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    with pytest.raises(ValueError, match=r"'.*taken' is a file, not a folder"):
+        tfee.export.tflite(None, str(blocker / "sub" / "net.tflite"))
+    with pytest.raises(ValueError, match="must be a folder"):
+        _files.check_output_path(str(blocker), "api", "directory", directory=True)
+    _files.check_output_path(str(tmp_path / "new" / "net.tflite"), "api")  # fine

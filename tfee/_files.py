@@ -4,10 +4,44 @@ import os
 import secrets
 import stat
 
-__all__ = ["write_atomically", "write_bytes_atomically"]
+__all__ = ["check_output_path", "write_atomically", "write_bytes_atomically"]
 
 # Create-mode of a new file as `open()` passes it; the kernel subtracts the umask.
 _NEW_FILE_MODE = 0o666
+
+
+def check_output_path(path, api, argument="path", directory=False):
+    """Raises before any work where `path` cannot be written: it is an
+    existing folder (or, with `directory`, an existing file), or a file
+    stands where one of its parent folders would have to be.
+
+    Raises:
+      TypeError: `path` is not a path.
+      ValueError: naming `api` and `argument`, and what is in the way.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TypeError(
+            f"{api}: `{argument}` must be a path string. Received: {argument}={path!r}"
+        )
+    path = os.path.abspath(os.fspath(path))
+    if directory and os.path.isfile(path):
+        raise ValueError(
+            f"{api}: `{argument}` must be a folder (made if missing); a file is "
+            f"there. Received: {argument}={path!r}"
+        )
+    if not directory and os.path.isdir(path):
+        raise ValueError(
+            f"{api}: `{argument}` is a directory; pass the file to write, e.g. "
+            f"{os.path.join(path, 'network.tflite')!r}. Received: {argument}={path!r}"
+        )
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        raise ValueError(
+            f"{api}: `{argument}` cannot be written: {parent!r} is a file, not a "
+            f"folder. Received: {argument}={path!r}"
+        )
 
 
 def write_atomically(path, write):

@@ -27,6 +27,7 @@ from tfee import input_normalisation
 from tfee import naming
 from tfee import network as network_lib
 from tfee import rules
+from tfee._files import check_output_path
 from tfee._files import write_bytes_atomically
 from tfee._keras import keras
 from tfee._keras import tf
@@ -984,6 +985,7 @@ def micro(
             f"{api}: `directory` is an existing file; pass the folder to write the "
             f"stage models and sources into. Received: directory={directory!r}"
         )
+    check_output_path(directory, api, "directory", directory=True)
     stripped = _signatures.stripped_network(network, api)
     _check_layers(stripped, api)
     normalised = input_normalisation.included_normalisation(stripped)

@@ -15,7 +15,6 @@ and TensorFlow Lite Micro runs it silently wrong (classes agree 46.5%).
 
 import dataclasses
 import gzip
-import os
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from tfee import input_normalisation
 from tfee import naming
 from tfee import network as network_lib
 from tfee import version
+from tfee._files import check_output_path
 from tfee._files import write_bytes_atomically
 from tfee._keras import tf
 from tfee.export import _calibration
@@ -85,21 +85,6 @@ def _check_positive(value, argument, api):
         raise ValueError(
             f"{api}: `{argument}` must be a positive integer. "
             f"Received: {argument}={value!r}"
-        )
-
-
-def check_output_path(path, api, argument="path"):
-    """Raises unless `path` names a file that can be (re)written."""
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        raise TypeError(
-            f"{api}: `{argument}` must be a file path string. "
-            f"Received: {argument}={path!r}"
-        )
-    if os.path.isdir(path):
-        raise ValueError(
-            f"{api}: `{argument}` is a directory; pass the file to write, e.g. "
-            f"{os.path.join(os.fspath(path), 'network.tflite')!r}. "
-            f"Received: {argument}={path!r}"
         )
 
 
