@@ -126,6 +126,7 @@ def train(
     cascading=False,
     seed=0,
     verbose=2,
+    backup_dir=None,
 ):
     """Builds and trains a network on `data` (a `tfee.data.DataSplits`).
 
@@ -133,6 +134,10 @@ def train(
       backbone: one of `BACKBONES`, built for the data, or a Keras model
         (the user's own, taken as trained: post_trained and eenet train only
         the heads on it).
+      backup_dir: where `keras.callbacks.BackupAndRestore` keeps each
+        phase's last finished epoch, so that an interrupted run (Ctrl-C)
+        resumes there when run again with the same arguments; None keeps no
+        backup.
 
     Returns:
       The trained early-exit network.
@@ -167,7 +172,11 @@ def train(
             metrics=["accuracy"],
         )
         model.fit(
-            data.train, validation_data=data.validation, epochs=epochs, verbose=verbose
+            data.train,
+            validation_data=data.validation,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=_backup(backup_dir, "backbone"),
         )
     network = tfee.attach_exits(
         model,
@@ -192,8 +201,18 @@ def train(
         temperature=temperature,
         kd_weight=kd_weight,
         verbose=verbose,
+        callbacks=_backup(backup_dir, "exits"),
     )
     return network
+
+
+def _backup(backup_dir, phase):
+    """BackupAndRestore for one training phase (each phase its own folder)."""
+    from tfee import keras
+
+    if backup_dir is None:
+        return []
+    return [keras.callbacks.BackupAndRestore(os.path.join(backup_dir, phase))]
 
 
 def summarize(network, data):
@@ -241,6 +260,7 @@ def main(argv):
         cascading=FLAGS.cascading,
         seed=FLAGS.seed,
         verbose=FLAGS.keras_verbose,
+        backup_dir=os.path.join(output_dir, "backup"),
     )
     summary = {
         **shell.labels(BINARY, "test"),

@@ -106,3 +106,27 @@ def test_numbers_that_are_not_fractions_are_refused_as_fractions():
         train_early_exit.shell.CommandError, match=r"--exits=1.5: MACs fractions"
     ):
         train_early_exit.parse_placement(["1.5"])
+
+
+def test_an_interrupted_training_resumes_from_its_last_finished_epoch(
+    tmp_path, monkeypatch
+):
+    # Issue 31: Ctrl-C in train_early_exit.py lost every epoch.
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    data = tfee.data.load("digits", batch_size=256)
+    backup, original = str(tmp_path / "backup"), train_early_exit._backup
+    monkeypatch.setattr(
+        train_early_exit, "_backup", lambda *a: original(*a) + [Interrupt()]
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_early_exit.train(data, epochs=3, verbose=0, backup_dir=backup)
+    history = keras.callbacks.History()
+    monkeypatch.setattr(
+        train_early_exit, "_backup", lambda *a: original(*a) + [history]
+    )
+    train_early_exit.train(data, epochs=3, verbose=0, backup_dir=backup)
+    assert history.epoch == [2]  # Epochs 0 and 1 were kept; only 2 ran again.
