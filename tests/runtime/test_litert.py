@@ -292,3 +292,40 @@ def test_a_keras_or_truncated_file_is_named_not_a_struct_error(float_file, tmp_p
     truncated.write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match=r"truncated or corrupt .tflite"):
         tfee.runtime.Cascade(str(truncated))
+
+
+def test_a_policy_from_another_network_is_refused_where_it_meets_this_one(
+    float_file, network, images, tmp_path
+):
+    # Issue 31, item 8: a policy from another network with as many exits ran
+    # and meant nothing. Calibrated policies carry a fingerprint.
+    import shutil
+
+    cascade = tfee.runtime.Cascade(float_file.path)
+    outputs = cascade.collect_outputs(images, tiny_data()[1])
+    policy = tfee.calibrate(outputs, max_accuracy_drop=0.05)
+    assert policy.fingerprint["exit_macs"] == outputs.exit_macs.tolist()
+    loaded = tfee.policy.Policy.from_json(policy.to_json())
+    assert loaded == policy and loaded.fingerprint == policy.fingerprint
+    tfee.runtime.Cascade(float_file.path, policy)  # its own network: fine
+    foreign = tfee.policy.Policy.from_dict(
+        {
+            **policy.to_dict(),
+            "fingerprint": {
+                "classes": 3,
+                "exit_macs": [3 * m for m in policy.fingerprint["exit_macs"]],
+            },
+        }
+    )
+    copy = tmp_path / "copy.tflite"
+    shutil.copyfile(float_file.path, copy)
+    for check in (
+        lambda: tfee.runtime.Cascade(float_file.path, foreign),
+        lambda: tfee.DynamicPredictor(network, foreign),
+        lambda: tfee.evaluate(outputs, policy=foreign),
+        lambda: tfee.export.set_policy(str(copy), foreign),
+    ):
+        with pytest.raises(ValueError, match="calibrated on another network"):
+            check()
+    # A policy written by hand has no fingerprint and is taken as it is.
+    tfee.runtime.Cascade(float_file.path, tfee.ThresholdPolicy([0.5]))

@@ -438,7 +438,13 @@ def _check_policy(policy, infos, api):
             f"policy={type(policy).__name__}"
         )
     learned = [info.confidence is not None for info in infos]
-    return policies.check_policy(policy, len(infos), learned, api)
+    return policies.check_policy(
+        policy,
+        len(infos),
+        learned,
+        api,
+        exit_macs=[info.cumulative_macs for info in infos],
+    )
 
 
 def _convert_stage(network, k, calibration, per_channel=True):

@@ -191,7 +191,13 @@ def set_policy(path, policy):
     exits = metadata["exits"]
     if policy is not None:
         learned = [e["confidence"] is not None for e in exits]
-        policies.check_policy(policy, len(exits), learned, api)
+        policies.check_policy(
+            policy,
+            len(exits),
+            learned,
+            api,
+            exit_macs=[e["cumulative_macs"] for e in exits],
+        )
     metadata["policy"] = None if policy is None else policy.to_dict()
     with open(path, "rb") as f:
         data = f.read()
@@ -404,7 +410,14 @@ def tflite(
     names = _signatures.select_signatures(signatures, len(infos), api)
     learned = _signatures.learned_confidence(stripped)
     if policy is not None:
-        policies.check_policy(policy, len(infos), learned, api)
+        policies.check_policy(
+            policy,
+            len(infos),
+            learned,
+            api,
+            exit_macs=[info.cumulative_macs for info in infos],
+            classes=int(stripped.outputs[0].shape[-1]),
+        )
         policies.check_ensemble_classes(policy, int(stripped.outputs[0].shape[-1]), api)
     channels = int(stripped.inputs[0].shape[-1])
     normalisation = input_normalisation.check_normalisation(

@@ -627,6 +627,10 @@ def calibrate(
         )
     if exit_ensemble is not None:
         policy = _with_ensemble(policy, exit_ensemble)
+    # Where it meets a network or file, the policy is checked to be theirs.
+    policy.fingerprint = policies.fingerprint(
+        outputs.exit_macs, outputs.logits.shape[-1]
+    )
     return policy
 
 

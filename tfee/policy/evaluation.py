@@ -223,7 +223,14 @@ def check_policy(policy, outputs, api):
     learned = [False] * outputs.num_exits
     if outputs.confidences is not None:
         learned = list(np.any(np.isfinite(outputs.confidences), axis=1))
-    return policies.check_policy(policy, outputs.num_exits, learned, api)
+    return policies.check_policy(
+        policy,
+        outputs.num_exits,
+        learned,
+        api,
+        exit_macs=outputs.exit_macs,
+        classes=outputs.logits.shape[-1],
+    )
 
 
 def evaluate(source, dataset=None, policy=None, *, sparse=False, costs=None):

@@ -39,7 +39,9 @@ __all__ = [
     "Policy",
     "ThresholdPolicy",
     "check_ensemble_classes",
+    "check_fingerprint",
     "check_policy",
+    "fingerprint",
     "load_policy",
 ]
 
@@ -182,6 +184,11 @@ class Policy:
     """
 
     kind = None
+    # What the policy was calibrated on (`tfee.calibrate` sets it): the
+    # network's class count and exits' cumulative MACs, checked wherever the
+    # policy meets a network or file (`check_policy`); None for a policy
+    # written by hand.
+    fingerprint = None
 
     def __init__(self, num_exits, ensemble=None):
         self._num_exits = num_exits
@@ -357,12 +364,15 @@ class Policy:
 
     def _header(self):
         """The fields every saved policy starts with."""
-        return {
+        header = {
             "format": _FORMAT,
             "version": _VERSION,
             "type": self.kind,
             "num_exits": self.num_exits,
         }
+        if self.fingerprint is not None:
+            header["fingerprint"] = dict(self.fingerprint)
+        return header
 
     def _ensemble_text(self):
         return "" if self.ensemble is None else f", ensemble={self.ensemble!r}"
@@ -436,7 +446,10 @@ class Policy:
                 f"{api}: unknown policy type, expected one of {sorted(kinds)}. "
                 f"Received: type={data.get('type')!r}"
             )
-        return kinds[data["type"]]._from_dict(data)
+        policy = kinds[data["type"]]._from_dict(data)
+        if data.get("fingerprint") is not None:
+            policy.fingerprint = _check_fingerprint_form(data["fingerprint"], api)
+        return policy
 
     def __eq__(self, other):
         return type(self) is type(other) and self.to_dict() == other.to_dict()
@@ -784,7 +797,57 @@ class DecisionPolicy(Policy):
         )
 
 
-def check_policy(policy, num_exits, learned, api):
+# How far an exit's MACs may differ from the fingerprint's and still be the
+# same network (an input normalisation added later adds a few MACs to every
+# exit; a different architecture moves them by far more).
+_FINGERPRINT_TOLERANCE = 0.05
+
+
+def fingerprint(exit_macs, classes):
+    """What identifies the network a policy is calibrated on."""
+    return {"classes": int(classes), "exit_macs": [int(m) for m in exit_macs]}
+
+
+def _check_fingerprint_form(value, api):
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("classes"), int)
+        or not isinstance(value.get("exit_macs"), list)
+    ):
+        raise ValueError(
+            f"{api}: a policy's fingerprint holds its network's class count and "
+            f"exits' MACs. Received: fingerprint={value!r}"
+        )
+    return value
+
+
+def check_fingerprint(policy, exit_macs, classes, api):
+    """Raises where `policy` was calibrated on another network than the one
+    with these exits' cumulative MACs and class count (a hand-written policy,
+    with no fingerprint, passes)."""
+    known = getattr(policy, "fingerprint", None)
+    if known is None or exit_macs is None or None in list(exit_macs):
+        return
+    theirs = [int(m) for m in exit_macs]
+    same = (classes is None or known["classes"] == int(classes)) and len(
+        known["exit_macs"]
+    ) == len(theirs)
+    same = same and all(
+        abs(a - b) <= _FINGERPRINT_TOLERANCE * max(a, b, 1)
+        for a, b in zip(known["exit_macs"], theirs)
+    )
+    if not same:
+        raise ValueError(
+            f"{api}: the policy was calibrated on another network "
+            f"({known['classes']} classes, exits at {known['exit_macs']} MACs); "
+            f"this one has {'?' if classes is None else int(classes)} classes and "
+            f"exits at {theirs} MACs, so "
+            "its thresholds would mean nothing here. Calibrate a policy on this "
+            "network's own outputs (tfee.calibrate)."
+        )
+
+
+def check_policy(policy, num_exits, learned, api, exit_macs=None, classes=None):
     """Raises unless `policy` is a tfee policy a network can run.
 
     Args:
@@ -792,6 +855,8 @@ def check_policy(policy, num_exits, learned, api):
       num_exits: the network's (or file's) number of exits.
       learned: per exit, whether its head outputs a learned confidence.
       api: the public API asking, for messages.
+      exit_macs, classes: the network's exits' cumulative MACs and class
+        count, to check the policy's fingerprint against (where known).
 
     Returns:
       The policy.
@@ -825,6 +890,8 @@ def check_policy(policy, num_exits, learned, api):
             "learned confidence (attach_exits(..., with_confidence=True)). "
             f"Received: policy={policy!r}"
         )
+    if exit_macs is not None:
+        check_fingerprint(policy, exit_macs, classes, api)
     return policy
 
 

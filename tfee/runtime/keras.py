@@ -97,7 +97,14 @@ class DynamicPredictor:
         stage_models = stages_lib.stage_models(network)
         infos = network_lib.exits(network)
         learned = [info.confidence is not None for info in infos]
-        policies.check_policy(policy, len(stage_models), learned, api)
+        policies.check_policy(
+            policy,
+            len(stage_models),
+            learned,
+            api,
+            exit_macs=[info.cumulative_macs for info in infos],
+            classes=int(stage_models[0].output[naming.LOGITS].shape[-1]),
+        )
         self._policy = policy
         self._stage_models = stage_models
         self.input_shape = tuple(stage_models[0].inputs[0].shape[1:])

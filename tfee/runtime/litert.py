@@ -322,14 +322,21 @@ class Cascade:
         learned = [e["confidence"] is not None for e in exits]
         if policy is None:
             policy = embedded_policy(self.metadata)
+        self._backend = _Backend(interpreter, exits)
         if policy is not None:
-            policies.check_policy(policy, len(stages), learned, api)
+            policies.check_policy(
+                policy,
+                len(stages),
+                learned,
+                api,
+                exit_macs=self._backend.exit_macs,
+                classes=self._backend.num_classes,
+            )
         self.path = path
         self.policy = policy
         self.num_exits = len(stages)
         self._interpreter = interpreter
         self.num_threads = num_threads
-        self._backend = _Backend(interpreter, exits)
         if policy is not None:
             engine.warn_unreachable(policy, self._backend.ceilings(), api)
         self.input_shape = tuple(

@@ -377,7 +377,12 @@ class MicroCascade:
             policy = policies.Policy.from_dict(data["policy"])
         self._backend = _Backend(data, os.path.dirname(os.path.abspath(manifest)))
         self.policy = policies.check_policy(
-            policy, data["num_exits"], self._backend.learned, api
+            policy,
+            data["num_exits"],
+            self._backend.learned,
+            api,
+            exit_macs=self._backend.exit_macs,
+            classes=self._backend.num_classes,
         )
         self.num_exits = data["num_exits"]
         engine.warn_unreachable(policy, self._backend.ceilings(), api)
