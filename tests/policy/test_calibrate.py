@@ -203,3 +203,18 @@ def test_calibrating_on_too_few_samples_warns(rule, samples):
     outputs = make_outputs(samples=samples)
     with pytest.warns(UserWarning, match=rf"{samples} validation samples are too few"):
         tfee.policy.calibrate(outputs, rule=rule, max_accuracy_drop=0.01)
+
+
+def test_a_policy_calibrated_on_sparse_macs_is_fingerprinted_by_its_classes_alone():
+    # Sparse MACs (non-zero weights) say nothing of the architecture: a
+    # pruned network's policy must still meet its dense-counted file.
+    import dataclasses
+
+    outputs = dataclasses.replace(make_outputs(), sparse_macs=True)
+    policy = tfee.policy.calibrate(outputs, max_accuracy_drop=0.02)
+    assert policy.fingerprint == {"classes": 5, "exit_macs": None}
+    tfee.policy.check_policy(
+        policy, 4, [False] * 4, "api", exit_macs=[1, 2, 3, 4], classes=5
+    )
+    with pytest.raises(ValueError, match="calibrated on another network"):
+        tfee.policy.check_policy(policy, 4, [False] * 4, "api", classes=7)

@@ -629,7 +629,7 @@ def calibrate(
         policy = _with_ensemble(policy, exit_ensemble)
     # Where it meets a network or file, the policy is checked to be theirs.
     policy.fingerprint = policies.fingerprint(
-        outputs.exit_macs, outputs.logits.shape[-1]
+        None if outputs.sparse_macs else outputs.exit_macs, outputs.logits.shape[-1]
     )
     return policy
 

@@ -31,6 +31,10 @@ class ExitOutputs:
       exit_macs: int array (K,): MACs of a sample that leaves at exit k
         (backbone up to exit k plus every head on the way).
       full_macs: MACs of the backbone alone (the "full network").
+      sparse_macs: whether the MACs count non-zero weights only
+        (`collect_outputs(..., sparse=True)`): they then say nothing of the
+        architecture, and calibrated policies leave them out of their
+        fingerprint.
     """
 
     logits: np.ndarray
@@ -38,6 +42,7 @@ class ExitOutputs:
     labels: np.ndarray
     exit_macs: np.ndarray
     full_macs: int
+    sparse_macs: bool = False
 
     def __post_init__(self):
         api = "tfee.ExitOutputs"
@@ -118,6 +123,7 @@ class ExitOutputs:
             labels=self.labels,
             exit_macs=self.exit_macs,
             full_macs=np.int64(self.full_macs),
+            sparse_macs=np.bool_(self.sparse_macs),
         )
         if self.confidences is not None:
             arrays["confidences"] = self.confidences
@@ -137,6 +143,9 @@ class ExitOutputs:
                 labels=stored["labels"],
                 exit_macs=stored["exit_macs"],
                 full_macs=int(stored["full_macs"]),
+                sparse_macs=(
+                    bool(stored["sparse_macs"]) if "sparse_macs" in stored else False
+                ),
             )
 
 
@@ -202,6 +211,7 @@ def collect_outputs(network, dataset, sparse=False):
         labels=labels,
         exit_macs=[e.cumulative_macs for e in report.exits],
         full_macs=report.full_macs,
+        sparse_macs=bool(sparse),
     )
 
 

@@ -804,15 +804,19 @@ _FINGERPRINT_TOLERANCE = 0.05
 
 
 def fingerprint(exit_macs, classes):
-    """What identifies the network a policy is calibrated on."""
-    return {"classes": int(classes), "exit_macs": [int(m) for m in exit_macs]}
+    """What identifies the network a policy is calibrated on (`exit_macs`
+    None where they counted non-zero weights only: the class count alone)."""
+    return {
+        "classes": int(classes),
+        "exit_macs": None if exit_macs is None else [int(m) for m in exit_macs],
+    }
 
 
 def _check_fingerprint_form(value, api):
     if (
         not isinstance(value, dict)
         or not isinstance(value.get("classes"), int)
-        or not isinstance(value.get("exit_macs"), list)
+        or not isinstance(value.get("exit_macs"), (list, type(None)))
     ):
         raise ValueError(
             f"{api}: a policy's fingerprint holds its network's class count and "
@@ -826,16 +830,18 @@ def check_fingerprint(policy, exit_macs, classes, api):
     with these exits' cumulative MACs and class count (a hand-written policy,
     with no fingerprint, passes)."""
     known = getattr(policy, "fingerprint", None)
-    if known is None or exit_macs is None or None in list(exit_macs):
+    if known is None:
         return
-    theirs = [int(m) for m in exit_macs]
-    same = (classes is None or known["classes"] == int(classes)) and len(
-        known["exit_macs"]
-    ) == len(theirs)
-    same = same and all(
-        abs(a - b) <= _FINGERPRINT_TOLERANCE * max(a, b, 1)
-        for a, b in zip(known["exit_macs"], theirs)
-    )
+    same = classes is None or known["classes"] == int(classes)
+    theirs = None
+    if known["exit_macs"] is not None and exit_macs is not None:
+        if None not in list(exit_macs):
+            theirs = [int(m) for m in exit_macs]
+            same = same and len(known["exit_macs"]) == len(theirs)
+            same = same and all(
+                abs(a - b) <= _FINGERPRINT_TOLERANCE * max(a, b, 1)
+                for a, b in zip(known["exit_macs"], theirs)
+            )
     if not same:
         raise ValueError(
             f"{api}: the policy was calibrated on another network "
@@ -890,7 +896,7 @@ def check_policy(policy, num_exits, learned, api, exit_macs=None, classes=None):
             "learned confidence (attach_exits(..., with_confidence=True)). "
             f"Received: policy={policy!r}"
         )
-    if exit_macs is not None:
+    if exit_macs is not None or classes is not None:
         check_fingerprint(policy, exit_macs, classes, api)
     return policy
 
