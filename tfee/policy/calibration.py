@@ -509,12 +509,7 @@ def calibrate(
             "measured costs; pass `cost_budget` in their unit instead. Received: "
             f"macs_budget={macs_budget!r}, costs={costs!r}"
         )
-    if cost_budget is not None and (
-        isinstance(cost_budget, bool)
-        or not isinstance(cost_budget, numbers.Real)
-        or not cost_budget > 0
-        or not np.isfinite(cost_budget)
-    ):
+    if cost_budget is not None and not _positive_number(cost_budget):
         raise ValueError(
             f"{api}: `cost_budget` must be a positive number in the unit of "
             f"`costs`. Received: cost_budget={cost_budget!r}"
@@ -538,12 +533,7 @@ def calibrate(
             "point(s)).",
             stacklevel=2,
         )
-    if macs_budget is not None and (
-        isinstance(macs_budget, bool)
-        or not isinstance(macs_budget, numbers.Real)
-        or not macs_budget > 0
-        or not np.isfinite(macs_budget)
-    ):
+    if macs_budget is not None and not _positive_number(macs_budget):
         raise ValueError(
             f"{api}: `macs_budget` must be a positive fraction of the full "
             f"network's MACs (0.6 = 60%). Received: macs_budget={macs_budget!r}"
@@ -652,6 +642,15 @@ def _warn_about_few_samples(samples, rule, api):
             UserWarning,
             stacklevel=3,
         )
+
+
+def _positive_number(value):
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and value > 0
+        and bool(np.isfinite(value))
+    )
 
 
 def _cost_text(cost, outputs, costs):
