@@ -5,6 +5,7 @@ import tfee
 import tfee.policy
 from tests.policy.conftest import make_outputs
 from tfee import keras
+from tfee import tf
 from tfee.policy import ExitOutputs
 from tfee.policy import ThresholdPolicy
 
@@ -175,3 +176,14 @@ def test_whole_float_labels_count_as_their_classes():
         outputs.logits, None, outputs.labels.astype(float), outputs.exit_macs, 950
     )
     np.testing.assert_array_equal(again.labels, outputs.labels)
+
+
+def test_an_unbatched_dataset_is_named_not_a_shape_error():
+    # Issue 31: collect_outputs on an unbatched dataset failed deep in Keras.
+    from tests.tiny_files import tiny_data
+    from tests.tiny_files import tiny_network
+
+    images, labels = tiny_data()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    with pytest.raises(ValueError, match=r"yields single images; batch it first"):
+        tfee.collect_outputs(tiny_network(), dataset)

@@ -172,7 +172,7 @@ def collect_outputs(network, dataset, sparse=False):
     """
     api = "tfee.collect_outputs"
     network_lib._require_network(network, api)
-    images, labels = _split_dataset(dataset, api)
+    images, labels = _split_dataset(dataset, api, network.inputs[0].shape.rank)
     exits = network_lib.exits(network)
     report = cost.analyze(network, sparse=sparse)
     names = network.output_names
@@ -215,14 +215,22 @@ def collect_outputs(network, dataset, sparse=False):
     )
 
 
-def _split_dataset(dataset, api):
-    """(images, labels) arrays, or (None, None) for a tf.data dataset."""
+def _split_dataset(dataset, api, rank):
+    """(images, labels) arrays, or (None, None) for a tf.data dataset; `rank`
+    is the network input's, batch axis included."""
     if isinstance(dataset, tf.data.Dataset):
         spec = dataset.element_spec
         if not (isinstance(spec, tuple) and len(spec) >= 2):
             raise ValueError(
                 f"{api}: `dataset` must yield (images, labels) batches. "
                 f"Received element_spec={spec}"
+            )
+        if getattr(spec[0], "shape", None) is not None and spec[0].shape.rank == (
+            rank - 1
+        ):
+            raise ValueError(
+                f"{api}: `dataset` yields single images; batch it first, e.g. "
+                f"dataset.batch(64). Received: images of shape {spec[0].shape}"
             )
         return None, None
     if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
