@@ -242,3 +242,16 @@ def test_an_empty_class_folder_and_a_single_class_are_refused(tmp_path):
     _write_folder(tmp_path / "one", classes=("cat",))
     with pytest.raises(ValueError, match="at least 2 class folders"):
         tfee.data.load(str(tmp_path / "one"))
+
+
+def test_float_datasets_out_of_zero_one_warn_and_nan_is_refused():
+    # Issue 31, item 9: 0..255 floats or NaN passed unscaled and unchecked.
+    images = np.random.default_rng(0).uniform(0, 255, (30, 4, 4, 3)).astype("float32")
+    labels = np.arange(30) % 3
+    raw = tf.data.Dataset.from_tensor_slices((images, labels))
+    with pytest.warns(UserWarning, match=r"train split's float images lie in \[0"):
+        tfee.data.load(raw, batch_size=8)
+    images[5, 0, 0, 0] = np.nan
+    broken = tf.data.Dataset.from_tensor_slices((images / 255.0, labels))
+    with pytest.raises(ValueError, match="hold NaN or infinity"):
+        tfee.data.load(broken, batch_size=8)

@@ -554,7 +554,35 @@ def _from_datasets(source, validation_fraction, seed, api):
                 train, (1 - validation_fraction, validation_fraction), seed
             )
         parts = [train, validation, test]
+    for part, name in zip(parts, ("train", "validation", "test")):
+        _check_float_images(part, api, name)
     return _Examples(*parts, num_classes=_count_classes(parts[0]), class_names=None)
+
+
+def _check_float_images(examples, api, split, count=256):
+    """Float images hand on as they are, so the first `count` of a split must
+    be finite and (the promise of every source) in [0, 1]: raw 0-255 floats
+    would train and calibrate on the wrong scale, silently."""
+    if not examples.element_spec[0].dtype.is_floating:
+        return  # Integers are scaled to [0, 1] by `_scaled`.
+    values = np.stack([np.asarray(x) for x, _ in examples.take(count)])
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"{api}: the {split} split's float images hold NaN or infinity; "
+            "replace them before loading. Received: "
+            f"{int(np.sum(~np.isfinite(values)))} non-finite values in the first "
+            f"{len(values)} images"
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < -0.01 or high > 1.01:
+        warnings.warn(
+            f"{api}: the {split} split's float images lie in [{low:g}, {high:g}], "
+            "not in [0, 1] as every tfee source hands them on (raw 0-255 floats? "
+            "divide by 255, or pass uint8 images, which are scaled); "
+            "normalise=True normalises them afterwards.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _tfds_builder(source, data_dir):
