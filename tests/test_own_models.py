@@ -235,3 +235,15 @@ def test_an_exported_network_serves_without_tfee(tmp_path, tiny_cnn, images):
     np.testing.assert_allclose(
         np.load(tmp_path / "y.npy"), net(images[:2])[-1], rtol=1e-5, atol=1e-5
     )
+
+
+def test_load_model_names_a_truncated_or_renamed_file(tmp_path, tiny_cnn):
+    # Issue 31: h5py's "file signature not found" and zip errors instead.
+    tiny_cnn.save(tmp_path / "net.keras")
+    data = (tmp_path / "net.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut.keras is not a Keras .keras file"):
+        tfee.load_model(tmp_path / "cut.keras")
+    (tmp_path / "fake.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError, match=r"fake.h5 is not an HDF5"):
+        tfee.load_model(tmp_path / "fake.h5")

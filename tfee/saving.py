@@ -13,6 +13,7 @@ with TensorFlow alone (`tf.saved_model.load(path).serve(images)`).
 
 import contextlib
 import os
+import zipfile
 
 from tfee._keras import keras
 from tfee._keras import tfmot
@@ -51,8 +52,32 @@ def load_model(path, compile=True):
         raise ValueError(
             f"{api}: `path` must be one of {_FORMATS}. Received: path={path!r}"
         )
+    _check_container(path, api)
     with contextlib.ExitStack() as scopes:
         scopes.enter_context(tfmot.sparsity.keras.prune_scope())
         scopes.enter_context(tfmot.clustering.keras.cluster_scope())
         scopes.enter_context(tfmot.quantization.keras.quantize_scope())
         return keras.models.load_model(path, compile=compile)
+
+
+def _check_container(path, api):
+    """Raises where the file is not what its suffix says (a truncated copy,
+    another format renamed), before Keras' messages about zip or HDF5
+    signatures."""
+    if os.path.isdir(path):
+        return
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.lower().endswith(".keras"):
+        if head[:4] != b"PK\x03\x04" or not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{api}: {path} is not a Keras .keras file (a zip archive): it is "
+                "truncated or in another format. Received: "
+                f"{os.path.getsize(path)} bytes starting {head!r}"
+            )
+    elif head != b"\x89HDF\r\n\x1a\n":
+        raise ValueError(
+            f"{api}: {path} is not an HDF5 (.h5) file: it is truncated or in "
+            f"another format. Received: {os.path.getsize(path)} bytes starting "
+            f"{head!r}"
+        )
