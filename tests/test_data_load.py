@@ -255,3 +255,9 @@ def test_float_datasets_out_of_zero_one_warn_and_nan_is_refused():
     broken = tf.data.Dataset.from_tensor_slices((images / 255.0, labels))
     with pytest.raises(ValueError, match="hold NaN or infinity"):
         tfee.data.load(broken, batch_size=8)
+
+
+def test_a_tfds_name_not_prepared_offline_says_how_to_prepare_it(tmp_path):
+    # Issue 31: tfds' own message suggested download=True, which needs the internet.
+    with pytest.raises(ValueError, match=r"'cifar10' is not prepared under"):
+        tfee.data.load("cifar10", data_dir=str(tmp_path))

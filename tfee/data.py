@@ -613,12 +613,24 @@ def _from_tfds(builder, download, validation_fraction, seed, api):
         split_names = [f"train[:{percent}%]", f"train[{percent}%:]", "test"]
     if download:
         builder.download_and_prepare()
-    datasets = [
-        builder.as_dataset(split=split, as_supervised=True, shuffle_files=i == 0).map(
-            _scaled
-        )
-        for i, split in enumerate(split_names)
-    ]
+    try:
+        datasets = [
+            builder.as_dataset(
+                split=split, as_supervised=True, shuffle_files=i == 0
+            ).map(_scaled)
+            for i, split in enumerate(split_names)
+        ]
+    except AssertionError as error:
+        if "download_and_prepare" not in str(error):
+            raise
+        # tfds suggests download=True, which needs the internet.
+        raise ValueError(
+            f"{api}: the TFDS dataset {builder.name!r} is not prepared under "
+            f"data_dir={builder.data_dir!r}. Prepare it once where the internet "
+            "is reachable (tfds.builder(name, data_dir=...).download_and_prepare()) "
+            "and copy that folder here, pass download=True on a machine with "
+            "internet, or load an image folder instead."
+        ) from None
     names = getattr(features["label"], "names", None)
     return _Examples(
         *datasets,
