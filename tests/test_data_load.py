@@ -261,3 +261,21 @@ def test_a_tfds_name_not_prepared_offline_says_how_to_prepare_it(tmp_path):
     # Issue 31: tfds' own message suggested download=True, which needs the internet.
     with pytest.raises(ValueError, match=r"'cifar10' is not prepared under"):
         tfee.data.load("cifar10", data_dir=str(tmp_path))
+
+
+def test_a_single_image_file_as_source_is_named(tmp_path):
+    # Issue 31: a single .jpg was taken for a TFDS name.
+    path = tmp_path / "one.jpg"
+    tf.io.write_file(str(path), tf.io.encode_jpeg(np.zeros((4, 4, 3), np.uint8)))
+    with pytest.raises(
+        ValueError, match=r"`source` is a file; an image source is a folder"
+    ):
+        tfee.data.load(str(path))
+
+
+def test_a_dataset_of_image_and_label_features_is_read_as_pairs():
+    # Issue 31: TFDS' feature dicts ({"image": ..., "label": ...}) were refused.
+    images = np.random.default_rng(0).uniform(0, 1, (30, 4, 4, 3)).astype("float32")
+    features = {"image": images, "label": np.arange(30) % 3}
+    data = tfee.data.load(tf.data.Dataset.from_tensor_slices(features), batch_size=8)
+    assert data.num_classes == 3 and data.input_shape == (4, 4, 3)

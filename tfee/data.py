@@ -502,6 +502,10 @@ def _split_by_index(dataset, fractions, seed):
 
 def _unbatched(dataset, api, argument):
     spec = dataset.element_spec
+    if isinstance(spec, dict) and {"image", "label"} <= set(spec):
+        # TFDS' own form (as_supervised=False): its image and label features.
+        dataset = dataset.map(lambda example: (example["image"], example["label"]))
+        spec = dataset.element_spec
     if not (isinstance(spec, tuple) and len(spec) == 2):
         raise ValueError(
             f"{api}: `{argument}` must yield (image, label) pairs. Received "
@@ -798,6 +802,12 @@ def load(
             cache_dir,
         )
         image_size = None  # resized while decoding
+    elif isinstance(source, str) and os.path.isfile(source):
+        raise ValueError(
+            f"{api}: `source` is a file; an image source is a folder of class "
+            "folders (DIR/<class>/<image>, or DIR/{train,test}/<class>/...). "
+            f"Accepted: {_SOURCES}. Received: source={source!r}"
+        )
     elif isinstance(source, (tf.data.Dataset, dict)):
         folders_only()
         examples = _from_datasets(source, validation_fraction, seed, api)
