@@ -362,3 +362,14 @@ def test_row_leaves_decide_as_the_scores_also_at_thresholds_equal_to_a_score(
                 score >= threshold
             )
         assert scorer.leaves(rule, row, None, value) is False
+
+
+def test_all_finite_is_exact_also_where_the_quick_sum_overflows():
+    values = np.full((2, 8), 3e38, np.float32)  # finite, but sums to inf
+    assert rules.all_finite(values)
+    assert rules.all_finite(np.zeros(3, np.int8))
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = values.copy()
+        broken[1, 3] = bad
+        assert not rules.all_finite(broken)
+    np.testing.assert_array_equal(rules.non_finite_rows(broken), [False, True])
