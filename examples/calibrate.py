@@ -135,7 +135,8 @@ def _network_and_data():
         if not os.path.isfile(FLAGS.model):
             raise shell.CommandError(f"--model: no such file: {FLAGS.model}")
         network = tfee.runtime.Cascade(FLAGS.model)
-        return network, shell.load_data(tuple(network.input_shape))
+        data = shell.load_data(tuple(network.input_shape))
+        return network, shell.check_classes(network.num_classes, data)
     return shell.model_and_data(BINARY)
 
 

@@ -129,8 +129,7 @@ def run(
     }
     os.makedirs(output_dir, exist_ok=True)
     model_file = os.path.join(output_dir, "clustered.keras")
-    clustered.save(model_file + ".partial.keras")
-    os.replace(model_file + ".partial.keras", model_file)
+    shell.save_network(clustered, model_file, data.class_names)
     if qat:
         shell.progress(BINARY, f"quantization-aware training, {qat_epochs} epoch(s)")
         trained = tfee.compress.quantization_aware_training(

@@ -134,9 +134,6 @@ def main(argv):
     images, _ = shell.arrays(
         data.validation.take(-(-CALIBRATION_IMAGES // FLAGS.batch_size))
     )
-    labels = data.class_names
-    if labels is not None and len(labels) != network.outputs[0].shape[-1]:
-        labels = None
     lines, summary, failed = export_all(
         network,
         output_dir,
@@ -144,7 +141,7 @@ def main(argv):
         FLAGS.micro,
         images,
         policy,
-        labels,
+        data.class_names,  # model_and_data checked they are the model's
         FLAGS.min_agreement,
     )
     summary = {

@@ -79,8 +79,7 @@ def run(network, data, prune_epochs, sparsity, output_dir, verbose=2, labels=Non
             verbose=verbose,
         )
         path = os.path.join(output_dir, f"pruned_{order}.keras")
-        pruned.save(path + ".partial.keras")
-        os.replace(path + ".partial.keras", path)
+        shell.save_network(pruned, path, data.class_names)
         report = tfee.compress.sparsity_report(pruned)
         outputs = dict(zip(pruned.output_names, pruned.predict(data.test, verbose=0)))
         logits = [outputs[name] for name in exit_names]

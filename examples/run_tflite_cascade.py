@@ -113,7 +113,9 @@ def main(argv):
     else:
         policy = ThresholdPolicy.shared(FLAGS.threshold, metadata.get("num_exits", 2))
     cascade = tfee.runtime.Cascade(FLAGS.model, policy)
-    data = shell.load_data(tuple(cascade.input_shape))
+    data = shell.check_classes(
+        cascade.num_classes, shell.load_data(tuple(cascade.input_shape))
+    )
     images, labels = shell.arrays(data.test)
     shell.progress(
         BINARY, f"running {len(images)} test samples, {FLAGS.cascade_batch} at a time"

@@ -286,6 +286,61 @@ def arrays(dataset):
     return np.concatenate(images), np.concatenate(labels)
 
 
+def labels_path(model_path):
+    """Where a saved network's class names live: `network.labels.txt` beside
+    `network.keras`, one name per line (the usual TFLite labels file)."""
+    return os.path.splitext(model_path)[0] + ".labels.txt"
+
+
+def save_network(network, path, class_names):
+    """Saves a Keras network atomically, with its class names beside it."""
+    network.save(path + ".partial.keras")
+    os.replace(path + ".partial.keras", path)
+    names = labels_path(path)
+    if class_names:
+        with open(names + ".partial", "w") as f:
+            f.write("".join(f"{name}\n" for name in class_names))
+        os.replace(names + ".partial", names)
+    elif os.path.exists(names):
+        os.remove(names)  # a stale file from another run would mislabel this one
+
+
+def model_class_names(path):
+    """The class names a saved network was trained on, or None where unknown:
+    a .tflite's metadata labels, else the labels file `save_network` wrote."""
+    if path.endswith(".tflite"):
+        from tfee.runtime import read_metadata
+
+        return read_metadata(path).get("labels")
+    names = labels_path(path)
+    if not os.path.isfile(names):
+        return None
+    with open(names) as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def check_classes(classes, data, flag="model"):
+    """Refuses --data whose classes are not the model's: a folder of other (or
+    fewer) classes would be numbered 0.. in its own order and every accuracy
+    would silently mean nothing."""
+    path = getattr(FLAGS, flag)
+    if data.num_classes != classes:
+        named = f" {list(data.class_names)}" if data.class_names else ""
+        raise CommandError(
+            f"--data={FLAGS.data!r} has {data.num_classes} classes{named}; "
+            f"--{flag}={path} answers {classes} classes. Give data with the classes the "
+            "model was trained on (the same class folders)."
+        )
+    trained = model_class_names(path)
+    if trained and data.class_names and list(data.class_names) != list(trained):
+        raise CommandError(
+            f"--data={FLAGS.data!r} has classes {list(data.class_names)}; "
+            f"--{flag}={path} was trained on {list(trained)} (in that order). "
+            "Give data with the model's class folders."
+        )
+    return data
+
+
 def load_keras_model(flag="model"):
     """The network saved at --model (tfee.load_model), as a CommandError if missing."""
     import tfee
@@ -317,7 +372,8 @@ def model_and_data(binary):
 
     if FLAGS.model:
         network = load_keras_model()
-        return network, load_data(tuple(network.input_shape[1:]))
+        data = load_data(tuple(network.input_shape[1:]))
+        return network, check_classes(int(network.outputs[0].shape[-1]), data)
     check_head()
     data = load_data()
     progress(binary, f"training the default network ({FLAGS.train_epochs} epochs)")

@@ -151,12 +151,7 @@ def train(
     given = isinstance(backbone, keras.Model)
     if given:
         model = backbone
-        classes = model.output_shape[-1]
-        if classes != data.num_classes:
-            raise shell.CommandError(
-                f"--model={FLAGS.model} answers {classes} classes but --data="
-                f"{FLAGS.data} has {data.num_classes}"
-            )
+        shell.check_classes(model.output_shape[-1], data)
     else:
         model = build_backbone(backbone, data.num_classes, data.input_shape)
     placement = parse_placement(exits)
@@ -278,8 +273,7 @@ def main(argv):
         network = tfee.include_normalisation(network, data.normalisation)
         summary["normalised_in_model"] = tfee.included_normalisation(network)
     model_path = summary["saved_model"]
-    network.save(model_path + ".partial.keras")
-    os.replace(model_path + ".partial.keras", model_path)
+    shell.save_network(network, model_path, data.class_names)
     shell.write_summary(output_dir, "training_summary.json", summary)
     plot_exits(
         os.path.join(output_dir, "exits.png"),
@@ -291,7 +285,10 @@ def main(argv):
     for name, accuracy in summary["exit_test_accuracy"].items():
         cost = summary["exit_cost_fraction"][name]
         print(f"  {name}: {100 * accuracy:5.1f}%  at {100 * cost:5.1f}% of full MACs")
-    print(f"saved {model_path}; training_summary.json and exits.png beside it")
+    print(
+        f"saved {model_path}; its class names, training_summary.json and exits.png "
+        "beside it"
+    )
 
 
 if __name__ == "__main__":

@@ -70,11 +70,12 @@ def litert_files(network, directory, representative):
     }
 
 
-def tiny_network(seed=0, with_confidence=True):
-    """small_cnn (8x8x1, widths 4 and 8, 3 classes) with an SDN exit after block 1."""
+def tiny_network(seed=0, with_confidence=True, num_classes=3):
+    """small_cnn (8x8x1, widths 4 and 8, 3 classes unless told) with an SDN
+    exit after block 1; `num_classes=10` answers the embedded digits."""
     keras.utils.set_random_seed(seed)
     backbone = tfee.backbones.small_cnn(
-        num_classes=3, input_shape=INPUT_SHAPE, widths=(4, 8)
+        num_classes=num_classes, input_shape=INPUT_SHAPE, widths=(4, 8)
     )
     return tfee.attach_exits(
         backbone, ["block1_out"], head="sdn", with_confidence=with_confidence

@@ -11,6 +11,7 @@ import tfee
 import tfee.export
 import tfee.policy
 from examples import calibrate
+from tfee import tf
 
 
 @pytest.fixture
@@ -122,3 +123,43 @@ def test_missing_model_or_data_is_a_clear_error(tmp_path, saved_net):
         calibrate.FLAGS(["calibrate"])
         with pytest.raises(shell.CommandError, match="--data=.*no folder at"):
             calibrate.main([])
+
+
+def _folder(root, classes, per_class=6):
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            tf.io.write_file(str(root / name / f"{i}.png"), tf.io.encode_png(pixels))
+    return str(root)
+
+
+@pytest.mark.parametrize(
+    "classes,message",
+    [
+        (
+            ("cat", "dog"),
+            "has 2 classes \\['cat', 'dog'\\]; --model=.* answers 3 classes",
+        ),
+        (("cow", "cat", "dog"), "was trained on \\['bird', 'cat', 'dog'\\]"),
+    ],
+)
+def test_a_folder_of_other_classes_is_refused_not_renumbered(
+    tmp_path, classes, message
+):
+    # Issue 31: a folder with a subset (or others) of the model's classes was
+    # numbered 0.. in its own order and calibrate reported 0% as a result.
+    from examples import shell
+
+    backbone = tfee.backbones.small_cnn(3, input_shape=(8, 8, 1), widths=(4, 8))
+    net = tfee.attach_exits(backbone, ["block1_out"], head="linear")
+    path = str(tmp_path / "net.keras")
+    shell.save_network(net, path, ("bird", "cat", "dog"))
+    assert shell.model_class_names(path) == ["bird", "cat", "dog"]
+    data = _folder(tmp_path / "other", classes)
+    with flagsaver.flagsaver(model=path, data=data, output_dir=str(tmp_path / "out")):
+        calibrate.FLAGS(["calibrate"])
+        with pytest.raises(shell.CommandError, match=message):
+            calibrate.main([])
+    assert not (tmp_path / "out" / "policy.json").exists()

@@ -12,7 +12,7 @@ from tests.tiny_files import tiny_network
 
 def test_main_exports_verifies_and_writes_micro_stages(tmp_path, capsys):
     model_path = str(tmp_path / "net.keras")
-    tiny_network(with_confidence=False).save(model_path)
+    tiny_network(with_confidence=False, num_classes=10).save(model_path)
     flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(
         model=model_path,
@@ -34,7 +34,9 @@ def test_a_file_that_fails_verification_is_left_aside_not_where_the_next_step_re
 ):
     # Issue 31: the binary exited 1 but left net_int8.tflite for the next step.
     model_path = str(tmp_path / "net.keras")
-    tiny_network(with_confidence=False).save(model_path)  # untrained: int8 differs
+    tiny_network(with_confidence=False, num_classes=10).save(
+        model_path
+    )  # untrained: int8 differs
     out = tmp_path / "out"
     out.mkdir()
     (out / "net_int8.tflite").write_bytes(b"an earlier run's file")

@@ -11,7 +11,9 @@ from tests.tiny_files import tiny_network
 
 def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):
     path = str(tmp_path / "net.tflite")
-    tfee.export.tflite(tiny_network(), path, signatures=["stage_1", "stage_2"])
+    tfee.export.tflite(
+        tiny_network(num_classes=10), path, signatures=["stage_1", "stage_2"]
+    )
     flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(
         model=path,
@@ -28,15 +30,15 @@ def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):
     assert "mean latency: " in printed and "full model" not in printed  # batch 4
 
 
-def test_at_batch_one_the_latency_is_reported_beside_the_full_models(
-    float_file, tmp_path, capsys
-):
+def test_at_batch_one_the_latency_is_reported_beside_the_full_models(tmp_path, capsys):
     import json
 
+    path = str(tmp_path / "net.tflite")
+    tfee.export.tflite(tiny_network(num_classes=10), path)
     flags.FLAGS.mark_as_parsed()
     out = tmp_path / "out"
     with flagsaver.flagsaver(
-        model=float_file.path, threshold=0.5, data="digits", output_dir=str(out)
+        model=path, threshold=0.5, data="digits", output_dir=str(out)
     ):
         example.main([])
     printed = capsys.readouterr().out

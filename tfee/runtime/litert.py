@@ -335,6 +335,7 @@ class Cascade:
         self.path = path
         self.policy = policy
         self.num_exits = len(stages)
+        self.num_classes = self._backend.num_classes
         self._interpreter = interpreter
         self.num_threads = num_threads
         if policy is not None:
