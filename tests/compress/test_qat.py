@@ -98,3 +98,33 @@ def test_qat_rejects_a_bad_epoch_count():
         tfee.compress.quantization_aware_training(
             _tiny.network(), _tiny.dataset(), epochs=0
         )
+
+
+def test_a_qat_network_is_refused_by_every_compression_step(trained_qat):
+    # Issue 31: tfmot answered with advice to implement PrunableLayer.
+    _, qat = trained_qat
+    data = _tiny.dataset()
+    steps = {
+        "prune": lambda: tfee.compress.prune(qat, data, 0.5, epochs=1, verbose=0),
+        "prune_low_magnitude": lambda: tfee.compress.prune_low_magnitude(qat, 0.5),
+        "cluster": lambda: tfee.compress.cluster(qat, data, 4, epochs=1, verbose=0),
+        "cluster_weights": lambda: tfee.compress.cluster_weights(qat, 4),
+        "quantization_aware_training": lambda: (
+            tfee.compress.quantization_aware_training(qat, data, verbose=0)
+        ),
+    }
+    for name, step in steps.items():
+        with pytest.raises(ValueError, match="Prune and cluster before QAT"):
+            step()
+            pytest.fail(f"{name} accepted a QAT network")
+
+
+def test_compression_report_refuses_a_qat_network_instead_of_counting_biases(
+    trained_qat,
+):
+    # Its kernels live in tfmot's wrappers: the report counted 66 weights.
+    import tfee.export
+
+    _, qat = trained_qat
+    with pytest.raises(ValueError, match="quantization-aware"):
+        tfee.export.compression_report(qat)

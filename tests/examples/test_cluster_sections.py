@@ -45,6 +45,9 @@ def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
     assert summary["compression"]["entropy_ratio"] > 1
     assert [s["clusters"] for s in summary["compression"]["sections"]] == [8, 8, 4]
     assert summary["qat"]["compression"]["gzip_bytes"] > 0
+    qat = summary["qat"]["compression"]  # against the clustered fp32 weights
+    assert qat["fp32_bytes"] == summary["compression"]["fp32_bytes"], qat
+    assert qat["ratio"] == qat["fp32_bytes"] / qat["gzip_bytes"]
     # The file a device runs: int8 exits and stages that Cascade reads.
     cascade = tfee.runtime.Cascade(str(tmp_path / "clustered_int8_qat.tflite"))
     assert cascade.num_exits == 3

@@ -83,3 +83,28 @@ def test_a_file_whose_kernels_hold_more_values_than_the_clusters_warns():
     with pytest.warns(UserWarning, match="describes the Keras weights, not this file"):
         report = tfee.export.compression_report(clustered, artifact=flatbuffer)
     assert report.file_values_per_kernel > 4
+
+
+def test_a_file_of_another_network_of_the_same_architecture_is_refused(tmp_path):
+    # Issue 31, item 10: it passed every structural check and returned a ratio.
+    ours = _clustered(_tiny.network(seed=0), 2)
+    theirs = tfee.export.tflite_bytes(_clustered(_tiny.network(seed=1), 2))
+    with pytest.raises(ValueError, match="exported from another network"):
+        tfee.export.compression_report(ours, artifact=theirs)
+    # The check holds through the file on disk, whatever the quantization.
+    path = tmp_path / "ours.tflite"
+    tfee.export.tflite(ours, str(path), quantize="float16")
+    assert tfee.export.compression_report(ours, artifact=path).ratio > 0
+
+
+def test_a_file_without_a_weights_digest_is_measured_with_a_warning():
+    from tfee import _flatbuffer
+
+    clustered = _clustered(_tiny.network(), 2)
+    flatbuffer = tfee.export.tflite_bytes(clustered)
+    metadata = _flatbuffer.metadata(flatbuffer)
+    del metadata["weights_digest"]  # as an older tfee wrote it
+    older = _flatbuffer.with_metadata(flatbuffer, metadata)
+    with pytest.warns(UserWarning, match="records no weights digest"):
+        report = tfee.export.compression_report(clustered, artifact=older)
+    assert report.fp32_bytes > 0

@@ -9,7 +9,13 @@ import importlib
 
 from tfee import _keras  # noqa: F401  (must configure Keras before tfmot loads)
 
-__all__ = ["ClusterWeights", "ClusteringRegistry", "PruneLowMagnitude", "PruneRegistry"]
+__all__ = [
+    "ClusterWeights",
+    "ClusteringRegistry",
+    "PruneLowMagnitude",
+    "PruneRegistry",
+    "QuantizeLayer",
+]
 
 _CORE = "tensorflow_model_optimization.python.core."
 
@@ -25,3 +31,7 @@ ClusteringRegistry = importlib.import_module(
 ClusterWeights = importlib.import_module(
     _CORE + "clustering.keras.cluster_wrapper"
 ).ClusterWeights
+# The input's fake quantization in a QAT model (the wrappers are public).
+QuantizeLayer = importlib.import_module(
+    _CORE + "quantization.keras.quantize_layer"
+).QuantizeLayer

@@ -13,6 +13,8 @@ from tfee import network as network_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tfmot
+from tfee.compress.stripping import is_quantization_aware
+from tfee.compress.stripping import refuse_quantization_aware
 from tfee.compress.stripping import strip
 from tfee.layers.exit_head import ExitHead
 
@@ -129,22 +131,6 @@ class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
-def is_quantization_aware(network):
-    """Whether `network` holds tfmot quantization wrappers (a QAT model).
-
-    Such a network converts to int8 with the ranges it learned; it cannot be
-    cloned without tfmot's custom-object scope, so exports use it as it is.
-    """
-    # QuantizeLayer (the input's fake quantization) is not in tfmot's
-    # public API; the wrappers are.
-    from tensorflow_model_optimization.python.core.quantization.keras import (
-        quantize_layer,
-    )
-
-    kinds = (tfmot.quantization.keras.QuantizeWrapper, quantize_layer.QuantizeLayer)
-    return any(isinstance(layer, kinds) for layer in getattr(network, "layers", ()))
-
-
 def quantize_preserving_clusters(
     network, *, preserve_sparsity=True, preserve_clusters=True
 ):
@@ -170,7 +156,8 @@ def quantize_preserving_clusters(
 
     Raises:
       TypeError: `network` is not a functional tf_keras model.
-      ValueError: `network` is not an early-exit network.
+      ValueError: `network` is not an early-exit network, or is already
+        quantization-aware.
 
     Example:
       >>> qat = tfee.compress.quantize_preserving_clusters(clustered)
@@ -180,6 +167,7 @@ def quantize_preserving_clusters(
     api = "tfee.compress.quantize_preserving_clusters"
     require_functional_model(network, api, argument="network", single_output=False)
     network_lib.sections(network)  # Raises unless it is an early-exit network.
+    refuse_quantization_aware(network, api)
     _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
     _checks.check_bool(preserve_clusters, "preserve_clusters", api)
     if preserve_clusters:

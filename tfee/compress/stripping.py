@@ -1,6 +1,7 @@
-"""Removing tfmot's pruning and clustering wrappers: the inverse of
-`prune_low_magnitude` and `cluster_weights`, and the one strip in tfee
-(`tfee.export` strips through it)."""
+"""Removing tfmot's pruning and clustering wrappers, the inverse of
+`prune_low_magnitude` and `cluster_weights` and the one strip in tfee
+(`tfee.export` strips through it); and recognising a QAT network, which no
+compression step may take again."""
 
 from tfee import network as network_lib
 from tfee._keras import require_functional_model
@@ -8,8 +9,9 @@ from tfee._keras import tfmot
 from tfee.compress._copy import copy_network
 from tfee.compress._tfmot import ClusterWeights
 from tfee.compress._tfmot import PruneLowMagnitude
+from tfee.compress._tfmot import QuantizeLayer
 
-__all__ = ["strip"]
+__all__ = ["is_quantization_aware", "strip"]
 
 
 def strip(network):
@@ -31,9 +33,31 @@ def strip(network):
     return copy_network(stripped)
 
 
+def is_quantization_aware(network):
+    """Whether `network` holds tfmot quantization wrappers (a QAT model).
+
+    Such a network converts to int8 with the ranges it learned; it cannot be
+    cloned without tfmot's custom-object scope, so exports use it as it is.
+    """
+    kinds = (tfmot.quantization.keras.QuantizeWrapper, QuantizeLayer)
+    return any(isinstance(layer, kinds) for layer in getattr(network, "layers", ()))
+
+
+def refuse_quantization_aware(network, api):
+    """QAT is the last step: tfmot cannot prune, cluster or quantize its
+    wrappers again (it advises implementing PrunableLayer)."""
+    if is_quantization_aware(network):
+        raise ValueError(
+            f"{api}: `network` is already quantization-aware (it holds tfmot "
+            "quantize wrappers). Prune and cluster before QAT: pass the network "
+            "quantization_aware_training started from, and run QAT once, last."
+        )
+
+
 def _check_network(network, api):
     require_functional_model(network, api, argument="network", single_output=False)
     network_lib.sections(network)  # Raises unless it is an early-exit network.
+    refuse_quantization_aware(network, api)
     wrapped = [
         layer.name
         for layer in network.layers

@@ -23,11 +23,13 @@ import warnings
 import numpy as np
 
 from tfee import _flatbuffer
+from tfee import compress
 from tfee import cost
 from tfee import naming
 from tfee import network as network_lib
 from tfee._keras import keras
 from tfee.compress import scopes
+from tfee.export import _signatures
 from tfee.export import tflite_export
 
 __all__ = [
@@ -83,6 +85,29 @@ def _check_artifact(flatbuffer, num_exits, api):
             "or a chain of stage signatures): the ratio counts the weights of "
             f"all {num_exits} exits. Received a file without {missing} "
             f"(signatures: {sorted(keys)})"
+        )
+
+
+def _check_same_network(flatbuffer, network, api):
+    """Raises where the file records weights other than `network`'s: another
+    network of the same architecture passes every structural check and its
+    ratio would be reported as this one's."""
+    recorded = (_flatbuffer.metadata(flatbuffer) or {}).get("weights_digest")
+    if recorded is None:
+        warnings.warn(
+            f"{api}: `artifact` records no weights digest (a file from an older "
+            "tfee, or not from tfee.export.tflite), so it cannot be checked to "
+            "come from `network`. Export it again to have it checked.",
+            stacklevel=3,
+        )
+        return
+    expected = tflite_export.weights_digest(_signatures.stripped_network(network, api))
+    if recorded != expected:
+        raise ValueError(
+            f"{api}: `artifact` was exported from another network (or from this "
+            "one before its weights changed): its weights digest is "
+            f"{recorded}, `network`'s is {expected}. Pass the file exported from "
+            "`network` (or omit `artifact` to measure its float32 export)."
         )
 
 
@@ -144,10 +169,23 @@ def compression_report(network, artifact=None):
       then describes the Keras weights, not the file).
 
     Raises:
-      ValueError: `artifact` is not a .tflite, or lacks exits of the network
-        (fp32 bytes count the whole network, so the ratio would be inflated).
+      ValueError: a quantization-aware `network`; `artifact` is not a .tflite, lacks exits of the network
+        (fp32 bytes count the whole network, so the ratio would be
+        inflated), or was exported from another network (its metadata's
+        weights digest differs; a file without one is measured with a
+        warning).
     """
     api = "tfee.export.compression_report"
+    if compress.is_quantization_aware(network):
+        # Cluster-preserving QAT moves the kernels into tfmot's wrappers
+        # (centroids and indices): the layers' own weights would count a
+        # few biases as the whole network.
+        raise ValueError(
+            f"{api}: `network` is quantization-aware; its weights live in "
+            "tfmot's wrappers and cannot be counted. Measure the clustered "
+            "network QAT started from (compression_report(clustered)) and the "
+            "QAT file's gzipped size (tfee.export.gzipped_size)."
+        )
     num_exits = len(network_lib.exits(network))
     if isinstance(artifact, (str, os.PathLike)):
         if not os.path.isfile(artifact):
@@ -157,8 +195,12 @@ def compression_report(network, artifact=None):
             )
         with open(artifact, "rb") as f:
             artifact = f.read()
-    flatbuffer = artifact if artifact is not None else tflite_bytes(network)
-    _check_artifact(flatbuffer, num_exits, api)
+    if artifact is None:
+        flatbuffer = tflite_bytes(network)
+    else:
+        flatbuffer = artifact
+        _check_artifact(flatbuffer, num_exits, api)
+        _check_same_network(flatbuffer, network, api)
     layers = {layer.name: layer for layer in network.layers}
     sections = []
     total_weights = total_entropy = 0

@@ -15,6 +15,7 @@ and TensorFlow Lite Micro runs it silently wrong (classes agree 46.5%).
 
 import dataclasses
 import gzip
+import hashlib
 
 import numpy as np
 
@@ -132,6 +133,20 @@ def _input_description(data, network, names, normalisation):
     }
 
 
+def weights_digest(network):
+    """A short hash of a (stripped) network's weight values, in layer order.
+
+    Stored in every export so that a file can be matched to the network it
+    came from: two networks of one architecture share MACs and class count
+    (a policy's fingerprint) but not weights."""
+    digest = hashlib.sha256()
+    for weight in network.weights:
+        values = np.asarray(weight.numpy(), dtype=np.float32)
+        digest.update(str(values.shape).encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _metadata(network, infos, names, quantize, data, policy, normalisation, labels):
     """The "tfee" metadata document (docs/tflite_metadata.md)."""
     exits = [
@@ -156,6 +171,7 @@ def _metadata(network, infos, names, quantize, data, policy, normalisation, labe
         "input": _input_description(data, network, names, normalisation),
         "num_classes": int(network.outputs[0].shape[-1]),
         "labels": labels,
+        "weights_digest": weights_digest(network),
         "quantize": quantize,
         "signatures": names,
     }
