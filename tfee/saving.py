@@ -3,8 +3,10 @@
 A `.keras` or `.h5` file names tfee's layers (`tfee>SDNHead`) and tfmot's
 wrappers; Keras can rebuild them only in a process where those classes are
 registered. `import tfee` registers tfee's own layers; `load_model` also
-opens tfmot's pruning, clustering and quantization scopes, so a network saved
-in the middle of any compression loads the same way.
+opens tfmot's pruning and clustering scopes, so a network saved in the
+middle of pruning or clustering loads the same way (as .keras or .h5). A
+quantization-aware network does not survive a file (tfmot cannot rebuild
+its wrappers): export it to .tflite instead.
 
 A process that cannot import tfee (a server, another team's code) loads the
 network's SavedModel instead: `network.export(path)` writes one that serves
@@ -17,6 +19,7 @@ import zipfile
 
 from tfee._keras import keras
 from tfee._keras import tfmot
+from tfee.compress import _tfmot
 
 __all__ = ["load_model"]
 
@@ -24,7 +27,7 @@ _FORMATS = (".keras", ".h5", ".hdf5", "a SavedModel directory")
 
 
 def load_model(path, compile=True):
-    """Loads a network saved with `model.save`, pruned, clustered or QAT ones too.
+    """Loads a network saved with `model.save`, pruned or clustered ones too.
 
     Args:
       path: a `.keras` or `.h5` file, or a SavedModel directory written by
@@ -36,7 +39,8 @@ def load_model(path, compile=True):
 
     Raises:
       FileNotFoundError: nothing exists at `path`.
-      ValueError: `path` is not one of the formats Keras saves.
+      ValueError: `path` is not one of the formats Keras saves, or holds a
+        quantization-aware network (tfmot cannot rebuild one from a file).
 
     Example:
       >>> network.save("net.keras")
@@ -53,11 +57,53 @@ def load_model(path, compile=True):
             f"{api}: `path` must be one of {_FORMATS}. Received: path={path!r}"
         )
     _check_container(path, api)
+    _refuse_quantization_aware(path, api)
     with contextlib.ExitStack() as scopes:
         scopes.enter_context(tfmot.sparsity.keras.prune_scope())
         scopes.enter_context(tfmot.clustering.keras.cluster_scope())
         scopes.enter_context(tfmot.quantization.keras.quantize_scope())
+        scopes.enter_context(
+            keras.utils.custom_object_scope(
+                {**_tfmot.named_on_load_wrappers(), **_bare_tfee_names()}
+            )
+        )
         return keras.models.load_model(path, compile=compile)
+
+
+def _refuse_quantization_aware(path, api):
+    """tfmot 0.8.1 cannot rebuild its quantize wrappers from a tf_keras 2.21
+    file (.keras: "expected 6 variables, but received 7"; .h5: a shape
+    mismatch or "name already exists" on saving), so a QAT network is
+    named before Keras fails deep inside."""
+    if os.path.isdir(path):
+        return
+    if path.lower().endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode("utf-8", "replace")
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            config = str(f.attrs.get("model_config", ""))
+    if '"QuantizeWrapper' in config or '"QuantizeLayer"' in config:
+        raise ValueError(
+            f"{api}: {path} holds a quantization-aware (QAT) network, which "
+            "tfmot cannot rebuild from a file. Save the network QAT starts "
+            "from and run QAT again, or export the QAT network before the "
+            "process ends: tfee.export.tflite(qat, path, quantize='int8', "
+            "representative=...)."
+        )
+
+
+def _bare_tfee_names():
+    """tfee's registered classes under their bare names too: tfmot's
+    pruning and clustering wrappers serialise the layer they wrap as
+    `SDNHead`, not `tfee>SDNHead`, in .h5 files, and rebuild it by that name."""
+    return {
+        name.split(">", 1)[1]: cls
+        for name, cls in keras.saving.get_custom_objects().items()
+        if name.startswith("tfee>")
+    }
 
 
 def _check_container(path, api):

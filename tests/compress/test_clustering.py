@@ -200,3 +200,17 @@ def test_section_numbers_given_as_strings_are_named_as_such():
     # Issue 31: {"1": 8} switched to layer scope ("unknown layer names ['1']").
     with pytest.raises(ValueError, match=r"keys \['1'\] are strings; sections are"):
         tfee.compress.cluster_weights(_tiny.network(), {"1": 8, 2: 4})
+
+
+def test_a_clustered_network_loaded_from_keras_saves_and_loads_as_h5(tmp_path):
+    # Issue 31: its loaded weights were all named "kernel", so .h5 saving
+    # failed with "name already exists".
+    clustered = tfee.compress.cluster_weights(_tiny.network(with_confidence=True), 4)
+    clustered.compile("adam", loss=tfee.losses.joint(clustered))
+    clustered.fit(_tiny.dataset(), epochs=1, verbose=0)  # optimizer slots too
+    clustered.save(tmp_path / "clustered.keras")
+    tfee.load_model(tmp_path / "clustered.keras").save(tmp_path / "clustered.h5")
+    loaded = tfee.load_model(tmp_path / "clustered.h5")
+    images = next(iter(_tiny.dataset()))[0]
+    for ours, theirs in zip(clustered(images), loaded(images)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)

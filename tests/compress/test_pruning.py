@@ -370,3 +370,27 @@ def test_pruning_ends_with_batch_norm_statistics_of_the_pruned_weights(order):
 def test_a_pruning_plan_without_batch_norm_data_warns_for_either_order():
     with pytest.warns(UserWarning, match="batch_norm_data=None"):
         tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, order="together")
+
+
+def test_a_mid_plan_pruned_network_with_confidence_heads_saves_and_loads_as_h5(
+    tmp_path,
+):
+    # Issue 31: saving failed ("name already exists": two "mask" weights in a
+    # head with a confidence kernel) and loading said "Unknown layer: 'SDNHead'".
+    pruned, scheduler = tfee.compress.prune_low_magnitude(
+        _tiny.network(with_confidence=True),
+        0.8,
+        schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2),
+    )
+    pruned.compile("adam", loss=tfee.losses.joint(pruned))
+    with _tiny.eagerly(), pytest.warns(UserWarning, match="prunes until step 5"):
+        pruned.fit(_tiny.dataset(), epochs=1, callbacks=[scheduler], verbose=0)
+    images = next(iter(_tiny.dataset()))[0]
+    for path in (tmp_path / "mid_plan.h5", tmp_path / "mid_plan.keras"):
+        pruned.save(path)
+        loaded = tfee.load_model(path)
+        for ours, theirs in zip(pruned(images), loaded(images)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+    # ... and a network loaded from .keras saves as .h5 too.
+    tfee.load_model(tmp_path / "mid_plan.keras").save(tmp_path / "again.h5")
+    assert tfee.load_model(tmp_path / "again.h5").output_names == pruned.output_names

@@ -128,3 +128,14 @@ def test_compression_report_refuses_a_qat_network_instead_of_counting_biases(
     _, qat = trained_qat
     with pytest.raises(ValueError, match="quantization-aware"):
         tfee.export.compression_report(qat)
+
+
+def test_load_model_names_a_qat_file_instead_of_failing_deep_in_keras(
+    trained_qat, tmp_path
+):
+    # tfmot cannot rebuild its quantize wrappers from a file ("expected 6
+    # variables, but received 10" from Keras before).
+    _, qat = trained_qat
+    qat.save(tmp_path / "qat.keras")
+    with pytest.raises(ValueError, match="holds a quantization-aware"):
+        tfee.load_model(tmp_path / "qat.keras")

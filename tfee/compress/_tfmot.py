@@ -8,6 +8,7 @@ after `tfee._keras` has set up tf_keras.
 import importlib
 
 from tfee import _keras  # noqa: F401  (must configure Keras before tfmot loads)
+from tfee._keras import tf
 
 __all__ = [
     "ClusterWeights",
@@ -15,6 +16,8 @@ __all__ = [
     "PruneLowMagnitude",
     "PruneRegistry",
     "QuantizeLayer",
+    "NamedOnLoad",
+    "named_on_load_wrappers",
 ]
 
 _CORE = "tensorflow_model_optimization.python.core."
@@ -35,3 +38,29 @@ ClusterWeights = importlib.import_module(
 QuantizeLayer = importlib.import_module(
     _CORE + "quantization.keras.quantize_layer"
 ).QuantizeLayer
+
+
+class NamedOnLoad:
+    """Builds a wrapper loaded from a file under its own name scope.
+
+    Keras builds a loaded layer with `build_from_config`, outside any name
+    scope: a tfmot wrapper's weights then come back as plain `kernel`,
+    `mask`, ... in every layer, and the optimizer's slots as `m/kernel`, so
+    saving the network as .h5 (which keys weights by name) fails with
+    "name already exists". Built in its scope, every name is unique again;
+    files load weights by position, so nothing else changes.
+    """
+
+    def build_from_config(self, config):
+        with tf.name_scope(self.name):
+            super().build_from_config(config)
+
+
+def named_on_load_wrappers():
+    """{serialised name: class}: tfmot's pruning and clustering wrappers,
+    each built as `NamedOnLoad` (the subclass keeps the name, so files it
+    saves load anywhere)."""
+    return {
+        cls.__name__: type(cls.__name__, (NamedOnLoad, cls), {})
+        for cls in (PruneLowMagnitude, ClusterWeights)
+    }

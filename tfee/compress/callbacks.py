@@ -20,6 +20,7 @@ from tfee.compress.batch_norm import reestimate_batch_norm
 
 __all__ = ["Phase", "PruningScheduler", "UpdatePruningStep", "pruning_wrappers"]
 
+from tfee.compress._tfmot import NamedOnLoad  # noqa: E402
 from tfee.compress._tfmot import PruneLowMagnitude as _Wrapper  # noqa: E402
 
 
@@ -73,7 +74,7 @@ class _ControlledSparsity(tfmot.sparsity.keras.PruningSchedule):
 
 
 @keras.utils.register_keras_serializable(package="tfee", name="PruneLowMagnitude")
-class PruneLowMagnitude(_Wrapper):
+class PruneLowMagnitude(NamedOnLoad, _Wrapper):
     """tfmot's pruning wrapper, under a `_ControlledSparsity` schedule, that
     refuses a training step while no `PruningScheduler` drives it. tfmot
     names a wrapper after its class, so this one keeps tfmot's class name
@@ -82,6 +83,18 @@ class PruneLowMagnitude(_Wrapper):
     The check runs before the wrapper's own updates (its step counter and
     masks) and before the forward pass, so a refused step changes nothing.
     """
+
+    def add_weight(self, name=None, *args, **kwargs):
+        # tfmot names every prunable weight's mask "mask" (and "threshold"):
+        # a head with a logits and a confidence kernel gets two of each, and
+        # .h5 saving, which keys weights by name, fails with "name already
+        # exists". Numbered names keep them apart (.keras and .h5 loading
+        # match weights by position, so older files still load).
+        taken = {weight.name.split("/")[-1].split(":")[0] for weight in self.weights}
+        unique, number = name, 1
+        while name is not None and unique in taken:
+            unique, number = f"{name}_{number}", number + 1
+        return super().add_weight(unique, *args, **kwargs)
 
     def call(self, inputs, training=None, **kwargs):
         if training is None:
