@@ -29,6 +29,7 @@ LAYOUT = {
     "base": (
         (
             "tfee._keras",
+            "tfee._tfmot",
             "tfee._graph",
             "tfee._macs",
             "tfee._checks",

@@ -108,4 +108,4 @@ __all__ = [
 ]
 
 # Private modules stay out of the public namespace (they remain importable).
-del _checks, _files, _flatbuffer, _graph, _keras, _macs  # noqa: F821
+del _checks, _files, _flatbuffer, _graph, _keras, _macs, _tfmot  # noqa: F821

@@ -17,9 +17,9 @@ import contextlib
 import os
 import zipfile
 
+from tfee import _tfmot
 from tfee._keras import keras
 from tfee._keras import tfmot
-from tfee.compress import _tfmot
 
 __all__ = ["load_model"]
 

@@ -62,4 +62,4 @@ __all__ = [
 ]
 
 # Private modules stay out of the public namespace (they remain importable).
-del _copy, _tfmot  # noqa: F821
+del _copy  # noqa: F821

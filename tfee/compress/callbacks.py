@@ -20,8 +20,8 @@ from tfee.compress.batch_norm import reestimate_batch_norm
 
 __all__ = ["Phase", "PruningScheduler", "UpdatePruningStep", "pruning_wrappers"]
 
-from tfee.compress._tfmot import NamedOnLoad  # noqa: E402
-from tfee.compress._tfmot import PruneLowMagnitude as _Wrapper  # noqa: E402
+from tfee._tfmot import NamedOnLoad  # noqa: E402
+from tfee._tfmot import PruneLowMagnitude as _Wrapper  # noqa: E402
 
 
 def pruning_wrappers(model):

@@ -22,10 +22,10 @@ from tfee._files import write_bytes_atomically
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee._keras import tfmot
+from tfee._tfmot import ClusterWeights
 from tfee.compress import fold
 from tfee.compress import scopes
 from tfee.compress._copy import copy_network
-from tfee.compress._tfmot import ClusterWeights
 from tfee.compress.stripping import _check_network
 from tfee.compress.stripping import strip
 from tfee.layers.exit_head import ExitHead

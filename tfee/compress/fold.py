@@ -22,8 +22,8 @@ from tfee import _graph
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tf
-from tfee.compress._tfmot import ClusterWeights
-from tfee.compress._tfmot import PruneLowMagnitude
+from tfee._tfmot import ClusterWeights
+from tfee._tfmot import PruneLowMagnitude
 
 __all__ = ["fold_batch_norm", "foldable_pairs"]
 

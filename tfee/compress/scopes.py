@@ -23,8 +23,8 @@ import numpy as np
 
 from tfee import network as network_lib
 from tfee._keras import tfmot
-from tfee.compress._tfmot import ClusteringRegistry
-from tfee.compress._tfmot import PruneRegistry
+from tfee._tfmot import ClusteringRegistry
+from tfee._tfmot import PruneRegistry
 
 __all__ = [
     "Group",

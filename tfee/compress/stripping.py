@@ -6,10 +6,10 @@ compression step may take again."""
 from tfee import network as network_lib
 from tfee._keras import require_functional_model
 from tfee._keras import tfmot
+from tfee._tfmot import ClusterWeights
+from tfee._tfmot import PruneLowMagnitude
+from tfee._tfmot import QuantizeLayer
 from tfee.compress._copy import copy_network
-from tfee.compress._tfmot import ClusterWeights
-from tfee.compress._tfmot import PruneLowMagnitude
-from tfee.compress._tfmot import QuantizeLayer
 
 __all__ = ["is_quantization_aware", "strip"]
 
