@@ -6,6 +6,7 @@ import pytest
 import tfee
 from tests.training import _tiny
 from tfee import keras
+from tfee._keras import tf
 
 
 def _compile(net, weights):
@@ -105,3 +106,22 @@ def test_one_hot_labels_give_the_same_losses_as_integer_labels():
     got = distiller.evaluate(images, one_hot, return_dict=True, verbose=0)
     want = distiller.evaluate(images, labels, return_dict=True, verbose=0)
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-1, 7])
+def test_labels_outside_the_classes_stop_fit_with_the_class_range(bad):
+    # Issue 31: TensorFlow raised deep in the cross-entropy on CPU (and gives
+    # NaN on GPU) without naming the network's class count.
+    net = _tiny.network()
+    images, labels, _ = _tiny.data()
+    labels = labels.copy()
+    labels[3] = bad
+    classes = net.outputs[0].shape[-1]
+    net.compile(optimizer="sgd", loss=tfee.losses.joint(net, "uniform"))
+    match = rf"labels must be class indices in \[0, {classes}\)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        net.fit(images, [labels] * 2, epochs=1, verbose=0)
+    distiller = tfee.training.Distiller(net)
+    distiller.compile(keras.optimizers.SGD(0.0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        distiller.fit(images, labels, epochs=1, verbose=0)

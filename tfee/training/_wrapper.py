@@ -22,7 +22,21 @@ def class_indices(labels, classes):
     labels = tf.convert_to_tensor(labels)
     if labels.shape.rank == 2 and labels.shape[-1] == classes and classes > 1:
         return tf.argmax(labels, axis=-1, output_type=tf.int32)
-    return tf.reshape(tf.cast(labels, tf.int32), [-1])
+    indices = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    # TensorFlow's cross-entropy raises on CPU for a label outside
+    # [0, classes) but returns NaN on GPU; both runs get this message.
+    message = (
+        f"tfee: labels must be class indices in [0, {classes}) for a network "
+        f"of {classes} classes (or one-hot rows of {classes}); this batch has "
+        "a label outside (labels of another data set or class count?)"
+    )
+    with tf.control_dependencies(
+        [
+            tf.debugging.assert_non_negative(indices, message=message),
+            tf.debugging.assert_less(indices, classes, message=message),
+        ]
+    ):
+        return tf.identity(indices)
 
 
 def require_trainable(network, api, argument="network"):
