@@ -140,8 +140,6 @@ def quiet():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    # TensorFlow's converter makes its own tf.lite.Interpreter; tfee uses LiteRT.
-    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
 
 
 def _hide_native_logs():

@@ -344,3 +344,18 @@ def test_int8_representative_data_that_looks_like_raw_pixels_warns(network, tmp_
         tfee.export.tflite(
             network, str(tmp_path / "raw.tflite"), quantize="int8", representative=raw
         )
+
+
+def test_int8_export_and_verify_say_nothing_of_tf_lite_interpreter(tmp_path):
+    # Issue 31: TensorFlow's calibrator warned that tf.lite.Interpreter is
+    # deprecated, though tfee runs every file on LiteRT.
+    import warnings
+
+    network = tiny_network()
+    images = tiny_data(16)[0]
+    path = str(tmp_path / "int8.tflite")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tfee.export.tflite(network, path, quantize="int8", representative=images)
+        tfee.export.verify(path, network, images, min_agreement=0.0)
+    assert not [w for w in caught if "tf.lite.Interpreter" in str(w.message)]

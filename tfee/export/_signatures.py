@@ -10,6 +10,7 @@ app can stop after any of them.
 
 import shutil
 import tempfile
+import warnings
 
 from tfee import compress
 from tfee import naming
@@ -218,6 +219,18 @@ def converter(network, concrete_functions, per_channel=True):
     if not per_channel:
         result._experimental_disable_per_channel = True
     return result, directory
+
+
+def run(converter):
+    """`converter.convert()`, without the deprecation warning TensorFlow's
+    int8 calibrator raises for the tf.lite.Interpreter it makes itself: tfee
+    runs every file on LiteRT, so the warning would point users at nothing
+    they wrote."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*tf\.lite\.Interpreter is deprecated"
+        )
+        return converter.convert()
 
 
 def remove(directory):

@@ -321,7 +321,7 @@ def convert(
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        return converter.convert()
+        return _signatures.run(converter)
     finally:
         _signatures.remove(directory)
 
