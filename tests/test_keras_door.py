@@ -1,4 +1,4 @@
-"""Keras 3 objects are rejected with a TypeError that says what to do."""
+"""Keras 3 objects are rejected with a TypeError that points to tfee.from_keras3."""
 
 import keras as keras3
 import numpy as np
@@ -17,7 +17,7 @@ def keras3_model():
 
 
 def test_attach_exits_rejects_a_keras3_model(keras3_model):
-    with pytest.raises(TypeError, match=r"Keras 3 object.*import tf_keras as keras"):
+    with pytest.raises(TypeError, match=r"Keras 3 object.*tfee.from_keras3\(model\)"):
         tfee.attach_exits(keras3_model, ["conv"])
 
 

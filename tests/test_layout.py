@@ -44,7 +44,7 @@ LAYOUT = {
     # Flattening nested models, storing the input normalisation in one and
     # loading saved ones only replay Keras.
     "keras models": (
-        ("tfee.flatten", "tfee.input_normalisation", "tfee.saving"),
+        ("tfee.flatten", "tfee.input_normalisation", "tfee.keras3", "tfee.saving"),
         {"base", "keras models"},
     ),
     # Exit heads are plain Keras layers: they know nothing of networks.

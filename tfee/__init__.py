@@ -25,6 +25,7 @@ from tfee._keras import tfmot
 from tfee.flatten import flatten_model
 from tfee.input_normalisation import include_normalisation
 from tfee.input_normalisation import included_normalisation
+from tfee.keras3 import from_keras3
 from tfee.network import ExitInfo
 from tfee.network import Section
 from tfee.network import attach_exits
@@ -92,6 +93,7 @@ __all__ = [
     "keras",
     "layers",
     "load_model",
+    "from_keras3",
     "load_policy",
     "losses",
     "oracle",

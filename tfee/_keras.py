@@ -16,10 +16,18 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["keras", "tf", "tfmot", "require_tf_keras", "require_functional_model"]
+__all__ = [
+    "keras",
+    "tf",
+    "tfmot",
+    "is_keras3_object",
+    "require_tf_keras",
+    "require_functional_model",
+]
 
 
-def _is_keras3_object(obj):
+def is_keras3_object(obj):
+    """Whether `obj` comes from Keras 3 (`import keras` under TF 2.16+)."""
     module = type(obj).__module__ or ""
     return module == "keras" or module.startswith(("keras.", "keras_core."))
 
@@ -38,14 +46,15 @@ def require_tf_keras(obj, argument, api, expected="layer or model"):
     """
     if isinstance(obj, keras.layers.Layer):
         return
-    if _is_keras3_object(obj):
+    if is_keras3_object(obj):
         raise TypeError(
             f"{api} expects a tf_keras (Keras 2) {expected} for `{argument}`, "
             f"but received a Keras 3 object ({type(obj).__module__}."
             f"{type(obj).__name__}). tfmot, and therefore tfee, works with "
-            "Keras 2 only: build the model with `from tfee import keras` (or "
-            "`import tf_keras as keras`) instead of `import keras` / `tf.keras` "
-            "under Keras 3."
+            "Keras 2 only: convert a functional or Sequential Keras 3 model "
+            "with its weights by `tfee.from_keras3(model)` (or its saved file "
+            "by `tfee.load_model(path)`), or build it with `from tfee import "
+            "keras` instead of `import keras`."
         )
     raise TypeError(
         f"{api} expects a tf_keras {expected} for `{argument}`. "

@@ -15,9 +15,11 @@ with TensorFlow alone (`tf.saved_model.load(path).serve(images)`).
 
 import contextlib
 import os
+import warnings
 import zipfile
 
 from tfee import _tfmot
+from tfee import keras3
 from tfee._keras import keras
 from tfee._keras import tfmot
 
@@ -31,7 +33,8 @@ def load_model(path, compile=True):
 
     Args:
       path: a `.keras` or `.h5` file, or a SavedModel directory written by
-        `model.save`.
+        `model.save`. A `.keras` file Keras 3 saved is converted by
+        `tfee.from_keras3` (with a one-line warning saying so).
       compile: restore the optimizer, loss and metrics saved with the model.
 
     Returns:
@@ -57,6 +60,13 @@ def load_model(path, compile=True):
             f"{api}: `path` must be one of {_FORMATS}. Received: path={path!r}"
         )
     _check_container(path, api)
+    if keras3.is_keras3_file(path):
+        warnings.warn(
+            f"{api}: {path} was saved by Keras 3; converted to tf_keras with "
+            "tfee.from_keras3 (same layers, names and weights).",
+            stacklevel=2,
+        )
+        return keras3.from_keras3(path)
     _refuse_quantization_aware(path, api)
     with contextlib.ExitStack() as scopes:
         scopes.enter_context(tfmot.sparsity.keras.prune_scope())

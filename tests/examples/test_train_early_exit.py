@@ -52,14 +52,21 @@ def test_an_unknown_mode_is_refused():
 
 
 @pytest.mark.slow
-def test_model_attaches_exits_to_the_users_own_keras_file_and_trains_them(tmp_path):
+@pytest.mark.parametrize("api", ["tf_keras", "keras3"])
+def test_model_attaches_exits_to_the_users_own_keras_file_and_trains_them(
+    tmp_path, api
+):
     # Issue 31, item 3: --model was ignored and small_cnn trained instead.
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D(name="my_block")(x)
-    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="mine")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    own = keras.Model(inputs, keras.layers.Dense(10)(x))  # names tfee did not choose
+    # Issue 32: a file Keras 3 saved (`import keras`) comes in as well.
+    import keras as keras3
+
+    k = keras3 if api == "keras3" else keras
+    inputs = k.Input((8, 8, 1))
+    x = k.layers.Conv2D(6, 3, padding="same", activation="relu")(inputs)
+    x = k.layers.MaxPooling2D(name="my_block")(x)
+    x = k.layers.Conv2D(12, 3, padding="same", activation="relu", name="mine")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    own = k.Model(inputs, k.layers.Dense(10)(x))  # names tfee did not choose
     path = str(tmp_path / "mine.keras")
     own.save(path)
     with flagsaver.flagsaver(
@@ -79,7 +86,8 @@ def test_model_attaches_exits_to_the_users_own_keras_file_and_trains_them(tmp_pa
     assert [e.name for e in tfee.exits(network)] == ["exit_1", "exit_2"]
     # Post-trained: the given model was taken as trained, its weights kept.
     np.testing.assert_array_equal(
-        network.get_layer("mine").kernel.numpy(), own.get_layer("mine").kernel.numpy()
+        network.get_layer("mine").kernel.numpy(),
+        np.asarray(own.get_layer("mine").kernel.numpy()),
     )
 
 

@@ -1,0 +1,167 @@
+"""tfee.from_keras3: Keras 3 models and .keras files become tf_keras networks."""
+
+import warnings
+
+import keras as keras3
+import numpy as np
+import pytest
+
+import tfee
+import tfee.export
+from tfee import keras
+
+SHAPE = (32, 32, 3)  # The applications' smallest input.
+
+
+def _randomise_batch_norm(model, seed=0):
+    """Moving statistics away from their initial 0 and 1, so that copying
+    them (or not) shows in the outputs."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras3.layers.BatchNormalization):
+            mean, variance = layer.moving_mean, layer.moving_variance
+            mean.assign(rng.normal(0, 0.1, mean.shape).astype("float32"))
+            variance.assign(rng.uniform(0.5, 1.5, variance.shape).astype("float32"))
+
+
+def _same_outputs(model, converted, shape, tolerance=1e-5):
+    images = np.random.default_rng(1).random((2,) + shape, dtype=np.float32)
+    want = np.asarray(model(images, training=False))
+    got = converted(images, training=False).numpy()
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize(
+    "application",
+    [
+        lambda: keras3.applications.MobileNetV2(
+            input_shape=SHAPE, alpha=0.35, weights=None, classes=5
+        ),
+        lambda: keras3.applications.ResNet50V2(
+            input_shape=SHAPE, weights=None, classes=5
+        ),
+        lambda: keras3.applications.EfficientNetB0(
+            input_shape=SHAPE, weights=None, classes=5
+        ),
+    ],
+    ids=["MobileNetV2_0.35", "ResNet50V2", "EfficientNetB0"],
+)
+def test_keras_applications_convert_with_equal_outputs(application, tmp_path):
+    model = application()
+    _randomise_batch_norm(model)
+    path = str(tmp_path / "k3.keras")
+    model.save(path)
+    for source in (model, path):
+        converted = tfee.from_keras3(source)
+        assert isinstance(converted, keras.Model)
+        assert [layer.name for layer in converted.layers] == [
+            layer.name for layer in model.layers
+        ]
+        _same_outputs(model, converted, SHAPE)
+
+
+def _nested_model():
+    """Rescaling, an adapted Normalization, and a frozen nested base called
+    with training=False, as in transfer learning."""
+    inner = keras3.Input((8, 8, 3))
+    x = keras3.layers.Conv2D(6, 3, padding="same", name="base_conv")(inner)
+    x = keras3.layers.BatchNormalization(name="base_bn")(x)
+    x = keras3.layers.ReLU(name="base_out")(x)
+    base = keras3.Model(inner, x, name="base")
+    base.trainable = False
+    _randomise_batch_norm(base)
+    normalise = keras3.layers.Normalization(name="normalise")
+    normalise.adapt(np.random.default_rng(2).random((16, 8, 8, 3)) * 5)
+    inputs = keras3.Input((8, 8, 3))
+    x = keras3.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    x = normalise(x)
+    x = base(x, training=False)
+    x = keras3.layers.Conv2D(8, 3, name="head_conv", activation="relu")(x)
+    x = keras3.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras3.Model(inputs, keras3.layers.Dense(4, name="logits")(x))
+
+
+def test_a_nested_frozen_base_with_preprocessing_converts(tmp_path):
+    model = _nested_model()
+    model.save(tmp_path / "nested.keras")
+    for source in (model, str(tmp_path / "nested.keras")):
+        converted = tfee.from_keras3(source)
+        assert not converted.get_layer("base").trainable
+        _same_outputs(model, converted, (8, 8, 3))
+
+
+def test_a_sequential_model_converts(tmp_path):
+    model = keras3.Sequential(
+        [
+            keras3.Input((8, 8, 1)),
+            keras3.layers.Conv2D(4, 3, activation="relu"),
+            keras3.layers.Flatten(),
+            keras3.layers.Dense(3),
+        ]
+    )
+    model.save(tmp_path / "sequential.keras")
+    for source in (model, str(tmp_path / "sequential.keras")):
+        _same_outputs(model, tfee.from_keras3(source), (8, 8, 1))
+
+
+def test_a_file_is_read_from_the_file_alone(tmp_path, monkeypatch):
+    # tfmot imports the Keras 3 package into every tfee process, but the
+    # conversion reads config.json and model.weights.h5 itself.
+    model = _nested_model()
+    model.save(tmp_path / "nested.keras")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_keras3 called Keras 3 to read the file")
+
+    monkeypatch.setattr(keras3.saving, "load_model", refuse)
+    monkeypatch.setattr(keras3.models, "load_model", refuse)
+    _same_outputs(model, tfee.from_keras3(tmp_path / "nested.keras"), (8, 8, 3))
+
+
+def test_unknown_and_custom_layers_are_refused_by_name(tmp_path):
+    inputs = keras3.Input((4,))
+    lambda_model = keras3.Model(
+        inputs, keras3.layers.Lambda(lambda t: t * 2, name="doubling")(inputs)
+    )
+    with pytest.raises(ValueError, match=r"layer 'doubling' \(Lambda\)"):
+        tfee.from_keras3(lambda_model)
+
+    @keras3.saving.register_keras_serializable(package="mine")
+    class Twice(keras3.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    custom = keras3.Model(inputs, Twice(name="twice")(inputs))
+    with pytest.raises(ValueError, match=r"layer 'twice' is a custom Keras 3 layer"):
+        tfee.from_keras3(custom)
+    lora = keras3.Model(inputs, keras3.layers.Dense(3, name="tuned")(inputs))
+    lora.get_layer("tuned").enable_lora(2)
+    with pytest.raises(ValueError, match=r"layer 'tuned' \(Dense\) sets `lora_rank`"):
+        tfee.from_keras3(lora)
+
+
+def test_other_inputs_are_named():
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        tfee.from_keras3("missing.keras")
+    with pytest.raises(TypeError, match="expects a Keras 3 model"):
+        tfee.from_keras3(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]))
+
+
+def test_a_keras3_file_goes_through_attach_fit_export_and_cascade(tmp_path):
+    """load_model converts with a note; then the whole tfee path runs."""
+    path = str(tmp_path / "k3.keras")
+    _nested_model().save(path)
+    with pytest.warns(UserWarning, match="saved by Keras 3; converted"):
+        backbone = tfee.load_model(path)
+    network = tfee.attach_exits(backbone, ["base_out"], head="linear")
+    rng = np.random.default_rng(3)
+    images = rng.random((16, 8, 8, 3), dtype=np.float32) * 255
+    labels = rng.integers(0, 4, 16)
+    network.compile("adam", loss=tfee.losses.joint(network))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*raw pixels.*")
+        network.fit(images, [labels] * 2, epochs=1, verbose=0)
+        exported = tfee.export.tflite(network, str(tmp_path / "net.tflite"))
+    cascade = tfee.runtime.Cascade(exported.path, tfee.ThresholdPolicy([0.5]))
+    result = cascade.predict(images)
+    assert len(result.exit_indices) == 16
