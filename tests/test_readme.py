@@ -3,11 +3,11 @@
 Each ```python block runs in order in one namespace, as a user pasting them
 into one session would, in a temporary folder. The names the README leaves to
 the reader (train_ds, val_ds, test_images, ...) are tiny CIFAR-shaped data,
-and only the training lengths and the ResNet's depth are shortened (`_SHORTER`). Three blocks run
+and only the training lengths and the ResNet's depth are shortened (`_SHORTER`). Four blocks run
 elsewhere: the plain client (tests/runtime/test_plain_client.py, against
 Cascade), the reference recipe (it trains for 30 epochs; its pieces are
-tested in tests/test_recipes.py) and the own-model block (tests/test_own_models.py,
-beside the README test so that the two run in parallel).
+tested in tests/test_recipes.py) and the own-model blocks (tests/test_own_models.py
+and tests/test_keras3.py, beside the README test so that they run in parallel).
 """
 
 import os
@@ -33,6 +33,7 @@ _ELSEWHERE = (
     "class PlainCascade:",
     "tfee.recipes.reference_network(",
     "keras.applications.MobileNetV2(",  # tests/test_own_models.py runs it
+    "keras3.applications.MobileNetV2(",  # tests/test_keras3.py runs it
 )
 
 
