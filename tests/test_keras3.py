@@ -187,3 +187,23 @@ def test_the_readmes_keras3_block_runs_as_written(tmp_path, monkeypatch):
         "block_6_project_BN",
     ]
     assert namespace["k3_result"].predictions.shape == (24,)
+
+
+def test_a_keras3_operation_in_the_graph_is_refused_by_name():
+    # ops.reshape counts the batch axis, tf_keras' Reshape layer does not:
+    # mapping one onto the other by class name would answer wrongly.
+    inputs = keras3.Input((4, 4, 2))
+    x = keras3.ops.reshape(inputs, (-1, 32))
+    model = keras3.Model(inputs, keras3.layers.Dense(3)(x))
+    with pytest.raises(ValueError, match=r"is a Keras 3 operation .*Reshape"):
+        tfee.from_keras3(model)
+
+
+def test_a_model_object_is_checked_to_compute_the_same(monkeypatch):
+    # Were a layer to compute otherwise in tf_keras (here: weights left at
+    # their fresh initial values), the conversion fails instead of answering.
+    import tfee.keras3
+
+    monkeypatch.setattr(tfee.keras3, "_assign", lambda *args: None)
+    with pytest.raises(ValueError, match="does not compute what the Keras 3"):
+        tfee.from_keras3(_nested_model())

@@ -102,7 +102,32 @@ def from_keras3(model):
     rebuilt = _build(config)
     _freeze_as_saved(rebuilt, config)
     _assign(rebuilt, weights, ())
+    if not isinstance(model, (str, os.PathLike)):
+        _check_same_outputs(model, rebuilt)
     return rebuilt
+
+
+def _check_same_outputs(model, rebuilt, tolerance=1e-4):
+    """Runs both models on one random batch: a layer whose tf_keras
+    counterpart computes something else would otherwise pass silently."""
+    shape = rebuilt.input_shape
+    if not isinstance(shape, tuple) or any(d is None for d in shape[1:]):
+        return  # An unknown input size: nothing to draw a batch from.
+    images = np.random.default_rng(0).normal(size=(2,) + shape[1:])
+    images = images.astype(np.float32)
+    want = np.asarray(model(images, training=False), dtype=np.float64)
+    got = np.asarray(rebuilt(images, training=False), dtype=np.float64)
+    scale = max(1.0, float(np.abs(want).max()))
+    if want.shape != got.shape or not np.allclose(
+        got, want, rtol=tolerance, atol=tolerance * scale
+    ):
+        difference = np.abs(got - want).max() if want.shape == got.shape else None
+        raise Keras3Error(
+            f"{API}: the rebuilt tf_keras model does not compute what the Keras 3 "
+            f"model does (largest difference {difference} on a random batch, "
+            f"outputs {want.shape} vs {got.shape}); a layer behaves differently "
+            "in the two Keras. Please report the model."
+        )
 
 
 def _freeze_as_saved(model, config):
@@ -259,7 +284,19 @@ def _layer_config(entry):
     module = entry.get("module") or ""
     registered = entry.get("registered_name")
     cls = getattr(keras.layers, class_name, None)
-    if (registered and registered != class_name) or not module.startswith("keras"):
+    if module.startswith("keras.src.ops") or module.startswith("keras.ops"):
+        # `keras.ops.mean(x)` in a functional graph is an operation whose
+        # name may match a tf_keras layer of other semantics (ops Reshape
+        # counts the batch axis, layers.Reshape does not).
+        raise Keras3Error(
+            f"{API}: {name!r} is a Keras 3 operation ({module}.{class_name}) "
+            "called on tensors in the graph; tf_keras has no counterpart. "
+            "Write it as a layer (e.g. keras.layers.Reshape, Add, Multiply) in "
+            "the Keras 3 model, then convert it."
+        )
+    if (registered and registered != class_name) or not module.startswith(
+        ("keras.layers", "keras.src.layers")
+    ):
         raise Keras3Error(
             f"{API}: layer {name!r} is a custom Keras 3 layer ({registered or class_name} "
             f"from {module or 'an unknown module'}); tfee rebuilds only Keras' own "
