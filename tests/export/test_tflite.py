@@ -226,8 +226,8 @@ def test_a_model_without_exits_is_rejected(tmp_path):
 def test_int8_features_that_do_not_chain_raise(network, images, tmp_path, monkeypatch):
     chained = _calibration.stage_inputs
 
-    def mismatched(net, calibration):
-        inputs = chained(net, calibration)
+    def mismatched(net, calibration, models=None):
+        inputs = chained(net, calibration, models)
         return inputs[:1] + [
             {name: x * 3.0 for name, x in stage.items()} for stage in inputs[1:]
         ]

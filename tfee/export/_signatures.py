@@ -89,7 +89,7 @@ def learned_confidence(network):
     return [info.confidence is not None for info in network_lib.exits(network)]
 
 
-def functions(network, names, batch=None, input_ranges=None):
+def functions(network, names, batch=None, input_ranges=None, stage_models=None):
     """{signature name: concrete function} for the stripped `network`.
 
     Args:
@@ -100,11 +100,16 @@ def functions(network, names, batch=None, input_ranges=None):
         fake int8 quantization with this range first, so that the converter
         gives it exactly these parameters (a QAT network's stage inputs must
         read what the previous stage writes, in the range it writes it).
+      stage_models: `tfee.stage_models(network)` where the caller has them
+        (a caller converting stage by stage builds them once).
     """
     input_ranges = input_ranges or {}
     infos = network_lib.exits(network)
     outputs = dict(zip(network.output_names, network.outputs))
-    stage_models = stages_lib.stage_models(network)
+    if stage_models is None and any(
+        naming.parse_signature(name)[0] != naming.EXIT for name in names
+    ):
+        stage_models = stages_lib.stage_models(network)
     result = {}
     for name in names:
         kind, k = naming.parse_signature(name)
@@ -188,7 +193,7 @@ def check_ops(concrete_functions, api):
         )
 
 
-def converter(network, concrete_functions, per_channel=True):
+def converter(network, concrete_functions, per_channel=True, variables=None):
     """A TFLiteConverter over a SavedModel holding the signatures by name.
 
     `from_concrete_functions` names multi-function signatures after the traced
@@ -197,6 +202,9 @@ def converter(network, concrete_functions, per_channel=True):
     clustered per tensor (BN folded first) keeps its cluster count of int8
     values, instead of a different set per channel.
 
+    `variables` (default: all of the network's) are the ones the functions
+    read: a stage's own keep its SavedModel small.
+
     Returns:
       (converter, temporary directory to remove once converted).
     """
@@ -204,7 +212,7 @@ def converter(network, concrete_functions, per_channel=True):
     # Track the variables only: saving the Keras network itself makes
     # tf.saved_model trace every layer's call again (most of the export time).
     module = tf.Module()
-    module.variables_ = list(network.variables)
+    module.variables_ = list(network.variables if variables is None else variables)
     try:
         tf.saved_model.save(module, directory, signatures=concrete_functions)
     except AssertionError:

@@ -27,6 +27,7 @@ from tfee import input_normalisation
 from tfee import naming
 from tfee import network as network_lib
 from tfee import rules
+from tfee import stages as stages_lib
 from tfee._files import check_output_path
 from tfee._files import write_bytes_atomically
 from tfee._keras import keras
@@ -447,11 +448,17 @@ def _check_policy(policy, infos, api):
     )
 
 
-def _convert_stage(network, k, calibration, per_channel=True):
+def _convert_stage(network, k, calibration, per_channel, stage_models):
+    """Stage k as its own int8 flatbuffer, from the stage models built once
+    (each holds only its own variables, so its SavedModel is small)."""
     name = naming.stage_name(k)
-    functions = _signatures.functions(network, [name], batch=1)
+    functions = _signatures.functions(
+        network, [name], batch=1, stage_models=stage_models
+    )
     _signatures.check_ops(functions, "tfee.export.micro")
-    converter, directory = _signatures.converter(network, functions, per_channel)
+    converter, directory = _signatures.converter(
+        network, functions, per_channel, variables=stage_models[k - 1].variables
+    )
     try:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _calibration.single_generator(
@@ -1018,10 +1025,11 @@ def micro(
     calibration = _checks.check_images(
         representative, stripped, calibration_samples, api
     )
-    inputs = _calibration.stage_inputs(stripped, calibration)
+    stage_models = stages_lib.stage_models(stripped)
+    inputs = _calibration.stage_inputs(stripped, calibration, stage_models)
     converted = []
     for k in range(1, len(infos) + 1):
-        data = _convert_stage(stripped, k, inputs[k - 1], per_channel)
+        data = _convert_stage(stripped, k, inputs[k - 1], per_channel, stage_models)
         ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         unsupported = sorted(set(ops) - MICRO_OPS)
         if unsupported:

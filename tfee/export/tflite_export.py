@@ -25,6 +25,7 @@ from tfee import compress
 from tfee import cost
 from tfee import input_normalisation
 from tfee import naming
+from tfee import stages as stages_lib
 from tfee import network as network_lib
 from tfee import version
 from tfee._files import check_output_path
@@ -302,7 +303,11 @@ def convert(
     network, names, quantize, calibration, sparse, per_channel=True, input_ranges=None
 ):
     """Converts the stripped `network`; returns the flatbuffer bytes."""
-    functions = _signatures.functions(network, names, input_ranges=input_ranges)
+    # Built once for the signatures and the calibration inputs alike.
+    stage_models = stages_lib.stage_models(network)
+    functions = _signatures.functions(
+        network, names, input_ranges=input_ranges, stage_models=stage_models
+    )
     _signatures.check_ops(functions, "tfee.export.tflite")
     converter, directory = _signatures.converter(network, functions, per_channel)
     try:
@@ -316,7 +321,7 @@ def convert(
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         elif quantize == "int8":
-            inputs = _calibration.stage_inputs(network, calibration)
+            inputs = _calibration.stage_inputs(network, calibration, stage_models)
             converter.representative_dataset = _calibration.generator(names, inputs)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
