@@ -37,7 +37,7 @@ def text_table(evaluation):
     """A plain-text report: summary lines, then one row per exit.
 
     Args:
-      evaluation: a `tfee.Evaluation`.
+      evaluation: a `tfee.policy.Evaluation`.
 
     Returns:
       A string.
@@ -94,7 +94,7 @@ def plot_front(path, evaluation, front=None, title=None):
 
     Args:
       path: the .png to write.
-      evaluation: the chosen policy's `tfee.Evaluation` (with its oracle).
+      evaluation: the chosen policy's `tfee.policy.Evaluation` (with its oracle).
       front: a `tfee.policy.Front` measured on the same data, or None.
       title: the plot's title.
 
@@ -258,7 +258,7 @@ def write_report(directory, evaluation, front=None, extra=None, prefix="", title
 
     Args:
       directory: output folder (created if missing).
-      evaluation: the `tfee.Evaluation` to report.
+      evaluation: the `tfee.policy.Evaluation` to report.
       front: an optional `tfee.policy.Front` for the accuracy-vs-MACs plot.
       extra: optional JSON-ready dict stored under "extra".
       prefix: file-name prefix, e.g. "test_".

@@ -231,7 +231,7 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
       A `Front`: the settings no other evaluated setting beats on both
       accuracy and MACs, cheapest first.
     """
-    api = "tfee.front"
+    api = "tfee.policy.front"
     _check_outputs(outputs, api)
     _check_rule(rule, outputs, api)
     _check_candidates(candidates, api)

@@ -317,7 +317,7 @@ def oracle_macs_at_accuracy(outputs, accuracy, hopeless_at_deepest=False):
     """
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(
-            "tfee.oracle_macs_at_accuracy: `accuracy` must lie in [0, 1]. "
+            "tfee.policy.oracle_macs_at_accuracy: `accuracy` must lie in [0, 1]. "
             f"Received: accuracy={accuracy!r}"
         )
     correct = outputs.correct()

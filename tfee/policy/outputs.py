@@ -45,7 +45,7 @@ class ExitOutputs:
     sparse_macs: bool = False
 
     def __post_init__(self):
-        api = "tfee.ExitOutputs"
+        api = "tfee.policy.ExitOutputs"
         logits = np.asarray(self.logits)
         labels = np.asarray(self.labels).reshape(-1)
         exit_macs = np.asarray(self.exit_macs, dtype=np.int64).reshape(-1)

@@ -404,7 +404,7 @@ class Policy:
         Raises:
           ValueError: the text is not a tfee policy, or names an unknown type.
         """
-        api = "tfee.Policy.from_json"
+        api = "tfee.policy.Policy.from_json"
         if not isinstance(text_or_path, (str, os.PathLike)):
             raise TypeError(
                 f"{api}: expects JSON text or a file path. "
@@ -429,7 +429,7 @@ class Policy:
         return policy
 
     @staticmethod
-    def from_dict(data, api="tfee.Policy.from_dict"):
+    def from_dict(data, api="tfee.policy.Policy.from_dict"):
         """A policy from `to_dict()`'s form (as a .tflite's metadata holds it).
 
         Raises:
@@ -609,7 +609,7 @@ def _saved(data, cls, *args, **kwargs):
     policy = cls(*args, ensemble=_ensemble_from(data), **kwargs)
     if "num_exits" in data and data["num_exits"] != policy.num_exits:
         raise ValueError(
-            "tfee.Policy.from_json: the file says num_exits="
+            "tfee.policy.Policy.from_json: the file says num_exits="
             f"{data['num_exits']} but holds settings for {policy.num_exits} exits."
         )
     return policy
@@ -669,7 +669,7 @@ class PatiencePolicy(Policy):
     def _from_dict(cls, data):
         if data.get("ensemble") is not None:
             raise ValueError(
-                "tfee.Policy.from_json: a patience policy counts agreeing exits "
+                "tfee.policy.Policy.from_json: a patience policy counts agreeing exits "
                 "and takes no ensemble. Received: a patience policy with "
                 '"ensemble"'
             )
@@ -777,7 +777,7 @@ class DecisionPolicy(Policy):
     def _from_dict(cls, data):
         if data.get("signals") != list(rules.DECISION_SIGNALS):
             raise ValueError(
-                "tfee.Policy.from_json: this decision policy reads the signals "
+                "tfee.policy.Policy.from_json: this decision policy reads the signals "
                 f"{data.get('signals')!r}; this tfee computes "
                 f"{list(rules.DECISION_SIGNALS)}. Calibrate it again."
             )
