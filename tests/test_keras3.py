@@ -207,3 +207,38 @@ def test_a_model_object_is_checked_to_compute_the_same(monkeypatch):
     monkeypatch.setattr(tfee.keras3, "_assign", lambda *args: None)
     with pytest.raises(ValueError, match="does not compute what the Keras 3"):
         tfee.from_keras3(_nested_model())
+
+
+def test_a_nested_model_as_output_or_called_twice_is_wired_as_saved(tmp_path):
+    # Keras 3 counts a nested model's own node in the endpoints but not in
+    # call arguments: shifting both wired outputs to the wrong call.
+    a = keras3.Input((4,))
+    inner = keras3.Model(a, keras3.layers.Dense(2)(a), name="inner")
+    b = keras3.Input((4,))
+    first = inner(b)
+    second = inner(keras3.layers.Dense(4, name="pre")(b))
+    model = keras3.Model(b, [first, keras3.layers.ReLU(name="relu")(second)])
+    images = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    want = [np.asarray(o) for o in model(images, training=False)]
+    for source in (model, keras3.Model(b, inner(b))):
+        converted = tfee.from_keras3(source)
+        got = converted(images, training=False)
+        got = got if isinstance(got, list) else [got]
+        expected = want if source is model else [np.asarray(source(images))]
+        for ours, theirs in zip(got, expected):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_an_activation_defined_otherwise_and_training_true_are_refused(tmp_path):
+    inputs = keras3.Input((4,))
+    hard = keras3.Model(
+        inputs, keras3.layers.Dense(4, activation="hard_sigmoid", name="gate")(inputs)
+    )
+    hard.save(tmp_path / "hard.keras")
+    for source in (hard, tmp_path / "hard.keras"):
+        with pytest.raises(ValueError, match=r"layer 'gate' uses activation='hard_sig"):
+            tfee.from_keras3(source)
+    x = keras3.layers.Dropout(0.5, name="mc")(inputs, training=True)
+    mc_dropout = keras3.Model(inputs, keras3.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match=r"layer 'mc' is called with training=True"):
+        tfee.from_keras3(mc_dropout)
