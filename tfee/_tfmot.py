@@ -22,22 +22,19 @@ __all__ = [
 
 _CORE = "tensorflow_model_optimization.python.core."
 
-PruneRegistry = importlib.import_module(
-    _CORE + "sparsity.keras.prune_registry"
-).PruneRegistry
-PruneLowMagnitude = importlib.import_module(
-    _CORE + "sparsity.keras.pruning_wrapper"
-).PruneLowMagnitude
-ClusteringRegistry = importlib.import_module(
-    _CORE + "clustering.keras.clustering_registry"
-).ClusteringRegistry
-ClusterWeights = importlib.import_module(
-    _CORE + "clustering.keras.cluster_wrapper"
-).ClusterWeights
+
+def _internal(module, name):
+    return getattr(importlib.import_module(_CORE + module), name)
+
+
+PruneRegistry = _internal("sparsity.keras.prune_registry", "PruneRegistry")
+PruneLowMagnitude = _internal("sparsity.keras.pruning_wrapper", "PruneLowMagnitude")
+ClusteringRegistry = _internal(
+    "clustering.keras.clustering_registry", "ClusteringRegistry"
+)
+ClusterWeights = _internal("clustering.keras.cluster_wrapper", "ClusterWeights")
 # The input's fake quantization in a QAT model (the wrappers are public).
-QuantizeLayer = importlib.import_module(
-    _CORE + "quantization.keras.quantize_layer"
-).QuantizeLayer
+QuantizeLayer = _internal("quantization.keras.quantize_layer", "QuantizeLayer")
 
 
 class NamedOnLoad:
