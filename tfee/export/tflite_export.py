@@ -25,8 +25,8 @@ from tfee import compress
 from tfee import cost
 from tfee import input_normalisation
 from tfee import naming
-from tfee import stages as stages_lib
 from tfee import network as network_lib
+from tfee import stages as stages_lib
 from tfee import version
 from tfee._files import check_output_path
 from tfee._files import write_bytes_atomically
