@@ -200,6 +200,22 @@ def chain_verdict(produced, consumed):
     return "different"
 
 
+def chain_repairs(api, k, handed_on):
+    """The one int8 chain rule of every exporter: for stage_k's tensors
+    handed to stage_(k+1), given as (input name, produced, consumed)
+    (scale, zero point) triples, the (input name, produced) pairs whose
+    last-bit rounding the consumer's input should take; raises `chain_error`
+    where the parameters really differ."""
+    repairs = []
+    for input_name, produced, consumed in handed_on:
+        verdict = chain_verdict(produced, consumed)
+        if verdict == "different":
+            raise chain_error(api, k, produced, consumed, input_name)
+        if verdict == "rounding":
+            repairs.append((input_name, produced))
+    return repairs
+
+
 def chain_error(api, k, produced, consumed, tensor=None):
     """The error for features_k (or another handed-on `tensor`) whose int8
     parameters differ between stages."""

@@ -1038,19 +1038,21 @@ def micro(
             )
         converted.append((data, ops) + _io(data))
     for k in range(1, len(converted)):
-        for output_name, input_name in naming.handed_on(k, converted[k][2]):
-            produced = converted[k - 1][3][output_name][0]["quantization"]
-            consumed = converted[k][2][input_name][0]["quantization"]
-            verdict = _flatbuffer.chain_verdict(produced, consumed)
-            if verdict == "different":
-                raise _flatbuffer.chain_error(api, k, produced, consumed, input_name)
-            if verdict == "rounding":
-                # A last-bit difference of the same calibrated range: give the
-                # consumer the producer's exact scale (see tflite.chain_features).
-                data = _flatbuffer.set_input_quantization(
-                    converted[k][0], None, input_name, produced
-                )
-                converted[k] = (data, converted[k][1]) + _io(data)
+        handed_on = [
+            (
+                input_name,
+                converted[k - 1][3][output_name][0]["quantization"],
+                converted[k][2][input_name][0]["quantization"],
+            )
+            for output_name, input_name in naming.handed_on(k, converted[k][2])
+        ]
+        for input_name, produced in _flatbuffer.chain_repairs(api, k, handed_on):
+            # A last-bit difference of the same calibrated range: give the
+            # consumer the producer's exact scale (see tflite.chain_features).
+            data = _flatbuffer.set_input_quantization(
+                converted[k][0], None, input_name, produced
+            )
+            converted[k] = (data, converted[k][1]) + _io(data)
     dense_models = [
         _flatbuffer.without_strings(c[0]) if strip_strings else c[0] for c in converted
     ]

@@ -284,14 +284,18 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
         inputs = interpreter.get_signature_runner(
             naming.stage_name(k + 1)
         ).get_input_details()
-        for output_name, input_name in _handed_on(interpreter, k):
-            produced = outputs[output_name]["quantization"]
-            consumed = inputs[input_name]["quantization"]
-            verdict = _flatbuffer.chain_verdict(produced, consumed)
-            if verdict == "different":
-                raise _flatbuffer.chain_error(api, k, produced, consumed, input_name)
-            if verdict == "rounding":
-                repairs.append((k, input_name, produced))
+        handed_on = [
+            (
+                input_name,
+                outputs[output_name]["quantization"],
+                inputs[input_name]["quantization"],
+            )
+            for output_name, input_name in _handed_on(interpreter, k)
+        ]
+        repairs += [
+            (k, input_name, produced)
+            for input_name, produced in _flatbuffer.chain_repairs(api, k, handed_on)
+        ]
     for k, input_name, produced in repairs:
         data = _flatbuffer.set_input_quantization(
             data, naming.stage_name(k + 1), input_name, produced
