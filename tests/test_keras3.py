@@ -242,3 +242,23 @@ def test_an_activation_defined_otherwise_and_training_true_are_refused(tmp_path)
     mc_dropout = keras3.Model(inputs, keras3.layers.Dense(2)(x))
     with pytest.raises(ValueError, match=r"layer 'mc' is called with training=True"):
         tfee.from_keras3(mc_dropout)
+
+
+def test_leaky_relu_converts_and_a_subclassed_model_is_named(tmp_path):
+    inputs = keras3.Input((6,))
+    x = keras3.layers.Dense(5)(inputs)
+    leaky = keras3.Model(inputs, keras3.layers.LeakyReLU(negative_slope=0.2)(x))
+    leaky.save(tmp_path / "leaky.keras")
+    for source in (leaky, tmp_path / "leaky.keras"):
+        _same_outputs(leaky, tfee.from_keras3(source), (6,))
+
+    class Mine(keras3.Model):  # defined outside keras: still Keras 3
+        def __init__(self):
+            super().__init__()
+            self.dense = keras3.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    with pytest.raises(TypeError, match=r"subclassed Keras 3 model \(Mine\)"):
+        tfee.from_keras3(Mine())

@@ -27,9 +27,13 @@ __all__ = [
 
 
 def is_keras3_object(obj):
-    """Whether `obj` comes from Keras 3 (`import keras` under TF 2.16+)."""
-    module = type(obj).__module__ or ""
-    return module == "keras" or module.startswith(("keras.", "keras_core."))
+    """Whether `obj` comes from Keras 3 (`import keras` under TF 2.16+), a
+    user's subclass (defined in `__main__`) included."""
+    for cls in type(obj).__mro__:
+        module = cls.__module__ or ""
+        if module == "keras" or module.startswith(("keras.", "keras_core.")):
+            return True
+    return False
 
 
 def require_tf_keras(obj, argument, api, expected="layer or model"):

@@ -365,13 +365,18 @@ def _layer_config(entry):
         )
     translated = {}
     for key, value in config.items():
-        if class_name == "InputLayer" and key == "batch_shape":
-            key = "batch_input_shape"
+        key = _RENAMED.get((class_name, key), key)
         if key == "activation":
             _check_activation(value, name)
         translated[key] = _value(value, name, key)
     return _accepted(cls, translated, name, class_name)
 
+
+# Arguments the two Keras name differently, same meaning.
+_RENAMED = {
+    ("InputLayer", "batch_shape"): "batch_input_shape",
+    ("LeakyReLU", "negative_slope"): "alpha",
+}
 
 # Names the two Keras define differently: Keras 3's hard_sigmoid is
 # relu6(x + 3) / 6, tf_keras' clip(0.2 x + 0.5, 0, 1).
