@@ -292,13 +292,12 @@ def labels_path(model_path):
 
 def save_network(network, path, class_names):
     """Saves a Keras network atomically, with its class names beside it."""
-    network.save(path + ".partial.keras")
-    os.replace(path + ".partial.keras", path)
+    from tfee import _files
+
+    _files.write_atomically(path, network.save)
     names = labels_path(path)
     if class_names:
-        with open(names + ".partial", "w") as f:
-            f.write("".join(f"{name}\n" for name in class_names))
-        os.replace(names + ".partial", names)
+        _files.write_bytes_atomically(names, "".join(f"{n}\n" for n in class_names))
     elif os.path.exists(names):
         os.remove(names)  # a stale file from another run would mislabel this one
 

@@ -140,9 +140,21 @@ def test_unknown_and_custom_layers_are_refused_by_name(tmp_path):
         tfee.from_keras3(lora)
 
 
-def test_other_inputs_are_named():
+def test_other_inputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no file at"):
         tfee.from_keras3("missing.keras")
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]).save(
+        tmp_path / "tf_keras.keras"
+    )
+    with pytest.raises(ValueError, match="not a .keras file saved by Keras 3"):
+        tfee.from_keras3(tmp_path / "tf_keras.keras")
+    unbuilt = keras3.Sequential([keras3.layers.Dense(2)])
+    with pytest.raises(ValueError, match="is not built yet"):
+        tfee.from_keras3(unbuilt)
+    inputs = {"a": keras3.Input((3,), name="a"), "b": keras3.Input((3,), name="b")}
+    added = keras3.layers.Add()([inputs["a"], inputs["b"]])
+    with pytest.raises(ValueError, match="dict inputs or outputs"):
+        tfee.from_keras3(keras3.Model(inputs, added))
     with pytest.raises(TypeError, match="expects a Keras 3 model"):
         tfee.from_keras3(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]))
 
@@ -220,7 +232,8 @@ def test_a_nested_model_as_output_or_called_twice_is_wired_as_saved(tmp_path):
     model = keras3.Model(b, [first, keras3.layers.ReLU(name="relu")(second)])
     images = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     want = [np.asarray(o) for o in model(images, training=False)]
-    for source in (model, keras3.Model(b, inner(b))):
+    tail = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(3)], name="tail")
+    for source in (model, keras3.Model(b, inner(b)), keras3.Model(b, tail(b))):
         converted = tfee.from_keras3(source)
         got = converted(images, training=False)
         got = got if isinstance(got, list) else [got]

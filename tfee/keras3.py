@@ -53,6 +53,15 @@ _NEUTRAL = {
     "use_gate": False,
     "data_format": "channels_last",
 }
+# Arguments the two Keras name differently, same meaning.
+_RENAMED = {
+    ("InputLayer", "batch_shape"): "batch_input_shape",
+    ("LeakyReLU", "negative_slope"): "alpha",
+}
+
+# Names the two Keras define differently: Keras 3's hard_sigmoid is
+# relu6(x + 3) / 6, tf_keras' clip(0.2 x + 0.5, 0, 1).
+_DIFFERENT_ACTIVATIONS = ("hard_sigmoid",)
 # Base Layer arguments tf_keras accepts through **kwargs.
 _LAYER_KWARGS = {"name", "trainable", "dtype", "dynamic", "batch_input_shape"}
 _CONTAINERS = ("Functional", "Sequential", "Model")
@@ -248,6 +257,12 @@ def _read_object(model):
             f"{API}: a subclassed Keras 3 model ({class_name}) has no config to "
             "rebuild from; build it with the functional API or Sequential."
         )
+    if not model.built:
+        raise ValueError(
+            f"{API}: the Keras 3 model {model.name!r} is not built yet (a "
+            "Sequential without an Input): call it once on a batch, or start it "
+            "with keras.Input(shape), then convert it."
+        )
     config = {"class_name": class_name, "config": model.get_config()}
     weights = {}
     _object_weights(model, (), weights)
@@ -302,13 +317,13 @@ def _endpoints(value, sequential):
     """[[layer, node, tensor], ...]: Keras 3 writes one endpoint unnested.
     Its endpoints already count a nested Functional's own node (node
     arguments do not); a nested Sequential's they do not."""
-    if value and isinstance(value[0], str):
-        value = [value]
     if isinstance(value, dict):
         raise Keras3Error(
             f"{API}: models with dict inputs or outputs are not rebuilt; use "
             "lists. Received: " + json.dumps(value)[:200]
         )
+    if value and isinstance(value[0], str):
+        value = [value]
     return [_history(v, sequential)[:3] for v in value]
 
 
@@ -370,17 +385,6 @@ def _layer_config(entry):
             _check_activation(value, name)
         translated[key] = _value(value, name, key)
     return _accepted(cls, translated, name, class_name)
-
-
-# Arguments the two Keras name differently, same meaning.
-_RENAMED = {
-    ("InputLayer", "batch_shape"): "batch_input_shape",
-    ("LeakyReLU", "negative_slope"): "alpha",
-}
-
-# Names the two Keras define differently: Keras 3's hard_sigmoid is
-# relu6(x + 3) / 6, tf_keras' clip(0.2 x + 0.5, 0, 1).
-_DIFFERENT_ACTIVATIONS = ("hard_sigmoid",)
 
 
 def _check_activation(value, name):

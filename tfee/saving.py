@@ -89,6 +89,8 @@ def _refuse_quantization_aware(path, api):
         return
     if path.lower().endswith(".keras"):
         with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                return  # Not a Keras archive: Keras names it.
             config = archive.read("config.json").decode("utf-8", "replace")
     else:
         import h5py

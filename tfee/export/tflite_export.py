@@ -307,8 +307,12 @@ def convert(
     network, names, quantize, calibration, sparse, per_channel=True, input_ranges=None
 ):
     """Converts the stripped `network`; returns the flatbuffer bytes."""
-    # Built once for the signatures and the calibration inputs alike.
-    stage_models = stages_lib.stage_models(network)
+    # Built once for the stage signatures and int8's calibration inputs alike
+    # (an export of exit signatures alone in float needs none).
+    staged = any(naming.parse_signature(n)[0] != naming.EXIT for n in names)
+    stage_models = (
+        stages_lib.stage_models(network) if staged or quantize == "int8" else None
+    )
     functions = _signatures.functions(
         network, names, input_ranges=input_ranges, stage_models=stage_models
     )
