@@ -2,12 +2,16 @@
 
 from tfee.policy.accuracy import ExitAccuracy
 from tfee.policy.accuracy import exit_accuracy
+from tfee.policy.base_policy import Policy
+from tfee.policy.base_policy import load_policy
 from tfee.policy.calibration import Front
 from tfee.policy.calibration import FrontPoint
 from tfee.policy.calibration import UnreachableTargetWarning
 from tfee.policy.calibration import calibrate
 from tfee.policy.calibration import front
+from tfee.policy.compatibility import check_policy
 from tfee.policy.costs import ExitCosts
+from tfee.policy.decision_policy import DecisionPolicy
 from tfee.policy.ensemble import ExitEnsemble
 from tfee.policy.evaluation import Evaluation
 from tfee.policy.evaluation import evaluate
@@ -16,12 +20,8 @@ from tfee.policy.evaluation import oracle_exit_indices
 from tfee.policy.evaluation import oracle_macs_at_accuracy
 from tfee.policy.outputs import ExitOutputs
 from tfee.policy.outputs import collect_outputs
-from tfee.policy.policies import DecisionPolicy
-from tfee.policy.policies import PatiencePolicy
-from tfee.policy.policies import Policy
-from tfee.policy.policies import ThresholdPolicy
-from tfee.policy.policies import check_policy
-from tfee.policy.policies import load_policy
+from tfee.policy.patience_policy import PatiencePolicy
+from tfee.policy.threshold_policy import ThresholdPolicy
 from tfee.rules import RULES
 from tfee.rules import scores as confidence_scores
 
@@ -51,3 +51,6 @@ __all__ = [
     "oracle_exit_indices",
     "oracle_macs_at_accuracy",
 ]
+
+# Private modules stay out of the public namespace (they remain importable).
+del _thresholds  # noqa: F821

@@ -39,6 +39,7 @@ import numpy as np
 from tfee import rules
 from tfee._checks import check_bool
 from tfee._checks import check_int
+from tfee.policy import _thresholds
 from tfee.policy import costs as costs_lib
 from tfee.policy import decision as decision_lib
 from tfee.policy import ensemble as ensemble_lib
@@ -197,7 +198,7 @@ def _shared_family(outputs, rule, candidates, model=None, costs=None):
     scores = _scores(outputs, rule, model)
     shared = _quantiles(scores, candidates)
     thresholds = np.repeat(shared[None], outputs.num_exits - 1, axis=0)
-    exits = policies._first_passing(scores, thresholds)
+    exits = _thresholds.first_passing(scores, thresholds)
     return thresholds, _assess(exits, correct, macs)
 
 
@@ -250,7 +251,7 @@ def front(outputs, rule="max_softmax", candidates=64, refine=False, budgets=12):
             )
         if extra:
             thresholds = np.stack(extra, axis=1)
-            exits = policies._first_passing(_scores(outputs, rule, model), thresholds)
+            exits = _thresholds.first_passing(_scores(outputs, rule, model), thresholds)
             more = _assess(
                 exits, outputs.correct(), outputs.exit_macs.astype(np.float64)
             )
@@ -356,7 +357,7 @@ def _search(outputs, rule, thresholds, target, candidates, model, costs):
                 _refine(outputs, rule, thresholds, tradeoff, candidates, model, table)
             )
     settings = np.stack(found, axis=1)
-    exits = policies._first_passing(_scores(outputs, rule, model), settings)
+    exits = _thresholds.first_passing(_scores(outputs, rule, model), settings)
     index, _ = target.best(
         _assess(exits, outputs.correct(), _exit_costs(outputs, costs))
     )
@@ -389,7 +390,7 @@ def _refine(outputs, rule, thresholds, target, candidates, model=None, costs=Non
         for k in range(len(scores)):
             without_k = thresholds.copy()
             without_k[k] = np.inf
-            rest = policies._first_passing(scores, without_k)
+            rest = _thresholds.first_passing(scores, without_k)
             reaches = rest >= k
             values = np.append(thresholds[k], per_exit[k])
             leave = reaches[None] & rules.leaves(scores[k][None], values[:, None])
