@@ -18,8 +18,9 @@ setuptools.setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["tfee", "tfee.*"]),
-    # The committed reference network (tfee.recipes.COMMITTED_REFERENCE).
-    package_data={"tfee": ["_reference/*.json", "_reference/*.weights.h5"]},
+    # The committed reference network (tfee.recipes.COMMITTED_REFERENCE), and
+    # the C form of the confidence rules (tfee.rules.C_SOURCE).
+    package_data={"tfee": ["_reference/*.json", "_reference/*.weights.h5", "rules.h"]},
     python_requires=">=3.10,<3.13",
     install_requires=[
         "tensorflow>=2.21,<2.22",

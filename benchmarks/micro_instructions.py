@@ -44,7 +44,8 @@ from benchmarks import common
 from tests import tflm_kit
 from tfee import _flatbuffer
 from tfee import tf
-from tfee.export import micro_export
+from tfee.export._micro import cpp
+from tfee.export._micro import measure
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("instruction_images", 200, "Test images counted by callgrind.")
@@ -119,8 +120,8 @@ def _full_model(network, calibration):
 def _build_plain(data, directory, library):
     """Compiles the plain program for the model `data`; returns its path."""
     arena = tfee.runtime.measure_arenas([data])[0]
-    arena += int(arena * micro_export._ARENA_MARGIN_FRACTION)
-    arena += micro_export._ARENA_MARGIN_BYTES
+    arena += int(arena * measure.ARENA_MARGIN_FRACTION)
+    arena += measure.ARENA_MARGIN_BYTES
     ops = sorted(set(_flatbuffer.op_names(data, subgraph=0)))
     source = directory / "plain_main.cc"
     source.write_text(
@@ -128,13 +129,11 @@ def _build_plain(data, directory, library):
             arena=arena,
             count=len(ops),
             resolver="\n".join(
-                f"  resolver.{micro_export._resolver_method(op)}();" for op in ops
+                f"  resolver.{cpp.resolver_method(op)}();" for op in ops
             ),
         )
     )
-    array, header = micro_export._c_array(
-        data, "full_model", "plain_model.h", ops, arena
-    )
+    array, header = cpp.c_array(data, "full_model", "plain_model.h", ops, arena)
     (directory / "plain_model.h").write_text(header)
     (directory / "plain_model.cc").write_text(array)
     program = directory / "plain_main"

@@ -49,7 +49,10 @@ def code_key(*files):
     artifact) and of the versions of Python and of `_PACKAGES`: a change to
     any of them builds anew."""
     digest = hashlib.sha256()
-    sources = sorted((PROJECT / "tfee").rglob("*.py")) + list(files)
+    package = PROJECT / "tfee"
+    # rules.h: the C form of the rules, which generated firmware includes.
+    sources = sorted(package.rglob("*.py")) + sorted(package.rglob("*.h"))
+    sources += list(files)
     digest.update(files_key(*sources).encode() + b"\0")
     digest.update(sys.version.encode() + b"\0")
     for package in _PACKAGES:

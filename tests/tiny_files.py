@@ -215,9 +215,9 @@ _CONVERTED = {}
 def exporting_micro(*args, **kwargs):
     """`tfee.export.micro`, remembering the converter's stage models so that
     `reuse_conversions` can hand them to later exports."""
-    from tfee.export import micro_export
+    from tfee.export._micro import convert as convert_lib
 
-    convert, converted = micro_export._convert_stage, {}
+    convert, converted = convert_lib.convert_stage, {}
 
     def recording(network, k, calibration, per_channel, stage_models):
         converted[k] = convert(network, k, calibration, per_channel, stage_models)
@@ -225,7 +225,7 @@ def exporting_micro(*args, **kwargs):
         return converted[k]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(micro_export, "_convert_stage", recording)
+        patch.setattr(convert_lib, "convert_stage", recording)
         export = tfee.export.micro(*args, **kwargs)
     _CONVERTED[export.directory] = converted
     return export
@@ -239,7 +239,7 @@ def reuse_conversions(export, patch):
     Returns:
       {k: the stage model's bytes as converted (names not yet stripped)}.
     """
-    from tfee.export import micro_export
+    from tfee.export._micro import convert as convert_lib
 
     converted = _CONVERTED[export.directory]
 
@@ -247,5 +247,5 @@ def reuse_conversions(export, patch):
         assert per_channel == converted["per_channel"], "converted otherwise"
         return converted[k]
 
-    patch.setattr(micro_export, "_convert_stage", reuse)
+    patch.setattr(convert_lib, "convert_stage", reuse)
     return converted

@@ -16,9 +16,9 @@ from tests.tiny_files import reuse_conversions
 from tfee import _flatbuffer
 from tfee import keras
 from tfee import rules
-
-# The package re-exports the function `micro`, which hides the module.
-from tfee.export import micro_export as micro_lib
+from tfee.export._micro import convert as convert_lib
+from tfee.export._micro import cpp
+from tfee.export._micro import lut
 
 
 def test_each_stage_gets_a_model_and_an_aligned_c_array_of_its_bytes(micro_export):
@@ -228,7 +228,7 @@ def test_a_learned_decision_and_ensemble_cascade_compiles_against_real_tflm(
 
 
 def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monkeypatch):
-    monkeypatch.setattr(micro_lib, "_convert_stage", None)
+    monkeypatch.setattr(convert_lib, "convert_stage", None)
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b1")(inputs)
     x = keras.layers.Conv2D(4, 3, activation="gelu", name="b2")(x)
@@ -284,7 +284,7 @@ def test_a_failing_export_writes_nothing(
 
     # Reuse the shared conversions; fail after every stage has converted.
     reuse_conversions(micro_export, monkeypatch)
-    monkeypatch.setattr(micro_lib, "_cascade_source", broken)
+    monkeypatch.setattr(cpp, "cascade_source", broken)
     with pytest.raises(RuntimeError, match="generator broke"):
         tfee.export.micro(network, str(tmp_path), images[:4], calibration_samples=4)
     assert os.listdir(tmp_path) == []
@@ -355,8 +355,8 @@ def test_every_op_micro_accepts_maps_to_a_resolver_method_tflm_has():
         pytest.skip("no TensorFlow Lite Micro source kit at ../shared/tflm")
     with open(header) as f:
         declared = set(re.findall(r"TfLiteStatus (Add\w+)\(", f.read()))
-    for op in sorted(micro_lib.MICRO_OPS) + [micro_lib._DECODE_OP]:
-        assert micro_lib._resolver_method(op) in declared, op
+    for op in sorted(tfee.export.MICRO_OPS) + [lut.DECODE_OP]:
+        assert cpp.resolver_method(op) in declared, op
 
 
 def test_stage_files_are_stripped_of_names_and_still_compute_the_same(

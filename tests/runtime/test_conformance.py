@@ -21,7 +21,7 @@ import tfee
 from tests import tiny_files
 from tfee import keras
 from tfee import rules
-from tfee.export import micro_export
+from tfee.export._micro import cpp
 
 CLASSES = 4
 THRESHOLDS = (0.0, 0.25, 0.5, 0.997, 1.0)
@@ -490,7 +490,7 @@ def cpp_harness(files, tmp_path_factory):
         (directory / relative).write_text(text)
     sources = []
     for i, (rule, value) in enumerate(POLICIES):
-        source = micro_export._cascade_source(
+        source = cpp.cascade_source(
             f"policy{i}",
             export.stages,
             positions,
@@ -500,7 +500,7 @@ def cpp_harness(files, tmp_path_factory):
         )
         sources.append(directory / f"policy{i}.cc")
         sources[-1].write_text(source)
-        header = micro_export._cascade_header(
+        header = cpp.cascade_header(
             f"policy{i}",
             export.stages,
             positions,

@@ -10,12 +10,15 @@
 The files run as cascades in `tfee.runtime` (`Cascade`, `MicroCascade`).
 """
 
+from tfee.export._micro import COMPRESSIONS
+from tfee.export._micro import MICRO_OPS
+from tfee.export._micro import LutTensor
+from tfee.export._micro import MicroExport
+from tfee.export._micro import MicroStage
+from tfee.export._micro import micro
 from tfee.export.compression_ratio import CompressionReport
 from tfee.export.compression_ratio import compression_report
 from tfee.export.compression_ratio import tflite_bytes
-from tfee.export.micro_export import MicroExport
-from tfee.export.micro_export import MicroStage
-from tfee.export.micro_export import micro
 from tfee.export.tflite_export import QUANTIZATIONS
 from tfee.export.tflite_export import ExportReport
 from tfee.export.tflite_export import gzipped_size
@@ -26,8 +29,11 @@ from tfee.export.verification import Verification
 from tfee.export.verification import verify
 
 __all__ = [
+    "COMPRESSIONS",
     "CompressionReport",
     "ExportReport",
+    "LutTensor",
+    "MICRO_OPS",
     "MicroExport",
     "MicroStage",
     "QUANTIZATIONS",
@@ -43,4 +49,4 @@ __all__ = [
 ]
 
 # Private modules stay out of the public namespace (they remain importable).
-del _calibration, _signatures  # noqa: F821
+del _calibration, _micro, _signatures  # noqa: F821
