@@ -22,7 +22,7 @@ device running one model frame after frame does:
             invoked, the class read from its output;
   cascade   `tfee.runtime.Cascade(path).predict(image, batch_size=1)`: the
             embedded (MACs-calibrated) policy, engine and checks included;
-  readme    the README's plain client (LiteRT and numpy only);
+  readme    the plain client of docs/client.md (LiteRT and numpy only);
   lean      a client written here by hand: interpreter tensors, set /
             invoke / get, max-softmax in numpy;
   stages    every stage chained, timing only each stage's invoke: the
@@ -202,11 +202,11 @@ class StageInvokes:
 
 
 def readme_client_source():
-    """The README's plain-client code block, as a user would paste it."""
+    """docs/client.md's plain-client code block, as a user would paste it."""
     import re
 
-    readme = os.path.join(common.HERE, "..", "README.md")
-    with open(readme) as f:
+    page = os.path.join(common.HERE, "..", "docs", "client.md")
+    with open(page) as f:
         text = f.read()
     block = re.search(
         r"<!-- plain-client:start -->\s*```python\n(.*?)```\s*<!-- plain-client:end -->",
@@ -214,14 +214,17 @@ def readme_client_source():
         re.S,
     )
     if block is None:
-        raise ValueError("README.md lost its plain-client block")
+        raise ValueError("docs/client.md lost its plain-client block")
     return block.group(1)
 
 
 def readme_client():
-    """The README's plain client class (`PlainCascade`), executed as pasted."""
+    """docs/client.md's plain client class (`PlainCascade`), executed as pasted."""
     namespace = {}
-    exec(compile(readme_client_source(), "README.md:plain-client", "exec"), namespace)
+    exec(
+        compile(readme_client_source(), "docs/client.md:plain-client", "exec"),
+        namespace,
+    )
     return namespace["PlainCascade"]
 
 

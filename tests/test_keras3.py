@@ -179,21 +179,17 @@ def test_a_keras3_file_goes_through_attach_fit_export_and_cascade(tmp_path):
     assert len(result.exit_indices) == 16
 
 
-def test_the_readmes_keras3_block_runs_as_written(tmp_path, monkeypatch):
+def test_the_docs_keras3_block_runs_as_written(tmp_path, monkeypatch):
     """A Keras 3 user's saved model: attach, fit, calibrate, export, Cascade."""
-    import re
-
     from tests import test_readme
 
-    with open(test_readme.README) as f:
-        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-    (block,) = [b for b in blocks if "keras3.applications.MobileNetV2(" in b]
+    block = test_readme.block_holding("keras3.applications.MobileNetV2(")
     block = block.replace("epochs=30", "epochs=1")
     monkeypatch.chdir(tmp_path)
-    namespace = {"tfee": tfee, **test_readme._namespace()}
+    namespace = test_readme._namespace()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*saved by Keras 3.*")
-        exec(compile(block, "README.md Keras 3 block", "exec"), namespace)  # noqa: S102
+        exec(compile(block, "Keras 3 block", "exec"), namespace)  # noqa: S102
     assert [info.attach_layer for info in tfee.exits(namespace["k3_net"])][:2] == [
         "block_2_add",
         "block_6_project_BN",

@@ -2,7 +2,6 @@
 input sizes, non-classifier outputs and loading saved networks."""
 
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -12,8 +11,6 @@ import pytest
 
 import tfee
 from tfee import keras
-
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
 def _base(name="base", input_shape=(16, 16, 3)):
@@ -90,13 +87,13 @@ def test_flops_fractions_place_exits_inside_a_nested_base():
     assert attach[0] in inner and attach[1] in inner
 
 
-def test_the_readmes_own_model_block_runs_as_written(tmp_path, monkeypatch):
-    with open(README) as f:
-        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-    (block,) = [b for b in blocks if "keras.applications.MobileNetV2(" in b]
+def test_the_docs_own_model_block_runs_as_written(tmp_path, monkeypatch):
+    from tests import test_readme
+
+    block = test_readme.block_holding("keras.applications.MobileNetV2(")
     monkeypatch.chdir(tmp_path)
-    namespace = {"tfee": tfee, "keras": keras}
-    exec(compile(block, "README.md own-model block", "exec"), namespace)  # noqa: S102
+    namespace = {}
+    exec(compile(block, "own-model block", "exec"), namespace)  # noqa: S102
     attach = [info.attach_layer for info in tfee.exits(namespace["my_net"])]
     assert attach[:2] == ["block_2_add", "block_6_project_BN"] and len(attach) == 3
 

@@ -4,7 +4,7 @@ Head k also reads exit k-1's logits (heads 2 and 3 here: a cascading head
 reading a cascading head), so the stage chain hands stage k+1 two
 tensors (features_k and exit k's logits). Every runtime must hand both on:
 the Keras stages and `DynamicPredictor` (batch N and the batch-1 graph),
-LiteRT float32 and int8 (`Cascade` and the README's plain client), and the
+LiteRT float32 and int8 (`Cascade` and the plain client of docs/client.md), and the
 TFLite Micro stage models (`MicroCascade`; the generated firmware is run on
 real TFLM in tests/export/test_firmware.py). Each must compute the exits the
 network computes and decide as `policy.exit_indices` over its own logits.
@@ -200,7 +200,7 @@ def test_litert_cascade_and_the_readme_client_decide_on_the_files_logits(
     cascade = tfee.runtime.Cascade(files[dtype], policy)
     _check(cascade.predict(images), policy, logits)
     _check(cascade.predict(images, batch_size=1), policy, logits)
-    # The README's client reads the policy and the chain from the file alone
+    # The plain client (docs/client.md) reads the policy and the chain from the file alone
     # (a copy: the shared file stays as converted).
     path = tmp_path / "with_policy.tflite"
     shutil.copyfile(files[dtype], path)

@@ -1,6 +1,6 @@
 """A client with only LiteRT and numpy reproduces `Cascade` from the file alone.
 
-The client is the README's own code block (between the plain-client markers),
+The client is docs/client.md's own code block (between the plain-client markers),
 executed here as a user would paste it.
 """
 
