@@ -6,6 +6,7 @@ because a lazy import is as much a dependency as one at the top.
 """
 
 import ast
+import re
 import importlib
 import pathlib
 import pkgutil
@@ -51,31 +52,50 @@ LAYOUT = {
     "layers": (("tfee.layers",), {"base"}),
     # A placement rule picks attach layers from a context the network hands it.
     "placement": (("tfee.placement",), {"base", "layers"}),
-    # Attaching and reading exits needs heads and placements, never costs.
+    # Reading a network's structure (exits, sections, MACs per layer) from its
+    # graph needs the heads' class, never placements or costs.
+    "structure": (("tfee.structure",), {"base", "layers"}),
+    # Attaching exits needs heads and placements, never costs.
     "network": (
         ("tfee.network",),
-        {"base", "keras models", "layers", "placement"},
+        {"base", "keras models", "layers", "placement", "structure"},
     ),
-    # Stages and costs are read from a network's structure.
-    "structure": (
+    # Stages and costs are built from a network's structure.
+    "stages and costs": (
         ("tfee.stages", "tfee.cost"),
-        {"base", "layers", "placement", "network"},
+        {"base", "layers", "placement", "structure", "network"},
     ),
     # Policies decide from outputs and costs; calibration and evaluation
     # stay beside them, so every runtime shares one decision.
     "decision": (
         ("tfee.policy",),
-        {"base", "layers", "placement", "network", "structure"},
+        {"base", "layers", "placement", "network", "structure", "stages and costs"},
     ),
     # One cascade engine runs a decision; it never makes its own.
     "runtime": (
         ("tfee.runtime",),
-        {"base", "layers", "placement", "network", "structure", "decision"},
+        {
+            "base",
+            "layers",
+            "placement",
+            "network",
+            "structure",
+            "stages and costs",
+            "decision",
+        },
     ),
     # Training fits Keras networks; it runs no cascade and loads no data.
     "training": (
         ("tfee.training",),
-        {"base", "layers", "placement", "network", "structure", "decision"},
+        {
+            "base",
+            "layers",
+            "placement",
+            "network",
+            "structure",
+            "stages and costs",
+            "decision",
+        },
     ),
     # Compression trains (distillation, fine-tuning) but never exports.
     "compress": (
@@ -86,6 +106,7 @@ LAYOUT = {
             "placement",
             "network",
             "structure",
+            "stages and costs",
             "decision",
             "runtime",
             "training",
@@ -101,6 +122,7 @@ LAYOUT = {
             "placement",
             "network",
             "structure",
+            "stages and costs",
             "decision",
             "runtime",
             "training",
@@ -120,6 +142,7 @@ LAYOUT = {
             "placement",
             "network",
             "structure",
+            "stages and costs",
             "decision",
             "runtime",
             "training",
@@ -215,8 +238,9 @@ def test_module_imports_point_down_the_layout(module):
 def test_a_lazy_backward_import_is_reported():
     source = "def f():\n    from tfee import cost\n    return cost\n"
     assert _violations("tfee.network", source) == [
-        "tfee.network (network) line 2 imports tfee.cost (structure); network may "
-        "import only ['base', 'keras models', 'layers', 'placement'] and itself"
+        "tfee.network (network) line 2 imports tfee.cost (stages and costs); "
+        "network may import only ['base', 'keras models', 'layers', 'placement', "
+        "'structure'] and itself"
     ]
 
 
@@ -287,3 +311,30 @@ def _reachable_private_modules(package):
 def test_no_private_module_is_reachable_by_public_names(package):
     found = _reachable_private_modules(package)
     assert not found, "\n".join(found)
+
+
+def _bazel_sources():
+    """{path: py_library name} of every tfee source BUILD lists, globs expanded."""
+    build = (ROOT.parent / "BUILD").read_text()
+    owners = {}
+    for name, body in re.findall(
+        r'py_library\(\s*name = "(\w+)",(.*?)\n\)', build, flags=re.S
+    ):
+        sources = re.search(r"srcs = (.*?)\n    \w+ =|srcs = (.*)", body, flags=re.S)
+        text = sources.group(1) or sources.group(2) if sources else ""
+        for pattern in re.findall(r'"(tfee/[^"]+)"', text):
+            paths = (
+                ROOT.parent.glob(pattern) if "*" in pattern else [ROOT.parent / pattern]
+            )
+            for path in paths:
+                owners.setdefault(path.relative_to(ROOT.parent).as_posix(), []).append(
+                    name
+                )
+    return owners
+
+
+def test_every_tfee_module_belongs_to_one_bazel_library():
+    owners = _bazel_sources()
+    modules = {path.relative_to(ROOT.parent).as_posix() for path in MODULES.values()}
+    assert {m: owners.get(m) for m in modules if len(owners.get(m, ())) != 1} == {}
+    assert sorted(set(owners) - modules) == []

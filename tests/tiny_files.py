@@ -219,8 +219,8 @@ def exporting_micro(*args, **kwargs):
 
     convert, converted = convert_lib.convert_stage, {}
 
-    def recording(network, k, calibration, per_channel, stage_models):
-        converted[k] = convert(network, k, calibration, per_channel, stage_models)
+    def recording(structure, k, calibration, per_channel):
+        converted[k] = convert(structure, k, calibration, per_channel)
         converted["per_channel"] = per_channel
         return converted[k]
 
@@ -243,7 +243,7 @@ def reuse_conversions(export, patch):
 
     converted = _CONVERTED[export.directory]
 
-    def reuse(network, k, calibration, per_channel, stage_models):
+    def reuse(structure, k, calibration, per_channel):
         assert per_channel == converted["per_channel"], "converted otherwise"
         return converted[k]
 

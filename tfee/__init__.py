@@ -26,13 +26,8 @@ from tfee.flatten import flatten_model
 from tfee.input_normalisation import include_normalisation
 from tfee.input_normalisation import included_normalisation
 from tfee.keras3 import from_keras3
-from tfee.network import ExitInfo
-from tfee.network import Section
 from tfee.network import attach_exits
 from tfee.network import detach_exits
-from tfee.network import exits
-from tfee.network import is_early_exit
-from tfee.network import sections
 from tfee.placement import FlopsFractions
 from tfee.placement import Layers
 from tfee.placement import Placement
@@ -51,6 +46,13 @@ from tfee.runtime import CascadeResult
 from tfee.runtime import DynamicPredictor
 from tfee.saving import load_model
 from tfee.stages import stage_models
+from tfee.structure import ExitInfo
+from tfee.structure import Section
+from tfee.structure import Structure
+from tfee.structure import exits
+from tfee.structure import is_early_exit
+from tfee.structure import read_structure
+from tfee.structure import sections
 from tfee.training import Distiller
 from tfee.training import EENet
 from tfee.training import callbacks
@@ -71,6 +73,7 @@ __all__ = [
     "PatiencePolicy",
     "Placement",
     "Section",
+    "Structure",
     "ThresholdPolicy",
     "__version__",
     "attach_exits",
@@ -100,6 +103,7 @@ __all__ = [
     "policy",
     "recipes",
     "report",
+    "read_structure",
     "rules",
     "runtime",
     "sections",

@@ -12,6 +12,7 @@ from tfee._keras import tf
 __all__ = [
     "GraphNode",
     "ancestors",
+    "dependencies",
     "cut_point_layers",
     "ordered_nodes",
     "preferred_cut_points",
@@ -93,7 +94,7 @@ def _node_outputs(node):
     return [t for t in tf.nest.flatten(node.node.outputs)]
 
 
-def cut_point_layers(model):
+def cut_point_layers(model, nodes=None):
     """Names of the layers whose output alone separates the input from the outputs.
 
     An exit (and a stage boundary in staged inference) can only sit where one
@@ -101,10 +102,12 @@ def cut_point_layers(model):
     residual block the skip connection also crosses, so block-internal layers
     are not cut points.
 
+    `nodes` is the model's `ordered_nodes`, where the caller has them.
+
     Returns:
       Layer names in topological order, input layers excluded.
     """
-    nodes = ordered_nodes(model)
+    nodes = ordered_nodes(model) if nodes is None else nodes
     last_use = {}
     for node in nodes:
         for tensor in _node_inputs(node):
@@ -130,16 +133,19 @@ def cut_point_layers(model):
     return cuts
 
 
-def preferred_cut_points(model):
+def preferred_cut_points(model, nodes=None, cuts=None):
     """Cut points where an exit is worth placing: not right before a BN/activation.
 
     A cut point whose only consumer is a pass-through layer (BN, ReLU, dropout)
     that is itself a cut point is skipped: the exit goes after that layer.
+    `nodes` and `cuts` are `ordered_nodes` and `cut_point_layers`, where the
+    caller has them.
     """
-    cuts = cut_point_layers(model)
+    nodes = ordered_nodes(model) if nodes is None else nodes
+    cuts = cut_point_layers(model, nodes) if cuts is None else cuts
     cut_set = set(cuts)
     consumers = {}
-    for node in ordered_nodes(model):
+    for node in nodes:
         for tensor in _node_inputs(node):
             producer = tensor._keras_history.layer.name
             consumers.setdefault(producer, []).append(node.layer)
@@ -170,3 +176,29 @@ def ancestors(tensor):
         node = layer._inbound_nodes[history.node_index]
         stack.extend(tf.nest.flatten(node.keras_inputs))
     return seen
+
+
+def dependencies(nodes):
+    """`ancestors` for any tensor of `nodes` (from `ordered_nodes`), from one
+    pass over them instead of one backward walk per tensor.
+
+    Returns:
+      A function: tensor -> frozenset of the names of every layer it depends
+      on, its own producer included.
+    """
+    masks = {}
+    for node in nodes:
+        mask = 1 << node.position
+        for tensor in _node_inputs(node):
+            mask |= masks.get(_tensor_key(tensor), 0)
+        for tensor in _node_outputs(node):
+            masks[_tensor_key(tensor)] = mask
+    names = [node.name for node in nodes]
+
+    def depends_on(tensor):
+        mask = masks[_tensor_key(tensor)]
+        return frozenset(
+            name for position, name in enumerate(names) if mask >> position & 1
+        )
+
+    return depends_on

@@ -11,8 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from tfee import network as network_lib
-from tfee._graph import ordered_nodes
+from tfee import structure as structure_lib
 from tfee._graph import unwrap
 from tfee._macs import layer_macs
 from tfee._macs import model_macs
@@ -96,7 +95,8 @@ def analyze(network, sparse=False):
     """MACs, parameters and bytes of an early-exit network, per section and exit.
 
     Args:
-      network: a model from `tfee.attach_exits` (or loaded from one).
+      network: a model from `tfee.attach_exits` (or loaded from one), or
+        its `tfee.Structure`.
       sparse: count non-zero weights only (sparsity-aware MACs).
 
     Returns:
@@ -104,10 +104,13 @@ def analyze(network, sparse=False):
       classifier, no heads); exit k's cumulative MACs are the backbone up to
       exit k plus heads 1..k.
     """
-    sections = network_lib.sections(network)
-    node_by_layer = {n.name: n for n in ordered_nodes(network)}
+    structure = structure_lib.structure_of(network, "tfee.cost.analyze")
+    sections = structure.sections
+    node_by_layer = {n.name: n for n in structure.nodes}
 
     def macs_of(names):
+        if not sparse:
+            return sum(structure.layer_macs[n] for n in names)
         return sum(node_macs(node_by_layer[n], sparse) for n in names)
 
     section_costs, exit_costs = [], []

@@ -1,18 +1,16 @@
-"""Attaching exits to a functional model, and reading them back from the graph.
+"""Attaching exits to a functional model, and taking them off again.
 
-An early-exit network is a plain functional tf_keras model whose outputs are
-the logits of each exit, named `exit_1 ... exit_K` shallowest first (the
-deepest is the backbone's own classifier), followed by `confidence_k` for the
-heads that learn a confidence. Everything else (which layers are heads, where
-they attach, which layers form section k) is read from the graph.
+The network `attach_exits` returns is a plain functional tf_keras model whose
+outputs are named `exit_1 ... exit_K`, then `confidence_k`; `tfee.structure`
+reads everything else back from its graph.
 """
 
-import dataclasses
 import warnings
 
 from tfee import _graph
 from tfee import _macs
 from tfee import naming
+from tfee import structure as structure_lib
 from tfee._checks import check_bool
 from tfee._keras import keras
 from tfee._keras import require_functional_model
@@ -21,62 +19,12 @@ from tfee._keras import tf
 from tfee.flatten import flatten_model
 from tfee.flatten import has_nested_models
 from tfee.flatten import unknown_input_dims
-from tfee.layers.exit_head import ExitHead
 from tfee.layers.head_factory import make_head
 from tfee.placement import Layers
 from tfee.placement import Placement
 from tfee.placement import PlacementContext
 
-__all__ = [
-    "ExitInfo",
-    "Section",
-    "attach_exits",
-    "detach_exits",
-    "exits",
-    "is_early_exit",
-    "sections",
-]
-
-
-@dataclasses.dataclass(frozen=True)
-class ExitInfo:
-    """One exit of an early-exit network.
-
-    Attributes:
-      name: the output's name, "exit_k".
-      index: k, 1-based, shallowest first.
-      attach_layer: the backbone layer whose output the head reads (for the
-        deepest exit: the backbone's classifier).
-      head: the head layer's name (None for the deepest exit).
-      head_type: "linear", "sdn", "conv", a custom head's type, or "backbone".
-      confidence: the learned confidence output's name, or None.
-      cumulative_macs: MACs of a sample that leaves here (earlier heads included).
-      cascading: whether the head also reads exit k-1's logits (ZTW's
-        cascading connection; `attach_exits(cascading=True)`).
-    """
-
-    name: str
-    index: int
-    attach_layer: str
-    head: str
-    head_type: str
-    confidence: str
-    cumulative_macs: int
-    cascading: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Section:
-    """Section k: the backbone layers between exit k-1 and exit k, plus head k."""
-
-    index: int
-    exit_name: str
-    backbone_layers: tuple
-    head_layers: tuple
-
-    @property
-    def layers(self):
-        return self.backbone_layers + self.head_layers
+__all__ = ["attach_exits", "detach_exits"]
 
 
 def _is_softmax(layer):
@@ -188,15 +136,16 @@ def _placement_context(backbone, logits, head, with_confidence):
     nodes = _graph.ordered_nodes(backbone)
     macs_by_layer = {n.name: _macs.node_macs(n) for n in nodes}
     node_by_name = {n.name: n for n in nodes}
-    logits_ancestors = _graph.ancestors(logits)
-    cut_points = _graph.cut_point_layers(backbone)
-    preferred = set(_graph.preferred_cut_points(backbone))
+    depends_on = _graph.dependencies(nodes)
+    logits_ancestors = depends_on(logits)
+    cut_points = _graph.cut_point_layers(backbone, nodes)
+    preferred = set(_graph.preferred_cut_points(backbone, nodes, cut_points))
     logits_layer = logits._keras_history.layer.name
     candidates, attachable, rejected = [], [], {}
     for name in cut_points:
         node = node_by_name[name]
         shape = tf.TensorShape(node.output_shapes)
-        upstream = _graph.ancestors(node.node.outputs)
+        upstream = depends_on(tf.nest.flatten(node.node.outputs)[0])
         cumulative = sum(macs_by_layer.get(a, 0) for a in upstream)
         if name == logits_layer or name not in logits_ancestors:
             rejected[name] = "is the classifier or comes after it"
@@ -297,7 +246,7 @@ def attach_exits(
     """
     api = "tfee.attach_exits"
     require_tf_keras(model, "model", api, expected="functional model")
-    if isinstance(model, keras.Model) and is_early_exit(model):
+    if isinstance(model, keras.Model) and structure_lib.is_early_exit(model):
         raise ValueError(
             f"{api}: `model` already has exits ({model.output_names}); attach to "
             "its backbone instead (tfee.detach_exits returns it)."
@@ -376,9 +325,7 @@ def attach_exits(
         exit_outputs + confidence_outputs,
         name=name or f"{model.name}_early_exit",
     )
-    _warn_about_costly_exits(
-        network, _macs.model_macs(keras.Model(backbone.inputs, logits))
-    )
+    _warn_about_costly_exits(network, context.total_macs)
     return network
 
 
@@ -418,7 +365,7 @@ def _warn_about_costly_exits(network, backbone_macs):
     can make a sample that leaves early pay more than the whole backbone:
     such an exit never saves compute.
     """
-    infos = exits(network)
+    infos = structure_lib.read_structure(network, "tfee.attach_exits").exits
     costly = [
         f"{info.name} ({info.cumulative_macs / backbone_macs:.2f}x)"
         for info in infos[:-1]
@@ -435,146 +382,13 @@ def _warn_about_costly_exits(network, backbone_macs):
         )
 
 
-def is_early_exit(model):
-    """True if the model's outputs are named like a tfee early-exit network."""
-    numbers = map(naming.exit_number, _output_names(model))
-    exit_numbers = sorted(k for k in numbers if k is not None)
-    return len(exit_numbers) >= 2 and exit_numbers == list(
-        range(1, len(exit_numbers) + 1)
-    )
-
-
-def _output_names(model):
-    """Output names as tfee gave them, also under tfmot wrappers.
-
-    tfmot wraps the `exit_k` identity layers too, which renames the outputs
-    (`prune_low_magnitude_exit_k`); the wrapped layer keeps the name.
-    """
-    outputs = getattr(model, "outputs", None) or []
-    return [_graph.unwrap(t._keras_history.layer).name for t in outputs]
-
-
-def _require_network(network, api):
-    require_functional_model(network, api, argument="network", single_output=False)
-    if not is_early_exit(network):
-        raise ValueError(
-            f"{api}: `network` is not a tfee early-exit network (outputs named "
-            "exit_1..exit_K); build one with tfee.attach_exits. Received outputs: "
-            f"{_output_names(network) if isinstance(network, keras.Model) else None}"
-        )
-
-
-def _producer(tensor):
-    return tensor._keras_history.layer
-
-
-def _input_of(tensor):
-    history = tensor._keras_history
-    return history.layer._inbound_nodes[history.node_index].keras_inputs[0]
-
-
-def _structure(network, api):
-    """Per exit: (name, output tensor, head layer or None, attach tensor, confidence name)."""
-    _require_network(network, api)
-    outputs = dict(zip(_output_names(network), network.outputs))
-    num_exits = sum(1 for n in outputs if naming.exit_number(n) is not None)
-    rows = []
-    for k in range(1, num_exits + 1):
-        exit_tensor = outputs[naming.exit_name(k)]
-        head_output = _input_of(exit_tensor)
-        head_layer = _producer(head_output)
-        if isinstance(_graph.unwrap(head_layer), ExitHead):
-            attach = _input_of(head_output)
-        else:
-            head_layer, attach = None, head_output
-        confidence = naming.confidence_name(k)
-        confidence = confidence if confidence in outputs else None
-        rows.append((naming.exit_name(k), exit_tensor, head_layer, attach, confidence))
-    return rows, outputs
-
-
-def sections(network):
-    """The network cut at its exits: section k = backbone after exit k-1 up to
-    exit k, plus exit k's head layers.
-
-    Args:
-      network: a tfee early-exit network.
-
-    Returns:
-      A tuple of `Section`, one per exit, layer names in topological order.
-      The deepest section's backbone part ends with the classifier.
-    """
-    rows, outputs = _structure(network, "tfee.sections")
-    position = {n.name: n.position for n in _graph.ordered_nodes(network)}
-    inputs = {
-        layer.name
-        for layer in network.layers
-        if isinstance(layer, keras.layers.InputLayer)
-    }
-    result, previous, earlier_heads = [], set(inputs), set()
-    for k, (exit_name, exit_tensor, _, attach, confidence) in enumerate(rows, start=1):
-        upstream = _graph.ancestors(attach) - inputs
-        head_tensors = [exit_tensor] + ([outputs[confidence]] if confidence else [])
-        # A cascading head reads the previous exit: its layers stay in theirs.
-        head = (
-            set().union(*(_graph.ancestors(t) for t in head_tensors))
-            - upstream
-            - inputs
-            - earlier_heads
-        )
-        earlier_heads |= head
-        order = position.__getitem__
-        result.append(
-            Section(
-                index=k,
-                exit_name=exit_name,
-                backbone_layers=tuple(sorted(upstream - previous, key=order)),
-                head_layers=tuple(sorted(head, key=order)),
-            )
-        )
-        previous = upstream | inputs
-    return tuple(result)
-
-
-def exits(network):
-    """The exits of an early-exit network, read from its graph.
-
-    Returns:
-      A tuple of `ExitInfo`, shallowest first.
-    """
-    rows, _ = _structure(network, "tfee.exits")
-    macs = {n.name: _macs.node_macs(n) for n in _graph.ordered_nodes(network)}
-    result, cumulative = [], 0
-    for k, ((name, _, head_layer, attach, confidence), section) in enumerate(
-        zip(rows, sections(network)), start=1
-    ):
-        # A sample leaving here paid for every section on the way, heads included
-        # (the same sum tfee.cost.analyze reports, dense).
-        cumulative += sum(macs[layer] for layer in section.layers)
-        head_type = _graph.unwrap(head_layer).head_type if head_layer else "backbone"
-        result.append(
-            ExitInfo(
-                name=name,
-                index=k,
-                attach_layer=_producer(attach).name,
-                head=head_layer.name if head_layer else None,
-                head_type=head_type,
-                confidence=confidence,
-                cumulative_macs=cumulative,
-                cascading=bool(head_layer and _graph.unwrap(head_layer).cascading),
-            )
-        )
-    return tuple(result)
-
-
 def detach_exits(network):
     """The inverse of `attach_exits`: the backbone alone, as a new model.
 
     The returned model has its own copy of the weights and outputs the deepest
     exit's logits.
     """
-    rows, _ = _structure(network, "tfee.detach_exits")
-    _, exit_tensor, _, logits, _ = rows[-1]
+    logits = structure_lib.exit_tensors(network, "tfee.detach_exits")[-1].features
     view = keras.Model(
         network.inputs, logits, name=network.name.replace("_early_exit", "")
     )

@@ -8,9 +8,8 @@ so a runtime can stop after any stage: this is what staged inference in
 TensorFlow and the TFLite stage signatures are built from.
 """
 
-from tfee import _graph
 from tfee import naming
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee._keras import keras
 from tfee._keras import tf
 
@@ -43,7 +42,8 @@ def stage_models(network):
     """One Keras model per exit, chaining feature maps from stage to stage.
 
     Args:
-      network: a tfee early-exit network.
+      network: a tfee early-exit network, or its `tfee.Structure` (whose
+        stage models are then built once and shared by every caller).
 
     Returns:
       A list of K functional models sharing the network's layers. Each takes
@@ -58,22 +58,23 @@ def stage_models(network):
       >>> out = stages[0](images)
       >>> out2 = stages[1](tfee.stages.next_stage_input(stages[1], out))
     """
-    rows, outputs = network_lib._structure(network, "tfee.stage_models")
-    nodes = _graph.ordered_nodes(network)
+    structure = structure_lib.structure_of(network, "tfee.stage_models")
+    return list(structure.derived("stage_models", _build))
+
+
+def _build(structure):
     models = []
-    previous, previous_exit = network.inputs[0], None
-    infos = network_lib.exits(network)
-    for k, ((_, exit_tensor, _, attach, confidence), section) in enumerate(
-        zip(rows, network_lib.sections(network)), start=1
+    previous, previous_exit = structure.network.inputs[0], None
+    for k, (info, exit_k, section) in enumerate(
+        zip(structure.exits, structure.tensors, structure.sections), start=1
     ):
-        is_last = k == len(rows)
         stage_input = keras.Input(
             shape=previous.shape[1:],
             dtype=previous.dtype,
             name=naming.stage_input_name(k),
         )
         inputs_map = {id(previous): stage_input}
-        if infos[k - 1].cascading:
+        if info.cascading:
             logits_input = keras.Input(
                 shape=previous_exit.shape[1:],
                 dtype=previous_exit.dtype,
@@ -81,17 +82,17 @@ def stage_models(network):
             )
             inputs_map[id(previous_exit)] = logits_input
             stage_input = [stage_input, logits_input]
-        names = set(section.backbone_layers) | set(section.head_layers)
-        stage_nodes = [n for n in nodes if n.name in names]
+        names = set(section.layers)
+        stage_nodes = [n for n in structure.nodes if n.name in names]
         tensors = _rebuild(stage_nodes, inputs_map)
-        result = {naming.LOGITS: tensors[id(exit_tensor)]}
-        if confidence:
-            result[naming.CONFIDENCE] = tensors[id(outputs[confidence])]
-        if not is_last:
-            result[naming.FEATURES] = tensors[id(attach)]
+        result = {naming.LOGITS: tensors[id(exit_k.logits)]}
+        if exit_k.confidence is not None:
+            result[naming.CONFIDENCE] = tensors[id(exit_k.confidence)]
+        if k < structure.num_exits:
+            result[naming.FEATURES] = tensors[id(exit_k.features)]
         models.append(keras.Model(stage_input, result, name=naming.stage_name(k)))
-        previous, previous_exit = attach, exit_tensor
-    return models
+        previous, previous_exit = exit_k.features, exit_k.logits
+    return tuple(models)
 
 
 def next_stage_input(next_stage, outputs):

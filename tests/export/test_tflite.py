@@ -226,8 +226,8 @@ def test_a_model_without_exits_is_rejected(tmp_path):
 def test_int8_features_that_do_not_chain_raise(network, images, tmp_path, monkeypatch):
     chained = _calibration.stage_inputs
 
-    def mismatched(net, calibration, models=None):
-        inputs = chained(net, calibration, models)
+    def mismatched(structure, calibration):
+        inputs = chained(structure, calibration)
         return inputs[:1] + [
             {name: x * 3.0 for name, x in stage.items()} for stage in inputs[1:]
         ]
@@ -325,7 +325,7 @@ def test_signatures_save_a_network_holding_a_resource_beside_its_variables():
     network = tfee.attach_exits(
         keras.Model(image, keras.layers.Dense(3)(x)), ["c1"], head="linear"
     )
-    functions = _signatures.functions(network, ["exit_1"])
+    functions = _signatures.functions(tfee.read_structure(network), ["exit_1"])
     converter, directory = _signatures.converter(network, functions)
     try:
         assert os.path.exists(os.path.join(directory, "saved_model.pb"))

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from tfee import _checks
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee import training
 from tfee._files import write_atomically
 from tfee._files import write_bytes_atomically
@@ -228,7 +228,7 @@ def _spelled_out(network, clusters):
     # One count for every section, spelled out so that a staged run clusters
     # them one stage each, like a dict of counts.
     return dict.fromkeys(
-        (section.index for section in network_lib.sections(network)), clusters
+        (section.index for section in structure_lib.sections(network)), clusters
     )
 
 

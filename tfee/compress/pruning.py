@@ -12,7 +12,7 @@ schedules are tfee's (see `PruningScheduler`).
 import numbers
 import warnings
 
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee import training
 from tfee._keras import keras
 from tfee.compress import scopes
@@ -151,7 +151,7 @@ def prune_low_magnitude(
         split = scopes.split_by_role(network, groups)
         heads = tuple(n for n, (_, role) in roles.items() if role == "heads")
         backbone = tuple(n for n, (_, role) in roles.items() if role == "backbone")
-        exit_names = [s.exit_name for s in network_lib.sections(network)]
+        exit_names = [s.exit_name for s in structure_lib.sections(network)]
         phases = [
             Phase(
                 tuple(g for g in split if g.role == "backbone"),

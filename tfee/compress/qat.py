@@ -9,7 +9,7 @@ same cluster-preserving weight quantizer and their logits as an 8-bit output.
 """
 
 from tfee import _checks
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tfmot
@@ -166,7 +166,7 @@ def quantize_preserving_clusters(
     """
     api = "tfee.compress.quantize_preserving_clusters"
     require_functional_model(network, api, argument="network", single_output=False)
-    network_lib.sections(network)  # Raises unless it is an early-exit network.
+    structure_lib.require_network(network, api)
     refuse_quantization_aware(network, api)
     _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
     _checks.check_bool(preserve_clusters, "preserve_clusters", api)

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee._keras import tfmot
 from tfee._tfmot import ClusteringRegistry
 from tfee._tfmot import PruneRegistry
@@ -110,9 +110,10 @@ def warn_frozen(frozen, api, layers):
 
 
 def layer_roles(network):
-    """{layer name: (section index, "backbone" or "heads")} for every layer."""
+    """{layer name: (section index, "backbone" or "heads")} for every layer
+    of a network or its `Structure`."""
     roles = {}
-    for section in network_lib.sections(network):
+    for section in structure_lib.structure_of(network, "tfee.compress").sections:
         for name in section.backbone_layers:
             roles[name] = (section.index, "backbone")
         for name in section.head_layers:

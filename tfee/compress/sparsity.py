@@ -6,7 +6,7 @@ import gzip
 import numpy as np
 
 from tfee import cost
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee._keras import keras
 from tfee.compress import scopes
 
@@ -85,7 +85,8 @@ def sparsity_report(network):
     Returns:
       A `SparsityReport`.
     """
-    roles = scopes.layer_roles(network)
+    structure = structure_lib.read_structure(network, "tfee.compress.sparsity_report")
+    roles = scopes.layer_roles(structure)
     frozen = [
         layer.name
         for layer in network.layers
@@ -106,7 +107,7 @@ def sparsity_report(network):
 
     sections = []
     heads = {}
-    for section in network_lib.sections(network):
+    for section in structure.sections:
         sections.append(
             dict(
                 index=section.index,
@@ -117,8 +118,8 @@ def sparsity_report(network):
         )
         if any(n in counts for n in section.head_layers):
             heads[section.exit_name] = fraction(section.head_layers)
-    dense = cost.analyze(network)
-    sparse = cost.analyze(network, sparse=True)
+    dense = cost.analyze(structure)
+    sparse = cost.analyze(structure, sparse=True)
     exits = tuple(
         dict(
             name=d.name,

@@ -3,7 +3,7 @@
 (`tfee.export` strips through it); and recognising a QAT network, which no
 compression step may take again."""
 
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee._keras import require_functional_model
 from tfee._keras import tfmot
 from tfee._tfmot import ClusterWeights
@@ -56,7 +56,7 @@ def refuse_quantization_aware(network, api):
 
 def _check_network(network, api):
     require_functional_model(network, api, argument="network", single_output=False)
-    network_lib.sections(network)  # Raises unless it is an early-exit network.
+    structure_lib.require_network(network, api)
     refuse_quantization_aware(network, api)
     wrapped = [
         layer.name

@@ -15,11 +15,11 @@ from tfee import stages as stages_lib
 __all__ = []
 
 
-def stage_inputs(network, calibration, models=None):
-    """[stage 1 inputs, stage 2 inputs, ...] produced by the float stages:
-    per stage a {signature input name: array} dict. `models`: the network's
-    stage models where the caller has built them."""
-    models = models or stages_lib.stage_models(network)
+def stage_inputs(structure, calibration):
+    """[stage 1 inputs, stage 2 inputs, ...] produced by the float stages of
+    a network (its `Structure`): per stage a {signature input name: array}
+    dict."""
+    models = stages_lib.stage_models(structure)
     inputs = [{naming.stage_input_name(1): calibration}]
     value = calibration
     for k, model in enumerate(models[:-1], start=1):

@@ -14,7 +14,7 @@ import warnings
 
 from tfee import compress
 from tfee import naming
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee import stages as stages_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
@@ -40,13 +40,19 @@ def stripped_network(network, api):
         stripped = network
     else:
         stripped = compress.strip(network)
-    if not network_lib.is_early_exit(stripped):
+    if not structure_lib.is_early_exit(stripped):
         raise ValueError(
             f"{api} expects a tfee early-exit network (outputs exit_1..exit_K, "
             "see tfee.attach_exits). Received: network with outputs "
             f"{list(stripped.output_names)}"
         )
     return stripped
+
+
+def stripped_structure(network, api):
+    """The `Structure` of `stripped_network(network)`, read once: every step
+    of an export reads the network from it."""
+    return structure_lib.read_structure(stripped_network(network, api), api)
 
 
 def signature_names(num_exits):
@@ -84,40 +90,28 @@ def _exit_outputs(logits, learned):
     return outputs
 
 
-def learned_confidence(network):
-    """Per exit, whether its head learns a confidence."""
-    return [info.confidence is not None for info in network_lib.exits(network)]
-
-
-def functions(network, names, batch=None, input_ranges=None, stage_models=None):
-    """{signature name: concrete function} for the stripped `network`.
+def functions(structure, names, batch=None, input_ranges=None):
+    """{signature name: concrete function} for a stripped network.
 
     Args:
-      network: a stripped early-exit network.
+      structure: the stripped early-exit network's `Structure`.
       names: signature names, from `select_signatures`.
       batch: the fixed batch size of the inputs, or None for any.
       input_ranges: {k: {input name: (min, max)}}: stage_k's input passes a
         fake int8 quantization with this range first, so that the converter
         gives it exactly these parameters (a QAT network's stage inputs must
         read what the previous stage writes, in the range it writes it).
-      stage_models: `tfee.stage_models(network)` where the caller has them
-        (a caller converting stage by stage builds them once).
     """
     input_ranges = input_ranges or {}
-    infos = network_lib.exits(network)
-    outputs = dict(zip(network.output_names, network.outputs))
-    if stage_models is None and any(
-        naming.parse_signature(name)[0] != naming.EXIT for name in names
-    ):
-        stage_models = stages_lib.stage_models(network)
+    network = structure.network
     result = {}
     for name in names:
         kind, k = naming.parse_signature(name)
-        info = infos[k - 1]
+        info, exit_k = structure.exits[k - 1], structure.tensors[k - 1]
         if kind == naming.EXIT:
-            wanted = [outputs[info.name]]
+            wanted = [exit_k.logits]
             if info.confidence:
-                wanted.append(outputs[info.confidence])
+                wanted.append(exit_k.confidence)
             model = keras.Model(network.inputs, wanted, name=f"{name}_model")
             spec = tf.TensorSpec(
                 [batch] + network.inputs[0].shape[1:].as_list(),
@@ -133,7 +127,7 @@ def functions(network, names, batch=None, input_ranges=None, stage_models=None):
 
             specs = [spec]
         else:
-            model = stage_models[k - 1]
+            model = stages_lib.stage_models(structure)[k - 1]
             # The stage model's inputs are named as the signature's are.
             input_names = list(model.input_names)
             specs = [

@@ -26,7 +26,7 @@ from tfee import _flatbuffer
 from tfee import compress
 from tfee import cost
 from tfee import naming
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee._keras import keras
 from tfee.compress import scopes
 from tfee.export import _signatures
@@ -186,7 +186,8 @@ def compression_report(network, artifact=None):
             "network QAT started from (compression_report(clustered)) and the "
             "QAT file's gzipped size (tfee.export.gzipped_size)."
         )
-    num_exits = len(network_lib.exits(network))
+    structure = structure_lib.read_structure(network, api)
+    num_exits = structure.num_exits
     if isinstance(artifact, (str, os.PathLike)):
         if not os.path.isfile(artifact):
             raise FileNotFoundError(
@@ -204,7 +205,7 @@ def compression_report(network, artifact=None):
     layers = {layer.name: layer for layer in network.layers}
     sections = []
     total_weights = total_entropy = 0
-    for section in network_lib.sections(network):
+    for section in structure.sections:
         weights = bits = clustered = 0.0
         clusters = 0
         for name in section.layers:

@@ -25,8 +25,6 @@ from tfee import compress
 from tfee import cost
 from tfee import input_normalisation
 from tfee import naming
-from tfee import network as network_lib
-from tfee import stages as stages_lib
 from tfee import version
 from tfee._files import check_output_path
 from tfee._files import write_bytes_atomically
@@ -148,8 +146,9 @@ def weights_digest(network):
     return digest.hexdigest()[:16]
 
 
-def _metadata(network, infos, names, quantize, data, policy, normalisation, labels):
+def _metadata(structure, names, quantize, data, policy, normalisation, labels):
     """The "tfee" metadata document (docs/tflite_metadata.md)."""
+    network, infos = structure.network, structure.exits
     exits = [
         litert.exit_description(
             k,
@@ -167,10 +166,10 @@ def _metadata(network, infos, names, quantize, data, policy, normalisation, labe
         "tfee_version": version.__version__,
         "num_exits": len(infos),
         "exits": exits,
-        "full_macs": int(cost.analyze(network).full_macs),
+        "full_macs": int(cost.analyze(structure).full_macs),
         "policy": None if policy is None else policy.to_dict(),
         "input": _input_description(data, network, names, normalisation),
-        "num_classes": int(network.outputs[0].shape[-1]),
+        "num_classes": structure.num_classes,
         "labels": labels,
         "weights_digest": weights_digest(network),
         "quantize": quantize,
@@ -304,20 +303,16 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
 
 
 def convert(
-    network, names, quantize, calibration, sparse, per_channel=True, input_ranges=None
+    structure, names, quantize, calibration, sparse, per_channel=True, input_ranges=None
 ):
-    """Converts the stripped `network`; returns the flatbuffer bytes."""
-    # Built once for the stage signatures and int8's calibration inputs alike
-    # (an export of exit signatures alone in float needs none).
-    staged = any(naming.parse_signature(n)[0] != naming.EXIT for n in names)
-    stage_models = (
-        stages_lib.stage_models(network) if staged or quantize == "int8" else None
-    )
-    functions = _signatures.functions(
-        network, names, input_ranges=input_ranges, stage_models=stage_models
-    )
+    """Converts a stripped network (its `Structure`); returns the flatbuffer
+    bytes. Its stage models are built once, for the stage signatures and
+    int8's calibration inputs alike."""
+    functions = _signatures.functions(structure, names, input_ranges=input_ranges)
     _signatures.check_ops(functions, "tfee.export.tflite")
-    converter, directory = _signatures.converter(network, functions, per_channel)
+    converter, directory = _signatures.converter(
+        structure.network, functions, per_channel
+    )
     try:
         optimizations = []
         if quantize != "float32":
@@ -329,7 +324,7 @@ def convert(
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         elif quantize == "int8":
-            inputs = _calibration.stage_inputs(network, calibration, stage_models)
+            inputs = _calibration.stage_inputs(structure, calibration)
             converter.representative_dataset = _calibration.generator(names, inputs)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
@@ -428,26 +423,25 @@ def tflite(
     _check_quantize(quantize, api)
     _check_positive(calibration_samples, "calibration_samples", api)
     check_output_path(path, api)
-    stripped = _signatures.stripped_network(network, api)
+    structure = _signatures.stripped_structure(network, api)
+    stripped, infos = structure.network, structure.exits
     if compress.is_quantization_aware(stripped) and quantize != "int8":
         raise ValueError(
             f"{api}: a quantization-aware network (tfee.compress."
             "quantize_preserving_clusters) exports as quantize='int8', with the "
             f"ranges it learned. Received: quantize={quantize!r}"
         )
-    infos = network_lib.exits(stripped)
     names = _signatures.select_signatures(signatures, len(infos), api)
-    learned = _signatures.learned_confidence(stripped)
     if policy is not None:
         policies.check_policy(
             policy,
             len(infos),
-            learned,
+            list(structure.learned),
             api,
-            exit_macs=[info.cumulative_macs for info in infos],
-            classes=int(stripped.outputs[0].shape[-1]),
+            exit_macs=structure.exit_macs,
+            classes=structure.num_classes,
         )
-        policies.check_ensemble_classes(policy, int(stripped.outputs[0].shape[-1]), api)
+        policies.check_ensemble_classes(policy, structure.num_classes, api)
     channels = int(stripped.inputs[0].shape[-1])
     normalisation = input_normalisation.check_normalisation(
         normalisation, channels, api
@@ -459,7 +453,7 @@ def tflite(
             "`normalisation` for them to apply first would normalise twice. "
             f"Received: normalisation={normalisation!r}"
         )
-    labels = _check_labels(labels, int(stripped.outputs[0].shape[-1]), api)
+    labels = _check_labels(labels, structure.num_classes, api)
     calibration = None
     if quantize == "int8":
         if representative is None:
@@ -471,22 +465,20 @@ def tflite(
             representative, stripped, calibration_samples, api
         )
     _checks.check_bool(per_channel, "per_channel", api)
-    data = convert(stripped, names, quantize, calibration, sparse, per_channel)
+    data = convert(structure, names, quantize, calibration, sparse, per_channel)
     if quantize == "int8" and compress.is_quantization_aware(stripped):
         # The stages write features in the ranges QAT learned, but their
         # inputs were calibrated: convert again with each stage input held
         # to the range its producer writes.
         ranges = _handed_on_ranges(data, len(infos), names)
         data = convert(
-            stripped, names, quantize, calibration, sparse, per_channel, ranges
+            structure, names, quantize, calibration, sparse, per_channel, ranges
         )
     if quantize == "int8":
         data = chain_features(data, len(infos), names, api)
     data = _flatbuffer.with_metadata(
         data,
-        _metadata(
-            stripped, infos, names, quantize, data, policy, normalisation, labels
-        ),
+        _metadata(structure, names, quantize, data, policy, normalisation, labels),
     )
     write_bytes_atomically(path, data)
     statistics = _flatbuffer.weight_statistics(data)

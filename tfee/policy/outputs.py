@@ -10,8 +10,8 @@ import dataclasses
 import numpy as np
 
 from tfee import cost
-from tfee import network as network_lib
 from tfee import rules
+from tfee import structure as structure_lib
 from tfee._files import write_atomically
 from tfee._keras import keras
 from tfee._keras import tf
@@ -171,10 +171,10 @@ def collect_outputs(network, dataset, sparse=False):
       >>> tfee.evaluate(outputs, policy=policy).accuracy
     """
     api = "tfee.collect_outputs"
-    network_lib._require_network(network, api)
+    structure = structure_lib.read_structure(network, api)
     images, labels = _split_dataset(dataset, api, network.inputs[0].shape.rank)
-    exits = network_lib.exits(network)
-    report = cost.analyze(network, sparse=sparse)
+    exits = structure.exits
+    report = cost.analyze(structure, sparse=sparse)
     names = network.output_names
     if images is not None:
         predicted = network.predict(images, verbose=0)

@@ -16,7 +16,7 @@ the sections an easy sample skips.
 import numpy as np
 
 from tfee import naming
-from tfee import network as network_lib
+from tfee import structure as structure_lib
 from tfee import rules
 from tfee import stages as stages_lib
 from tfee._keras import tf
@@ -93,24 +93,21 @@ class DynamicPredictor:
 
     def __init__(self, network, policy):
         api = "tfee.DynamicPredictor"
-        network_lib._require_network(network, api)
-        stage_models = stages_lib.stage_models(network)
-        infos = network_lib.exits(network)
-        learned = [info.confidence is not None for info in infos]
+        structure = structure_lib.read_structure(network, api)
+        stage_models = stages_lib.stage_models(structure)
+        learned = list(structure.learned)
         policies.check_policy(
             policy,
-            len(stage_models),
+            structure.num_exits,
             learned,
             api,
-            exit_macs=[info.cumulative_macs for info in infos],
-            classes=int(stage_models[0].output[naming.LOGITS].shape[-1]),
+            exit_macs=structure.exit_macs,
+            classes=structure.num_classes,
         )
         self._policy = policy
         self._stage_models = stage_models
         self.input_shape = tuple(stage_models[0].inputs[0].shape[1:])
-        self._backend = _Backend(
-            stage_models, learned, [info.cumulative_macs for info in infos]
-        )
+        self._backend = _Backend(stage_models, learned, list(structure.exit_macs))
         self._single = None  # The batch-1 graph, traced on first use.
         if isinstance(policy, policies.ThresholdPolicy):
             # An input of that graph, not constants in it: its program, and

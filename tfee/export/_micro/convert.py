@@ -9,6 +9,7 @@ import dataclasses
 
 from tfee import _flatbuffer
 from tfee import naming
+from tfee import stages as stages_lib
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee.export import _calibration
@@ -120,16 +121,18 @@ def check_layers(network, api):
         )
 
 
-def convert_stage(network, k, calibration, per_channel, stage_models):
-    """Stage k as its own int8 flatbuffer, from the stage models built once
-    (each holds only its own variables, so its SavedModel is small)."""
+def convert_stage(structure, k, calibration, per_channel):
+    """Stage k of a network (its `Structure`) as its own int8 flatbuffer, from
+    the stage models built once (each holds only its own variables, so its
+    SavedModel is small)."""
     name = naming.stage_name(k)
-    functions = _signatures.functions(
-        network, [name], batch=1, stage_models=stage_models
-    )
+    functions = _signatures.functions(structure, [name], batch=1)
     _signatures.check_ops(functions, "tfee.export.micro")
     converter, directory = _signatures.converter(
-        network, functions, per_channel, variables=stage_models[k - 1].variables
+        structure.network,
+        functions,
+        per_channel,
+        variables=stages_lib.stage_models(structure)[k - 1].variables,
     )
     try:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -163,15 +166,15 @@ def _described(model, ops):
     )
 
 
-def convert_stages(network, num_stages, calibration, per_channel, stage_models, api):
+def convert_stages(structure, calibration, per_channel, api):
     """[ConvertedStage per stage]: each stage converted by `convert_stage`
     (calibrated on `calibration[k - 1]`), its ops checked against
     `MICRO_OPS`, and each handed-on input given the scale its producer
     writes where the two differ in the last bits (`_flatbuffer.chain_repairs`
     raises where they differ more)."""
     converted = []
-    for k in range(1, num_stages + 1):
-        data = convert_stage(network, k, calibration[k - 1], per_channel, stage_models)
+    for k in range(1, structure.num_exits + 1):
+        data = convert_stage(structure, k, calibration[k - 1], per_channel)
         ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         unsupported = sorted(set(ops) - MICRO_OPS)
         if unsupported:

@@ -18,8 +18,6 @@ from tfee import _checks
 from tfee import _flatbuffer
 from tfee import input_normalisation
 from tfee import naming
-from tfee import network as network_lib
-from tfee import stages as stages_lib
 from tfee._files import check_output_path
 from tfee._files import write_bytes_atomically
 from tfee._keras import keras
@@ -58,7 +56,7 @@ def _check_compress(compress, api):
         )
 
 
-def _check_policy(policy, infos, api):
+def _check_policy(policy, structure, api):
     if policy is None:
         return None
     kinds = (policies.ThresholdPolicy, policies.PatiencePolicy, policies.DecisionPolicy)
@@ -68,13 +66,12 @@ def _check_policy(policy, infos, api):
             "or tfee.DecisionPolicy for the generated C++ loop, or None. Received: "
             f"policy={type(policy).__name__}"
         )
-    learned = [info.confidence is not None for info in infos]
     return policies.check_policy(
         policy,
-        len(infos),
-        learned,
+        structure.num_exits,
+        list(structure.learned),
         api,
-        exit_macs=[info.cumulative_macs for info in infos],
+        exit_macs=structure.exit_macs,
     )
 
 
@@ -196,7 +193,8 @@ def micro(
             f"stage models and sources into. Received: directory={directory!r}"
         )
     check_output_path(directory, api, "directory", directory=True)
-    stripped = _signatures.stripped_network(network, api)
+    structure = _signatures.stripped_structure(network, api)
+    stripped, infos = structure.network, structure.exits
     convert.check_layers(stripped, api)
     normalised = input_normalisation.included_normalisation(stripped)
     batch_norms = [
@@ -216,17 +214,13 @@ def micro(
             "..., fold_batch_norm=True)) or keep per_channel=True.",
             stacklevel=2,
         )
-    infos = network_lib.exits(stripped)
-    policy = _check_policy(policy, infos, api)
-    policies.check_ensemble_classes(policy, int(stripped.outputs[0].shape[-1]), api)
+    policy = _check_policy(policy, structure, api)
+    policies.check_ensemble_classes(policy, structure.num_classes, api)
     calibration = _checks.check_images(
         representative, stripped, calibration_samples, api
     )
-    stage_models = stages_lib.stage_models(stripped)
-    inputs = _calibration.stage_inputs(stripped, calibration, stage_models)
-    converted = convert.convert_stages(
-        stripped, len(infos), inputs, per_channel, stage_models, api
-    )
+    inputs = _calibration.stage_inputs(structure, calibration)
+    converted = convert.convert_stages(structure, inputs, per_channel, api)
     dense_models = [
         _flatbuffer.without_strings(c.model) if strip_strings else c.model
         for c in converted
