@@ -244,7 +244,7 @@ def plain_accuracy(model, split):
 def _on_test(policy, test):
     """A validation-calibrated policy's test figures, beside the oracle's MACs
     at the same test accuracy."""
-    evaluation = tfee.policy.evaluate(test, policy=policy)
+    evaluation = tfee.evaluate(test, policy=policy)
     oracle = tfee.policy.oracle_macs_at_accuracy(test, evaluation.accuracy)
     return {
         "accuracy": round(100 * evaluation.accuracy, 2),
@@ -261,7 +261,7 @@ def _on_test(policy, test):
 def _under_rule(rule, validation, test, plain_validation_accuracy):
     """One rule's figures (policies calibrated on validation, run on test),
     and its curve: the validation front's policies evaluated on test."""
-    calibrate = functools.partial(tfee.policy.calibrate, validation, rule=rule)
+    calibrate = functools.partial(tfee.calibrate, validation, rule=rule)
     result = {}
     with warnings.catch_warnings():
         # An unreachable budget returns the closest setting; the figure says so.
@@ -278,15 +278,15 @@ def _under_rule(rule, validation, test, plain_validation_accuracy):
         if good
         else "no setting on the validation front comes within 0.5 points of (a)"
     )
-    curve = [tfee.policy.evaluate(test, policy=p.policy) for p in front.points]
+    curve = [tfee.evaluate(test, policy=p.policy) for p in front.points]
     return result, [(e.macs_fraction, e.accuracy) for e in curve]
 
 
 def measure(network, data, plain_validation_accuracy):
     """The figures of one network with exits (see the module docstring), and
     its curves per rule."""
-    validation = tfee.policy.collect_outputs(network, data.pipeline("validation"))
-    test = tfee.policy.collect_outputs(network, data.pipeline("test"))
+    validation = tfee.collect_outputs(network, data.pipeline("validation"))
+    test = tfee.collect_outputs(network, data.pipeline("test"))
     per_exit = tfee.policy.ExitAccuracy.from_logits(test.logits, test.labels)
     result = {
         "test_accuracy_per_exit": {
@@ -307,7 +307,7 @@ def measure(network, data, plain_validation_accuracy):
     answered = ensemble.outputs(test)
     result[ENSEMBLE] = {
         "test_accuracy_per_exit": [
-            round(100 * a, 2) for a in answered.exit_accuracy().tolist()
+            round(100 * a, 2) for a in answered.exit_accuracy().per_exit().tolist()
         ]
     }
     for rule in FLAGS.beyond_rules:

@@ -10,7 +10,7 @@ oracle, and the oracle at the same accuracy. Then it times dynamic inference
 in TensorFlow (`tfee.DynamicPredictor`) against the full model at
 batch 1 and batch 128, alternating the two, medians. Last, it exports the
 stage signatures as full int8 and calibrates on that file's own outputs
-(`tfee.runtime.Cascade.collect_outputs`), beside the Keras-calibrated policy
+(`tfee.Cascade.collect_outputs`), beside the Keras-calibrated policy
 run on the same file: what a device would do.
 
 "Oracle at the same accuracy": the least mean MACs of any per-sample exit
@@ -53,7 +53,7 @@ flags.DEFINE_float(
     "confidence",
     0.9,
     "A third calibration: the drop target at this upper confidence bound "
-    "(tfee.policy.calibrate(confidence=...)).",
+    "(tfee.calibrate(confidence=...)).",
 )
 flags.DEFINE_integer("batch1_samples", 1000, "Test samples timed one at a time.")
 flags.DEFINE_integer("batch128_batches", 30, "Batches of 128 timed.")
@@ -106,7 +106,7 @@ def int8_file_section(
 ):
     """What the device sees: a policy calibrated on the int8 file's own
     validation outputs, and the Keras-calibrated policy, both run on the
-    file's test outputs (`tfee.runtime.Cascade.collect_outputs`)."""
+    file's test outputs (`tfee.Cascade.collect_outputs`)."""
     stages = [tfee.naming.stage_name(k) for k in range(1, len(tfee.exits(network)) + 1)]
     directory = tempfile.mkdtemp(prefix="tfee-calibration-")
     try:
@@ -118,18 +118,18 @@ def int8_file_section(
             representative=val_images[:512],
             signatures=stages,
         )
-        cascade = tfee.runtime.Cascade(path)
+        cascade = tfee.Cascade(path)
         val_outputs = cascade.collect_outputs(val_images, val_labels, batch_size=500)
         test_outputs = cascade.collect_outputs(test_images, test_labels, batch_size=500)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    own = tfee.policy.calibrate(val_outputs, max_accuracy_drop=target_drop)
-    own_test = tfee.policy.evaluate(test_outputs, policy=own)
-    keras_on_file = tfee.policy.evaluate(test_outputs, policy=keras_policy)
+    own = tfee.calibrate(val_outputs, max_accuracy_drop=target_drop)
+    own_test = tfee.evaluate(test_outputs, policy=own)
+    keras_on_file = tfee.evaluate(test_outputs, policy=keras_policy)
     return {
         "note": "full-int8 stage_k signatures (per-channel scales, 512 validation "
         "images for calibration); accuracy drops are vs the file's own deepest exit",
-        "test_single_exit_accuracy": test_outputs.exit_accuracy().tolist(),
+        "test_single_exit_accuracy": test_outputs.exit_accuracy().per_exit().tolist(),
         "calibrated_on_the_files_validation_outputs": {
             "policy": own.to_dict(),
             "test": summary(own_test),
@@ -149,28 +149,28 @@ def run(target_drop, budget_fraction, argv=None):
     quick = FLAGS.quick
     network, data = common.reference()
     print("collecting outputs (one pass over validation and test) ...", flush=True)
-    val_outputs = tfee.policy.collect_outputs(network, data.pipeline("validation"))
-    test_outputs = tfee.policy.collect_outputs(network, data.pipeline("test"))
+    val_outputs = tfee.collect_outputs(network, data.pipeline("validation"))
+    test_outputs = tfee.collect_outputs(network, data.pipeline("test"))
 
     print("calibrating ...", flush=True)
     started = time.perf_counter()
-    policy = tfee.policy.calibrate(val_outputs, max_accuracy_drop=target_drop)
+    policy = tfee.calibrate(val_outputs, max_accuracy_drop=target_drop)
     val_seconds = time.perf_counter() - started
-    val_result = tfee.policy.evaluate(val_outputs, policy=policy)
-    test_result = tfee.policy.evaluate(test_outputs, policy=policy)
+    val_result = tfee.evaluate(val_outputs, policy=policy)
+    test_result = tfee.evaluate(test_outputs, policy=policy)
     oracle_macs = tfee.policy.oracle_macs_at_accuracy(
         test_outputs, test_result.accuracy
     )
     oracle_macs_deepest = tfee.policy.oracle_macs_at_accuracy(
         test_outputs, test_result.accuracy, hopeless_at_deepest=True
     )
-    budget_policy = tfee.policy.calibrate(val_outputs, macs_budget=budget_fraction)
-    budget_test = tfee.policy.evaluate(test_outputs, policy=budget_policy)
+    budget_policy = tfee.calibrate(val_outputs, macs_budget=budget_fraction)
+    budget_test = tfee.evaluate(test_outputs, policy=budget_policy)
     budget_ratio = over_oracle(test_outputs, budget_test)
-    shared_policy = tfee.policy.calibrate(
+    shared_policy = tfee.calibrate(
         val_outputs, max_accuracy_drop=target_drop, refine=False
     )
-    shared_test = tfee.policy.evaluate(test_outputs, policy=shared_policy)
+    shared_test = tfee.evaluate(test_outputs, policy=shared_policy)
     # The same target under the other logit rules (learned needs such heads)
     # and the learned decision (fitted on validation, like the thresholds).
     # With ZTW's learned ensemble (`+ensemble`) the drop is measured against
@@ -186,10 +186,10 @@ def run(target_drop, budget_fraction, argv=None):
         rule, ensemble = name.split("+")[0], name.endswith("+ensemble")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", tfee.policy.UnreachableTargetWarning)
-            ruled = tfee.policy.calibrate(
+            ruled = tfee.calibrate(
                 val_outputs, rule=rule, max_accuracy_drop=target_drop, ensemble=ensemble
             )
-        evaluated = tfee.policy.evaluate(test_outputs, policy=ruled)
+        evaluated = tfee.evaluate(test_outputs, policy=ruled)
         # The oracle over the answers the samples get (the ensemble's, if any).
         answered = ruled.ensemble.outputs(test_outputs) if ensemble else test_outputs
         other_rules[name] = {
@@ -197,10 +197,10 @@ def run(target_drop, budget_fraction, argv=None):
             "test": summary(evaluated),
             "policy_over_oracle_macs_at_its_accuracy": over_oracle(answered, evaluated),
         }
-    confident_policy = tfee.policy.calibrate(
+    confident_policy = tfee.calibrate(
         val_outputs, max_accuracy_drop=target_drop, confidence=FLAGS.confidence
     )
-    confident_test = tfee.policy.evaluate(test_outputs, policy=confident_policy)
+    confident_test = tfee.evaluate(test_outputs, policy=confident_policy)
     confident_ratio = over_oracle(test_outputs, confident_test)
     # Every logit rule (and patience) fitted to the test labels themselves:
     # how close to the oracle calibration could come if it knew the test set.
@@ -208,10 +208,10 @@ def run(target_drop, budget_fraction, argv=None):
     for rule in ("max_softmax", "entropy", "margin", "patience", tfee.rules.DECISION):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", tfee.policy.UnreachableTargetWarning)
-            fitted = tfee.policy.calibrate(
+            fitted = tfee.calibrate(
                 test_outputs, rule=rule, max_accuracy_drop=target_drop
             )
-        evaluated = tfee.policy.evaluate(test_outputs, policy=fitted)
+        evaluated = tfee.evaluate(test_outputs, policy=fitted)
         hindsight[rule] = {
             "test": summary(evaluated),
             "policy_over_oracle_macs_at_its_accuracy": over_oracle(
@@ -224,12 +224,12 @@ def run(target_drop, budget_fraction, argv=None):
         else resampled(test_outputs, 10000)
     )
     seconds_10k = timing.median_seconds(
-        lambda: tfee.policy.calibrate(timing_outputs, max_accuracy_drop=target_drop)
+        lambda: tfee.calibrate(timing_outputs, max_accuracy_drop=target_drop)
     )
 
     print("timing dynamic inference against the full model ...", flush=True)
     test_images = data.normalised("test")
-    predictor = tfee.runtime.DynamicPredictor(network, policy)
+    predictor = tfee.DynamicPredictor(network, policy)
     spec = tf.TensorSpec([None, *network.input_shape[1:]], tf.float32)
     full = tf.function(lambda x: network(x, training=False), input_signature=[spec])
 
@@ -336,7 +336,7 @@ def run(target_drop, budget_fraction, argv=None):
         "budget_target": {
             "macs_budget": budget_fraction,
             "policy": budget_policy.to_dict(),
-            "validation_macs_fraction": tfee.policy.evaluate(
+            "validation_macs_fraction": tfee.evaluate(
                 val_outputs, policy=budget_policy
             ).macs_fraction,
             "test": summary(budget_test),
@@ -354,9 +354,7 @@ def run(target_drop, budget_fraction, argv=None):
             "max_accuracy_drop": target_drop,
             "confidence": FLAGS.confidence,
             "policy": confident_policy.to_dict(),
-            "validation": summary(
-                tfee.policy.evaluate(val_outputs, policy=confident_policy)
-            ),
+            "validation": summary(tfee.evaluate(val_outputs, policy=confident_policy)),
             "test": summary(confident_test),
             "policy_over_oracle_macs_at_its_accuracy": confident_ratio,
             "checks": {

@@ -130,7 +130,7 @@ def goal_artifact(folded):
 
 def file_accuracy(path, images, labels):
     """Per-exit and ensemble top-1 accuracy of a .tflite's stage chain."""
-    logits = tfee.runtime.Cascade(path).exit_logits(images, batch_size=500)
+    logits = tfee.Cascade(path).exit_logits(images, batch_size=500)
     return tfee.policy.ExitAccuracy.from_logits(logits, labels).to_dict()
 
 
@@ -207,12 +207,10 @@ def run(settings, base, steps, staged, learning_rate, argv=None):
     goal = goal_artifact(FLAGS.clustering_fold)
     started = time.time()
     print(f"base: {description}; measuring it ...", flush=True)
-    before = tfee.policy.exit_accuracy(network, test)
+    before = tfee.exit_accuracy(network, test)
     # Losses count from the uncompressed network, also when clustering
     # starts from a pruned copy that has already lost some accuracy.
-    uncompressed = (
-        before if network is dense else tfee.policy.exit_accuracy(dense, test)
-    )
+    uncompressed = before if network is dense else tfee.exit_accuracy(dense, test)
     pruned = tfee.compress.sparsity_report(network).overall > 0.01
     result = {
         "setup": common.setup(),
@@ -265,7 +263,7 @@ def run(settings, base, steps, staged, learning_rate, argv=None):
             verbose=2,
         )
         seconds = time.time() - tick
-        after = tfee.policy.exit_accuracy(clustered, test)
+        after = tfee.exit_accuracy(clustered, test)
         artifacts = artifact_sizes(
             clustered, representative, test_images, test_arrays, goal
         )

@@ -97,7 +97,7 @@ def qat_network(network, data):
 def measure(path, source, network, data, compared):
     """Per-exit stage-chain accuracy and per-signature agreement of one file."""
     test_x, test_y = data.normalised("test"), data.test[1]
-    chain = tfee.runtime.Cascade(path).exit_logits(test_x, batch_size=500)
+    chain = tfee.Cascade(path).exit_logits(test_x, batch_size=500)
     file_accuracy = [float(np.mean(logits.argmax(1) == test_y)) for logits in chain]
     float_logits = network.predict(test_x, verbose=0, batch_size=500)[: len(chain)]
     float_accuracy = [float(np.mean(x.argmax(1) == test_y)) for x in float_logits]

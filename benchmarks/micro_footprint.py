@@ -430,7 +430,7 @@ def clustered_network(network, data, clusters):
 def keras_exit_accuracy(network, images, labels):
     """Every exit's and the ensemble's accuracy of a Keras network."""
     batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(500)
-    return tfee.policy.exit_accuracy(network, batches)
+    return tfee.exit_accuracy(network, batches)
 
 
 def tflm_exit_accuracy(manifest_path, num_exits, images, labels):

@@ -211,9 +211,7 @@ def run(argv=None):
             exit_macs=exit_macs.astype(int),
             full_macs=report.full_macs,
         )
-        policy = tfee.policy.calibrate(
-            outputs, max_accuracy_drop=FLAGS.micro_target_drop
-        )
+        policy = tfee.calibrate(outputs, max_accuracy_drop=FLAGS.micro_target_drop)
         print(f"policy: {policy}; exporting again with it ...", flush=True)
         export = _export(network, folder / "firmware", calibration, policy)
         cascade = tfee.runtime.MicroCascade(export.manifest_path)

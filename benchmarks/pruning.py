@@ -71,12 +71,12 @@ def pruned_path(cache_dir, quick, order, level):
 
 def measure(network, validation, test, dense_full_macs, target_drop):
     """Per-exit accuracy, sparse MACs and a calibrated cascade, on test."""
-    val_outputs = tfee.policy.collect_outputs(network, validation, sparse=True)
-    test_outputs = tfee.policy.collect_outputs(network, test, sparse=True)
+    val_outputs = tfee.collect_outputs(network, validation, sparse=True)
+    test_outputs = tfee.collect_outputs(network, test, sparse=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", tfee.policy.UnreachableTargetWarning)
-        policy = tfee.policy.calibrate(val_outputs, max_accuracy_drop=target_drop)
-    result = tfee.policy.evaluate(test_outputs, policy=policy)
+        policy = tfee.calibrate(val_outputs, max_accuracy_drop=target_drop)
+    result = tfee.evaluate(test_outputs, policy=policy)
     sparsity = tfee.compress.sparsity_report(network)
     return {
         "overall_sparsity": sparsity.overall,

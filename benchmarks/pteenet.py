@@ -19,7 +19,7 @@ optimiser and learning rate, fewer epochs than its 30): first
 lambda (EENet's two-stage schedule: with the cost-aware loss alone from the
 start, the confidences fell to 0 while the branches were still guessing and
 the branches never learned, 19% at exit 1 after 3 epochs at lambda 0.5; 0
-runs the paper's one-stage recipe), then `tfee.training.EENet(net, lam)`.
+runs the paper's one-stage recipe), then `tfee.EENet(net, lam)`.
 Reported per lambda, on test: each exit's accuracy;
 at the paper's rule (learned confidence >= --pteenet_threshold) the accuracy,
 the accuracy relative to the backbone's and the compute saved (1 - mean MACs
@@ -159,7 +159,7 @@ def post_trained(backbone, data, lam):
             partial = warmed.replace(".weights.h5", ".partial.weights.h5")
             network.save_weights(partial)
             os.replace(partial, warmed)
-    trainer = tfee.training.EENet(network, lam=lam, version=FLAGS.pteenet_loss)
+    trainer = tfee.EENet(network, lam=lam, version=FLAGS.pteenet_loss)
     trainer.compile(optimizer=keras.optimizers.Adam(FLAGS.pteenet_learning_rate))
     epochs = FLAGS.pteenet_epochs - warmup
     print(f"lambda {lam:g}: training {epochs} epochs ...", flush=True)
@@ -192,7 +192,7 @@ def backbone_unchanged(backbone, network):
 
 def _point(outputs, threshold, backbone_accuracy):
     policy = tfee.ThresholdPolicy.shared(threshold, outputs.num_exits, rule="learned")
-    evaluation = tfee.policy.evaluate(outputs, policy=policy)
+    evaluation = tfee.evaluate(outputs, policy=policy)
     return {
         "threshold": threshold,
         "accuracy": round(100 * evaluation.accuracy, 2),
@@ -205,7 +205,7 @@ def _point(outputs, threshold, backbone_accuracy):
 
 
 def measure(network, backbone, data, backbone_accuracy):
-    test = tfee.policy.collect_outputs(network, data.pipeline("test"))
+    test = tfee.collect_outputs(network, data.pipeline("test"))
     per_exit = tfee.policy.ExitAccuracy.from_logits(test.logits, test.labels)
     return {
         "placement": [e.attach_layer for e in tfee.exits(network)[:-1]],

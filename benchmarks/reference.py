@@ -79,7 +79,7 @@ def run(argv=None):
             commit(network, data, _recorded_result())
         return None
     seconds = time.time() - started
-    accuracy = tfee.policy.exit_accuracy(network, data.pipeline("test"))
+    accuracy = tfee.exit_accuracy(network, data.pipeline("test"))
     result = {
         "setup": common.setup(),
         "epochs": 1 if FLAGS.quick else FLAGS.reference_epochs,
@@ -118,9 +118,7 @@ def commit(network, data, result):
     """Writes `network` as the committed reference, with `result` (this
     training's JSON) as its record of how it was trained, after checking that
     the network's test accuracy is the one `result` records."""
-    accuracy = list(
-        tfee.policy.exit_accuracy(network, data.pipeline("test")).exits.values()
-    )
+    accuracy = list(tfee.exit_accuracy(network, data.pipeline("test")).exits.values())
     if accuracy != result["test_exit_accuracy"]:
         raise SystemExit(
             "--reference_commit: the network's test accuracy per exit "

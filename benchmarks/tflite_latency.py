@@ -20,7 +20,7 @@ device running one model frame after frame does:
   full      the exit_K signature alone (the network without exits), called
             lean: the image quantized, copied into the interpreter's input,
             invoked, the class read from its output;
-  cascade   `tfee.runtime.Cascade(path).predict(image, batch_size=1)`: the
+  cascade   `tfee.Cascade(path).predict(image, batch_size=1)`: the
             embedded (MACs-calibrated) policy, engine and checks included;
   readme    the plain client of docs/client.md (LiteRT and numpy only);
   lean      a client written here by hand: interpreter tensors, set /
@@ -243,16 +243,16 @@ def _variant(network, quantize, path, validation):
         signatures=names,
     )
     print(f"calibrating on the {quantize} file's validation outputs ...", flush=True)
-    outputs = tfee.runtime.Cascade(path).collect_outputs(*validation, batch_size=256)
+    outputs = tfee.Cascade(path).collect_outputs(*validation, batch_size=256)
     drop = FLAGS.latency_target_drop
-    policy = tfee.policy.calibrate(outputs, max_accuracy_drop=drop)
+    policy = tfee.calibrate(outputs, max_accuracy_drop=drop)
     tfee.export.set_policy(path, policy)
-    cascade = tfee.runtime.Cascade(path, num_threads=1)
+    cascade = tfee.Cascade(path, num_threads=1)
     print(f"profiling the {quantize} stages on this machine ...", flush=True)
     costs = cascade.profile(validation[0][: FLAGS.profile_samples])
-    by_time = tfee.policy.calibrate(outputs, max_accuracy_drop=drop, costs=costs)
+    by_time = tfee.calibrate(outputs, max_accuracy_drop=drop, costs=costs)
     budget_ms = FLAGS.latency_budget * costs.full_cost
-    by_budget = tfee.policy.calibrate(outputs, cost_budget=budget_ms, costs=costs)
+    by_budget = tfee.calibrate(outputs, cost_budget=budget_ms, costs=costs)
     print(
         f"{quantize}: MACs policy {policy}; in time {by_time}; within "
         f"{budget_ms:.3f} ms {by_budget}",
@@ -266,8 +266,8 @@ def _variant(network, quantize, path, validation):
         "policies": {"cascade": policy, "time": by_time, "budget": by_budget},
         "cascades": {
             "cascade": cascade,
-            "time": tfee.runtime.Cascade(path, by_time, num_threads=1),
-            "budget": tfee.runtime.Cascade(path, by_budget, num_threads=1),
+            "time": tfee.Cascade(path, by_time, num_threads=1),
+            "budget": tfee.Cascade(path, by_budget, num_threads=1),
         },
         "full": _full_call(path, deepest),
         "readme": readme_client()(path),

@@ -53,7 +53,7 @@ flags.DEFINE_float(
     "calibration_confidence",
     None,
     "Meet the target at this upper confidence bound, a probability in [0.5, 1) "
-    "(tfee.policy.calibrate(confidence=...)); default: on validation as measured.",
+    "(tfee.calibrate(confidence=...)); default: on validation as measured.",
 )
 
 
@@ -61,9 +61,9 @@ def collect(source, split):
     """Every exit's outputs on (images, labels), from a network or a file."""
     import tfee
 
-    if isinstance(source, tfee.runtime.Cascade):
+    if isinstance(source, tfee.Cascade):
         return source.collect_outputs(*split, batch_size=256)
-    return tfee.policy.collect_outputs(source, split)
+    return tfee.collect_outputs(source, split)
 
 
 def run_calibration(
@@ -82,10 +82,10 @@ def run_calibration(
     """Calibrates on validation, evaluates on test, writes the report files.
 
     Args:
-      network: a Keras early-exit network, or a `tfee.runtime.Cascade` over a
+      network: a Keras early-exit network, or a `tfee.Cascade` over a
         .tflite (then its outputs are calibrated on).
       validation, test: (images, labels) arrays.
-      confidence, ensemble: see `tfee.policy.calibrate`.
+      confidence, ensemble: see `tfee.calibrate`.
       title: the plots' title; labels: what the JSON records about the run.
 
     Returns:
@@ -103,11 +103,11 @@ def run_calibration(
     )
     if confidence is not None:
         target["confidence"] = confidence
-    policy = tfee.policy.calibrate(val_outputs, rule=rule, ensemble=ensemble, **target)
+    policy = tfee.calibrate(val_outputs, rule=rule, ensemble=ensemble, **target)
     # The front over the answers the samples get (the ensemble's, with one).
     front_outputs = policy.ensemble.outputs(test_outputs) if ensemble else test_outputs
-    val_result = tfee.policy.evaluate(val_outputs, policy=policy)
-    test_result = tfee.policy.evaluate(test_outputs, policy=policy)
+    val_result = tfee.evaluate(val_outputs, policy=policy)
+    test_result = tfee.evaluate(test_outputs, policy=policy)
     paths = report.write_report(
         report_dir,
         test_result,
@@ -134,7 +134,7 @@ def _network_and_data():
     if FLAGS.model.endswith(".tflite"):
         if not os.path.isfile(FLAGS.model):
             raise shell.CommandError(f"--model: no such file: {FLAGS.model}")
-        network = tfee.runtime.Cascade(FLAGS.model)
+        network = tfee.Cascade(FLAGS.model)
         data = shell.load_data(tuple(network.input_shape))
         return network, shell.check_classes(network.num_classes, data)
     return shell.model_and_data(BINARY)

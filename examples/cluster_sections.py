@@ -124,8 +124,8 @@ def run(
         "distill": distill,
         "staged": staged,
         "stages": tfee.compress.clustering_stages(network, counts, staged),
-        "before": tfee.policy.exit_accuracy(network, data.test).to_dict(),
-        "after": tfee.policy.exit_accuracy(clustered, data.test).to_dict(),
+        "before": tfee.exit_accuracy(network, data.test).to_dict(),
+        "after": tfee.exit_accuracy(clustered, data.test).to_dict(),
     }
     os.makedirs(output_dir, exist_ok=True)
     model_file = os.path.join(output_dir, "clustered.keras")
@@ -151,7 +151,7 @@ def run(
         fp32_bytes = summary["compression"]["fp32_bytes"]
         gzip_bytes = tfee.export.gzipped_size(flatbuffer)
         summary["qat"] = {
-            "after": tfee.policy.exit_accuracy(trained, data.test).to_dict(),
+            "after": tfee.exit_accuracy(trained, data.test).to_dict(),
             "compression": {
                 "fp32_bytes": fp32_bytes,
                 "tflite_bytes": len(flatbuffer),

@@ -112,7 +112,7 @@ def main(argv):
         policy = None  # The cascade uses the file's own.
     else:
         policy = ThresholdPolicy.shared(FLAGS.threshold, metadata.get("num_exits", 2))
-    cascade = tfee.runtime.Cascade(FLAGS.model, policy)
+    cascade = tfee.Cascade(FLAGS.model, policy)
     data = shell.check_classes(
         cascade.num_classes, shell.load_data(tuple(cascade.input_shape))
     )

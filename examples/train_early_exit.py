@@ -214,7 +214,7 @@ def summarize(network, data):
     """Per-exit test accuracy and MACs share, as the summary JSON holds them."""
     import tfee
 
-    accuracies = tfee.policy.exit_accuracy(network, data.test).exits
+    accuracies = tfee.exit_accuracy(network, data.test).exits
     costs = {e.name: e.fraction_of_full for e in tfee.cost.analyze(network).exits}
     return {"exit_test_accuracy": accuracies, "exit_cost_fraction": costs}
 

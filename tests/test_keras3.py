@@ -174,7 +174,7 @@ def test_a_keras3_file_goes_through_attach_fit_export_and_cascade(tmp_path):
         warnings.filterwarnings("ignore", message=".*raw pixels.*")
         network.fit(images, [labels] * 2, epochs=1, verbose=0)
         exported = tfee.export.tflite(network, str(tmp_path / "net.tflite"))
-    cascade = tfee.runtime.Cascade(exported.path, tfee.ThresholdPolicy([0.5]))
+    cascade = tfee.Cascade(exported.path, tfee.ThresholdPolicy([0.5]))
     result = cascade.predict(images)
     assert len(result.exit_indices) == 16
 

@@ -6,10 +6,10 @@ because a lazy import is as much a dependency as one at the top.
 """
 
 import ast
-import re
 import importlib
 import pathlib
 import pkgutil
+import re
 import types
 
 import pytest

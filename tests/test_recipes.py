@@ -28,7 +28,7 @@ def _tiny_data(n=16):
 
     train = split(n)
     return recipes.ReferenceData(
-        train, split(8), split(8), *recipes.channel_moments(train[0])
+        train, split(8), split(8), *tfee.data.channel_moments(train[0])
     )
 
 
@@ -67,7 +67,7 @@ def test_fit_joint_trains_in_place_and_logs_every_exit(tiny_cnn):
 
 def test_normalise_with_channel_moments_gives_zero_mean_unit_std():
     images = np.random.default_rng(0).integers(0, 256, (20, 4, 4, 3), dtype=np.uint8)
-    mean, std = recipes.channel_moments(images)
+    mean, std = tfee.data.channel_moments(images)
     assert mean.shape == std.shape == (3,) and mean.dtype == np.float32
     normalised = recipes.normalise(images, mean, std)
     assert normalised.dtype == np.float32
@@ -111,7 +111,7 @@ def test_reference_data_splits_the_archive_and_holds_out_validation_per_class(
     assert np.bincount(data.validation[1]).tolist() == [2, 2]
     train_rows = {x.tobytes() for x in data.train[0]}
     assert not train_rows & {x.tobytes() for x in data.validation[0]}
-    np.testing.assert_allclose(data.mean, recipes.channel_moments(data.train[0])[0])
+    np.testing.assert_allclose(data.mean, tfee.data.channel_moments(data.train[0])[0])
     # Decoded once: a second call reads the cache, even without the archive.
     os.remove(archive)
     again = recipes.reference_data(archive, cache, validation_per_class=2)

@@ -14,9 +14,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def evaluation():
     outputs = make_outputs()
     # A threshold no sample reaches at exit 3 leaves it empty: NaN accuracy there.
-    return tfee.policy.evaluate(
-        outputs, policy=tfee.policy.ThresholdPolicy([0.6, 0.6, None])
-    )
+    return tfee.evaluate(outputs, policy=tfee.ThresholdPolicy([0.6, 0.6, None]))
 
 
 def test_text_table_has_a_row_per_exit_and_the_oracle(evaluation):

@@ -180,10 +180,6 @@ def test_threshold_one_passes_only_scores_that_are_exactly_one():
     np.testing.assert_array_equal(rules.leaves(score, 1.0), [True, False])
 
 
-def test_public_confidence_scores_is_the_registry():
-    assert tfee.policy.confidence_scores is rules.scores
-
-
 @pytest.mark.parametrize("classes", CLASS_COUNTS + (100,))
 @pytest.mark.parametrize("rule", rules.SCORE_RULES)
 def test_one_row_scores_are_bit_identical_to_the_batch_scores(rule, classes):

@@ -25,7 +25,7 @@ def test_threshold_search_returns_the_objective_it_computed(oracle, tmp_path):
     assert all(t.status == "COMPLETED" for t in trials)
     best = tuner.get_best_hyperparameters()[0]
     policy = tuning.threshold_policy(best, outputs.num_exits)
-    result = tfee.policy.evaluate(outputs, policy=policy)
+    result = tfee.evaluate(outputs, policy=policy)
     assert trials[0].score == pytest.approx(
         result.accuracy - 0.3 * result.macs_fraction
     )
@@ -66,8 +66,8 @@ def test_user_build_function_searches_placement_and_thresholds(tmp_path):
         net = tfee.attach_exits(backbone, [attach], head="linear")
         net.compile(optimizer="adam", loss=tfee.losses.joint(net))
         net.fit(images, [labels] * 2, epochs=1, batch_size=12, verbose=0)
-        outputs = tfee.policy.collect_outputs(net, (images, labels))
-        result = tfee.policy.evaluate(outputs, policy=tuning.threshold_policy(hp, 2))
+        outputs = tfee.collect_outputs(net, (images, labels))
+        result = tfee.evaluate(outputs, policy=tuning.threshold_policy(hp, 2))
         keras.backend.clear_session()
         return {"score": result.accuracy - 0.5 * result.macs_fraction, "attach": 0.0}
 

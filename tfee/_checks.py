@@ -8,7 +8,29 @@ import numpy as np
 
 from tfee._keras import tf
 
-__all__ = ["check_bool", "check_finite_array", "check_images", "check_int"]
+__all__ = [
+    "check_bool",
+    "check_finite_array",
+    "check_images",
+    "check_int",
+    "warn_renamed",
+]
+
+# Old spellings already warned about in this process.
+_WARNED = set()
+
+
+def warn_renamed(old, new, stacklevel=3):
+    """Warns, once per process, that the spelling `old` (kept because a
+    released README used it) is now `new`."""
+    if old in _WARNED:
+        return
+    _WARNED.add(old)
+    warnings.warn(
+        f"{old} is now {new}; the old name will be removed.",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def check_bool(value, argument, api):

@@ -7,7 +7,7 @@ can call it as is or copy the few lines when they need something else:
 - `train_digits_network`: the small digits network the examples start from.
 - The reference setup of every tfee figure (shared/BENCHMARK.md): CIFAR-10
   split 45,000 / 5,000 / 10,000 (`reference_data`), per-channel
-  normalisation (`channel_moments`, `normalise`), the tf.data pipeline with
+  normalisation (`tfee.data.channel_moments`, `normalise`), the tf.data pipeline with
   crop+flip augmentation (`reference_pipeline`), a CIFAR ResNet-20 with SDN
   heads at 15..90% of its MACs (`build_reference_network`) trained jointly
   with SDN's ramp and SGD (`compile_for_training`, `train_reference_network`),
@@ -16,7 +16,7 @@ can call it as is or copy the few lines when they need something else:
 Example:
   >>> data = tfee.recipes.reference_data("cifar10-images.tar.gz", "/tmp/ref")
   >>> network = tfee.recipes.reference_network("cifar10-images.tar.gz", "/tmp/ref")
-  >>> tfee.policy.exit_accuracy(network, data.pipeline("test"))
+  >>> tfee.exit_accuracy(network, data.pipeline("test"))
 """
 
 import hashlib
@@ -33,7 +33,6 @@ from tfee import network as network_lib
 from tfee import placement
 from tfee._keras import keras
 from tfee._keras import tf
-from tfee.data import channel_moments
 from tfee.training import callbacks as callbacks_lib
 from tfee.training import losses
 from tfee.training.distillation import Distiller
@@ -48,7 +47,6 @@ __all__ = [
     "SDN_FRACTIONS",
     "COMMITTED_REFERENCE",
     "build_reference_network",
-    "channel_moments",
     "committed_reference",
     "compile_for_training",
     "fit",
@@ -83,8 +81,8 @@ SPLITS = ("train", "validation", "test")
 
 def fit(
     network,
-    train,
-    validation=None,
+    train_data,
+    validation_data=None,
     *,
     mode="joint",
     epochs=1,
@@ -108,11 +106,11 @@ def fit(
 
     Args:
       network: a tfee early-exit network.
-      train: a `tf.data.Dataset` of (images, labels) batches.
-      validation: optional validation dataset (logs `val_*`).
+      train_data: a `tf.data.Dataset` of (images, labels) batches.
+      validation_data: optional validation dataset (logs `val_*`).
       mode: "joint" (`tfee.losses.joint(network, weights)`, plus `SDNRamp`
-        when weights="sdn"), "eenet" (`tfee.training.EENet`) or "distill"
-        (`tfee.training.Distiller`).
+        when weights="sdn"), "eenet" (`tfee.EENet`) or "distill"
+        (`tfee.Distiller`).
       epochs: training epochs.
       optimizer: a Keras optimizer or its name.
       weights: per-exit loss weights of the joint and distill modes
@@ -159,8 +157,8 @@ def fit(
     if mode != "eenet" and isinstance(weights, str) and weights == "sdn":
         callbacks.insert(0, callbacks_lib.SDNRamp())
     return model.fit(
-        train,
-        validation_data=validation,
+        train_data,
+        validation_data=validation_data,
         epochs=epochs,
         callbacks=callbacks,
         verbose=verbose,
@@ -214,7 +212,7 @@ def normalise(images, mean, std):
 
     Args:
       images: uint8 array (n, height, width, channels).
-      mean, std: per-channel moments from `channel_moments`.
+      mean, std: per-channel moments from `tfee.data.channel_moments`.
 
     Returns:
       float32 array of the same shape.
@@ -228,7 +226,7 @@ def reference_pipeline(images, labels, mean, std, training, batch=BATCH, seed=0)
     Args:
       images: uint8 array (n, height, width, channels).
       labels: integer labels (n,).
-      mean, std: per-channel moments from `channel_moments`.
+      mean, std: per-channel moments from `tfee.data.channel_moments`.
       training: shuffle every epoch (seeded) and augment with
         `tfee.data.augment_crop_flip` (4-pixel padding).
       batch: batch size.
@@ -494,7 +492,7 @@ def reference_data(
             stored = json.load(f)
         mean, std = np.float32(stored["mean"]), np.float32(stored["std"])
     else:
-        mean, std = channel_moments(splits["train"][0])
+        mean, std = data_lib.channel_moments(splits["train"][0])
     return ReferenceData(**splits, mean=mean, std=std)
 
 

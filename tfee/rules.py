@@ -299,7 +299,7 @@ def _softmax_parts(safe):
     return shifted, exp, _sequential_sum(exp), ops
 
 
-def scores(logits, rule, confidence=None, api="tfee.policy.confidence_scores"):
+def scores(logits, rule, confidence=None, api="tfee.rules.scores"):
     """Confidence per sample under `rule` (numpy, float64), NaN where undefined.
 
     Args:

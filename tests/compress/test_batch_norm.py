@@ -57,7 +57,7 @@ def test_a_dataset_of_image_label_batches_gives_the_same_statistics():
 
 def _ordered(batch_norm_data):
     network = _tiny.network()
-    pruned, scheduler = tfee.compress.prune_low_magnitude(
+    pruned, scheduler = tfee.compress.pruning_plan(
         network,
         0.8,
         order="ordered",
@@ -94,7 +94,7 @@ def test_ordered_pruning_without_images_warns_that_statistics_go_stale():
 def test_bad_images_are_refused_before_any_statistic_changes():
     network = _tiny.network()
     before = _statistics(network)
-    with pytest.raises(ValueError, match="`data` images must have shape"):
+    with pytest.raises(ValueError, match="`batch_norm_data` images must have shape"):
         tfee.compress.reestimate_batch_norm(network, np.zeros((4, 9, 9, 1), "float32"))
     with pytest.raises(ValueError, match="`samples` must be a positive integer"):
         tfee.compress.reestimate_batch_norm(network, _images(), samples=0)

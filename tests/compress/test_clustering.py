@@ -164,7 +164,7 @@ def test_frozen_layers_left_uncompressed_are_named_in_a_warning():
     with pytest.warns(UserWarning, match=r"frozen layers .*block1_conv.* uncompressed"):
         tfee.compress.cluster(net, _tiny.dataset(), {1: 4}, epochs=0, verbose=0)
     with pytest.warns(UserWarning, match=r"frozen layers .*block1_conv.* uncompressed"):
-        tfee.compress.prune_low_magnitude(net, 0.5)
+        tfee.compress.pruning_plan(net, 0.5)
 
 
 def test_the_report_counts_the_values_of_frozen_unclustered_kernels():
@@ -189,7 +189,7 @@ def test_clustering_again_leaves_heads_that_already_hold_the_count_alone():
     np.testing.assert_array_equal(kernel, once.get_layer("exit_1_head").kernel.numpy())
 
 
-@pytest.mark.parametrize("argument", ["preserve_sparsity", "per_channel"])
+@pytest.mark.parametrize("argument", ["preserve_sparsity", "cluster_per_channel"])
 def test_flags_that_are_not_bools_are_refused(argument):
     # Issue 31, item 10: preserve_sparsity="no" behaved as True.
     with pytest.raises(TypeError, match=rf"`{argument}` must be True or False"):

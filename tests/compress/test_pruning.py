@@ -150,7 +150,7 @@ def test_polynomial_decay_reaches_the_target_at_its_end_step():
 
 def test_update_pruning_step_initialises_wrappers_added_in_a_later_phase():
     net = _tiny.network()
-    pruned, _ = tfee.compress.prune_low_magnitude(net, 0.5)
+    pruned, _ = tfee.compress.pruning_plan(net, 0.5)
     wrappers = tfee.compress.callbacks.pruning_wrappers(pruned)
     wrappers[0].pruning_step.assign(7)  # Phase 1 ran; the others were added later.
     callback = tfee.compress.UpdatePruningStep()
@@ -161,7 +161,7 @@ def test_update_pruning_step_initialises_wrappers_added_in_a_later_phase():
 
 def test_an_interrupted_run_resumes_its_schedule(tmp_path):
     net = _tiny.network()
-    pruned, scheduler = tfee.compress.prune_low_magnitude(
+    pruned, scheduler = tfee.compress.pruning_plan(
         net, 0.75, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
     )
     pruned.compile("adam", loss=tfee.losses.joint(pruned))
@@ -195,13 +195,13 @@ def test_an_interrupted_run_resumes_its_schedule(tmp_path):
 @pytest.mark.parametrize("sparsity", [1.0, -0.1, "0.5", True])
 def test_sparsity_outside_zero_to_one_is_rejected(sparsity):
     with pytest.raises(ValueError, match=r"`sparsity` must be a number in \[0, 1\)"):
-        tfee.compress.prune_low_magnitude(_tiny.network(), sparsity)
+        tfee.compress.pruning_plan(_tiny.network(), sparsity)
 
 
 def test_unknown_section_keys_are_rejected():
     with pytest.raises(ValueError, match=r"unknown section keys \[7, 'neck'\]"):
-        tfee.compress.prune_low_magnitude_sections(
-            _tiny.network(), {1: 0.5, 7: 0.5, "neck": 0.2}
+        tfee.compress.pruning_plan(
+            _tiny.network(), {1: 0.5, 7: 0.5, "neck": 0.2}, scope="section"
         )
 
 
@@ -209,7 +209,7 @@ def test_layers_tfmot_cannot_prune_are_named():
     with pytest.raises(
         ValueError, match=r"tfmot cannot prune the layers \['odd_scale'\]"
     ):
-        tfee.compress.prune_low_magnitude(_tiny.network_with_custom_layer(), 0.5)
+        tfee.compress.pruning_plan(_tiny.network_with_custom_layer(), 0.5)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_a_section_sparsity_outside_zero_to_one_is_rejected():
     with pytest.raises(
         ValueError, match=r"`sparsity\[2\]` must be a number in \[0, 1\)"
     ):
-        tfee.compress.prune_low_magnitude_sections(_tiny.network(), {1: 0.5, 2: 1.5})
+        tfee.compress.pruning_plan(_tiny.network(), {1: 0.5, 2: 1.5}, scope="section")
 
 
 def test_a_schedule_longer_than_the_training_is_rejected():
@@ -242,14 +242,14 @@ def test_a_schedule_longer_than_the_training_is_rejected():
 
 def test_unknown_scope_and_order_are_rejected():
     with pytest.raises(ValueError, match="`scope` must be one of"):
-        tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, scope="block")
+        tfee.compress.pruning_plan(_tiny.network(), 0.5, scope="block")
     with pytest.raises(ValueError, match="`order` must be one of"):
-        tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, order="heads_first")
+        tfee.compress.pruning_plan(_tiny.network(), 0.5, order="heads_first")
 
 
 def test_a_fit_shorter_than_the_plan_says_the_target_was_not_reached():
     """Issue 16: a short fit ended below the target without a word."""
-    pruned, scheduler = tfee.compress.prune_low_magnitude(
+    pruned, scheduler = tfee.compress.pruning_plan(
         _tiny.network(), 0.8, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
     )
     pruned.compile("adam", loss=tfee.losses.joint(pruned))
@@ -262,7 +262,7 @@ def test_a_fit_shorter_than_the_plan_says_the_target_was_not_reached():
 
 def test_steps_per_execution_is_refused_by_the_scheduler():
     """Issue 16: steps_per_execution=4 made the plan miss its round boundaries."""
-    pruned, scheduler = tfee.compress.prune_low_magnitude(
+    pruned, scheduler = tfee.compress.pruning_plan(
         _tiny.network(), 0.8, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
     )
     pruned.compile("adam", loss=tfee.losses.joint(pruned), steps_per_execution=4)
@@ -283,10 +283,22 @@ def test_a_tfmot_style_schedule_call_is_explained(make):
         make()
 
 
+def test_the_old_name_prune_low_magnitude_warns_once_and_makes_the_same_plan():
+    from tfee import _checks
+
+    _checks._WARNED.discard("tfee.compress.prune_low_magnitude")
+    with pytest.warns(DeprecationWarning, match="is now tfee.compress.pruning_plan"):
+        pruned, scheduler = tfee.compress.prune_low_magnitude(_tiny.network(), 0.5)
+    assert isinstance(scheduler, tfee.compress.PruningScheduler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        tfee.compress.prune_low_magnitude(_tiny.network(), 0.5)
+
+
 def test_using_the_pruning_plan_as_a_model_explains_itself():
     """Issue 16: tfmot's prune_low_magnitude returns the model; tfee's returns
     (model, scheduler), and `plan.compile` failed with a bare tuple error."""
-    plan = tfee.compress.prune_low_magnitude(_tiny.network(), 0.5)
+    plan = tfee.compress.pruning_plan(_tiny.network(), 0.5)
     with pytest.raises(AttributeError, match=r"returns \(model, scheduler\).*unpack"):
         plan.compile("adam")
     pruned, scheduler = plan
@@ -301,7 +313,7 @@ def test_using_the_pruning_plan_as_a_model_explains_itself():
 )
 def test_training_without_the_scheduler_is_refused_and_changes_nothing(callback):
     """Issue 16: tfmot's UpdatePruningStep (or tfee's) alone ended at 0%."""
-    pruned, _ = tfee.compress.prune_low_magnitude(_tiny.network(), 0.8)
+    pruned, _ = tfee.compress.pruning_plan(_tiny.network(), 0.8)
     pruned.compile("adam", loss=tfee.losses.joint(pruned))
     before = {w.name: w.numpy().copy() for w in pruned.weights}
     with pytest.raises(tf.errors.InvalidArgumentError, match="callbacks=.scheduler"):
@@ -314,7 +326,7 @@ def test_training_without_the_scheduler_is_refused_and_changes_nothing(callback)
 
 
 def _plan(network):
-    return tfee.compress.prune_low_magnitude(
+    return tfee.compress.pruning_plan(
         network, 0.8, schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2)
     )
 
@@ -369,7 +381,7 @@ def test_pruning_ends_with_batch_norm_statistics_of_the_pruned_weights(order):
 
 def test_a_pruning_plan_without_batch_norm_data_warns_for_either_order():
     with pytest.warns(UserWarning, match="batch_norm_data=None"):
-        tfee.compress.prune_low_magnitude(_tiny.network(), 0.5, order="together")
+        tfee.compress.pruning_plan(_tiny.network(), 0.5, order="together")
 
 
 def test_a_mid_plan_pruned_network_with_confidence_heads_saves_and_loads_as_h5(
@@ -377,7 +389,7 @@ def test_a_mid_plan_pruned_network_with_confidence_heads_saves_and_loads_as_h5(
 ):
     # Issue 31: saving failed ("name already exists": two "mask" weights in a
     # head with a confidence kernel) and loading said "Unknown layer: 'SDNHead'".
-    pruned, scheduler = tfee.compress.prune_low_magnitude(
+    pruned, scheduler = tfee.compress.pruning_plan(
         _tiny.network(with_confidence=True),
         0.8,
         schedule=tfee.compress.Rounds(rounds=3, steps_per_round=2),

@@ -84,7 +84,7 @@ def test_qat_network_converts_to_an_int8_tflite_and_keeps_its_accuracy_api(
     ]
     types = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.int8 in types
-    accuracy = tfee.policy.exit_accuracy(trained_qat[1], _tiny.dataset())
+    accuracy = tfee.exit_accuracy(trained_qat[1], _tiny.dataset())
     assert set(accuracy.exits) == {"exit_1", "exit_2"}
 
 
@@ -106,7 +106,7 @@ def test_a_qat_network_is_refused_by_every_compression_step(trained_qat):
     data = _tiny.dataset()
     steps = {
         "prune": lambda: tfee.compress.prune(qat, data, 0.5, epochs=1, verbose=0),
-        "prune_low_magnitude": lambda: tfee.compress.prune_low_magnitude(qat, 0.5),
+        "pruning_plan": lambda: tfee.compress.pruning_plan(qat, 0.5),
         "cluster": lambda: tfee.compress.cluster(qat, data, 4, epochs=1, verbose=0),
         "cluster_weights": lambda: tfee.compress.cluster_weights(qat, 4),
         "quantization_aware_training": lambda: (

@@ -19,7 +19,7 @@ def _wrapped(model):
 
 
 def test_strip_undoes_prune_low_magnitude_and_leaves_its_input_wrapped():
-    wrapped, _ = tfee.compress.prune_low_magnitude(_tiny.network(), 0.5)
+    wrapped, _ = tfee.compress.pruning_plan(_tiny.network(), 0.5)
     stripped = tfee.compress.strip(wrapped)
     assert _wrapped(wrapped) and not _wrapped(stripped)
     assert stripped.output_names == ["exit_1", "exit_2"]

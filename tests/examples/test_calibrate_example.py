@@ -41,7 +41,7 @@ def test_calibrate_main_writes_table_json_plots_and_policy(saved_net, tmp_path, 
     assert {"test_accuracy_vs_macs.png", "test_exit_histogram.png"} <= names
     assert data["extra"]["target"] == {"macs_budget": 0.8}
     assert data["extra"]["validation"]["macs_fraction"] <= 0.8
-    policy = tfee.policy.load_policy(str(out / "policy.json"))
+    policy = tfee.load_policy(str(out / "policy.json"))
     assert policy.num_exits == 2
 
 
@@ -64,7 +64,7 @@ def test_calibrate_main_fits_a_learned_decision_and_ensemble(
     out = tmp_path / "report"
     data = _calibrate_main(out, capsys, model=saved_net, rule="decision", ensemble=True)
     assert data["extra"]["ensemble"] is True
-    policy = tfee.policy.load_policy(str(out / "policy.json"))
+    policy = tfee.load_policy(str(out / "policy.json"))
     assert isinstance(policy, tfee.DecisionPolicy) and policy.ensemble is not None
 
 
@@ -77,7 +77,7 @@ def test_calibrate_main_calibrates_on_an_int8_files_own_outputs(tmp_path, capsys
     out = tmp_path / "report"
     data = _calibrate_main(out, capsys, model=path)
     assert data["extra"]["validation"]["macs_fraction"] <= 0.8
-    assert tfee.policy.load_policy(str(out / "policy.json")).num_exits == 2
+    assert tfee.load_policy(str(out / "policy.json")).num_exits == 2
 
 
 def test_calibration_reads_an_image_folder_at_the_models_size(tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_staged_distilled_clustering_with_qat_writes_model_tflite_and_report(
     assert qat["fp32_bytes"] == summary["compression"]["fp32_bytes"], qat
     assert qat["ratio"] == qat["fp32_bytes"] / qat["gzip_bytes"]
     # The file a device runs: int8 exits and stages that Cascade reads.
-    cascade = tfee.runtime.Cascade(str(tmp_path / "clustered_int8_qat.tflite"))
+    cascade = tfee.Cascade(str(tmp_path / "clustered_int8_qat.tflite"))
     assert cascade.num_exits == 3
     network = keras.models.load_model(tmp_path / "clustered.keras")
     assert len(np.unique(network.get_layer("logits").kernel.numpy())) <= 4

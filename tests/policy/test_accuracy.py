@@ -1,4 +1,4 @@
-"""tfee.policy.exit_accuracy and ExitAccuracy.from_logits."""
+"""tfee.exit_accuracy and ExitAccuracy.from_logits."""
 
 import numpy as np
 import pytest
@@ -47,7 +47,7 @@ def test_exit_accuracy_of_a_network_is_from_logits_of_its_outputs():
     expected = tfee.policy.ExitAccuracy.from_logits(
         net.predict(images, verbose=0)[:2], labels
     )
-    result = tfee.policy.exit_accuracy(net, data)
+    result = tfee.exit_accuracy(net, data)
     assert result == expected
     assert result.exits["exit_1"] == 1.0
 
@@ -60,12 +60,10 @@ def test_a_dataset_reshuffled_every_iteration_scores_as_in_a_fixed_order():
         .shuffle(len(labels), seed=3, reshuffle_each_iteration=True)
         .batch(8)
     )
-    result = tfee.policy.exit_accuracy(net, shuffled)
+    result = tfee.exit_accuracy(net, shuffled)
     assert result.exits["exit_1"] == 1.0
-    assert result.exits == pytest.approx(tfee.policy.exit_accuracy(net, fixed).exits)
-    assert result.ensemble == pytest.approx(
-        tfee.policy.exit_accuracy(net, fixed).ensemble
-    )
+    assert result.exits == pytest.approx(tfee.exit_accuracy(net, fixed).exits)
+    assert result.ensemble == pytest.approx(tfee.exit_accuracy(net, fixed).ensemble)
 
 
 def test_exits_are_found_through_tfmot_prefixes_and_ordered_by_number():
@@ -88,7 +86,7 @@ def test_exits_are_found_through_tfmot_prefixes_and_ordered_by_number():
     data = tf.data.Dataset.from_tensor_slices(
         (np.zeros((4, 2), "float32"), np.array([0, 0, 0, 1]))
     ).batch(3)
-    result = tfee.policy.exit_accuracy(net, data)
+    result = tfee.exit_accuracy(net, data)
     assert result.exits == {"exit_1": 0.75, "exit_2": 0.25}
 
 
@@ -101,19 +99,19 @@ def test_exit_accuracy_rejects_networks_without_exits_and_bad_data():
     with pytest.raises(
         ValueError, match=r"exit_accuracy: `network` must .* \['logits'\]"
     ):
-        tfee.policy.exit_accuracy(plain, data)
+        tfee.exit_accuracy(plain, data)
     net = _tiny.network()
     images_only = tf.data.Dataset.from_tensor_slices(np.zeros((4, 8, 8, 1), "float32"))
     with pytest.raises(
         ValueError, match=r"\(images, labels\) batches. Received a batch: a"
     ):
-        tfee.policy.exit_accuracy(net, images_only.batch(2))
+        tfee.exit_accuracy(net, images_only.batch(2))
     with pytest.raises(ValueError, match="no samples"):
-        tfee.policy.exit_accuracy(net, _tiny.dataset().take(0))
+        tfee.exit_accuracy(net, _tiny.dataset().take(0))
 
 
 def test_exit_accuracy_is_exported_from_tfee():
-    assert tfee.exit_accuracy is tfee.policy.exit_accuracy
+    assert tfee.exit_accuracy is tfee.exit_accuracy
 
 
 def test_non_finite_logits_answer_no_class_and_count_as_wrong():

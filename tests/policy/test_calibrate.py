@@ -8,17 +8,18 @@ from tests.policy.conftest import make_outputs
 from tfee.policy import PatiencePolicy
 from tfee.policy import ThresholdPolicy
 from tfee.policy import UnreachableTargetWarning
+from tfee.policy import compatibility
 
 
 def evaluate(outputs, policy):
-    return tfee.policy.evaluate(outputs, policy=policy)
+    return tfee.evaluate(outputs, policy=policy)
 
 
 @pytest.mark.parametrize("rule", ["max_softmax", "entropy", "margin"])
 def test_accuracy_drop_target_is_met_more_cheaply_than_the_deepest_exit(outputs, rule):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        policy = tfee.policy.calibrate(outputs, rule=rule, max_accuracy_drop=0.02)
+        policy = tfee.calibrate(outputs, rule=rule, max_accuracy_drop=0.02)
     result = evaluate(outputs, policy)
     assert isinstance(policy, ThresholdPolicy) and policy.rule == rule
     assert result.accuracy >= result.deepest_accuracy - 0.02 - 1e-12
@@ -26,7 +27,7 @@ def test_accuracy_drop_target_is_met_more_cheaply_than_the_deepest_exit(outputs,
 
 
 def test_macs_budget_is_met_with_the_most_accurate_shared_setting_or_better(outputs):
-    policy = tfee.policy.calibrate(outputs, macs_budget=0.5)
+    policy = tfee.calibrate(outputs, macs_budget=0.5)
     result = evaluate(outputs, policy)
     assert result.macs_fraction <= 0.5
     shared = [p for p in tfee.policy.front(outputs).points if p.macs_fraction <= 0.5]
@@ -35,26 +36,24 @@ def test_macs_budget_is_met_with_the_most_accurate_shared_setting_or_better(outp
 
 def test_per_exit_search_is_never_worse_than_the_shared_threshold(outputs):
     shared = evaluate(
-        outputs, tfee.policy.calibrate(outputs, max_accuracy_drop=0.01, refine=False)
+        outputs, tfee.calibrate(outputs, max_accuracy_drop=0.01, refine=False)
     )
-    refined = evaluate(outputs, tfee.policy.calibrate(outputs, max_accuracy_drop=0.01))
+    refined = evaluate(outputs, tfee.calibrate(outputs, max_accuracy_drop=0.01))
     assert refined.mean_macs <= shared.mean_macs
     assert refined.accuracy >= refined.deepest_accuracy - 0.01 - 1e-12
-    assert (
-        len(set(tfee.policy.calibrate(outputs, max_accuracy_drop=0.01).thresholds)) > 1
-    )
+    assert len(set(tfee.calibrate(outputs, max_accuracy_drop=0.01).thresholds)) > 1
 
 
 def test_an_unreachable_budget_warns_and_returns_the_cheapest_setting(outputs):
     with pytest.warns(UnreachableTargetWarning, match="no max_softmax setting reaches"):
-        policy = tfee.policy.calibrate(outputs, macs_budget=0.01)
+        policy = tfee.calibrate(outputs, macs_budget=0.01)
     result = evaluate(outputs, policy)
     assert result.exit_counts[0] == outputs.num_samples
 
 
 def test_an_unreachable_accuracy_warns_and_returns_the_most_accurate_setting(outputs):
     with pytest.warns(UnreachableTargetWarning, match=r"accuracy >= .*closest"):
-        policy = tfee.policy.calibrate(outputs, max_accuracy_drop=-0.5)
+        policy = tfee.calibrate(outputs, max_accuracy_drop=-0.5)
     best = max(p.accuracy for p in tfee.policy.front(outputs).points)
     assert evaluate(outputs, policy).accuracy >= best
 
@@ -82,12 +81,12 @@ def test_an_unreachable_accuracy_warns_and_returns_the_most_accurate_setting(out
 )
 def test_bad_calibration_arguments_raise(outputs, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        tfee.policy.calibrate(outputs, **kwargs)
+        tfee.calibrate(outputs, **kwargs)
 
 
 def test_a_drop_that_looks_like_a_percentage_warns(outputs):
     with pytest.warns(UserWarning, match=r"pass 0.005 for 0.5 point"):
-        tfee.policy.calibrate(outputs, max_accuracy_drop=0.5)
+        tfee.calibrate(outputs, max_accuracy_drop=0.5)
 
 
 def test_front_is_pareto_optimal_and_sorted_by_cost(outputs):
@@ -105,10 +104,10 @@ def test_front_is_pareto_optimal_and_sorted_by_cost(outputs):
 
 def test_patience_and_learned_rules_calibrate_their_own_policy_types():
     outputs = make_outputs(confidences=True)
-    patience = tfee.policy.calibrate(outputs, rule="patience", macs_budget=0.7)
+    patience = tfee.calibrate(outputs, rule="patience", macs_budget=0.7)
     assert isinstance(patience, PatiencePolicy)
     assert evaluate(outputs, patience).macs_fraction <= 0.7
-    learned = tfee.policy.calibrate(outputs, rule="learned", macs_budget=0.7)
+    learned = tfee.calibrate(outputs, rule="learned", macs_budget=0.7)
     assert learned.rule == "learned"
     assert evaluate(outputs, learned).macs_fraction <= 0.7
     assert len(tfee.policy.front(outputs, rule="patience").points) >= 2
@@ -121,7 +120,7 @@ def test_calibration_ignores_samples_with_non_finite_outputs():
     broken = tfee.policy.ExitOutputs(
         logits, None, outputs.labels, outputs.exit_macs, 950
     )
-    policy = tfee.policy.calibrate(broken, macs_budget=0.6)
+    policy = tfee.calibrate(broken, macs_budget=0.6)
     exits = policy.exit_indices(broken.logits)
     assert (exits[:10] == broken.num_exits - 1).all()
 
@@ -154,15 +153,15 @@ def upper_bounds(outputs, policy, z):
 
 def test_confidence_keeps_the_upper_bound_within_the_target_at_a_cost(outputs):
     z90 = 1.2815515655446004
-    plain = tfee.policy.calibrate(outputs, max_accuracy_drop=0.03)
-    safe = tfee.policy.calibrate(outputs, max_accuracy_drop=0.03, confidence=0.9)
+    plain = tfee.calibrate(outputs, max_accuracy_drop=0.03)
+    safe = tfee.calibrate(outputs, max_accuracy_drop=0.03, confidence=0.9)
     assert upper_bounds(outputs, plain, z90)[0] > 0.03  # the margin matters here
     assert upper_bounds(outputs, safe, z90)[0] <= 0.03 + 1e-12
     assert evaluate(outputs, safe).mean_macs > evaluate(outputs, plain).mean_macs
-    budget = tfee.policy.calibrate(outputs, macs_budget=0.6, confidence=0.9)
+    budget = tfee.calibrate(outputs, macs_budget=0.6, confidence=0.9)
     assert upper_bounds(outputs, budget, z90)[1] <= 0.6 * outputs.full_macs
     # confidence=0.5 is a zero margin: the plain calibration.
-    half = tfee.policy.calibrate(outputs, max_accuracy_drop=0.03, confidence=0.5)
+    half = tfee.calibrate(outputs, max_accuracy_drop=0.03, confidence=0.5)
     assert half.thresholds == plain.thresholds
 
 
@@ -175,7 +174,7 @@ def test_confidence_holds_the_target_on_new_samples_more_often():
     def misses(confidence):
         count = 0
         for seed in range(30):
-            policy = tfee.policy.calibrate(
+            policy = tfee.calibrate(
                 make_outputs(samples=300, seed=seed),
                 max_accuracy_drop=0.02,
                 confidence=confidence,
@@ -194,7 +193,7 @@ def test_an_unreachable_confident_target_names_the_bound(outputs):
     # Leaving everything at the deepest exit (or the first) has no variance,
     # so a margin alone never makes a target unreachable.
     with pytest.warns(UnreachableTargetWarning, match="0.99 upper confidence bound"):
-        tfee.policy.calibrate(outputs, max_accuracy_drop=-0.5, confidence=0.99)
+        tfee.calibrate(outputs, max_accuracy_drop=-0.5, confidence=0.99)
 
 
 @pytest.mark.parametrize("rule,samples", [("max_softmax", 1), ("decision", 5)])
@@ -202,7 +201,7 @@ def test_calibrating_on_too_few_samples_warns(rule, samples):
     # Issue 31, item 7: a policy came back from 1 (or 5) samples silently.
     outputs = make_outputs(samples=samples)
     with pytest.warns(UserWarning, match=rf"{samples} validation samples are too few"):
-        tfee.policy.calibrate(outputs, rule=rule, max_accuracy_drop=0.01)
+        tfee.calibrate(outputs, rule=rule, max_accuracy_drop=0.01)
 
 
 def test_a_policy_calibrated_on_sparse_macs_is_fingerprinted_by_its_classes_alone():
@@ -211,10 +210,10 @@ def test_a_policy_calibrated_on_sparse_macs_is_fingerprinted_by_its_classes_alon
     import dataclasses
 
     outputs = dataclasses.replace(make_outputs(), sparse_macs=True)
-    policy = tfee.policy.calibrate(outputs, max_accuracy_drop=0.02)
+    policy = tfee.calibrate(outputs, max_accuracy_drop=0.02)
     assert policy.fingerprint == {"classes": 5, "exit_macs": None}
-    tfee.policy.check_policy(
+    compatibility.check_policy(
         policy, 4, [False] * 4, "api", exit_macs=[1, 2, 3, 4], classes=5
     )
     with pytest.raises(ValueError, match="calibrated on another network"):
-        tfee.policy.check_policy(policy, 4, [False] * 4, "api", classes=7)
+        compatibility.check_policy(policy, 4, [False] * 4, "api", classes=7)

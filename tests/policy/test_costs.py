@@ -19,10 +19,10 @@ def test_costs_replace_macs_as_what_an_accuracy_target_minimises():
     # samples should wait for exit 2's better answers.
     outputs = make_outputs(samples=2000)
     costs = ExitCosts((0.5, 0.52, 0.9, 1.0), "ms", full_cost=0.95)
-    by_macs = tfee.policy.calibrate(outputs, max_accuracy_drop=0.02)
-    by_time = tfee.policy.calibrate(outputs, max_accuracy_drop=0.02, costs=costs)
-    on_macs = tfee.policy.evaluate(outputs, policy=by_macs, costs=costs)
-    on_time = tfee.policy.evaluate(outputs, policy=by_time, costs=costs)
+    by_macs = tfee.calibrate(outputs, max_accuracy_drop=0.02)
+    by_time = tfee.calibrate(outputs, max_accuracy_drop=0.02, costs=costs)
+    on_macs = tfee.evaluate(outputs, policy=by_macs, costs=costs)
+    on_time = tfee.evaluate(outputs, policy=by_time, costs=costs)
     for result in (on_macs, on_time):  # Both meet the drop ...
         assert result.accuracy >= result.deepest_accuracy - 0.02 - 1e-12
     assert on_time.mean_cost < 0.95 * on_macs.mean_cost  # ... one is faster.
@@ -35,13 +35,13 @@ def test_a_cost_budget_is_met_in_the_costs_unit_with_the_most_accurate_setting(
     outputs,
 ):
     budget = 0.96
-    policy = tfee.policy.calibrate(outputs, cost_budget=budget, costs=FRONT_LOADED)
-    result = tfee.policy.evaluate(outputs, policy=policy, costs=FRONT_LOADED)
+    policy = tfee.calibrate(outputs, cost_budget=budget, costs=FRONT_LOADED)
+    result = tfee.evaluate(outputs, policy=policy, costs=FRONT_LOADED)
     assert result.mean_cost <= budget * (1 + 1e-9)
     # The deepest exit alone (1.0 ms) is over budget, so some samples leave.
     assert result.exit_counts[-1] < outputs.num_samples
     with pytest.warns(UnreachableTargetWarning, match="mean cost <= 0.5 ms"):
-        tfee.policy.calibrate(outputs, cost_budget=0.5, costs=FRONT_LOADED)
+        tfee.calibrate(outputs, cost_budget=0.5, costs=FRONT_LOADED)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_a_cost_budget_is_met_in_the_costs_unit_with_the_most_accurate_setting(
 )
 def test_bad_cost_arguments_raise(outputs, kwargs, error, message):
     with pytest.raises(error, match=message):
-        tfee.policy.calibrate(outputs, **kwargs)
+        tfee.calibrate(outputs, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -184,9 +184,11 @@ def test_bad_ensembles_raise_naming_the_argument():
 def test_a_fitted_ensemble_is_more_accurate_when_exits_err_independently():
     outputs, held_out = independent_exits(), independent_exits(seed=1)
     fitted = tfee.policy.ExitEnsemble.fit(outputs)
-    accuracy = fitted.outputs(held_out).exit_accuracy()
-    assert (accuracy[1:] > held_out.exit_accuracy()[1:] + 0.02).all()
-    assert accuracy[0] == pytest.approx(held_out.exit_accuracy()[0], abs=0.01)
+    accuracy = fitted.outputs(held_out).exit_accuracy().per_exit()
+    assert (accuracy[1:] > held_out.exit_accuracy().per_exit()[1:] + 0.02).all()
+    assert accuracy[0] == pytest.approx(
+        held_out.exit_accuracy().per_exit()[0], abs=0.01
+    )
     policy = tfee.calibrate(outputs, max_accuracy_drop=0.005, ensemble=True)
     assert policy.ensemble == fitted
     with_ensemble = tfee.evaluate(held_out, policy=policy)
@@ -203,7 +205,10 @@ def test_fitting_confident_exits_never_makes_an_exit_worse():
     confident = dataclasses.replace(outputs, logits=outputs.logits * 20)
     fitted = tfee.policy.ExitEnsemble.fit(confident)
     ensembled = fitted.outputs(confident)
-    assert (ensembled.exit_accuracy() >= confident.exit_accuracy() - 0.005).all()
+    assert (
+        ensembled.exit_accuracy().per_exit()
+        >= confident.exit_accuracy().per_exit() - 0.005
+    ).all()
     assert np.isfinite(fitted.weights).all() and np.isfinite(fitted.biases).all()
 
 

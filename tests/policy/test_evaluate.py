@@ -28,7 +28,7 @@ def crafted():
 
 
 def test_evaluate_reports_accuracy_macs_histogram_and_agreement(crafted):
-    result = tfee.policy.evaluate(crafted, policy=ThresholdPolicy([0.9, 0.9]))
+    result = tfee.evaluate(crafted, policy=ThresholdPolicy([0.9, 0.9]))
     # Exits taken: 0 (right), 1 (right), 0 (confidently wrong), 1 (wrong).
     assert result.exit_counts == (2, 2, 0)
     assert result.accuracy == pytest.approx(0.5)
@@ -42,11 +42,11 @@ def test_evaluate_reports_accuracy_macs_histogram_and_agreement(crafted):
 
 
 def test_oracle_leaves_at_the_earliest_right_exit_or_the_deepest(crafted):
-    result = tfee.policy.oracle(crafted)
+    result = tfee.oracle(crafted)
     assert tfee.policy.oracle_exit_indices(crafted).tolist() == [0, 0, 2, 0]
     assert result.accuracy == pytest.approx(0.75)
     assert result.mean_macs == pytest.approx((10 + 10 + 40 + 10) / 4)
-    evaluation = tfee.policy.evaluate(crafted, policy=ThresholdPolicy([0.5, 0.5]))
+    evaluation = tfee.evaluate(crafted, policy=ThresholdPolicy([0.5, 0.5]))
     assert evaluation.oracle.to_dict() == result.to_dict()
 
 
@@ -55,7 +55,7 @@ def test_oracle_at_the_same_accuracy_is_a_lower_bound_for_every_policy():
     rng = np.random.default_rng(1)
     for _ in range(30):
         policy = ThresholdPolicy(list(rng.random(3)))
-        result = tfee.policy.evaluate(outputs, policy=policy)
+        result = tfee.evaluate(outputs, policy=policy)
         bound = tfee.policy.oracle_macs_at_accuracy(outputs, result.accuracy)
         assert bound <= result.mean_macs + 1e-9
     assert tfee.policy.oracle_macs_at_accuracy(outputs, 0.0) == outputs.exit_macs[0]
@@ -65,7 +65,7 @@ def test_oracle_at_the_same_accuracy_is_a_lower_bound_for_every_policy():
 def test_oracle_at_its_own_accuracy_matches_the_oracle_when_hopeless_go_deepest(
     crafted,
 ):
-    plain = tfee.policy.oracle(crafted)
+    plain = tfee.oracle(crafted)
     same = tfee.policy.oracle_macs_at_accuracy(
         crafted, plain.accuracy, hopeless_at_deepest=True
     )
@@ -78,13 +78,11 @@ def test_oracle_at_its_own_accuracy_matches_the_oracle_when_hopeless_go_deepest(
 
 def test_evaluating_a_policy_for_a_different_number_of_exits_raises(crafted):
     with pytest.raises(ValueError, match="policy is for 4 exits but the network has 3"):
-        tfee.policy.evaluate(crafted, policy=ThresholdPolicy([0.5] * 3))
+        tfee.evaluate(crafted, policy=ThresholdPolicy([0.5] * 3))
     with pytest.raises(TypeError, match="`policy` must be a tfee policy"):
-        tfee.policy.evaluate(crafted, policy=[0.5, 0.5])
+        tfee.evaluate(crafted, policy=[0.5, 0.5])
     with pytest.raises(ValueError, match="pass dataset=None"):
-        tfee.policy.evaluate(
-            crafted, (np.zeros(1), np.zeros(1)), ThresholdPolicy([0.5] * 2)
-        )
+        tfee.evaluate(crafted, (np.zeros(1), np.zeros(1)), ThresholdPolicy([0.5] * 2))
 
 
 def test_empty_outputs_raise():
@@ -111,7 +109,7 @@ def confident_net(tiny_cnn):
 def test_collect_outputs_holds_every_exit_the_labels_and_costs(confident_net, images):
     labels = np.array([0, 1, 2, 0, 1, 2])
     dataset = tfee.tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
-    outputs = tfee.policy.collect_outputs(confident_net, dataset)
+    outputs = tfee.collect_outputs(confident_net, dataset)
     direct = confident_net.predict(images, verbose=0)
     np.testing.assert_allclose(outputs.logits[0], direct[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outputs.confidences[0], direct[2][:, 0], rtol=1e-5)
@@ -120,16 +118,16 @@ def test_collect_outputs_holds_every_exit_the_labels_and_costs(confident_net, im
     report = tfee.cost.analyze(confident_net)
     assert outputs.exit_macs.tolist() == [e.cumulative_macs for e in report.exits]
     assert outputs.full_macs == report.full_macs
-    from_arrays = tfee.policy.collect_outputs(confident_net, (images, labels))
+    from_arrays = tfee.collect_outputs(confident_net, (images, labels))
     np.testing.assert_allclose(from_arrays.logits, outputs.logits, rtol=1e-5, atol=1e-6)
 
 
 def test_evaluate_runs_a_network_once_over_a_dataset(confident_net, images):
     labels = np.array([0, 1, 2, 0, 1, 2])
     policy = ThresholdPolicy([0.5], rule="learned")
-    from_net = tfee.policy.evaluate(confident_net, (images, labels), policy)
-    cached = tfee.policy.evaluate(
-        tfee.policy.collect_outputs(confident_net, (images, labels)), policy=policy
+    from_net = tfee.evaluate(confident_net, (images, labels), policy)
+    cached = tfee.evaluate(
+        tfee.collect_outputs(confident_net, (images, labels)), policy=policy
     )
     assert from_net.to_dict() == cached.to_dict()
 
@@ -141,13 +139,11 @@ def test_collect_outputs_rejects_empty_datasets_and_plain_models(
         (np.zeros((0, 8, 8, 1), "float32"), np.zeros(0, "int32"))
     ).batch(2)
     with pytest.raises(ValueError, match="empty"):
-        tfee.policy.collect_outputs(confident_net, empty)
+        tfee.collect_outputs(confident_net, empty)
     with pytest.raises(ValueError, match="empty"):
-        tfee.policy.collect_outputs(
-            confident_net, (np.zeros((0, 8, 8, 1)), np.zeros(0))
-        )
+        tfee.collect_outputs(confident_net, (np.zeros((0, 8, 8, 1)), np.zeros(0)))
     with pytest.raises(ValueError, match="not a tfee early-exit network"):
-        tfee.policy.collect_outputs(tiny_cnn, (np.zeros((1, 8, 8, 1)), np.zeros(1)))
+        tfee.collect_outputs(tiny_cnn, (np.zeros((1, 8, 8, 1)), np.zeros(1)))
     assert isinstance(confident_net, keras.Model)
 
 

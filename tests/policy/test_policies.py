@@ -6,6 +6,7 @@ from tests.policy.conftest import make_outputs
 from tfee.policy import PatiencePolicy
 from tfee.policy import Policy
 from tfee.policy import ThresholdPolicy
+from tfee.policy import compatibility
 
 CONFIDENT = [5.0, 0.0, 0.0]
 UNSURE = [0.1, 0.0, 0.0]
@@ -183,7 +184,7 @@ def test_policies_round_trip_through_json_and_files(policy, tmp_path):
     assert Policy.from_json(policy.to_json()) == policy
     path = tmp_path / "nested" / "policy.json"
     policy.save(path)
-    loaded = tfee.policy.load_policy(str(path))
+    loaded = tfee.load_policy(str(path))
     assert loaded == policy and type(loaded) is type(policy)
     assert loaded.num_exits == policy.num_exits
 
@@ -194,7 +195,7 @@ def test_loading_something_that_is_not_a_policy_raises(tmp_path):
     with pytest.raises(ValueError, match="unknown policy type"):
         Policy.from_json('{"format": "tfee.policy", "type": "magic"}')
     with pytest.raises(ValueError, match="no such policy file"):
-        tfee.policy.load_policy(str(tmp_path / "missing.json"))
+        tfee.load_policy(str(tmp_path / "missing.json"))
     with pytest.raises(ValueError, match="not a PatiencePolicy"):
         PatiencePolicy.from_json(ThresholdPolicy([0.5]).to_json())
 
@@ -224,7 +225,7 @@ def test_leaves_refuses_exit_indices_out_of_range():
 def test_check_policy_refuses_a_learned_rule_without_confidences():
     policy = ThresholdPolicy([0.5, None], rule="learned")
     with pytest.raises(ValueError, match=r"exits \[1\] have no learned confidence"):
-        tfee.policy.check_policy(policy, 3, [False, False, False], "api")
-    assert tfee.policy.check_policy(policy, 3, [True, False, False], "api") is policy
+        compatibility.check_policy(policy, 3, [False, False, False], "api")
+    assert compatibility.check_policy(policy, 3, [True, False, False], "api") is policy
     with pytest.raises(ValueError, match="policy is for 3 exits but the network has 2"):
-        tfee.policy.check_policy(policy, 2, [True, True], "api")
+        compatibility.check_policy(policy, 2, [True, True], "api")

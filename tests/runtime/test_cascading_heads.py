@@ -181,7 +181,7 @@ def test_dynamic_predictor_at_batch_n_and_one(network, images, outputs):
 
 
 def test_litert_float32_computes_the_networks_exits(files, outputs, images):
-    cascade = tfee.runtime.Cascade(files["float32"])
+    cascade = tfee.Cascade(files["float32"])
     logits = cascade.exit_logits(images)
     for got, want in zip(logits, outputs):
         np.testing.assert_allclose(got, want, atol=1e-4)
@@ -195,9 +195,9 @@ def test_litert_float32_computes_the_networks_exits(files, outputs, images):
 def test_litert_cascade_and_the_readme_client_decide_on_the_files_logits(
     files, images, dtype, tmp_path
 ):
-    logits = tfee.runtime.Cascade(files[dtype]).exit_logits(images)
+    logits = tfee.Cascade(files[dtype]).exit_logits(images)
     policy = _policy(logits)
-    cascade = tfee.runtime.Cascade(files[dtype], policy)
+    cascade = tfee.Cascade(files[dtype], policy)
     _check(cascade.predict(images), policy, logits)
     _check(cascade.predict(images, batch_size=1), policy, logits)
     # The plain client (docs/client.md) reads the policy and the chain from the file alone
@@ -223,7 +223,7 @@ def test_int8_hands_the_logits_on_with_the_scale_they_were_written_in(files):
 
 
 def test_int8_keeps_the_keras_answers(files, images, outputs):
-    logits = tfee.runtime.Cascade(files["int8"]).exit_logits(images)
+    logits = tfee.Cascade(files["int8"]).exit_logits(images)
     for got, want in zip(logits, outputs):
         assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9
 
@@ -251,7 +251,7 @@ def test_tflite_micro_hands_both_tensors_on(files, images):
         logits,
     )
     # The same int8 arithmetic as the LiteRT int8 chain, converted per stage.
-    litert = tfee.runtime.Cascade(files["int8"]).exit_logits(images)
+    litert = tfee.Cascade(files["int8"]).exit_logits(images)
     for got, want in zip(logits, litert):
         assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9
     header = open(export.header_path).read()
@@ -268,6 +268,6 @@ def test_a_quantization_aware_cascading_network_exports_int8_that_chains(
     )
     path = str(tmp_path / "qat.tflite")
     tfee.export.tflite(trained, path, quantize="int8", representative=images)
-    logits = tfee.runtime.Cascade(path).exit_logits(images)
+    logits = tfee.Cascade(path).exit_logits(images)
     policy = _policy(logits)
-    _check(tfee.runtime.Cascade(path, policy).predict(images), policy, logits)
+    _check(tfee.Cascade(path, policy).predict(images), policy, logits)

@@ -177,9 +177,9 @@ def test_litert_backend(files, dtype, rule, value):
     if dtype == "int8" and rule == "learned" and value > 255 / 256:
         # An int8 sigmoid stops at 255/256 on every runtime alike: said aloud.
         with pytest.warns(UserWarning, match="never let a sample leave"):
-            cascade = tfee.runtime.Cascade(files[dtype], policy)
+            cascade = tfee.Cascade(files[dtype], policy)
     else:
-        cascade = tfee.runtime.Cascade(files[dtype], policy)
+        cascade = tfee.Cascade(files[dtype], policy)
     outputs = cascade.collect_outputs(rows, np.zeros(len(rows), np.int64))
     confidences = list(outputs.confidences)
     expected = _expected(policy, list(outputs.logits), confidences)
@@ -195,14 +195,14 @@ def test_the_batch_one_path_decides_thresholds_equal_to_a_score_as_the_policy(
     # threshold is a sample's own score (calibration picks such values), the
     # exact score must decide, as policy.exit_indices does.
     rows = _rows(finite_only=True)
-    outputs = tfee.runtime.Cascade(files[dtype]).collect_outputs(
+    outputs = tfee.Cascade(files[dtype]).collect_outputs(
         rows, np.zeros(len(rows), np.int64)
     )
     scores = rules.scores(outputs.logits[:2], "max_softmax")
     for row in range(0, len(rows), 4):
         policy = tfee.ThresholdPolicy([float(scores[0, row]), float(scores[1, row])])
         expected = _expected(policy, list(outputs.logits), list(outputs.confidences))
-        cascade = tfee.runtime.Cascade(files[dtype], policy)
+        cascade = tfee.Cascade(files[dtype], policy)
         _check(cascade.predict(rows, batch_size=1), expected)
 
 
@@ -220,9 +220,7 @@ def test_tflite_micro_backend_int8(files, rule, value):
     _check(cascade.predict(rows), expected)
     # One image per call: the engine's batch-1 branch (`_run_one`), as a
     # device asks, on every row.
-    one_by_one = tfee.runtime.CascadeResult.concatenate(
-        [cascade.predict(row) for row in rows]
-    )
+    one_by_one = tfee.CascadeResult.concatenate([cascade.predict(row) for row in rows])
     _check(one_by_one, expected)
 
 
@@ -233,7 +231,7 @@ def test_keras_and_litert_float32_give_the_same_answers(network, files, rule, va
     rows = _rows(finite_only=False)
     policy = _policy(rule, value)
     keras_result = tfee.DynamicPredictor(network, policy).predict(rows)
-    litert_result = tfee.runtime.Cascade(files["float32"], policy).predict(rows)
+    litert_result = tfee.Cascade(files["float32"], policy).predict(rows)
     np.testing.assert_array_equal(keras_result.exit_indices, litert_result.exit_indices)
     np.testing.assert_array_equal(keras_result.predictions, litert_result.predictions)
 
@@ -294,7 +292,7 @@ def test_non_finite_inputs_are_decided_from_the_input_on_every_runtime(
     float_file = tfee.export.tflite(network, str(tmp_path / "f32.tflite")).path
     runs = {
         "keras": tfee.DynamicPredictor(network, policy).predict,
-        "litert": tfee.runtime.Cascade(float_file, policy).predict,
+        "litert": tfee.Cascade(float_file, policy).predict,
     }
     for runtime, predict in runs.items():
         for batch_size in (len(rows), 1):
@@ -311,7 +309,7 @@ def test_non_finite_inputs_are_decided_from_the_input_on_every_runtime(
         representative=rows[~non_finite],
     ).path
     with pytest.raises(ValueError, match="no NaN or infinity"):
-        tfee.runtime.Cascade(int8_file, policy).predict(rows)
+        tfee.Cascade(int8_file, policy).predict(rows)
 
 
 def test_int8_scores_reach_one_so_a_threshold_of_one_can_pass(files):
@@ -319,7 +317,7 @@ def test_int8_scores_reach_one_so_a_threshold_of_one_can_pass(files):
     # 255/256, so nothing ever left at 0.997; dequantized logits do reach it.
     rows = _rows(finite_only=True)
     policy = tfee.ThresholdPolicy([0.997, 0.997])
-    result = tfee.runtime.Cascade(files["int8"], policy).predict(rows)
+    result = tfee.Cascade(files["int8"], policy).predict(rows)
     assert np.sum(result.exit_indices == 0) >= 2
 
 
@@ -327,7 +325,7 @@ def test_int8_backends_refuse_non_finite_images(files):
     rows = _rows(finite_only=False)
     policy = tfee.ThresholdPolicy([0.5, 0.5])
     with pytest.raises(ValueError, match="no NaN or infinity"):
-        tfee.runtime.Cascade(files["int8"], policy).predict(rows)
+        tfee.Cascade(files["int8"], policy).predict(rows)
     with pytest.raises(ValueError, match="no NaN or infinity"):
         tfee.runtime.MicroCascade(files["micro"], policy).predict(rows)
 
@@ -338,7 +336,7 @@ def test_results_carry_the_macs_each_sample_paid(network, files):
     macs = [info.cumulative_macs for info in tfee.exits(network)]
     for result in (
         tfee.DynamicPredictor(network, policy).predict(rows),
-        tfee.runtime.Cascade(files["float32"], policy).predict(rows),
+        tfee.Cascade(files["float32"], policy).predict(rows),
         tfee.runtime.MicroCascade(files["micro"], policy).predict(rows),
     ):
         np.testing.assert_array_equal(
@@ -622,12 +620,12 @@ def test_a_decision_policy_travels_in_the_file(files, tmp_path):
     path.write_bytes(pathlib.Path(files["float32"]).read_bytes())
     policy = _policy("decision", (0.9, 0.3))
     tfee.export.set_policy(str(path), policy)
-    embedded = tfee.runtime.Cascade(str(path))
+    embedded = tfee.Cascade(str(path))
     assert embedded.policy == policy
     rows = _rows(finite_only=True)
     _check(
         embedded.predict(rows),
-        _check_answers(tfee.runtime.Cascade(files["float32"], policy), rows),
+        _check_answers(tfee.Cascade(files["float32"], policy), rows),
     )
 
 

@@ -35,7 +35,7 @@ def policies_spreading(outputs):
 
     ruled = []
     for rule in ("max_softmax", "entropy", "margin"):
-        scores = tfee.policy.confidence_scores(outputs.logits[:-1], rule)
+        scores = tfee.rules.scores(outputs.logits[:-1], rule)
         ruled.append(ThresholdPolicy([between(s) for s in scores], rule))
     learned = [between(c) for c in outputs.confidences[:-1]]
     return ruled + [
@@ -48,7 +48,7 @@ def policies_spreading(outputs):
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
 def test_dynamic_predictions_equal_the_policy_on_full_outputs(net, batch, batch_size):
     images, labels = batch
-    outputs = tfee.policy.collect_outputs(net, (images, labels))
+    outputs = tfee.collect_outputs(net, (images, labels))
     for policy in policies_spreading(outputs):
         expected = policy.exit_indices(outputs.logits, outputs.confidences)
         result = tfee.DynamicPredictor(net, policy).predict(
@@ -66,7 +66,7 @@ def test_a_score_equal_to_its_threshold_leaves_at_batch_one(net, batch, rule):
     image = batch[0][:1]
     first = tfee.DynamicPredictor(net, ThresholdPolicy([0.0, 0.0], rule))
     logits = first.predict(image, batch_size=1).logits
-    score = float(tfee.policy.confidence_scores(logits, rule)[0])
+    score = float(tfee.rules.scores(logits, rule)[0])
     for threshold, exit_index in ((score, 0), (np.nextafter(score, 2.0), 2)):
         policy = ThresholdPolicy([min(threshold, 1.0), 1.0], rule)
         result = tfee.DynamicPredictor(net, policy).predict(image, 1)
@@ -96,8 +96,8 @@ def test_a_layer_xla_cannot_compile_still_runs_at_batch_one():
     backbone = tfee.keras.Model(inputs, tfee.keras.layers.Dense(3, name="logits")(x))
     net = tfee.attach_exits(backbone, ["block1_out"])
     images = np.random.default_rng(0).random((6, 8, 8, 1), dtype="float32")
-    outputs = tfee.policy.collect_outputs(net, (images, np.zeros(6, "int32")))
-    scores = np.sort(tfee.policy.confidence_scores(outputs.logits[0], "max_softmax"))
+    outputs = tfee.collect_outputs(net, (images, np.zeros(6, "int32")))
+    scores = np.sort(tfee.rules.scores(outputs.logits[0], "max_softmax"))
     policy = ThresholdPolicy([float(scores[2] + scores[3]) / 2])
     result = tfee.DynamicPredictor(net, policy).predict(images, 1)
     np.testing.assert_array_equal(
@@ -138,7 +138,7 @@ def test_non_finite_images_answer_alike_at_every_batch_size_and_warn(network, im
     """Issue 16: NaN or inf images once left at other exits at batch 1 than 8."""
     bad = images[:8].copy()
     bad[2, 0, 0, 0], bad[5, 1, 1, 0] = np.nan, np.inf
-    predictor = tfee.runtime.DynamicPredictor(network, tfee.ThresholdPolicy([0.5]))
+    predictor = tfee.DynamicPredictor(network, tfee.ThresholdPolicy([0.5]))
     with pytest.warns(UserWarning, match=r"2 of 8 images hold NaN or infinite"):
         together = predictor.predict(bad, batch_size=8)
     with pytest.warns(UserWarning, match="NaN or infinite"):

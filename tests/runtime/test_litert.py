@@ -1,4 +1,4 @@
-"""tfee.runtime.Cascade: stage signatures on LiteRT under an exit policy."""
+"""tfee.Cascade: stage signatures on LiteRT under an exit policy."""
 
 import numpy as np
 import pytest
@@ -29,9 +29,7 @@ def _keras_predictions(network, images):
 def test_a_threshold_of_zero_or_none_sends_everyone_to_the_first_or_deepest_exit(
     float_file, network, images, threshold, exit_index
 ):
-    result = tfee.runtime.Cascade(
-        float_file.path, RecordingPolicy([threshold])
-    ).predict(images)
+    result = tfee.Cascade(float_file.path, RecordingPolicy([threshold])).predict(images)
     assert np.all(result.exit_indices == exit_index)
     np.testing.assert_array_equal(
         result.predictions, _keras_predictions(network, images)[exit_index]
@@ -45,7 +43,7 @@ def test_mixed_exits_give_each_sample_the_answer_of_its_own_exit(
     logits = network.predict(images, verbose=0)[0]
     threshold = float(np.median(tfee.rules.scores(logits, "max_softmax")))
     policy = RecordingPolicy([threshold])
-    result = tfee.runtime.Cascade(float_file.path, policy).predict(images)
+    result = tfee.Cascade(float_file.path, policy).predict(images)
     predictions, exits = result.predictions, result.exit_indices
     assert 0 < np.sum(exits == 0) < len(images)
     expected = np.where(exits == 0, first, deepest)
@@ -55,7 +53,7 @@ def test_mixed_exits_give_each_sample_the_answer_of_its_own_exit(
 
 
 def test_batch_one_gives_the_same_answers_as_one_batch(float_file, images):
-    cascade = tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.6]))
+    cascade = tfee.Cascade(float_file.path, RecordingPolicy([0.6]))
     together = cascade.predict(images)
     one_by_one = cascade.predict(images, batch_size=1)
     np.testing.assert_array_equal(together.predictions, one_by_one.predictions)
@@ -67,16 +65,14 @@ def test_learned_confidence_reaches_the_policy_only_where_a_head_learns_it(
     float_file, images
 ):
     policy = RecordingPolicy([None])
-    tfee.runtime.Cascade(float_file.path, policy).predict(images[:4])
+    tfee.Cascade(float_file.path, policy).predict(images[:4])
     (_, _, first), (_, _, deepest) = policy.calls
     assert first is not None and first.shape == (4,)
     assert deepest is None
 
 
 def test_int8_cascade_agrees_with_keras_at_the_deepest_exit(int8_file, network, images):
-    result = tfee.runtime.Cascade(int8_file.path, RecordingPolicy([None])).predict(
-        images
-    )
+    result = tfee.Cascade(int8_file.path, RecordingPolicy([None])).predict(images)
     predictions, exits = result.predictions, result.exit_indices
     agreement = np.mean(predictions == _keras_predictions(network, images)[1])
     assert agreement >= 0.95
@@ -85,34 +81,34 @@ def test_int8_cascade_agrees_with_keras_at_the_deepest_exit(int8_file, network, 
 
 def test_real_threshold_policy_drives_the_cascade(float_file, images):
     policy = tfee.ThresholdPolicy([0.0])
-    exits = tfee.runtime.Cascade(float_file.path, policy).predict(images).exit_indices
+    exits = tfee.Cascade(float_file.path, policy).predict(images).exit_indices
     assert np.all(exits == 0)
 
 
 def test_a_policy_with_another_exit_count_is_rejected(float_file):
     with pytest.raises(ValueError, match="policy is for 3 exits but the network has 2"):
-        tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.5, 0.5]))
+        tfee.Cascade(float_file.path, RecordingPolicy([0.5, 0.5]))
 
 
 def test_an_object_that_is_not_a_policy_is_rejected(float_file):
     with pytest.raises(TypeError, match="must be a tfee policy"):
-        tfee.runtime.Cascade(float_file.path, object())
+        tfee.Cascade(float_file.path, object())
 
 
 def test_a_file_without_stage_signatures_is_rejected(exits_only_file):
     with pytest.raises(ValueError, match=r"needs the signatures stage_1..stage_2"):
-        tfee.runtime.Cascade(exits_only_file.path, RecordingPolicy([0.5]))
+        tfee.Cascade(exits_only_file.path, RecordingPolicy([0.5]))
 
 
 def test_images_of_the_wrong_shape_are_rejected(float_file):
-    cascade = tfee.runtime.Cascade(float_file.path, RecordingPolicy([0.5]))
+    cascade = tfee.Cascade(float_file.path, RecordingPolicy([0.5]))
     with pytest.raises(ValueError, match=r"shape \(batch,\) \+ \(8, 8, 1\)"):
         cascade.predict(np.zeros((2, 4, 4, 1), np.float32))
 
 
 def test_a_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="no .tflite file"):
-        tfee.runtime.Cascade(str(tmp_path / "missing.tflite"), RecordingPolicy([0.5]))
+        tfee.Cascade(str(tmp_path / "missing.tflite"), RecordingPolicy([0.5]))
 
 
 @pytest.mark.parametrize("rule", ["max_softmax", "entropy", "learned"])
@@ -126,14 +122,14 @@ def test_batch_one_exits_where_the_policy_says_on_the_files_outputs(
         features_1=stage_1["features_1"]
     )
     first = stage_1["confidence"] if rule == "learned" else None
-    scores = tfee.policy.confidence_scores(stage_1["logits"], rule, first)
-    policy = tfee.policy.ThresholdPolicy([float(np.median(scores))], rule=rule)
+    scores = tfee.rules.scores(stage_1["logits"], rule, first)
+    policy = tfee.ThresholdPolicy([float(np.median(scores))], rule=rule)
     expected = policy.exit_indices(
         [stage_1["logits"], stage_2["logits"]],
         None if first is None else [first, np.full(len(images), np.nan)],
     )
     assert 0 < np.sum(expected == 0) < len(images)
-    cascade = tfee.runtime.Cascade(float_file.path, policy)
+    cascade = tfee.Cascade(float_file.path, policy)
     one_by_one = cascade.predict(images, batch_size=1).exit_indices
     together = cascade.predict(images).exit_indices
     np.testing.assert_array_equal(one_by_one, expected)
@@ -190,7 +186,7 @@ def test_the_batch_one_quantizers_compute_what_the_batch_ones_do(dtype):
 
 
 def test_exit_logits_are_the_keras_logits_of_every_exit(float_file, network, images):
-    cascade = tfee.runtime.Cascade(float_file.path)
+    cascade = tfee.Cascade(float_file.path)
     logits = cascade.exit_logits(images, batch_size=5)
     expected = network.predict(images, verbose=0)[:2]
     assert len(logits) == 2
@@ -199,9 +195,9 @@ def test_exit_logits_are_the_keras_logits_of_every_exit(float_file, network, ima
 
 
 def test_int8_exit_logits_give_the_int8_cascade_answers(int8_file, images):
-    logits = tfee.runtime.Cascade(int8_file.path).exit_logits(images)
+    logits = tfee.Cascade(int8_file.path).exit_logits(images)
     predictions = (
-        tfee.runtime.Cascade(int8_file.path, RecordingPolicy([None]))
+        tfee.Cascade(int8_file.path, RecordingPolicy([None]))
         .predict(images)
         .predictions
     )
@@ -212,8 +208,8 @@ def test_collected_outputs_of_a_float_file_are_the_keras_outputs(
     float_file, network, images
 ):
     labels = tiny_data()[1]
-    got = tfee.runtime.Cascade(float_file.path).collect_outputs(images, labels, 7)
-    want = tfee.policy.collect_outputs(network, (images, labels))
+    got = tfee.Cascade(float_file.path).collect_outputs(images, labels, 7)
+    want = tfee.collect_outputs(network, (images, labels))
     np.testing.assert_allclose(got.logits, want.logits, atol=1e-4)
     np.testing.assert_allclose(got.confidences, want.confidences, atol=1e-5)
     np.testing.assert_array_equal(got.exit_macs, want.exit_macs)
@@ -223,19 +219,19 @@ def test_collected_outputs_of_a_float_file_are_the_keras_outputs(
 
 def test_the_int8_files_outputs_predict_its_cascade_exactly(int8_file, images):
     labels = tiny_data()[1]
-    outputs = tfee.runtime.Cascade(int8_file.path).collect_outputs(images, labels)
-    assert tfee.policy.calibrate(outputs, max_accuracy_drop=0.01).num_exits == 2
-    scores = np.sort(tfee.policy.confidence_scores(outputs.logits[0], "max_softmax"))
+    outputs = tfee.Cascade(int8_file.path).collect_outputs(images, labels)
+    assert tfee.calibrate(outputs, max_accuracy_drop=0.01).num_exits == 2
+    scores = np.sort(tfee.rules.scores(outputs.logits[0], "max_softmax"))
     middle = len(scores) // 2
-    policy = tfee.policy.ThresholdPolicy([(scores[middle - 1] + scores[middle]) / 2])
+    policy = tfee.ThresholdPolicy([(scores[middle - 1] + scores[middle]) / 2])
     expected = policy.exit_indices(outputs.logits)
-    exits = tfee.runtime.Cascade(int8_file.path, policy).predict(images).exit_indices
+    exits = tfee.Cascade(int8_file.path, policy).predict(images).exit_indices
     np.testing.assert_array_equal(exits, expected)
     assert 0 < np.sum(exits == 0) < len(images)
 
 
 def test_collect_outputs_needs_one_integer_label_per_image(float_file, images):
-    cascade = tfee.runtime.Cascade(float_file.path)
+    cascade = tfee.Cascade(float_file.path)
     with pytest.raises(ValueError, match="48 integer labels.*Received: 3 labels"):
         cascade.collect_outputs(images, [0, 1, 2])
     with pytest.raises(ValueError, match="dtype float"):
@@ -244,13 +240,13 @@ def test_collect_outputs_needs_one_integer_label_per_image(float_file, images):
 
 def test_a_cascade_without_a_policy_cannot_predict(float_file, images):
     with pytest.raises(ValueError, match="no exit policy.*policy=None"):
-        tfee.runtime.Cascade(float_file.path).predict(images)
+        tfee.Cascade(float_file.path).predict(images)
     with pytest.raises(ValueError, match="exit_logits.*batch_size=0"):
-        tfee.runtime.Cascade(float_file.path).exit_logits(images, batch_size=0)
+        tfee.Cascade(float_file.path).exit_logits(images, batch_size=0)
 
 
 def test_an_empty_batch_is_refused_with_a_clear_error(float_file):
-    cascade = tfee.runtime.Cascade(float_file.path, tfee.ThresholdPolicy([0.5]))
+    cascade = tfee.Cascade(float_file.path, tfee.ThresholdPolicy([0.5]))
     with pytest.raises(ValueError, match=r"at least one float image.*\(0, 8, 8, 1\)"):
         cascade.predict(np.zeros((0, 8, 8, 1), np.float32))
 
@@ -259,7 +255,7 @@ def test_an_empty_batch_is_refused_with_a_clear_error(float_file):
 def test_profile_measures_each_exit_and_the_full_model_and_calibrates_in_time(
     which, request, images
 ):
-    cascade = tfee.runtime.Cascade(request.getfixturevalue(which).path)
+    cascade = tfee.Cascade(request.getfixturevalue(which).path)
     costs = cascade.profile(images, warmup=2)
     assert isinstance(costs, tfee.policy.ExitCosts) and costs.unit == "ms"
     assert costs.num_exits == 2 and 0 < costs.exit_costs[0] <= costs.exit_costs[1]
@@ -278,7 +274,7 @@ def test_profile_refuses_non_finite_images(float_file, images):
     broken[3, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"time finite images; rows \[3\]"):
         with pytest.warns(UserWarning, match="NaN or infinite"):
-            tfee.runtime.Cascade(float_file.path).profile(broken)
+            tfee.Cascade(float_file.path).profile(broken)
 
 
 def test_a_keras_or_truncated_file_is_named_not_a_struct_error(float_file, tmp_path):
@@ -286,12 +282,12 @@ def test_a_keras_or_truncated_file_is_named_not_a_struct_error(float_file, tmp_p
     keras_file = tmp_path / "net.keras"
     keras_file.write_bytes(b"PK\x03\x04" + b"\0" * 100)
     with pytest.raises(ValueError, match=r"is not a .tflite file"):
-        tfee.runtime.Cascade(str(keras_file))
+        tfee.Cascade(str(keras_file))
     data = open(float_file.path, "rb").read()
     truncated = tmp_path / "cut.tflite"
     truncated.write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match=r"truncated or corrupt .tflite"):
-        tfee.runtime.Cascade(str(truncated))
+        tfee.Cascade(str(truncated))
 
 
 def test_a_policy_from_another_network_is_refused_where_it_meets_this_one(
@@ -301,13 +297,13 @@ def test_a_policy_from_another_network_is_refused_where_it_meets_this_one(
     # and meant nothing. Calibrated policies carry a fingerprint.
     import shutil
 
-    cascade = tfee.runtime.Cascade(float_file.path)
+    cascade = tfee.Cascade(float_file.path)
     outputs = cascade.collect_outputs(images, tiny_data()[1])
     policy = tfee.calibrate(outputs, max_accuracy_drop=0.05)
     assert policy.fingerprint["exit_macs"] == outputs.exit_macs.tolist()
     loaded = tfee.policy.Policy.from_json(policy.to_json())
     assert loaded == policy and loaded.fingerprint == policy.fingerprint
-    tfee.runtime.Cascade(float_file.path, policy)  # its own network: fine
+    tfee.Cascade(float_file.path, policy)  # its own network: fine
     foreign = tfee.policy.Policy.from_dict(
         {
             **policy.to_dict(),
@@ -320,7 +316,7 @@ def test_a_policy_from_another_network_is_refused_where_it_meets_this_one(
     copy = tmp_path / "copy.tflite"
     shutil.copyfile(float_file.path, copy)
     for check in (
-        lambda: tfee.runtime.Cascade(float_file.path, foreign),
+        lambda: tfee.Cascade(float_file.path, foreign),
         lambda: tfee.DynamicPredictor(network, foreign),
         lambda: tfee.evaluate(outputs, policy=foreign),
         lambda: tfee.export.set_policy(str(copy), foreign),
@@ -328,4 +324,4 @@ def test_a_policy_from_another_network_is_refused_where_it_meets_this_one(
         with pytest.raises(ValueError, match="calibrated on another network"):
             check()
     # A policy written by hand has no fingerprint and is taken as it is.
-    tfee.runtime.Cascade(float_file.path, tfee.ThresholdPolicy([0.5]))
+    tfee.Cascade(float_file.path, tfee.ThresholdPolicy([0.5]))

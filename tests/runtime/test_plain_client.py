@@ -80,10 +80,10 @@ def test_the_plain_client_leaves_where_cascade_does(
         labels=["dark", "mid", "bright"],
     )
     normalised = (raw_images - np.float32(MEAN)) / np.float32(STD)
-    outputs = tfee.runtime.Cascade(path).collect_outputs(normalised, tiny_data()[1])
+    outputs = tfee.Cascade(path).collect_outputs(normalised, tiny_data()[1])
     for policy in _policies(outputs):
         tfee.export.set_policy(path, policy)
-        expected = tfee.runtime.Cascade(path).predict(normalised, batch_size=1)
+        expected = tfee.Cascade(path).predict(normalised, batch_size=1)
         plain = client(path)
         answers = np.array([plain(image) for image in raw_images])
         np.testing.assert_array_equal(answers[:, 0], expected.predictions, str(policy))
@@ -94,7 +94,7 @@ def test_the_plain_client_leaves_where_cascade_does(
     # exit and gets no class; an int8 file refuses it.
     bad = raw_images[:3].copy()
     bad[1, 2, 2, 0], bad[2, 0, 0, 0] = np.nan, -np.inf
-    cascade = tfee.runtime.Cascade(path)
+    cascade = tfee.Cascade(path)
     if quantize == "int8":
         with pytest.raises(ValueError, match="NaN or infinity"):
             plain(bad[1])
@@ -120,13 +120,11 @@ def test_the_plain_client_reads_files_written_before_cascading_heads(
     metadata = _flatbuffer.metadata(data)
     for description in metadata["exits"]:
         description.pop("previous_logits", None)
-    outputs = tfee.runtime.Cascade(float_file.path).collect_outputs(
-        tiny_images, tiny_data()[1]
-    )
+    outputs = tfee.Cascade(float_file.path).collect_outputs(tiny_images, tiny_data()[1])
     metadata["policy"] = _policies(outputs)[0].to_dict()
     path = tmp_path / "old.tflite"
     path.write_bytes(_flatbuffer.with_metadata(data, metadata))
-    expected = tfee.runtime.Cascade(str(path)).predict(tiny_images, batch_size=1)
+    expected = tfee.Cascade(str(path)).predict(tiny_images, batch_size=1)
     plain = client(str(path))
     answers = np.array([plain(image) for image in tiny_images])
     np.testing.assert_array_equal(answers[:, 1], expected.exit_indices)

@@ -103,7 +103,7 @@ def test_early_stopping_watches_one_exits_validation_accuracy():
 
 def test_early_stopping_watches_a_wrappers_exit_metric():
     _, _, dataset = _tiny.data()
-    distiller = tfee.training.Distiller(_tiny.network())
+    distiller = tfee.Distiller(_tiny.network())
     distiller.compile(optimizer="adam")
     stop = keras.callbacks.EarlyStopping(
         monitor="val_exit_1_accuracy", mode="max", baseline=1.5, patience=1
@@ -136,7 +136,7 @@ def test_model_checkpoint_saves_a_network_that_loads_back(tmp_path):
 
 def test_model_checkpoint_saves_a_wrappers_weights(tmp_path):
     images, _, dataset = _tiny.data()
-    trainer = tfee.training.EENet(_tiny.network(with_confidence=True))
+    trainer = tfee.EENet(_tiny.network(with_confidence=True))
     trainer.compile(optimizer="adam")
     path = str(tmp_path / "weights.ckpt")
     trainer.fit(
@@ -146,7 +146,7 @@ def test_model_checkpoint_saves_a_wrappers_weights(tmp_path):
         callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)],
     )
     fresh = _tiny.network(seed=5, with_confidence=True)
-    restored = tfee.training.EENet(fresh)
+    restored = tfee.EENet(fresh)
     restored.load_weights(path).expect_partial()
     np.testing.assert_allclose(
         fresh.predict(images, verbose=0)[0],
@@ -157,7 +157,7 @@ def test_model_checkpoint_saves_a_wrappers_weights(tmp_path):
 
 def test_tensorboard_writes_event_files_when_tensorboard_is_installed(tmp_path):
     _, _, dataset = _tiny.data()
-    trainer = tfee.training.EENet(_tiny.network(with_confidence=True))
+    trainer = tfee.EENet(_tiny.network(with_confidence=True))
     trainer.compile(optimizer="adam")
     board = keras.callbacks.TensorBoard(str(tmp_path))
     if importlib.util.find_spec("tensorboard") is None:
@@ -180,7 +180,7 @@ def test_tensorboard_writes_event_files_when_tensorboard_is_installed(tmp_path):
 def test_backup_and_restore_resumes_a_distillers_student(tmp_path):
     _, _, dataset = _tiny.data()
     backup = str(tmp_path / "backup")
-    first = tfee.training.Distiller(_tiny.network(seed=0))
+    first = tfee.Distiller(_tiny.network(seed=0))
     first.compile(optimizer="adam")
     interrupt = _Interrupt(after=0)
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -191,7 +191,7 @@ def test_backup_and_restore_resumes_a_distillers_student(tmp_path):
             callbacks=[keras.callbacks.BackupAndRestore(backup), interrupt],
         )
     student = _tiny.network(seed=1)
-    resumed = tfee.training.Distiller(student)
+    resumed = tfee.Distiller(student)
     resumed.compile(optimizer="adam")
     restored = []
     history = resumed.fit(
@@ -275,9 +275,7 @@ def test_model_checkpoint_on_a_wrapper_saves_the_network_it_trains(wrapper, tmp_
     """Issue 16: the wrappers' .keras files could not be loaded back."""
     images, _, dataset = _tiny.data()
     net = _tiny.network(with_confidence=wrapper == "eenet")
-    trainer = (
-        tfee.training.EENet(net) if wrapper == "eenet" else tfee.training.Distiller(net)
-    )
+    trainer = tfee.EENet(net) if wrapper == "eenet" else tfee.Distiller(net)
     trainer.compile(optimizer="adam")
     path = str(tmp_path / "best.keras")
     trainer.fit(
@@ -294,7 +292,7 @@ def test_model_checkpoint_on_a_wrapper_saves_the_network_it_trains(wrapper, tmp_
 
 def test_backup_and_restore_does_not_call_a_wrapper_unbuilt(tmp_path, caplog):
     _, _, dataset = _tiny.data()
-    trainer = tfee.training.Distiller(_tiny.network(seed=0))
+    trainer = tfee.Distiller(_tiny.network(seed=0))
     trainer.compile(optimizer="adam")
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     with caplog.at_level("WARNING"):

@@ -33,7 +33,7 @@ def test_self_distillation_trains_the_student_in_place_and_logs_every_exit():
     student = _tiny.network()
     images, labels, dataset = _tiny.data()
     before = [w.numpy().copy() for w in student.trainable_weights]
-    distiller = tfee.training.Distiller(student)
+    distiller = tfee.Distiller(student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = distiller.fit(dataset, validation_data=dataset, epochs=1, verbose=0)
     assert all(
@@ -57,7 +57,7 @@ def test_a_separate_teacher_is_left_unchanged(match):
     student = _tiny.network(seed=2)
     _, _, dataset = _tiny.data()
     before = [w.numpy().copy() for w in teacher.weights]
-    distiller = tfee.training.Distiller(student, teacher, match=match)
+    distiller = tfee.Distiller(student, teacher, match=match)
     distiller.compile(optimizer="adam")
     distiller.fit(dataset, epochs=1, verbose=0)
     assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, teacher.weights))
@@ -66,7 +66,7 @@ def test_a_separate_teacher_is_left_unchanged(match):
 def test_a_single_logits_teacher_is_accepted():
     keras.utils.set_random_seed(3)
     teacher = tfee.backbones.small_cnn(_tiny.CLASSES, (8, 8, 1), widths=(4,))
-    distiller = tfee.training.Distiller(_tiny.network(), teacher, kd_weight=1.0)
+    distiller = tfee.Distiller(_tiny.network(), teacher, kd_weight=1.0)
     distiller.compile(optimizer="adam")
     _, _, dataset = _tiny.data()
     assert np.isfinite(distiller.fit(dataset, verbose=0).history["loss"][0])
@@ -91,7 +91,7 @@ def test_a_softmax_teacher_is_distilled_as_its_logits(ending):
     _, _, dataset = _tiny.data()
     losses = []
     for teacher in (logits_teacher, softmax_teacher):
-        distiller = tfee.training.Distiller(student, teacher, kd_weight=1.0)
+        distiller = tfee.Distiller(student, teacher, kd_weight=1.0)
         distiller.compile(optimizer="adam")
         losses.append(distiller.evaluate(dataset, return_dict=True, verbose=0))
     for name in ("exit_1_loss", "exit_2_loss"):
@@ -106,7 +106,7 @@ def test_a_pruned_student_keeps_its_wrappers_and_gets_sparse():
         ),
     )
     _, _, dataset = _tiny.data()
-    distiller = tfee.training.Distiller(student)
+    distiller = tfee.Distiller(student)
     distiller.compile(optimizer="adam")
     distiller.fit(
         dataset,
@@ -123,7 +123,7 @@ def test_an_exit_with_zero_weight_gets_no_gradient():
     _, _, dataset = _tiny.data()
     head = student.get_layer("exit_1_head")
     before = [w.numpy().copy() for w in head.trainable_weights]
-    distiller = tfee.training.Distiller(student, weights=[0.0, 1.0])
+    distiller = tfee.Distiller(student, weights=[0.0, 1.0])
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = distiller.fit(dataset, epochs=1, verbose=0)
     for b, w in zip(before, head.trainable_weights):
@@ -135,7 +135,7 @@ def test_an_exit_with_zero_weight_gets_no_gradient():
 def test_sdn_ramp_ramps_a_distillers_weights_and_logs_the_mean_exit_loss():
     student = _tiny.network()
     _, _, dataset = _tiny.data()
-    distiller = tfee.training.Distiller(student, weights="sdn")
+    distiller = tfee.Distiller(student, weights="sdn")
     assert [float(w.numpy()) for w in distiller.exit_weights] == pytest.approx(
         [0.01, 1.0]
     )
@@ -174,22 +174,22 @@ def test_recipes_distill_mode_with_sdn_weights_ramps_them():
 )
 def test_bad_distillation_settings_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        tfee.training.Distiller(_tiny.network(), **kwargs)
+        tfee.Distiller(_tiny.network(), **kwargs)
 
 
 def test_a_teacher_with_other_classes_is_refused():
     teacher = tfee.backbones.small_cnn(5, (8, 8, 1), widths=(4,))
     with pytest.raises(ValueError, match="must predict the student's 3 classes"):
-        tfee.training.Distiller(_tiny.network(), teacher)
+        tfee.Distiller(_tiny.network(), teacher)
 
 
 def test_a_teacher_with_another_input_shape_is_refused():
     teacher = tfee.backbones.small_cnn(3, (16, 16, 1), widths=(4,))
     with pytest.raises(ValueError, match=r"input shape \(8, 8, 1\)"):
-        tfee.training.Distiller(_tiny.network(), teacher)
+        tfee.Distiller(_tiny.network(), teacher)
 
 
 def test_per_exit_matching_needs_as_many_teacher_exits():
     teacher = tfee.backbones.small_cnn(3, (8, 8, 1), widths=(4,))
     with pytest.raises(ValueError, match="as many exits as the student"):
-        tfee.training.Distiller(_tiny.network(), teacher, match="per_exit")
+        tfee.Distiller(_tiny.network(), teacher, match="per_exit")

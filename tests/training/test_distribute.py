@@ -55,10 +55,10 @@ _SCRIPT = textwrap.dedent("""
                 model.compile(keras.optimizers.SGD(0.1),
                               loss=tfee.losses.joint(net, [0.5, 1.0]))
             elif mode == "eenet":
-                model = tfee.training.EENet(net, lam=0.5)
+                model = tfee.EENet(net, lam=0.5)
                 model.compile(keras.optimizers.SGD(0.1))
             else:
-                model = tfee.training.Distiller(net)
+                model = tfee.Distiller(net)
                 model.compile(keras.optimizers.SGD(0.1))
         history = model.fit(dataset, epochs=2, verbose=0)
         return history.history["loss"]

@@ -54,7 +54,7 @@ def test_exit_costs_come_from_the_cost_analysis():
 def test_eenet_trains_with_fit_and_logs_its_terms_and_exit_accuracies():
     net = _tiny.network(with_confidence=True)
     _, _, dataset = _tiny.data()
-    trainer = tfee.training.EENet(net, lam=0.5, version="v2")
+    trainer = tfee.EENet(net, lam=0.5, version="v2")
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = trainer.fit(dataset, validation_data=dataset, epochs=2, verbose=0)
     for key in ("loss", "prediction_loss", "expected_cost", "val_exit_2_accuracy"):
@@ -65,7 +65,7 @@ def test_eenet_trains_with_fit_and_logs_its_terms_and_exit_accuracies():
 def test_backbone_targets_are_the_deepest_exits_predictions():
     net = _tiny.network(with_confidence=True)
     images, labels, dataset = _tiny.data()
-    trainer = tfee.training.EENet(net, lam=0.3, targets="backbone")
+    trainer = tfee.EENet(net, lam=0.3, targets="backbone")
     trainer.compile(optimizer="sgd")
     result = trainer.evaluate(dataset, return_dict=True, verbose=0)
     exit_1, exit_2, confidence = net.predict(images, verbose=0)
@@ -82,7 +82,7 @@ def test_a_backbone_model_as_target_matches_the_deepest_exit():
     _, _, dataset = _tiny.data()
     results = []
     for targets in ("backbone", tfee.detach_exits(net)):
-        trainer = tfee.training.EENet(net, lam=0.3, targets=targets)
+        trainer = tfee.EENet(net, lam=0.3, targets=targets)
         trainer.compile(optimizer="sgd")
         results.append(trainer.evaluate(dataset, return_dict=True, verbose=0))
     assert results[1]["loss"] == pytest.approx(results[0]["loss"], rel=1e-5)
@@ -100,15 +100,15 @@ def test_a_backbone_model_as_target_matches_the_deepest_exit():
 )
 def test_bad_eenet_settings_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        tfee.training.EENet(_tiny.network(with_confidence=True), **kwargs)
+        tfee.EENet(_tiny.network(with_confidence=True), **kwargs)
 
 
 def test_eenet_needs_learned_confidences():
     with pytest.raises(ValueError, match="needs a learned confidence"):
-        tfee.training.EENet(_tiny.network())
+        tfee.EENet(_tiny.network())
 
 
 def test_eenet_compile_refuses_a_loss():
-    trainer = tfee.training.EENet(_tiny.network(with_confidence=True))
+    trainer = tfee.EENet(_tiny.network(with_confidence=True))
     with pytest.raises(ValueError, match="`loss` is defined by"):
         trainer.compile(optimizer="adam", loss="mse")

@@ -101,7 +101,7 @@ def test_one_hot_labels_give_the_same_losses_as_integer_labels():
     sparse = net.evaluate(images, [labels] * 2, return_dict=True, verbose=0)
     dense = net.evaluate(images, [one_hot] * 2, return_dict=True, verbose=0)
     assert dense["loss"] == pytest.approx(sparse["loss"], rel=1e-6)
-    distiller = tfee.training.Distiller(net)
+    distiller = tfee.Distiller(net)
     distiller.compile(keras.optimizers.SGD(0.0))
     got = distiller.evaluate(images, one_hot, return_dict=True, verbose=0)
     want = distiller.evaluate(images, labels, return_dict=True, verbose=0)
@@ -121,7 +121,7 @@ def test_labels_outside_the_classes_stop_fit_with_the_class_range(bad):
     match = rf"labels must be class indices in \[0, {classes}\)"
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
         net.fit(images, [labels] * 2, epochs=1, verbose=0)
-    distiller = tfee.training.Distiller(net)
+    distiller = tfee.Distiller(net)
     distiller.compile(keras.optimizers.SGD(0.0))
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
         distiller.fit(images, labels, epochs=1, verbose=0)

@@ -16,7 +16,7 @@ from tfee.compress.fold import fold_batch_norm
 from tfee.compress.pruning import PruningPlan
 from tfee.compress.pruning import prune
 from tfee.compress.pruning import prune_low_magnitude
-from tfee.compress.pruning import prune_low_magnitude_sections
+from tfee.compress.pruning import pruning_plan
 from tfee.compress.qat import ExitHeadQuantizeConfig
 from tfee.compress.qat import is_quantization_aware
 from tfee.compress.qat import quantization_aware_training
@@ -52,7 +52,7 @@ __all__ = [
     "prune",
     "prune_low_magnitude",
     "parse_clusters",
-    "prune_low_magnitude_sections",
+    "pruning_plan",
     "quantization_aware_training",
     "quantize_preserving_clusters",
     "reestimate_batch_norm",

@@ -33,8 +33,10 @@ def batch_norm_layers(model):
     ]
 
 
-def reestimate_batch_norm(model, data, samples=SAMPLES, batch_size=128, keep=()):
-    """Sets every BatchNormalization layer's moving statistics from `data`.
+def reestimate_batch_norm(
+    model, batch_norm_data, samples=SAMPLES, batch_size=128, keep=()
+):
+    """Sets every BatchNormalization layer's moving statistics from `batch_norm_data`.
 
     Layer by layer, from the input on, the moving mean and variance become
     the per-channel mean and variance of the layer's inputs over the images,
@@ -44,7 +46,7 @@ def reestimate_batch_norm(model, data, samples=SAMPLES, batch_size=128, keep=())
 
     Args:
       model: a functional tf_keras model (a tfee network, pruned or not).
-      data: images preprocessed as for the model: a tf.data.Dataset of
+      batch_norm_data: images preprocessed as for the model: a tf.batch_norm_data.Dataset of
         images or (images, labels) tuples, batched or not, or an array.
       samples: how many images to use.
       batch_size: images per inference batch.
@@ -92,7 +94,9 @@ def reestimate_batch_norm(model, data, samples=SAMPLES, batch_size=128, keep=())
         )
     if not nodes:
         return []
-    images = _checks.check_images(data, model, samples, api, argument="data")
+    images = _checks.check_images(
+        batch_norm_data, model, samples, api, argument="batch_norm_data"
+    )
     for node in nodes:
         layer = _graph.unwrap(node.layer)
         reader = keras.Model(model.inputs, node.node.keras_inputs[0])

@@ -41,7 +41,7 @@ def _name(layer):
 
 
 _UNDRIVEN = (
-    "tfee.compress.prune_low_magnitude: this pruned model prunes only while its "
+    "tfee.compress.pruning_plan: this pruned model prunes only while its "
     "PruningScheduler runs: pass the scheduler it returned, fit(callbacks="
     "[scheduler]). Without it (tfmot's or tfee's UpdatePruningStep alone) no "
     "weight would ever be pruned and the model would stay at 0% sparsity. "
@@ -177,7 +177,7 @@ class Phase:
 
 
 class PruningScheduler(UpdatePruningStep):
-    """Runs a pruning plan inside `fit`; made by `tfee.compress.prune_low_magnitude`.
+    """Runs a pruning plan inside `fit`; made by `tfee.compress.pruning_plan`.
 
     At each pruning step of a phase's schedule, every group gets one
     magnitude threshold over its layers' current weights such that the group
@@ -198,7 +198,7 @@ class PruningScheduler(UpdatePruningStep):
         pruning step just changed), or None.
 
     Example:
-      >>> pruned, scheduler = tfee.compress.prune_low_magnitude(net, 0.8)
+      >>> pruned, scheduler = tfee.compress.pruning_plan(net, 0.8)
       >>> pruned.compile("adam", loss=tfee.losses.joint(pruned))
       >>> pruned.fit(train_ds, epochs=4, callbacks=[scheduler])
     """
@@ -317,7 +317,7 @@ class PruningScheduler(UpdatePruningStep):
             raise ValueError(
                 f"tfee.compress.PruningScheduler: layers {missing} have no pruning "
                 "wrapper; the scheduler runs only on the model that "
-                "tfee.compress.prune_low_magnitude returned with it."
+                "tfee.compress.pruning_plan returned with it."
             )
         wrappers = [by_name[name] for name in group.layers]
         for wrapper in wrappers:
@@ -325,7 +325,7 @@ class PruningScheduler(UpdatePruningStep):
                 raise ValueError(
                     "tfee.compress.PruningScheduler: layer "
                     f"'{wrapper.name}' is not wrapped by "
-                    "tfee.compress.prune_low_magnitude."
+                    "tfee.compress.pruning_plan."
                 )
         magnitudes = [
             np.abs(keras.backend.get_value(weight)).ravel()

@@ -154,7 +154,12 @@ def _to_cluster(layer, count):
 
 
 def cluster_weights(
-    network, clusters, *, init="kmeans++", preserve_sparsity=False, per_channel=False
+    network,
+    clusters,
+    *,
+    init="kmeans++",
+    preserve_sparsity=False,
+    cluster_per_channel=False,
 ):
     """Wraps a copy of `network` for clustering, section by section.
 
@@ -166,7 +171,7 @@ def cluster_weights(
       init: centroid initialisation: "kmeans++", "linear", "density",
         "random", or a `tfmot.clustering.keras.CentroidInitialization`.
       preserve_sparsity: keep pruned (zero) weights at zero.
-      per_channel: one set of centroids per output channel (tfmot does this
+      cluster_per_channel: one set of centroids per output channel (tfmot does this
         for Conv2D layers; other layers are clustered per tensor).
 
     Returns:
@@ -181,7 +186,7 @@ def cluster_weights(
     api = "tfee.compress.cluster_weights"
     _check_network(network, api)
     _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
-    _checks.check_bool(per_channel, "per_channel", api)
+    _checks.check_bool(cluster_per_channel, "cluster_per_channel", api)
     initialisation = CENTROID_INITS.get(init, init)
     if initialisation not in CENTROID_INITS.values():
         raise ValueError(
@@ -206,7 +211,7 @@ def cluster_weights(
             number_of_clusters=per_layer[layer.name],
             cluster_centroids_init=initialisation,
             preserve_sparsity=preserve_sparsity,
-            cluster_per_channel=per_channel,
+            cluster_per_channel=cluster_per_channel,
         )
         try:
             wrapper.build(layer.input_shape)
@@ -331,7 +336,7 @@ class ClusteringPhase:
         weights this phase clusters.
       network: the network with this phase's layers in tfmot's clustering
         wrappers (the sections of earlier phases frozen at their centroids).
-      model: what to compile and fit: a `tfee.training.Distiller` around
+      model: what to compile and fit: a `tfee.Distiller` around
         `network` when the plan distils, else `network` itself.
       callbacks: pass them to `fit` (with any of your own): they keep pruned
         zeros at zero and refuse a fit out of order.
@@ -404,11 +409,11 @@ class ClusteringPlan:
       clusters: per-section counts, see `cluster_weights`.
       staged: one section key per phase, shallowest first (ESCEPE); False
         clusters all in one phase.
-      distill: phase models are `tfee.training.Distiller`s; False trains with
+      distill: phase models are `tfee.Distiller`s; False trains with
         plain cross-entropy on every exit.
       teacher: "dense" (a frozen copy of the input network), None
         (self-distillation from the deepest exit) or a model.
-      init, per_channel, preserve_sparsity, fold_batch_norm, temperature,
+      init, cluster_per_channel, preserve_sparsity, fold_batch_norm, temperature,
         kd_weight: see `cluster`.
       directory: where finished phases are saved, or None.
 
@@ -427,7 +432,7 @@ class ClusteringPlan:
         teacher="dense",
         init="kmeans++",
         preserve_sparsity=False,
-        per_channel=False,
+        cluster_per_channel=False,
         fold_batch_norm=True,
         temperature=3.0,
         kd_weight=0.3,
@@ -438,7 +443,7 @@ class ClusteringPlan:
         _check_network(network, api)
         _checks.check_bool(fold_batch_norm, "fold_batch_norm", api)
         _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
-        _checks.check_bool(per_channel, "per_channel", api)
+        _checks.check_bool(cluster_per_channel, "cluster_per_channel", api)
         _, _, frozen = _resolve(network, clusters, api)
         scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
         if isinstance(teacher, str):
@@ -457,7 +462,7 @@ class ClusteringPlan:
         self.teacher = teacher
         self.init = init
         self.preserve_sparsity = preserve_sparsity
-        self.per_channel = per_channel
+        self.cluster_per_channel = cluster_per_channel
         self.fold_batch_norm = fold_batch_norm
         self.temperature = temperature
         self.kd_weight = kd_weight
@@ -536,7 +541,7 @@ class ClusteringPlan:
                 spec,
                 init=self.init,
                 preserve_sparsity=self.preserve_sparsity,
-                per_channel=self.per_channel,
+                cluster_per_channel=self.cluster_per_channel,
             )
             model = wrapped
             if self.distill:
@@ -597,7 +602,7 @@ def cluster(
     epochs=1,
     init="kmeans++",
     preserve_sparsity=False,
-    per_channel=False,
+    cluster_per_channel=False,
     fold_batch_norm=True,
     optimizer=None,
     temperature=3.0,
@@ -614,12 +619,12 @@ def cluster(
       staged: cluster one section key per stage (with an int, one stage per
         section), shallowest first, freezing the sections already clustered
         (ESCEPE); False clusters all at once.
-      distill: retrain with `tfee.training.Distiller`; False uses plain
+      distill: retrain with `tfee.Distiller`; False uses plain
         cross-entropy on every exit.
       teacher: "dense" (a frozen copy of the input network), None
         (self-distillation from the deepest exit) or a model.
       epochs: retraining epochs per stage.
-      init, per_channel: see `cluster_weights`.
+      init, cluster_per_channel: see `cluster_weights`.
       fold_batch_norm: fold BatchNormalization into the Conv2D / Dense before
         it first (`tfee.compress.fold_batch_norm`) and cluster the folded
         kernels; the returned network has identity layers where the folded
@@ -645,7 +650,7 @@ def cluster(
     Returns:
       The clustered Keras model, stripped of tfmot's wrappers (a copy:
       clustered weights hold their centroids). Measure it beside the call:
-      `tfee.policy.exit_accuracy(clustered, data)` for accuracy,
+      `tfee.exit_accuracy(clustered, data)` for accuracy,
       `tfee.compress.clustering_stages(network, clusters, staged)` for the
       stages it ran, `tfee.export.compression_report(clustered)` for sizes.
 
@@ -667,7 +672,7 @@ def cluster(
         teacher=teacher,
         init=init,
         preserve_sparsity=preserve_sparsity,
-        per_channel=per_channel,
+        cluster_per_channel=cluster_per_channel,
         fold_batch_norm=fold_batch_norm,
         temperature=temperature,
         kd_weight=kd_weight,

@@ -12,6 +12,7 @@ schedules are tfee's (see `PruningScheduler`).
 import numbers
 import warnings
 
+from tfee import _checks
 from tfee import structure as structure_lib
 from tfee import training
 from tfee._keras import keras
@@ -32,7 +33,7 @@ __all__ = [
     "PruningPlan",
     "prune",
     "prune_low_magnitude",
-    "prune_low_magnitude_sections",
+    "pruning_plan",
 ]
 
 ORDERS = ("together", "ordered")
@@ -48,7 +49,7 @@ def _check_sparsity(value):
     return None
 
 
-def prune_low_magnitude(
+def pruning_plan(
     network,
     sparsity,
     *,
@@ -62,7 +63,7 @@ def prune_low_magnitude(
 
     The lower-level entry point for callers who drive `fit` themselves:
 
-        pruned, scheduler = tfee.compress.prune_low_magnitude(net, 0.8)
+        pruned, scheduler = tfee.compress.pruning_plan(net, 0.8)
         pruned.compile("adam", loss=tfee.losses.joint(pruned))
         pruned.fit(train_ds, epochs=4, callbacks=[scheduler])
         small = tfee.compress.strip(pruned)
@@ -72,7 +73,7 @@ def prune_low_magnitude(
     `UpdatePruningStep` alone) raises instead of never pruning. It saves
     and loads at any point of the plan (`keras.models.load_model`, with
     tfee imported); to resume, build the same plan again and pass its
-    scheduler: `_, scheduler = prune_low_magnitude(network, <same args>)`.
+    scheduler: `_, scheduler = pruning_plan(network, <same args>)`.
 
     Args:
       network: a tfee early-exit network (left unchanged).
@@ -105,7 +106,7 @@ def prune_low_magnitude(
       ValueError: bad sparsity, scope, order, section keys or schedule;
         layers tfmot cannot prune (named).
     """
-    api = "tfee.compress.prune_low_magnitude"
+    api = "tfee.compress.pruning_plan"
     _check_network(network, api)
     if order not in ORDERS:
         raise ValueError(
@@ -195,7 +196,7 @@ def prune_low_magnitude(
 
 
 class PruningPlan(tuple):
-    """`(model, scheduler)`, as `prune_low_magnitude` returns them.
+    """`(model, scheduler)`, as `pruning_plan` returns them.
 
     tfmot's `prune_low_magnitude` returns the model alone; code written for
     it (`model = ...; model.compile(...)`) would meet a plain tuple's
@@ -215,19 +216,20 @@ class PruningPlan(tuple):
 
     def __getattr__(self, name):
         raise AttributeError(
-            f"tfee.compress.prune_low_magnitude returns (model, scheduler), not a "
+            f"tfee.compress.pruning_plan returns (model, scheduler), not a "
             f"model, so it has no {name!r}: unpack it, `pruned, scheduler = "
-            "tfee.compress.prune_low_magnitude(...)`, and pass the scheduler to "
+            "tfee.compress.pruning_plan(...)`, and pass the scheduler to "
             "fit(callbacks=[scheduler]) (unlike tfmot, tfee's plan needs it)."
         )
 
 
-def prune_low_magnitude_sections(network, sparsities, **kwargs):
-    """`prune_low_magnitude` with scope "section": `sparsities` maps section
-    numbers (and/or "backbone", "heads") to target sparsities, e.g.
-    `{1: 0.5, 2: 0.7, 3: 0.9}`. Each section reaches its own target under
-    one threshold shared by its layers."""
-    return prune_low_magnitude(network, sparsities, scope="section", **kwargs)
+def prune_low_magnitude(network, sparsity, **kwargs):
+    """Deprecated: `pruning_plan`, the same call (it returns (model,
+    scheduler), unlike tfmot's function of this name)."""
+    _checks.warn_renamed(
+        "tfee.compress.prune_low_magnitude", "tfee.compress.pruning_plan"
+    )
+    return pruning_plan(network, sparsity, **kwargs)
 
 
 def prune(
@@ -256,7 +258,7 @@ def prune(
       network: a trained tfee early-exit network (left unchanged; it can serve
         as the dense baseline afterwards).
       train_data: a finite tf.data.Dataset of (images, labels) batches.
-      sparsity: the target; see `prune_low_magnitude`.
+      sparsity: the target; see `pruning_plan`.
       scope: "global", "layer" or "section".
       order: "together" or "ordered" (each phase then trains `epochs` epochs).
       schedule: a `tfee.compress.Schedule` per phase (default: one round per
@@ -276,7 +278,7 @@ def prune(
       what it reached; `tfee.compress.cluster(pruned, ...)` continues from it.
 
     Raises:
-      ValueError / TypeError: see `prune_low_magnitude`; a schedule longer
+      ValueError / TypeError: see `pruning_plan`; a schedule longer
         than the training.
 
     Example:
@@ -300,7 +302,7 @@ def prune(
             f"{phase_steps} ({epochs} epochs x {steps} steps). Received: "
             f"schedule={schedule!r}"
         )
-    pruned, scheduler = prune_low_magnitude(
+    pruned, scheduler = pruning_plan(
         network,
         sparsity,
         scope=scope,

@@ -139,7 +139,7 @@ def quantize_preserving_clusters(
     tfmot's PCQAT: built-in layers get `Default8BitClusterPreserveQuantizeScheme`,
     tfee exit heads `ExitHeadQuantizeConfig`; layers neither supports, and
     the exit_k output layers (so that outputs keep their names), stay float.
-    Train the result with `fit` (or `tfee.training.Distiller`); the TFLite
+    Train the result with `fit` (or `tfee.Distiller`); the TFLite
     converter with `tf.lite.Optimize.DEFAULT` turns it into int8.
 
     Args:

@@ -9,7 +9,6 @@ from tfee.policy.calibration import FrontPoint
 from tfee.policy.calibration import UnreachableTargetWarning
 from tfee.policy.calibration import calibrate
 from tfee.policy.calibration import front
-from tfee.policy.compatibility import check_policy
 from tfee.policy.costs import ExitCosts
 from tfee.policy.decision_policy import DecisionPolicy
 from tfee.policy.ensemble import ExitEnsemble
@@ -23,7 +22,6 @@ from tfee.policy.outputs import collect_outputs
 from tfee.policy.patience_policy import PatiencePolicy
 from tfee.policy.threshold_policy import ThresholdPolicy
 from tfee.rules import RULES
-from tfee.rules import scores as confidence_scores
 
 __all__ = [
     "Evaluation",
@@ -40,9 +38,7 @@ __all__ = [
     "ThresholdPolicy",
     "UnreachableTargetWarning",
     "calibrate",
-    "check_policy",
     "collect_outputs",
-    "confidence_scores",
     "evaluate",
     "exit_accuracy",
     "front",

@@ -50,6 +50,10 @@ class ExitAccuracy:
         counts.add(logits, labels)
         return counts.result()
 
+    def per_exit(self):
+        """The exits' accuracies as a (K,) array, exit_1 first."""
+        return np.array(list(self.exits.values()))
+
     def to_dict(self):
         """{"exits": {...}, "ensemble": ...}, ready for JSON."""
         return {"exits": dict(self.exits), "ensemble": self.ensemble}
@@ -76,10 +80,10 @@ def exit_accuracy(network, dataset):
         labels), or `dataset` is empty.
 
     Example:
-      >>> accuracy = tfee.policy.exit_accuracy(network, test)
+      >>> accuracy = tfee.exit_accuracy(network, test)
       >>> accuracy.exits["exit_1"], accuracy.ensemble
     """
-    api = "tfee.policy.exit_accuracy"
+    api = "tfee.exit_accuracy"
     positions = _exit_positions(network, api)
     counts = _Counts(len(positions), api)
     for batch in dataset:

@@ -460,7 +460,7 @@ def calibrate(
         the accuracy drop is measured against the ensemble's deepest answer.
         Not with rule="patience".
       costs: `tfee.policy.ExitCosts` measured on the device (e.g.
-        `tfee.runtime.Cascade(path).profile(images)`, in ms): the policy
+        `tfee.Cascade(path).profile(images)`, in ms): the policy
         then minimises (or budgets) the mean measured cost instead of MACs,
         which on LiteRT are not proportional to time.
       cost_budget: the largest accepted mean cost per sample, in `costs`'
@@ -486,7 +486,7 @@ def calibrate(
       >>> safer = tfee.calibrate(net, val_ds, max_accuracy_drop=0.005,
       ...                        confidence=0.9)
       >>> # as fast as possible on this device, or within 0.8 ms a sample:
-      >>> costs = tfee.runtime.Cascade("net.tflite").profile(val_images)
+      >>> costs = tfee.Cascade("net.tflite").profile(val_images)
       >>> fast = tfee.calibrate(outputs, max_accuracy_drop=0.005, costs=costs)
       >>> timed = tfee.calibrate(outputs, cost_budget=0.8, costs=costs)
     """
@@ -501,7 +501,7 @@ def calibrate(
     if cost_budget is not None and costs is None:
         raise ValueError(
             f"{api}: `cost_budget` is in the unit of measured `costs`; pass them "
-            "too (e.g. tfee.runtime.Cascade(path).profile(images)). Received: "
+            "too (e.g. tfee.Cascade(path).profile(images)). Received: "
             "costs=None"
         )
     if macs_budget is not None and costs is not None:

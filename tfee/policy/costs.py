@@ -3,7 +3,7 @@
 MACs are a proxy: on LiteRT an int8 network's first stages run slower per
 MAC than its later ones, and a cascade pays a stage split and a decision per
 exit. `ExitCosts` holds costs measured where the network runs
-(`tfee.runtime.Cascade.profile` in milliseconds, or instruction counts or
+(`tfee.Cascade.profile` in milliseconds, or instruction counts or
 cycles a user measured on a microcontroller), so that `tfee.calibrate` can
 ask for "as fast as possible on this device" or "at most 0.8 ms" and
 `tfee.evaluate` can report the mean cost beside the MACs.
@@ -39,7 +39,7 @@ class ExitCosts:
         >= 0, costs that decrease with depth, or a bad unit or full cost.
 
     Example:
-      >>> costs = tfee.runtime.Cascade("net.tflite").profile(val_images)
+      >>> costs = tfee.Cascade("net.tflite").profile(val_images)
       >>> policy = tfee.calibrate(outputs, max_accuracy_drop=0.005, costs=costs)
       >>> policy = tfee.calibrate(outputs, cost_budget=0.8, costs=costs)  # ms
       >>> # a microcontroller's instructions per image, exit by exit:
@@ -117,7 +117,7 @@ def check_costs(costs, num_exits, api):
     if not isinstance(costs, ExitCosts):
         raise TypeError(
             f"{api}: `costs` must be None or tfee.policy.ExitCosts (e.g. from "
-            "tfee.runtime.Cascade(path).profile(images)). Received: "
+            "tfee.Cascade(path).profile(images)). Received: "
             f"costs={type(costs).__name__}"
         )
     if costs.num_exits != num_exits:

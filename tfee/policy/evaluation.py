@@ -218,7 +218,7 @@ def _cost_fields(costs, exit_indices):
     }
 
 
-def check_policy(policy, outputs, api):
+def _check_against(policy, outputs, api):
     """`policies.check_policy` against cached outputs."""
     learned = [False] * outputs.num_exits
     if outputs.confidences is not None:
@@ -265,7 +265,7 @@ def evaluate(source, dataset=None, policy=None, *, sparse=False, costs=None):
     if not isinstance(policy, policies.Policy):
         policies.check_policy(policy, None, None, api)
     outputs = _as_outputs(source, dataset, api, sparse)
-    check_policy(policy, outputs, api)
+    _check_against(policy, outputs, api)
     costs = costs_lib.check_costs(costs, outputs.num_exits, api)
     exit_indices = policy.exit_indices(outputs.logits, outputs.confidences)
     if policy.ensemble is not None:  # Samples answer with the ensemble.

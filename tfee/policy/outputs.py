@@ -15,6 +15,7 @@ from tfee import structure as structure_lib
 from tfee._files import write_atomically
 from tfee._keras import keras
 from tfee._keras import tf
+from tfee.policy.accuracy import ExitAccuracy
 
 __all__ = ["ExitOutputs", "collect_outputs"]
 
@@ -113,8 +114,9 @@ class ExitOutputs:
         return rules.predictions(self.logits) == self.labels[None]
 
     def exit_accuracy(self):
-        """Each single exit's accuracy over every sample, (K,)."""
-        return self.correct().mean(axis=1)
+        """Each exit's accuracy over every sample, and the ensemble's: the
+        `ExitAccuracy` that `tfee.exit_accuracy(network, dataset)` returns."""
+        return ExitAccuracy.from_logits(list(self.logits), self.labels)
 
     def save(self, path):
         """Writes an .npz atomically; read back with `ExitOutputs.load`."""

@@ -16,9 +16,9 @@ the sections an easy sample skips.
 import numpy as np
 
 from tfee import naming
-from tfee import structure as structure_lib
 from tfee import rules
 from tfee import stages as stages_lib
+from tfee import structure as structure_lib
 from tfee._keras import tf
 from tfee.policy import policies
 from tfee.runtime import engine
@@ -134,7 +134,7 @@ class DynamicPredictor:
             shape, preprocessed as for the network (or one image).
 
         Returns:
-          A `tfee.runtime.CascadeResult` for the batch.
+          A `tfee.CascadeResult` for the batch.
 
         Raises:
           ValueError: images of another shape, or not floats (e.g. uint8
@@ -202,27 +202,27 @@ class DynamicPredictor:
             macs=engine.exit_macs(self._backend, exit_indices),
         )
 
-    def predict(self, data, batch_size=128):
-        """Runs the cascade over arrays or a tf.data dataset.
+    def predict(self, images, batch_size=128):
+        """Runs the cascade over arrays or a tf.images dataset.
 
         Args:
-          data: an array (samples, ...), or a tf.data.Dataset of image batches
+          images: an array (samples, ...), or a tf.data.Dataset of image batches
             or (images, labels) batches (labels are ignored).
           batch_size: batch size for arrays (datasets keep their own).
 
         Returns:
-          A `tfee.runtime.CascadeResult` over all samples, in order.
+          A `tfee.CascadeResult` over all samples, in order.
         """
         api = "tfee.DynamicPredictor.predict"
-        if isinstance(data, tf.data.Dataset):
-            batches = (b[0] if isinstance(b, (tuple, list)) else b for b in data)
+        if isinstance(images, tf.data.Dataset):
+            batches = (b[0] if isinstance(b, (tuple, list)) else b for b in images)
         else:
             batch_size = engine.batch_size(batch_size, 0, api)
-            data = np.asarray(data)
-            if len(data) == 0:
-                raise ValueError(f"{api}: `data` is empty (0 samples).")
+            images = np.asarray(images)
+            if len(images) == 0:
+                raise ValueError(f"{api}: `images` is empty (0 samples).")
             batches = (
-                data[i : i + batch_size] for i in range(0, len(data), batch_size)
+                images[i : i + batch_size] for i in range(0, len(images), batch_size)
             )
         results, non_finite = [], []
         for batch in batches:

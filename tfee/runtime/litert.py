@@ -207,7 +207,7 @@ class _Backend:
         self._row_image = quantizer(
             self.image_details,
             (1,) + tuple(self.image_details["shape"][1:]),
-            "tfee.runtime.Cascade",
+            "tfee.Cascade",
         )
         self._row_logits = [row_dequantizer(d) for d in logits_details]
         self._row_confidence = [
@@ -222,7 +222,7 @@ class _Backend:
     def prepare(self, images):
         if len(images) == 1:
             return self._row_image(images)
-        return quantize_input(images, self.image_details, "tfee.runtime.Cascade")
+        return quantize_input(images, self.image_details, "tfee.Cascade")
 
     def run_stage(self, k, inputs):
         stage = self.stages[k]
@@ -290,17 +290,17 @@ class Cascade:
         policy's exit count differs from the file's.
 
     Example:
-      >>> cascade = tfee.runtime.Cascade("net.tflite", policy)
+      >>> cascade = tfee.Cascade("net.tflite", policy)
       >>> result = cascade.predict(test_images, batch_size=1)
       >>> result.predictions, result.exit_indices, result.mean_macs
       >>> # What the file itself computes at every exit, e.g. to calibrate:
-      >>> logits = tfee.runtime.Cascade("net.tflite").exit_logits(val_images)
+      >>> logits = tfee.Cascade("net.tflite").exit_logits(val_images)
     """
 
     def __init__(self, path, policy=None, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
-        api = "tfee.runtime.Cascade"
+        api = "tfee.Cascade"
         if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
             raise FileNotFoundError(f"{api}: no .tflite file at path={path!r}")
         self.metadata = read_metadata(path)
@@ -347,21 +347,19 @@ class Cascade:
     def _require_policy(self, method):
         if self.policy is None:
             raise ValueError(
-                f"tfee.runtime.Cascade.{method}: this cascade has no exit "
+                f"tfee.Cascade.{method}: this cascade has no exit "
                 "policy and its file embeds none; pass one as Cascade(path, "
                 "policy) or embed one with tfee.export.set_policy. "
                 "Received: policy=None"
             )
 
     def _check_images(self, images, method):
-        return engine.check_images(
-            images, self.input_shape, f"tfee.runtime.Cascade.{method}"
-        )
+        return engine.check_images(images, self.input_shape, f"tfee.Cascade.{method}")
 
     def _every_exit(self, images, batch_size, method):
         """(logits, confidences) of every stage for every checked image;
         confidences hold None where a head learns none."""
-        api = f"tfee.runtime.Cascade.{method}"
+        api = f"tfee.Cascade.{method}"
         batch_size = engine.batch_size(batch_size, len(images), api)
         backend = self._backend
         logits = [[] for _ in range(self.num_exits)]
@@ -404,7 +402,7 @@ class Cascade:
 
         A quantized file's logits differ from the Keras network's, so a
         policy calibrated on Keras outputs can leave at other exits on the
-        device. Calibrating on these outputs (`tfee.policy.calibrate`) and
+        device. Calibrating on these outputs (`tfee.calibrate`) and
         evaluating on them reports what the device will do.
 
         Args:
@@ -421,7 +419,7 @@ class Cascade:
             match them, a bad batch size, or a file exported before its
             metadata recorded the full network's MACs.
         """
-        api = "tfee.runtime.Cascade.collect_outputs"
+        api = "tfee.Cascade.collect_outputs"
         labels = np.asarray(labels).reshape(-1)
         images, _ = self._check_images(images, "collect_outputs")
         count = len(images)
@@ -483,7 +481,7 @@ class Cascade:
           ValueError: images of the wrong shape or type, or non-finite ones
             (they never leave early: time finite images).
         """
-        api = "tfee.runtime.Cascade.profile"
+        api = "tfee.Cascade.profile"
         images, blocked = self._check_images(images, "profile")
         if blocked.any():
             raise ValueError(
@@ -528,7 +526,7 @@ class Cascade:
             tuple(np.maximum.accumulate(mean)),
             unit="ms",
             full_cost=1e3 * float(np.mean(seconds[-1])) if full else None,
-            source=f"tfee.runtime.Cascade.profile: {os.path.basename(self.path)}, "
+            source=f"tfee.Cascade.profile: {os.path.basename(self.path)}, "
             f"{len(images)} images at batch 1, means, LiteRT CPU, "
             f"{self.num_threads} thread(s)",
         )
@@ -577,7 +575,7 @@ class Cascade:
 
     def _predict(self, images, batch_size, policy):
         images, blocked = self._check_images(images, "predict")
-        size = engine.batch_size(batch_size, len(images), "tfee.runtime.Cascade")
+        size = engine.batch_size(batch_size, len(images), "tfee.Cascade")
         result = engine.empty_result(len(images), self._backend.num_classes)
         for i in range(0, len(images), size):
             engine.run(

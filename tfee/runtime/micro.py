@@ -351,7 +351,7 @@ class MicroCascade:
       manifest: the `{name}_manifest.json` path (`MicroExport.manifest_path`).
       policy: a tfee policy for the models' number of exits; None for the
         one the export compiled into the firmware (the manifest holds it),
-        as `tfee.runtime.Cascade(path)` reads a file's embedded policy.
+        as `tfee.Cascade(path)` reads a file's embedded policy.
 
     Raises:
       FileNotFoundError: no manifest (or a stage model) at the path.
@@ -432,7 +432,7 @@ class MicroCascade:
         return recorded
 
     def predict(self, images):
-        """The cascade's `tfee.runtime.CascadeResult` over `images`.
+        """The cascade's `tfee.CascadeResult` over `images`.
 
         Args:
           images: float array (n, ...) preprocessed as for the network (or

@@ -70,7 +70,7 @@ def _check_number(value, argument, accepted, valid):
         or not valid(value)
     ):
         raise ValueError(
-            f"tfee.training.Distiller: `{argument}` must be {accepted}. "
+            f"tfee.Distiller: `{argument}` must be {accepted}. "
             f"Received: {argument}={value!r}"
         )
 
@@ -112,7 +112,7 @@ class Distiller(ExitLossModel):
         train, or a teacher whose classes or input shape differ.
 
     Example:
-      >>> distiller = tfee.training.Distiller(clustered, teacher=dense_net)
+      >>> distiller = tfee.Distiller(clustered, teacher=dense_net)
       >>> distiller.compile(optimizer=keras.optimizers.Adam(1e-4))
       >>> distiller.fit(train, validation_data=val, epochs=3,
       ...               callbacks=[tfmot.clustering.keras.ClusteringSummaries(...)])
@@ -134,7 +134,7 @@ class Distiller(ExitLossModel):
         name="distiller",
         **kwargs,
     ):
-        api = "tfee.training.Distiller"
+        api = "tfee.Distiller"
         _check_number(
             temperature, "temperature", "a finite number > 0", lambda v: v > 0
         )

@@ -144,7 +144,7 @@ class EENet(ExitLossModel):
     Example:
       >>> net = tfee.attach_exits(backbone, placement, head="conv",
       ...                         with_confidence=True, freeze_backbone=True)
-      >>> trainer = tfee.training.EENet(net, lam=0.9, targets="backbone")
+      >>> trainer = tfee.EENet(net, lam=0.9, targets="backbone")
       >>> trainer.compile(optimizer=keras.optimizers.Adam(5e-4))
       >>> trainer.fit(train, validation_data=val, epochs=30)
       >>> net.save("pteenet.keras")
@@ -162,7 +162,7 @@ class EENet(ExitLossModel):
         targets="labels",
         **kwargs,
     ):
-        api = "tfee.training.EENet"
+        api = "tfee.EENet"
         super().__init__(
             network,
             api,

@@ -140,7 +140,7 @@ def joint(network, weights="uniform"):
             f"tfee.losses.joint: the learned confidences {learned} get no loss "
             "here and stay at their initial weights (Keras warns 'Gradients do "
             "not exist'); a policy with rule='learned' would then decide on "
-            "noise. Train them with tfee.training.EENet, or attach the exits "
+            "noise. Train them with tfee.EENet, or attach the exits "
             "with with_confidence=False.",
             stacklevel=2,
         )
