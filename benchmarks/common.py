@@ -23,6 +23,7 @@ import tfee.runtime
 from tfee import keras
 from tfee import recipes
 from tfee import tf
+from tfee._files import write_atomically
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -175,8 +176,7 @@ def reference(train_if_missing=False):
             network = recipes.train_reference_network(
                 tiny_data(), epochs=1, verbose=0, **TINY_NETWORK
             )
-            network.save(path + ".partial.keras")
-            os.replace(path + ".partial.keras", path)
+            write_atomically(path, network.save)
         network, data = keras.models.load_model(path), tiny_data()
     else:
         if not train_if_missing and recipes.committed_reference() is None:

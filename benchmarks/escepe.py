@@ -53,6 +53,7 @@ from benchmarks import common
 from benchmarks import micro_footprint
 from tfee import keras
 from tfee import recipes
+from tfee._files import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -130,8 +131,7 @@ def clustered(name, network, data):
         verbose=2,
     )
     seconds = time.time() - tick
-    result.save(path + ".partial.keras")
-    os.replace(path + ".partial.keras", path)
+    write_atomically(path, result.save)
     return result, seconds
 
 

@@ -64,6 +64,7 @@ from benchmarks import common
 from tfee import keras
 from tfee import recipes
 from tfee import tf
+from tfee._files import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("micro_heads", ["linear", "sdn", "conv"], "Head types (arena).")
@@ -422,8 +423,7 @@ def clustered_network(network, data, clusters):
         optimizer=keras.optimizers.Adam(FLAGS.micro_clustering_learning_rate),
         verbose=2,
     )
-    clustered.save(path + ".partial.keras")
-    os.replace(path + ".partial.keras", path)
+    write_atomically(path, clustered.save)
     return clustered, path, False
 
 

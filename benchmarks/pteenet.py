@@ -23,7 +23,7 @@ runs the paper's one-stage recipe), then `tfee.EENet(net, lam)`.
 Reported per lambda, on test: each exit's accuracy;
 at the paper's rule (learned confidence >= --pteenet_threshold) the accuracy,
 the accuracy relative to the backbone's and the compute saved (1 - mean MACs
-/ the backbone's MACs; an exit's MACs include every branch evaluated on the
+/ the full network's MACs, the backbone alone; an exit's MACs include every branch evaluated on the
 way, so a sample that reaches the end costs more than the backbone alone);
 the same for a sweep of that threshold (the curve); and whether every
 backbone weight and BatchNormalization statistic is bit-identical to the
@@ -47,6 +47,7 @@ import tfee.policy
 from benchmarks import beyond_sdn
 from benchmarks import common
 from tfee import keras
+from tfee._files import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -155,10 +156,7 @@ def post_trained(backbone, data, lam):
             )
             print(f"{warmup} warm-up epochs (every lambda starts here) ...", flush=True)
             network.fit(train, epochs=warmup, verbose=2)
-            # The suffix picks the format: the partial file keeps it.
-            partial = warmed.replace(".weights.h5", ".partial.weights.h5")
-            network.save_weights(partial)
-            os.replace(partial, warmed)
+            write_atomically(warmed, network.save_weights)
     trainer = tfee.EENet(network, lam=lam, version=FLAGS.pteenet_loss)
     trainer.compile(optimizer=keras.optimizers.Adam(FLAGS.pteenet_learning_rate))
     epochs = FLAGS.pteenet_epochs - warmup
@@ -171,8 +169,7 @@ def post_trained(backbone, data, lam):
         verbose=2,
     )
     seconds = (time.time() - tick) / epochs  # EENet's epochs, in this process
-    network.save(stem + ".partial.keras")
-    os.replace(stem + ".partial.keras", stem + ".keras")
+    write_atomically(stem + ".keras", network.save)
     return network, seconds
 
 
@@ -300,7 +297,7 @@ def _plot(result):
         label="PTEENet paper (ResNet-110)",
     )
     axes.axhline(100, ls=":", c="k")
-    axes.set_xlabel("compute saved (% of the backbone's MACs)")
+    axes.set_xlabel("compute saved (% of the full network's MACs)")
     axes.set_ylabel("test accuracy (% of the backbone's)")
     common.save_plot(
         figure,

@@ -2,11 +2,13 @@
 
 import os
 
+import numpy as np
 import pytest
 
 import tfee
 import tfee.export
 from tfee import _files
+from tfee import keras
 
 
 def test_bytes_and_text_are_written(tmp_path):
@@ -40,6 +42,18 @@ def test_the_temporary_file_keeps_the_extension(tmp_path):
         str(tmp_path / "plot.png"), lambda p: (seen.append(p), open(p, "w"))
     )
     assert seen[0].endswith(".png")
+
+
+def test_keras_weights_written_atomically_load_in_their_own_format(tmp_path):
+    # tf_keras writes `.weights.h5` in the Keras 3 layout and `.h5` in the
+    # legacy one: a temporary `.h5` name would give a file load_weights
+    # cannot read under the final name.
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = str(tmp_path / "net.weights.h5")
+    _files.write_atomically(path, model.save_weights)
+    copy = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    copy.load_weights(path)
+    np.testing.assert_array_equal(copy.get_weights()[0], model.get_weights()[0])
 
 
 @pytest.fixture

@@ -80,11 +80,16 @@ def write_bytes_atomically(path, data):
     return write_atomically(path, write)
 
 
+_KERAS_WEIGHTS = ".weights.h5"
+
+
 def _create_partial(directory, name):
     # Not tempfile.mkstemp: it creates the file 0600 and the rename would keep
     # that mode. os.open with 0o666 lets the kernel apply the umask, as open()
     # does, without touching the process-wide umask (os.umask is not thread-safe).
-    suffix = ".partial" + os.path.splitext(name)[1]
+    # Keras picks a format by the ending, and `.weights.h5` is not `.h5`.
+    ending = _KERAS_WEIGHTS if name.endswith(_KERAS_WEIGHTS) else None
+    suffix = ".partial" + (ending or os.path.splitext(name)[1])
     while True:
         partial = os.path.join(
             directory, "." + name + "." + secrets.token_hex(4) + suffix

@@ -9,7 +9,7 @@ can call it as is or copy the few lines when they need something else:
   split 45,000 / 5,000 / 10,000 (`reference_data`), per-channel
   normalisation (`tfee.data.channel_moments`, `normalise`), the tf.data pipeline with
   crop+flip augmentation (`reference_pipeline`), a CIFAR ResNet-20 with SDN
-  heads at 15..90% of its MACs (`build_reference_network`) trained jointly
+  heads at 15..90% of the full network's MACs (`build_reference_network`) trained jointly
   with SDN's ramp and SGD (`compile_for_training`, `train_reference_network`),
   and the trained network cached for every experiment (`reference_network`).
 
@@ -31,6 +31,8 @@ from tfee import backbones
 from tfee import data as data_lib
 from tfee import network as network_lib
 from tfee import placement
+from tfee._files import write_atomically
+from tfee._files import write_bytes_atomically
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee.training import callbacks as callbacks_lib
@@ -64,7 +66,7 @@ __all__ = [
 
 MODES = ("joint", "eenet", "distill")
 
-# SDN's exit placement: about 15/30/45/60/75/90% of the backbone's MACs.
+# SDN's exit placement: about 15/30/45/60/75/90% of the full network's MACs.
 SDN_FRACTIONS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9)
 BATCH = 128
 # BENCHMARK.md's "SGD with momentum 0.9, weight decay 5e-4" is SDN's PyTorch
@@ -375,10 +377,7 @@ def save_committed_reference(
     os.makedirs(directory, exist_ok=True)
     stem = os.path.splitext(os.path.basename(record))[0]
     weights = os.path.join(directory, f"{stem}.weights.h5")
-    # Keras picks the weights format by the name's ending: keep it.
-    partial = os.path.join(directory, f"{stem}.partial.weights.h5")
-    network.save_weights(partial)
-    os.replace(partial, weights)
+    write_atomically(weights, network.save_weights)
     document = {
         "weights": os.path.basename(weights),
         "sha256": _sha256(weights),
@@ -389,9 +388,7 @@ def save_committed_reference(
         "epochs": int(epochs),
         "training": training,
     }
-    with open(record + ".partial", "w") as f:
-        json.dump(document, f, indent=1)
-    os.replace(record + ".partial", record)
+    write_bytes_atomically(record, json.dumps(document, indent=1))
 
 
 def _install_committed(cache_dir, record=None):
@@ -416,11 +413,11 @@ def _install_committed(cache_dir, record=None):
     network = build_reference_network(**document["network"])
     network.load_weights(weights)
     os.makedirs(cache_dir, exist_ok=True)
-    with open(_normalisation_path(cache_dir, False), "w") as f:
-        json.dump({"mean": document["mean"], "std": document["std"]}, f)
-    path = reference_network_path(cache_dir)
-    network.save(path + ".partial.keras")
-    os.replace(path + ".partial.keras", path)
+    write_bytes_atomically(
+        _normalisation_path(cache_dir, False),
+        json.dumps({"mean": document["mean"], "std": document["std"]}),
+    )
+    write_atomically(reference_network_path(cache_dir), network.save)
     return True
 
 
@@ -512,7 +509,7 @@ def build_reference_network(
     Args:
       depth, width: `tfee.backbones.resnet_cifar`'s depth (6n + 2) and width;
         the reference is 20 and 16.
-      fractions: exit placement as fractions of the backbone's MACs.
+      fractions: exit placement as fractions of the full network's MACs.
       num_classes: classes of every exit.
       input_shape: image shape; CIFAR's (32, 32, 3) when None.
       head: the exit head type ("sdn" in the reference; "linear", "conv").
@@ -675,8 +672,9 @@ def reference_network(
         backup_dir=os.path.join(cache_dir, f"backup_{_tag(quick)}"),
         verbose=verbose,
     )
-    with open(_normalisation_path(cache_dir, quick), "w") as f:
-        json.dump({"mean": data.mean.tolist(), "std": data.std.tolist()}, f)
-    network.save(path + ".partial.keras")
-    os.replace(path + ".partial.keras", path)
+    write_bytes_atomically(
+        _normalisation_path(cache_dir, quick),
+        json.dumps({"mean": data.mean.tolist(), "std": data.std.tolist()}),
+    )
+    write_atomically(path, network.save)
     return network
