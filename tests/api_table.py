@@ -50,7 +50,8 @@ centroids are `cluster_per_channel`, as in tfmot. Per-exit accuracy is always an
 
 Old spellings kept because a released README used them, each warning once with
 its new name: `tfee.compress.prune_low_magnitude` (now
-`tfee.compress.pruning_plan`: it returns (model, scheduler), unlike tfmot's).
+`tfee.compress.pruning_plan`: it returns (model, scheduler), unlike tfmot's) and
+`tfee.recipes.channel_moments` (now `tfee.data.channel_moments`).
 """
 
 

@@ -239,3 +239,13 @@ def test_the_weights_digest_names_a_training_whatever_file_holds_it(tmp_path):
     weights[0] = weights[0] + 1e-7
     network.set_weights(weights)
     assert recipes.weights_digest(network) != digest
+
+
+def test_the_old_spelling_recipes_channel_moments_warns_once_with_its_home():
+    from tfee import _checks
+
+    _checks._WARNED.discard("tfee.recipes.channel_moments")
+    with pytest.warns(DeprecationWarning, match="now tfee.data.channel_moments"):
+        moments = recipes.channel_moments
+    assert moments is tfee.data.channel_moments
+    assert "channel_moments" not in recipes.__all__

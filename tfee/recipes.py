@@ -27,6 +27,7 @@ import typing
 
 import numpy as np
 
+from tfee import _checks
 from tfee import backbones
 from tfee import data as data_lib
 from tfee import network as network_lib
@@ -678,3 +679,13 @@ def reference_network(
     )
     write_atomically(path, network.save)
     return network
+
+
+def __getattr__(name):
+    # Old spellings a released README used, each warning once.
+    if name == "channel_moments":
+        _checks.warn_renamed(
+            "tfee.recipes.channel_moments", "tfee.data.channel_moments"
+        )
+        return data_lib.channel_moments
+    raise AttributeError(f"module 'tfee.recipes' has no attribute {name!r}")
