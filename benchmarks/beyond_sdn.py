@@ -7,8 +7,8 @@ recipe (SGD momentum 0.9, lr 0.1 in a cosine over the budget, weight decay
 
   plain        (a) the ResNet-20 backbone alone: what a user would deploy
                without exits;
-  sdn          (b) + 6 SDN heads at 15..90% of the MACs, SDN's joint loss and
-               weight ramp (today's reference recipe);
+  sdn          (b) + 6 SDN heads at 15..90% of the full network's MACs, SDN's
+               joint loss and weight ramp (today's reference recipe);
   sdn_distill  (c) (b) with self-distillation (`tfee.Distiller(weights="sdn")`
                with SDN's ramp: teacher = the network's own deepest exit,
                T = 3, kd_weight 0.3);
@@ -33,7 +33,7 @@ ensemble's per-exit test accuracy under `ensemble`.
 
 For every network and rule, calibrated on validation and reported on test:
 each exit's accuracy; the accuracy at 25, 50 and 75%
-of the full MACs (`calibrate(macs_budget=...)`); the MACs ratio at a <= 0.5
+of the full network's MACs (`calibrate(macs_budget=...)`); the MACs ratio at a <= 0.5
 point drop against the network's own deepest exit (`max_accuracy_drop`) and
 against (a) (the cheapest setting on the validation front within 0.5 points
 of (a)'s validation accuracy); the oracle's MACs at the policy's test
@@ -443,7 +443,7 @@ def _plot(fronts, variants):
             label=name,
         )
     axes.axhline(variants["plain"]["test_accuracy"], ls=":", c="k", label="plain")
-    axes.set_xlabel("mean MACs (% of the backbone)")
+    axes.set_xlabel("mean MACs (% of the full network's MACs)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(
         f"Beyond SDN, {FLAGS.beyond_epochs} epochs each"

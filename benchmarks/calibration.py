@@ -47,7 +47,9 @@ from tfee import tf
 FLAGS = flags.FLAGS
 flags.DEFINE_float("target_drop", 0.005, "Accepted accuracy drop vs the deepest exit.")
 flags.DEFINE_float(
-    "budget_fraction", 0.6, "MACs budget (fraction of full) for the second target."
+    "budget_fraction",
+    0.6,
+    "MACs budget for the second target, as a fraction of the full network's MACs.",
 )
 flags.DEFINE_float(
     "confidence",

@@ -23,8 +23,9 @@ runs the paper's one-stage recipe), then `tfee.EENet(net, lam)`.
 Reported per lambda, on test: each exit's accuracy;
 at the paper's rule (learned confidence >= --pteenet_threshold) the accuracy,
 the accuracy relative to the backbone's and the compute saved (1 - mean MACs
-/ the full network's MACs, the backbone alone; an exit's MACs include every branch evaluated on the
-way, so a sample that reaches the end costs more than the backbone alone);
+/ the full network's MACs, the backbone alone; an exit's MACs include every
+branch evaluated on the way, so a sample that reaches the end costs more than
+the backbone alone);
 the same for a sweep of that threshold (the curve); and whether every
 backbone weight and BatchNormalization statistic is bit-identical to the
 backbone's before training. Each trained network is cached under --cache_dir

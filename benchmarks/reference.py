@@ -2,9 +2,9 @@
 
 The recipe is `tfee.recipes.reference_network`: CIFAR-10 from the shared
 archive split 45,000 / 5,000 / 10,000, per-channel normalisation, crop+flip
-augmentation; a CIFAR ResNet-20 with SDN heads at about 15..90% of its MACs
-(7 exits), trained jointly with SDN's weight ramp, SGD momentum 0.9, weight
-decay 5e-4, batch 128, lr 0.1 cosine, 30 epochs, seed 0. The network is
+augmentation; a CIFAR ResNet-20 with SDN heads at about 15..90% of the full
+network's MACs (7 exits), trained jointly with SDN's weight ramp, SGD momentum
+0.9, weight decay 5e-4, batch 128, lr 0.1 cosine, 30 epochs, seed 0. The network is
 cached (default /tmp/tfee-reference) with the normalisation it was trained
 with, and an interrupted run resumes at its last epoch. When it trains, this
 script writes reference_network_full.json (per-exit test accuracy, exits,

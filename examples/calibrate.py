@@ -166,7 +166,7 @@ def main(argv):
     print(f"\nCalibrated on validation ({val_result.num_samples} samples): {policy!r}")
     print(
         f"validation: accuracy {100 * val_result.accuracy:.2f}% at "
-        f"{100 * val_result.macs_fraction:.1f}% of the full MACs"
+        f"{100 * val_result.macs_fraction:.1f}% of the full network's MACs"
     )
     print(f"\nOn test ({test_result.num_samples} samples):")
     print(tfee.report.text_table(test_result))

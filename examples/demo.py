@@ -60,13 +60,14 @@ def run_demo(data, epochs, head, seed, output_dir=None, verbose=2, title=None):
 
 def format_table(rows, full_macs):
     lines = [
-        f"{'exit':<8}{'attached after':<16}{'head':<10}{'MACs':>10}{'% of full':>11}"
+        f"{'exit':<8}{'attached after':<16}{'head':<10}{'MACs':>10}{'% full MACs':>13}"
         f"{'test accuracy':>15}"
     ]
     for info, accuracy in rows:
         lines.append(
             f"{info.name:<8}{info.attach_layer:<16}{info.head_type:<10}"
-            f"{info.cumulative_macs:>10,}{100 * info.cumulative_macs / full_macs:>10.1f}%"
+            f"{info.cumulative_macs:>10,}"
+            f"{100 * info.cumulative_macs / full_macs:>12.1f}%"
             f"{100 * accuracy:>14.1f}%"
         )
     lines.append(f"full network (backbone only): {full_macs:,} MACs per image")

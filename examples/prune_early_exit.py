@@ -1,5 +1,5 @@
 """Prunes one trained early-exit network "together" and "ordered" and plots
-accuracy vs MFLOPs of both (Görmez & Koyuncu 2022).
+accuracy vs non-zero MACs of both (Görmez & Koyuncu 2022).
 
     .venv/bin/python examples/prune_early_exit.py --model=/tmp/tfee-chain/network.keras \
         --data=../shared/datasets/cifar10 --output_dir=/tmp/tfee-chain
@@ -9,7 +9,9 @@ ready for cluster_sections.py --preserve_sparsity), curves.png and
 curves.json (test split). --epochs is the fine-tuning per phase (default 2);
 without --model a small network is trained on --data first. The cascade curve
 is a max-softmax threshold sweep (one threshold for every exit; a sample
-leaves at the first exit whose max softmax reaches it).
+leaves at the first exit whose max softmax reaches it). Costs are the non-zero
+MACs as a percentage of the full network's MACs (the dense backbone alone, no
+heads), as in every other tfee report.
 """
 
 import os
@@ -28,9 +30,11 @@ DEFAULT_EPOCHS = 2
 flags.DEFINE_float("sparsity", 0.8, "Target sparsity in [0, 1).")
 
 
-def cascade_curve(logits, labels, exit_mflops, thresholds=None):
-    """(accuracy, mean MFLOPs) of a max-softmax cascade for each threshold
-    (default: 0, 0.05, ..., 1), one threshold shared by every exit."""
+def cascade_curve(logits, labels, exit_costs, thresholds=None):
+    """(accuracy, mean cost) of a max-softmax cascade for each threshold
+    (default: 0, 0.05, ..., 1), one threshold shared by every exit; `exit_costs`
+    is what leaving at each exit costs (here its fraction of the full network's
+    MACs)."""
     import numpy as np
 
     import tfee
@@ -45,7 +49,7 @@ def cascade_curve(logits, labels, exit_mflops, thresholds=None):
         points.append(
             (
                 float(np.mean(predicted == labels)),
-                float(np.mean(np.take(exit_mflops, chosen))),
+                float(np.mean(np.take(exit_costs, chosen))),
             )
         )
     return points
@@ -83,15 +87,15 @@ def run(network, data, prune_epochs, sparsity, output_dir, verbose=2, labels=Non
         report = tfee.compress.sparsity_report(pruned)
         outputs = dict(zip(pruned.output_names, pruned.predict(data.test, verbose=0)))
         logits = [outputs[name] for name in exit_names]
-        mflops = [row["sparse_mflops"] for row in report.exits]
+        fractions = [row["fraction_of_full"] for row in report.exits]
         result["orders"][order] = {
             "saved_model": path,
             "exit_accuracy": [
                 float(np.mean(x.argmax(-1) == test_labels)) for x in logits
             ],
-            "exit_mflops": mflops,
+            "exit_macs_fraction": fractions,
             "overall_sparsity": report.overall,
-            "cascade": cascade_curve(logits, test_labels, mflops),
+            "cascade": cascade_curve(logits, test_labels, fractions),
         }
     _write(result, output_dir)
     return result
@@ -105,11 +109,20 @@ def _write(result, output_dir):
     figure = Figure(figsize=(5, 4))
     axis = figure.subplots()
     for order, row in result["orders"].items():
-        accuracy, mflops = zip(*sorted(row["cascade"], key=lambda p: p[1]))
-        axis.plot(mflops, accuracy, marker=".", label=f"{order} (cascade)")
-        axis.scatter(row["exit_mflops"], row["exit_accuracy"], marker="x")
-    axis.set_xlabel("MFLOPs per sample (sparse)")
-    axis.set_ylabel("test accuracy")
+        accuracy, fractions = zip(*sorted(row["cascade"], key=lambda p: p[1]))
+        axis.plot(
+            [100 * f for f in fractions],
+            [100 * a for a in accuracy],
+            marker=".",
+            label=f"{order} (cascade)",
+        )
+        axis.scatter(
+            [100 * f for f in row["exit_macs_fraction"]],
+            [100 * a for a in row["exit_accuracy"]],
+            marker="x",
+        )
+    axis.set_xlabel("mean non-zero MACs (% of the full network's MACs)")
+    axis.set_ylabel("test accuracy (%)")
     axis.set_title(
         f"{result.get('title', '')}\npruned to {100 * result['sparsity']:.0f}% sparsity",
         fontsize=9,

@@ -6,7 +6,8 @@
 
 Runs --data's test split through the file's stage chain, one sample at a time
 by default (as a device would), and reports accuracy, how many samples each
-exit answered, the mean MACs relative to the full network and the mean
+exit answered, the mean MACs as a percentage of the full network's MACs (the
+file's `full_macs`: the backbone alone, no heads) and the mean
 latency measured on this machine beside the full model's (`Cascade.profile`
 times the file's exit_K on up to 200 test images); writes
 cascade_summary.json and a plot of the exits' shares. The policy is --policy (a JSON
@@ -37,7 +38,8 @@ flags.DEFINE_integer("cascade_batch", 1, "Samples run together (1 = on device)."
 
 
 def summarize(cascade, result, labels):
-    """The summary dict: accuracy, samples per exit, mean MACs."""
+    """The summary dict: accuracy, samples per exit, mean MACs and their
+    fraction of the full network's MACs (the metadata's `full_macs`)."""
     import numpy as np
 
     counts = np.bincount(result.exit_indices, minlength=cascade.num_exits)
@@ -47,9 +49,11 @@ def summarize(cascade, result, labels):
         "samples_per_exit": {f"exit_{k}": int(c) for k, c in enumerate(counts, 1)},
     }
     macs = [e["cumulative_macs"] for e in cascade.metadata["exits"]]
-    if None not in macs:
+    full_macs = cascade.metadata.get("full_macs")
+    if None not in macs and full_macs:
         summary["mean_macs"] = float(result.mean_macs)
-        summary["macs_fraction"] = float(result.mean_macs / macs[-1])
+        summary["full_macs"] = int(full_macs)
+        summary["macs_fraction"] = float(result.mean_macs / full_macs)
     return summary
 
 
@@ -74,7 +78,7 @@ def summary_lines(summary):
     if "mean_macs" in summary:
         lines.append(
             f"mean MACs: {summary['mean_macs']:,.0f} "
-            f"({100 * summary['macs_fraction']:.1f}% of exit_K)"
+            f"({100 * summary['macs_fraction']:.1f}% of the full network's MACs)"
         )
     line = f"mean latency: {summary['mean_latency_ms']:.3f} ms per sample"
     if "full_model_ms" in summary:

@@ -284,7 +284,10 @@ def main(argv):
     print(f"\n{FLAGS.mode} training on {FLAGS.data}: test accuracy")
     for name, accuracy in summary["exit_test_accuracy"].items():
         cost = summary["exit_cost_fraction"][name]
-        print(f"  {name}: {100 * accuracy:5.1f}%  at {100 * cost:5.1f}% of full MACs")
+        print(
+            f"  {name}: {100 * accuracy:5.1f}%  at {100 * cost:5.1f}% of the full "
+            "network's MACs"
+        )
     print(
         f"saved {model_path}; its class names, training_summary.json and exits.png "
         "beside it"

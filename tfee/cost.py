@@ -55,7 +55,12 @@ class SectionCost:
 
 @dataclasses.dataclass(frozen=True)
 class ExitCost:
-    """Cost of a sample that leaves at this exit (every earlier head included)."""
+    """Cost of a sample that leaves at this exit (every earlier head included).
+
+    `fraction_of_full` is `cumulative_macs / CostReport.full_macs`: reports
+    print it as "% of the full network's MACs" (the backbone alone, no heads),
+    so the deepest exit is above 100%.
+    """
 
     name: str
     head_macs: int
@@ -75,14 +80,14 @@ class CostReport:
     def table(self):
         """A plain-text table, one row per exit."""
         lines = [
-            f"{'exit':<8}{'head MACs':>12}{'cumulative MACs':>18}{'% of full':>11}"
+            f"{'exit':<8}{'head MACs':>12}{'cumulative MACs':>18}{'% full MACs':>13}"
             f"{'section params':>16}"
         ]
         for exit_cost, section in zip(self.exits, self.sections):
             lines.append(
                 f"{exit_cost.name:<8}{exit_cost.head_macs:>12,}"
                 f"{exit_cost.cumulative_macs:>18,}"
-                f"{100 * exit_cost.fraction_of_full:>10.1f}%{section.parameters:>16,}"
+                f"{100 * exit_cost.fraction_of_full:>12.1f}%{section.parameters:>16,}"
             )
         lines.append(f"full network (backbone only): {self.full_macs:,} MACs")
         return "\n".join(lines)

@@ -329,7 +329,7 @@ def attach_exits(
     return network
 
 
-# Consecutive exits closer than this share of the backbone's MACs.
+# Consecutive exits closer than this share of the full network's MACs.
 CROWDED_SHARE = 0.01
 
 
@@ -351,7 +351,7 @@ def _warn_about_crowded_exits(context, attach_names):
         warnings.warn(
             "tfee.attach_exits: consecutive exits after "
             + ", ".join(crowded)
-            + f" are less than {CROWDED_SHARE:.0%} of the backbone's MACs apart: "
+            + f" are less than {CROWDED_SHARE:.0%} of the full network's MACs apart: "
             "the deeper one pays its head for almost no extra depth. Place fewer "
             "exits or spread them out.",
             stacklevel=3,

@@ -181,8 +181,9 @@ class FlopsFractions(Placement):
                     last = candidates[stop - 1]
                     raise ValueError(
                         f"tfee.attach_exits: `placement` asks for exit {exit_number} "
-                        f"at {100 * fraction:.1f}% of the backbone's MACs, but no free "
-                        f"layer reaches it (the deepest one left, {last[0]!r}, is at "
+                        f"at {100 * fraction:.1f}% of the full network's MACs, but "
+                        "no free layer reaches it (the deepest one left, "
+                        f"{last[0]!r}, is at "
                         f"{100 * cost(stop - 1) / context.total_macs:.1f}%). Use "
                         "smaller or fewer fractions."
                     )

@@ -149,7 +149,7 @@ def plot_front(path, evaluation, front=None, title=None):
         markersize=13,
         label="chosen policy",
     )
-    axes.set_xlabel("mean MACs (% of the full network)")
+    axes.set_xlabel("mean MACs (% of the full network's MACs)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title(title or "accuracy vs MACs")
     axes.grid(alpha=0.3)
@@ -164,7 +164,8 @@ def plot_exits(path, names, macs_fractions, accuracies, title=None):
     Args:
       path: the .png to write.
       names: the exits' names.
-      macs_fractions: each exit's MACs as a fraction of the full network.
+      macs_fractions: each exit's MACs as a fraction of the full network's
+        MACs (`tfee.cost.ExitCost.fraction_of_full`).
       accuracies: each exit's accuracy in [0, 1], or a dict label -> such a
         list to draw several networks (before and after compression).
       title: the plot's title (say which model, data and split).
@@ -185,7 +186,7 @@ def plot_exits(path, names, macs_fractions, accuracies, title=None):
             axes.annotate(
                 name, (xi, yi), fontsize=7, xytext=(3, -9), textcoords="offset points"
             )
-    axes.set_xlabel("MACs to the exit (% of the full network)")
+    axes.set_xlabel("MACs to the exit (% of the full network's MACs)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title(title or "accuracy per exit")
     axes.grid(alpha=0.3)

@@ -30,6 +30,36 @@ def test_main_runs_the_cascade_and_counts_exits(tmp_path, capsys):
     assert "mean latency: " in printed and "full model" not in printed  # batch 4
 
 
+def test_the_mean_macs_are_a_percentage_of_the_full_networks_macs(tmp_path, capsys):
+    # Issue 34: it printed "% of exit_K" (heads included) where every other
+    # report divides by the backbone alone.
+    import json
+
+    import numpy as np
+
+    path = str(tmp_path / "net.tflite")
+    tfee.export.tflite(tiny_network(num_classes=10), path)
+    metadata = tfee.runtime.read_metadata(path)
+    exit_macs = np.array([e["cumulative_macs"] for e in metadata["exits"]])
+    assert exit_macs[-1] > metadata["full_macs"]  # so exit_K would differ
+    flags.FLAGS.mark_as_parsed()
+    out = tmp_path / "out"
+    with flagsaver.flagsaver(
+        model=path, threshold=0.5, data="digits", cascade_batch=8, output_dir=str(out)
+    ):
+        example.main([])
+    printed = capsys.readouterr().out
+    (summary_path,) = out.rglob("cascade_summary.json")
+    summary = json.loads(summary_path.read_text())
+    counts = np.array(list(summary["samples_per_exit"].values()))
+    mean_macs = float(np.sum(counts * exit_macs) / np.sum(counts))
+    assert summary["full_macs"] == metadata["full_macs"]
+    assert summary["mean_macs"] == pytest.approx(mean_macs)
+    percent = 100 * mean_macs / metadata["full_macs"]
+    assert f"({percent:.1f}% of the full network's MACs)" in printed
+    assert "exit_K" not in printed
+
+
 def test_at_batch_one_the_latency_is_reported_beside_the_full_models(tmp_path, capsys):
     import json
 

@@ -24,7 +24,9 @@ class SparsityReport:
       heads: {exit name: sparsity of its head} (the deepest exit's classifier
         is part of the backbone).
       exits: one dict per exit: name, dense_macs, sparse_macs (non-zero
-        weights only), sparse_mflops (2 x MACs / 1e6), fraction_of_full.
+        weights only) and fraction_of_full (sparse_macs over the full
+        network's dense MACs, the backbone alone: reports print it as "% of
+        the full network's MACs").
       gzip_bytes: bytes of all weights (fp32) after gzip -9.
       frozen: layers left dense because they are frozen (not trainable).
     """
@@ -125,7 +127,6 @@ def sparsity_report(network):
             name=d.name,
             dense_macs=d.cumulative_macs,
             sparse_macs=s.cumulative_macs,
-            sparse_mflops=2 * s.cumulative_macs / 1e6,
             fraction_of_full=(
                 s.cumulative_macs / dense.full_macs if dense.full_macs else 0.0
             ),

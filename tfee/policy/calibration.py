@@ -656,7 +656,7 @@ def _positive_number(value):
 
 def _cost_text(cost, outputs, costs):
     if costs is None:
-        return f"{cost / outputs.full_macs:.3f} x full MACs"
+        return f"{100 * cost / outputs.full_macs:.1f}% of the full network's MACs"
     return f"a mean cost of {cost:.4g} {costs.unit}"
 
 

@@ -35,7 +35,8 @@ class Evaluation:
       name: what was evaluated (the policy's repr, or "oracle").
       accuracy: top-1 accuracy of the cascade's answers.
       mean_macs: mean MACs per sample (backbone to where it left + heads).
-      macs_fraction: mean_macs / full_macs.
+      macs_fraction: mean_macs / full_macs (printed as "% of the full
+        network's MACs"; above 1 where heads cost more than they save).
       exit_counts: samples that left at each exit.
       exit_accuracy: accuracy of the samples that left at each exit (NaN
         where none left).
@@ -104,14 +105,20 @@ class Evaluation:
         return data
 
     def table(self):
-        """A plain-text report: summary lines, then one row per exit."""
+        """A plain-text report: summary lines, then one row per exit.
+
+        The "% full MACs" column is each exit's cumulative MACs (heads on the
+        way included) as a percentage of the full network's MACs, so the
+        deepest exit shows more than 100.
+        """
         lines = [
             f"policy: {self.name}",
             f"accuracy {100 * self.accuracy:.2f}% (deepest exit "
             f"{100 * self.deepest_accuracy:.2f}%, drop {100 * self.accuracy_drop:+.2f} "
             f"points), agreement with the deepest exit {100 * self.agreement:.1f}%",
             f"mean MACs {self.mean_macs:,.0f} = {100 * self.macs_fraction:.1f}% of the "
-            f"full network ({self.full_macs:,} MACs), {self.num_samples} samples",
+            f"full network's MACs ({self.full_macs:,}, the backbone alone), "
+            f"{self.num_samples} samples",
         ]
         if self.mean_cost is not None:
             fraction = ""
@@ -124,16 +131,16 @@ class Evaluation:
         if oracle is not None:
             lines.append(
                 f"oracle: accuracy {100 * oracle.accuracy:.2f}% at "
-                f"{100 * oracle.macs_fraction:.1f}% of the full MACs"
+                f"{100 * oracle.macs_fraction:.1f}% of the full network's MACs"
             )
         lines.append(
-            f"{'exit':<6}{'% MACs':>8}{'exit acc %':>12}{'left':>8}{'left %':>8}"
+            f"{'exit':<6}{'% full MACs':>12}{'exit acc %':>12}{'left':>8}{'left %':>8}"
             f"{'acc of left %':>15}"
             + (f"{'oracle left %':>15}" if oracle is not None else "")
         )
         for k in range(len(self.exit_counts)):
             row = (
-                f"{k + 1:<6}{_percent(self.exit_macs[k] / self.full_macs):>8}"
+                f"{k + 1:<6}{_percent(self.exit_macs[k] / self.full_macs):>12}"
                 f"{_percent(self.single_exit_accuracy[k]):>12}"
                 f"{self.exit_counts[k]:>8}{_percent(self.exit_fractions[k]):>8}"
                 f"{_percent(self.exit_accuracy[k]):>15}"
