@@ -34,6 +34,9 @@ def _resolves(path):
         if hasattr(value, part):
             value = getattr(value, part)
             continue
+        fields = getattr(value, "__dataclass_fields__", {})
+        if part in fields and i == len(parts) - 1:
+            return True  # A dataclass field (no class attribute without a default).
         try:
             value = importlib.import_module(".".join(parts[: i + 1]))
         except ImportError:
