@@ -32,7 +32,6 @@ __all__ = [
     "ORDERS",
     "PruningPlan",
     "prune",
-    "prune_low_magnitude",
     "pruning_plan",
 ]
 

@@ -1,5 +1,5 @@
 """Removing tfmot's pruning and clustering wrappers, the inverse of
-`prune_low_magnitude` and `cluster_weights` and the one strip in tfee
+`pruning_plan` and `cluster_weights` and the one strip in tfee
 (`tfee.export` strips through it); and recognising a QAT network, which no
 compression step may take again."""
 
@@ -15,7 +15,7 @@ __all__ = ["is_quantization_aware", "strip"]
 
 
 def strip(network):
-    """The inverse of `prune_low_magnitude` / `cluster_weights`: a copy of
+    """The inverse of `pruning_plan` / `cluster_weights`: a copy of
     `network` without tfmot pruning or clustering wrappers, ready to export.
 
     Args:
