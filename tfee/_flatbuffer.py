@@ -79,6 +79,74 @@ def without_strings(data):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def signature_models(data):
+    """{signature key: a model of that signature alone} of a multi-signature
+    model.
+
+    Each holds its signature's subgraph as subgraph 0 (the one TensorFlow
+    Lite Micro runs), only the operator codes and buffers that subgraph uses
+    (renumbered in the order it first uses them), that signature, and the
+    model's metadata entries.
+
+    Raises:
+      ValueError: an op calls another subgraph (IF, WHILE), so the subgraph
+        cannot stand alone.
+    """
+    model = read(data)
+    return {
+        signature.signatureKey.decode(): bytes(
+            flatbuffer_utils.convert_object_to_bytearray(_alone(model, signature))
+        )
+        for signature in model.signatureDefs or []
+    }
+
+
+def _alone(model, signature):
+    """A ModelT of `signature` alone, taking its subgraph's objects from
+    `model` (see `signature_models`)."""
+    graph = model.subgraphs[signature.subgraphIndex]
+    codes, code_index = [], {}
+    for op in graph.operators or []:
+        options = vars(op.builtinOptions) if op.builtinOptions else {}
+        if any("subgraph" in field.lower() for field in options):
+            raise ValueError(
+                f"signature {signature.signatureKey.decode()!r} calls another "
+                "subgraph; it cannot stand alone"
+            )
+        if op.opcodeIndex not in code_index:
+            code_index[op.opcodeIndex] = len(codes)
+            codes.append(model.operatorCodes[op.opcodeIndex])
+        op.opcodeIndex = code_index[op.opcodeIndex]
+    # Buffer 0 is the empty sentinel every model starts with.
+    buffers, buffer_index = [model.buffers[0]], {0: 0}
+
+    def renumbered(old):
+        if old not in buffer_index:
+            buffer_index[old] = len(buffers)
+            buffers.append(model.buffers[old])
+        return buffer_index[old]
+
+    for tensor in graph.tensors or []:
+        tensor.buffer = renumbered(tensor.buffer)
+    alone = schema.ModelT()
+    alone.version = model.version
+    alone.description = model.description
+    alone.operatorCodes = codes
+    alone.subgraphs = [graph]
+    alone.metadata = []
+    for entry in model.metadata or []:
+        kept = schema.MetadataT()
+        kept.name = entry.name
+        kept.buffer = renumbered(entry.buffer)
+        alone.metadata.append(kept)
+    if model.metadataBuffer is not None:
+        alone.metadataBuffer = [renumbered(b) for b in model.metadataBuffer]
+    alone.buffers = buffers
+    signature.subgraphIndex = 0
+    alone.signatureDefs = [signature]
+    return alone
+
+
 def with_metadata(data, metadata):
     """The model with a JSON metadata entry named "tfee" (replacing any old one)."""
     model = read(data)
@@ -159,28 +227,42 @@ def weight_statistics(data):
     }
 
 
-def set_input_quantization(data, signature_key, input_name, quantization):
-    """The model with one signature input's (scale, zero_point) replaced.
+def set_input_quantization(data, changes):
+    """The model with signature inputs' (scale, zero_point) replaced, read
+    and written once for every change.
 
     Args:
       data: the .tflite bytes.
-      signature_key: the signature holding the input; None for the first.
-      input_name: the input's name in that signature.
-      quantization: the new (scale, zero_point).
+      changes: (signature key, input name, (scale, zero_point)) triples; a
+        key of None is the first signature.
+
+    Raises:
+      KeyError: no such input in that signature.
     """
     model = read(data)
-    for signature in model.signatureDefs or []:
-        key = signature.signatureKey.decode()
-        if signature_key is not None and key != signature_key:
-            continue
-        graph = model.subgraphs[signature.subgraphIndex]
-        for entry in signature.inputs:
-            if entry.name.decode() == input_name:
-                parameters = graph.tensors[entry.tensorIndex].quantization
-                parameters.scale = np.array([quantization[0]], np.float32)
-                parameters.zeroPoint = np.array([quantization[1]], np.int64)
-                return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    raise KeyError(f"no input {input_name!r} in signature {signature_key!r}")
+    signatures = model.signatureDefs or []
+    for signature_key, input_name, quantization in changes:
+        found = None
+        for signature in signatures:
+            if signature_key is not None and (
+                signature.signatureKey.decode() != signature_key
+            ):
+                continue
+            graph = model.subgraphs[signature.subgraphIndex]
+            found = next(
+                (
+                    graph.tensors[entry.tensorIndex]
+                    for entry in signature.inputs
+                    if entry.name.decode() == input_name
+                ),
+                None,
+            )
+            break
+        if found is None:
+            raise KeyError(f"no input {input_name!r} in signature {signature_key!r}")
+        found.quantization.scale = np.array([quantization[0]], np.float32)
+        found.quantization.zeroPoint = np.array([quantization[1]], np.int64)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 # Scales that differ by less than this (relative) are float rounding of the

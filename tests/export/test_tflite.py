@@ -1,5 +1,6 @@
 """tfee.export.tflite: signatures, variants, stripping, checks before conversion."""
 
+import gc
 import gzip
 import os
 
@@ -277,7 +278,7 @@ def test_an_input_quantization_can_be_set_to_the_producers(int8_file):
     with open(int8_file.path, "rb") as f:
         data = f.read()
     patched = _flatbuffer.set_input_quantization(
-        data, "stage_2", "features_1", (0.5, -3)
+        data, [("stage_2", "features_1", (0.5, -3))]
     )
     details = (
         Interpreter(model_content=patched)
@@ -285,6 +286,34 @@ def test_an_input_quantization_can_be_set_to_the_producers(int8_file):
         .get_input_details()["features_1"]
     )
     assert details["quantization"] == (0.5, -3)
+
+
+def test_each_signature_cut_out_alone_computes_what_it_computed_in_the_file(
+    int8_file,
+):
+    with open(int8_file.path, "rb") as f:
+        data = f.read()
+    whole = Interpreter(model_content=data)
+    alone = _flatbuffer.signature_models(data)
+    assert list(alone) == _flatbuffer.signature_keys(data)
+    rng = np.random.default_rng(0)
+    for key, model in alone.items():
+        parsed = _flatbuffer.read(model)
+        assert len(parsed.subgraphs) == 1 and len(parsed.signatureDefs) == 1
+        assert _flatbuffer.signature_keys(model) == [key]
+        assert len(model) < len(data)
+        runners = [
+            whole.get_signature_runner(key),
+            Interpreter(model_content=model).get_signature_runner(key),
+        ]
+        feed = {
+            name: rng.integers(-128, 128, details["shape"]).astype(details["dtype"])
+            for name, details in runners[0].get_input_details().items()
+        }
+        expected, got = (runner(**feed) for runner in runners)
+        assert expected.keys() == got.keys()
+        for name in expected:
+            np.testing.assert_array_equal(expected[name], got[name])
 
 
 def test_a_network_that_calls_python_is_rejected_before_conversion(tmp_path):
@@ -332,6 +361,43 @@ def test_signatures_save_a_network_holding_a_resource_beside_its_variables():
         assert converter is not None
     finally:
         _signatures.remove(directory)
+
+
+def test_the_converter_made_without_a_first_load_writes_what_the_public_one_does(
+    network,
+):
+    structure = tfee.read_structure(network)
+    functions = _signatures.functions(structure, ["exit_1", "stage_1"])
+    converter, directory = _signatures.converter(network, functions)
+    try:
+        public = tf.lite.TFLiteConverter.from_saved_model(
+            directory, signature_keys=list(functions)
+        )
+        assert _signatures.run(converter) == _signatures.run(public)
+    finally:
+        _signatures.remove(directory)
+
+
+def test_conversion_leaves_the_garbage_collector_as_it_found_it(network):
+    structure = tfee.read_structure(network)
+    functions = _signatures.functions(structure, ["exit_1"])
+
+    def convert():
+        converter, directory = _signatures.converter(network, functions)
+        try:
+            _signatures.run(converter)
+        finally:
+            _signatures.remove(directory)
+
+    convert()
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # A caller's frozen objects stay frozen.
+    try:
+        frozen = gc.get_freeze_count()
+        convert()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_int8_representative_data_that_looks_like_raw_pixels_warns(network, tmp_path):

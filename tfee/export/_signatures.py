@@ -8,19 +8,34 @@ outputs, built from `tfee.stage_models`, so that stages share weights and an
 app can stop after any of them.
 """
 
+import gc
 import shutil
 import tempfile
 import warnings
 
 from tfee import compress
 from tfee import naming
-from tfee import structure as structure_lib
 from tfee import stages as stages_lib
+from tfee import structure as structure_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tf
+from tfee._tfmot import ClusterWeights
+from tfee._tfmot import PruneLowMagnitude
 
 __all__ = []
+
+
+def _copy(network):
+    """What `compress.strip` returns for a network without pruning or
+    clustering wrappers (the same weights, order and trainable flags), in one
+    clone instead of its three: the stage models call the layers again, so
+    an export never builds them on the caller's network."""
+    clone = keras.models.clone_model(network)
+    clone.set_weights(network.get_weights())
+    for source, target in zip(network.layers, clone.layers):
+        target.trainable = source.trainable
+    return clone
 
 
 def stripped_network(network, api):
@@ -38,8 +53,13 @@ def stripped_network(network, api):
     # it learned (and it holds no pruning or clustering wrappers to strip).
     if compress.is_quantization_aware(network):
         stripped = network
-    else:
+    elif any(
+        isinstance(layer, (PruneLowMagnitude, ClusterWeights))
+        for layer in network.layers
+    ):
         stripped = compress.strip(network)
+    else:
+        stripped = _copy(network)
     if not structure_lib.is_early_exit(stripped):
         raise ValueError(
             f"{api} expects a tfee early-exit network (outputs exit_1..exit_K, "
@@ -187,7 +207,7 @@ def check_ops(concrete_functions, api):
         )
 
 
-def converter(network, concrete_functions, per_channel=True, variables=None):
+def converter(network, concrete_functions, per_channel=True):
     """A TFLiteConverter over a SavedModel holding the signatures by name.
 
     `from_concrete_functions` names multi-function signatures after the traced
@@ -196,9 +216,6 @@ def converter(network, concrete_functions, per_channel=True, variables=None):
     clustered per tensor (BN folded first) keeps its cluster count of int8
     values, instead of a different set per channel.
 
-    `variables` (default: all of the network's) are the ones the functions
-    read: a stage's own keep its SavedModel small.
-
     Returns:
       (converter, temporary directory to remove once converted).
     """
@@ -206,7 +223,7 @@ def converter(network, concrete_functions, per_channel=True, variables=None):
     # Track the variables only: saving the Keras network itself makes
     # tf.saved_model trace every layer's call again (most of the export time).
     module = tf.Module()
-    module.variables_ = list(network.variables if variables is None else variables)
+    module.variables_ = list(network.variables)
     try:
         tf.saved_model.save(module, directory, signatures=concrete_functions)
     except AssertionError:
@@ -215,24 +232,57 @@ def converter(network, concrete_functions, per_channel=True, variables=None):
         module = tf.Module()
         module.network = network
         tf.saved_model.save(module, directory, signatures=concrete_functions)
-    result = tf.lite.TFLiteConverter.from_saved_model(
-        directory, signature_keys=list(concrete_functions)
-    )
+    result = _from_saved_model(directory, list(concrete_functions))
     if not per_channel:
         result._experimental_disable_per_channel = True
     return result, directory
+
+
+def _from_saved_model(directory, keys):
+    """`tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=
+    keys)`, without loading the SavedModel a first time only to check that
+    the keys are in it (tfee has just saved them; the conversion loads it
+    again anyway): the same converter, as `from_saved_model` makes it, from
+    TensorFlow's internal classes where they are as expected, else the
+    public call."""
+    try:
+        from tensorflow.lite.python import conversion_metadata_schema_py_generated
+        from tensorflow.lite.python import lite
+
+        model_types = conversion_metadata_schema_py_generated.ModelType
+        base = lite.TFLiteConverterBase
+        saved_model_converter = lite.TFLiteSavedModelConverterV2
+        base._set_original_model_type(model_types.TF_SAVED_MODEL)
+    except (ImportError, AttributeError):
+        return tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=keys)
+    return saved_model_converter(directory, {tf.saved_model.SERVING}, keys)
 
 
 def run(converter):
     """`converter.convert()`, without the deprecation warning TensorFlow's
     int8 calibrator raises for the tf.lite.Interpreter it makes itself: tfee
     runs every file on LiteRT, so the warning would point users at nothing
-    they wrote."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r".*tf\.lite\.Interpreter is deprecated"
-        )
-        return converter.convert()
+    they wrote.
+
+    The objects alive before the conversion are frozen out of the garbage
+    collector meanwhile: the converter runs a full `gc.collect()` to free
+    the SavedModel it loaded, which would otherwise walk every object of the
+    process (TensorFlow, Keras, the network), a third of a small stage's
+    conversion time. What the conversion leaves behind is still collected;
+    anything older waits for the next collection. A caller who froze
+    objects already keeps them frozen."""
+    frozen = gc.get_freeze_count() == 0
+    if frozen:
+        gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r".*tf\.lite\.Interpreter is deprecated"
+            )
+            return converter.convert()
+    finally:
+        if frozen:
+            gc.unfreeze()
 
 
 def remove(directory):

@@ -295,9 +295,13 @@ def chain_features(data, num_exits, names, api="tfee.export.tflite"):
             (k, input_name, produced)
             for input_name, produced in _flatbuffer.chain_repairs(api, k, handed_on)
         ]
-    for k, input_name, produced in repairs:
+    if repairs:
         data = _flatbuffer.set_input_quantization(
-            data, naming.stage_name(k + 1), input_name, produced
+            data,
+            [
+                (naming.stage_name(k + 1), input_name, produced)
+                for k, input_name, produced in repairs
+            ],
         )
     return data
 

@@ -9,7 +9,6 @@ import dataclasses
 
 from tfee import _flatbuffer
 from tfee import naming
-from tfee import stages as stages_lib
 from tfee._keras import keras
 from tfee._keras import tf
 from tfee.export import _calibration
@@ -122,27 +121,46 @@ def check_layers(network, api):
 
 
 def convert_stage(structure, k, calibration, per_channel):
-    """Stage k of a network (its `Structure`) as its own int8 flatbuffer, from
-    the stage models built once (each holds only its own variables, so its
-    SavedModel is small)."""
-    name = naming.stage_name(k)
-    functions = _signatures.functions(structure, [name], batch=1)
+    """Stage k of a network (its `Structure`) as its own int8 flatbuffer.
+
+    Every stage is converted in one converter call, the first time a stage
+    is asked for: one SavedModel holding the K `stage_k` signatures, one
+    calibration pass, then the file split into one model per signature
+    (`_flatbuffer.signature_models`). Each signature is calibrated on its own
+    inputs, so a stage quantizes as it would converted alone; the fixed cost
+    of a conversion (writing and loading the SavedModel, TensorFlow's
+    clean-up) is paid once instead of K times.
+
+    Args:
+      structure: the stripped network's `Structure`, one per export call
+        (the converted stages are kept in it).
+      k: the stage, 1..K.
+      calibration: every stage's calibration inputs, from
+        `_calibration.stage_inputs`.
+      per_channel: int8 weights with one scale per output channel.
+    """
+    stages = structure.derived(
+        ("micro int8 stages", per_channel),
+        lambda structure: _convert_all(structure, calibration, per_channel),
+    )
+    return stages[naming.stage_name(k)]
+
+
+def _convert_all(structure, calibration, per_channel):
+    """{stage_k: its int8 flatbuffer}, from one conversion of every stage."""
+    names = [naming.stage_name(k) for k in range(1, structure.num_exits + 1)]
+    functions = _signatures.functions(structure, names, batch=1)
     _signatures.check_ops(functions, "tfee.export.micro")
     converter, directory = _signatures.converter(
-        structure.network,
-        functions,
-        per_channel,
-        variables=stages_lib.stage_models(structure)[k - 1].variables,
+        structure.network, functions, per_channel
     )
     try:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _calibration.single_generator(
-            name, calibration
-        )
+        converter.representative_dataset = _calibration.generator(names, calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        return _signatures.run(converter)
+        return _flatbuffer.signature_models(_signatures.run(converter))
     finally:
         _signatures.remove(directory)
 
@@ -168,13 +186,13 @@ def _described(model, ops):
 
 def convert_stages(structure, calibration, per_channel, api):
     """[ConvertedStage per stage]: each stage converted by `convert_stage`
-    (calibrated on `calibration[k - 1]`), its ops checked against
+    (stage k calibrated on `calibration[k - 1]`), its ops checked against
     `MICRO_OPS`, and each handed-on input given the scale its producer
     writes where the two differ in the last bits (`_flatbuffer.chain_repairs`
     raises where they differ more)."""
     converted = []
     for k in range(1, structure.num_exits + 1):
-        data = convert_stage(structure, k, calibration[k - 1], per_channel)
+        data = convert_stage(structure, k, calibration, per_channel)
         ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         unsupported = sorted(set(ops) - MICRO_OPS)
         if unsupported:
@@ -191,11 +209,13 @@ def convert_stages(structure, calibration, per_channel, api):
             )
             for output_name, input_name in naming.handed_on(k, converted[k].inputs)
         ]
-        for input_name, produced in _flatbuffer.chain_repairs(api, k, handed_on):
+        repairs = _flatbuffer.chain_repairs(api, k, handed_on)
+        if repairs:
             # A last-bit difference of the same calibrated range: give the
             # consumer the producer's exact scale (see tflite.chain_features).
             data = _flatbuffer.set_input_quantization(
-                converted[k].model, None, input_name, produced
+                converted[k].model,
+                [(None, input_name, produced) for input_name, produced in repairs],
             )
             converted[k] = _described(data, converted[k].ops)
     return converted
