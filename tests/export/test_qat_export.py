@@ -66,7 +66,7 @@ def test_the_metadata_counts_the_macs_of_the_network_before_qat(
 
 def test_the_stage_chain_computes_exactly_what_the_exit_signatures_do(qat_file, images):
     # Each stage input reads features with the range its producer writes.
-    chain = tfee.runtime.Cascade(qat_file.path).exit_logits(images)
+    chain = tfee.Cascade(qat_file.path).exit_logits(images)
     interpreter = Interpreter(model_path=qat_file.path)
     for k, logits in enumerate(chain, start=1):
         runner = interpreter.get_signature_runner(f"exit_{k}")
@@ -78,7 +78,7 @@ def test_the_stage_chain_computes_exactly_what_the_exit_signatures_do(qat_file, 
 
 
 def test_the_file_answers_as_the_qat_network_does(qat_file, qat_network, images):
-    chain = tfee.runtime.Cascade(qat_file.path).exit_logits(images)
+    chain = tfee.Cascade(qat_file.path).exit_logits(images)
     simulated = qat_network.predict(images, verbose=0)
     for k, logits in enumerate(chain):
         agreement = np.mean(logits.argmax(1) == simulated[k].argmax(1))
@@ -91,7 +91,7 @@ def test_cluster_counts_survive_per_output_channel(qat_file):
 
 
 def test_the_embedded_policy_runs_on_the_qat_file(qat_file, images):
-    cascade = tfee.runtime.Cascade(qat_file.path)
+    cascade = tfee.Cascade(qat_file.path)
     assert cascade.policy == tfee.ThresholdPolicy([0.8])
     assert len(cascade.predict(images, batch_size=1).predictions) == len(images)
 
@@ -120,7 +120,7 @@ def test_plain_qat_of_an_unclustered_network_exports_a_chaining_int8_file(
     assert not head.preserve_clusters
     path = str(tmp_path / "plain.tflite")
     tfee.export.tflite(qat, path, quantize="int8", representative=tiny_images)
-    chain = tfee.runtime.Cascade(path).exit_logits(images)
+    chain = tfee.Cascade(path).exit_logits(images)
     simulated = qat.predict(images, verbose=0)
     for k, logits in enumerate(chain):
         assert np.mean(logits.argmax(1) == simulated[k].argmax(1)) >= 0.95

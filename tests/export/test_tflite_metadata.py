@@ -70,9 +70,9 @@ def test_a_float_file_without_extras_says_so(float_file):
 
 
 def test_cascade_runs_the_embedded_policy(described_file, images):
-    embedded = tfee.runtime.Cascade(described_file)
+    embedded = tfee.Cascade(described_file)
     assert embedded.policy == tfee.ThresholdPolicy([0.7])
-    given = tfee.runtime.Cascade(described_file, tfee.ThresholdPolicy([0.7]))
+    given = tfee.Cascade(described_file, tfee.ThresholdPolicy([0.7]))
     np.testing.assert_array_equal(
         embedded.predict(images).exit_indices, given.predict(images).exit_indices
     )
@@ -91,15 +91,15 @@ def test_set_policy_replaces_only_the_policy(float_file, images, tmp_path):
     assert after.pop("policy") == tfee.PatiencePolicy(2, 2).to_dict()
     before.pop("policy")
     assert after == before
-    assert tfee.runtime.Cascade(path).policy == tfee.PatiencePolicy(2, 2)
+    assert tfee.Cascade(path).policy == tfee.PatiencePolicy(2, 2)
     # Same weights and signatures: every exit computes what it did.
     for old, new in zip(
-        tfee.runtime.Cascade(float_file.path).exit_logits(images),
-        tfee.runtime.Cascade(path).exit_logits(images),
+        tfee.Cascade(float_file.path).exit_logits(images),
+        tfee.Cascade(path).exit_logits(images),
     ):
         np.testing.assert_array_equal(old, new)
     tfee.export.set_policy(path, None)
-    assert tfee.runtime.Cascade(path).policy is None
+    assert tfee.Cascade(path).policy is None
     assert os.listdir(tmp_path) == ["net.tflite"]  # no temporary left behind
 
 
@@ -129,7 +129,7 @@ def test_set_policy_refuses_a_file_tfee_did_not_write(float_file, tmp_path):
     with pytest.raises(ValueError, match="has no tfee metadata"):
         tfee.export.set_policy(path, tfee.ThresholdPolicy([0.5]))
     with pytest.raises(ValueError, match="has no tfee metadata"):
-        tfee.runtime.Cascade(path)
+        tfee.Cascade(path)
 
 
 def test_a_format_2_file_is_read_as_format_3(float_file, tmp_path):

@@ -194,7 +194,7 @@ def set_policy(path, policy):
         network. The file is unchanged.
 
     Example:
-      >>> outputs = tfee.runtime.Cascade("net.tflite").collect_outputs(x, y)
+      >>> outputs = tfee.Cascade("net.tflite").collect_outputs(x, y)
       >>> tfee.export.set_policy("net.tflite", tfee.calibrate(outputs, 0.9))
     """
     api = "tfee.export.set_policy"
@@ -374,7 +374,7 @@ def tflite(
     The file carries its own description in a JSON metadata entry named
     "tfee" (docs/tflite_metadata.md): per exit its signatures, output names
     and cumulative MACs, the policy, the input's shape, dtype, quantization
-    and normalisation, and the class labels. `tfee.runtime.Cascade(path)`
+    and normalisation, and the class labels. `tfee.Cascade(path)`
     and a client with only LiteRT read everything from the file.
 
     Args:
