@@ -279,3 +279,21 @@ def test_a_dataset_of_image_and_label_features_is_read_as_pairs():
     features = {"image": images, "label": np.arange(30) % 3}
     data = tfee.data.load(tf.data.Dataset.from_tensor_slices(features), batch_size=8)
     assert data.num_classes == 3 and data.input_shape == (4, 4, 3)
+
+
+def test_images_of_varying_size_ask_for_an_image_size_by_name():
+    # The shape check read each dimension with int() first, so a None
+    # dimension raised a bare TypeError instead of naming `image_size`.
+    images = tf.data.Dataset.from_generator(
+        lambda: (
+            (np.zeros((8 + i % 2, 8, 3), "float32"), np.int64(i % 2)) for i in range(64)
+        ),
+        output_signature=(
+            tf.TensorSpec((None, 8, 3), tf.float32),
+            tf.TensorSpec((), tf.int64),
+        ),
+    )
+    with pytest.raises(ValueError, match="pass `image_size`"):
+        tfee.data.load(images, batch_size=4)
+    resized = tfee.data.load(images, batch_size=4, image_size=(8, 8))
+    assert resized.input_shape == (8, 8, 3)

@@ -105,13 +105,17 @@ def _check_float_images(examples, api, split, count=256):
     would train and calibrate on the wrong scale, silently."""
     if not examples.element_spec[0].dtype.is_floating:
         return  # Integers are scaled to [0, 1] by `_pipeline.scaled`.
-    values = np.stack([np.asarray(x) for x, _ in examples.take(count)])
+    # Flattened one by one: images of different sizes are resized later.
+    images = [np.asarray(x).ravel() for x, _ in examples.take(count)]
+    if not images:
+        return  # An empty split is named where splits are counted.
+    values = np.concatenate(images)
     if not np.isfinite(values).all():
         raise ValueError(
             f"{api}: the {split} split's float images hold NaN or infinity; "
             "replace them before loading. Received: "
             f"{int(np.sum(~np.isfinite(values)))} non-finite values in the first "
-            f"{len(values)} images"
+            f"{len(images)} images"
         )
     low, high = float(values.min()), float(values.max())
     if low < -0.01 or high > 1.01:

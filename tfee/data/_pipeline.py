@@ -184,12 +184,14 @@ def pipelines(
         elif cache:
             ds = ds.cache(os.path.join(cache, f"{tag}.tfdata"))
         splits.append(ds)
-    input_shape = tuple(int(d) for d in splits[0].element_spec[0].shape)
-    if None in input_shape or len(input_shape) != 3:
+    shape = splits[0].element_spec[0].shape
+    if shape.rank != 3 or not shape.is_fully_defined():
         raise ValueError(
             f"{api}: the images have no fixed (height, width, channels) shape "
-            f"({splits[0].element_spec[0].shape}); pass `image_size`."
+            f"({shape}); pass `image_size`, e.g. image_size=(32, 32). "
+            "Received: image_size=None"
         )
+    input_shape = tuple(int(d) for d in shape)
 
     normalisation = None
     if normalise:
