@@ -455,7 +455,7 @@ def lut_export(clustered, directory, representative, per_channel):
         compress="lut",
         per_channel=per_channel,
     )
-    # Weights as the README's bits per weight count them (every Keras
+    # Weights as docs/benchmarks.md's bits per weight count them (every Keras
     # weight of the network, as tfee.export.compression_report does).
     weights, _ = tfee.cost.parameter_bytes(clustered.layers)
     return export, flash_split(export.stages, weights)

@@ -1,5 +1,5 @@
 // Prints the "tfee" metadata (JSON) of a .tflite written by tfee.export.tflite:
-// the C++ form of the README's plain client's first step, with nothing but the
+// the C++ form of the plain client's first step (docs/client.md), with nothing but the
 // TFLite flatbuffer schema (header-only). On a phone, LiteRT's
 // tflite::FlatBufferModel::ReadAllMetadata()["tfee"] returns the same string.
 // docs/tflite_metadata.md describes the document.

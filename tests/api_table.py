@@ -100,6 +100,10 @@ def _kind(value):
 
 def _summary(value):
     if _kind(value) == "constant":
+        if isinstance(value, str) and value.startswith(str(ROOT)):
+            # A file shipped with tfee: where it lies in the package, not on
+            # this machine.
+            value = pathlib.Path(value).relative_to(ROOT).as_posix()
         return f"`{value!r}`" if len(repr(value)) <= 60 else ""
     doc = inspect.getdoc(value) or ""
     return doc.split("\n\n")[0].replace("\n", " ").replace("|", "\\|")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tfee
+import tfee.compress
 import tfee.export
 from tfee import _graph
 
@@ -106,6 +107,16 @@ def _public_calls(network, data, directory):
         "tfee.export.micro": lambda: tfee.export.micro(
             network, str(directory / "micro"), representative=images, policy=policy
         ),
+        "tfee.compress.pruning_plan": lambda: tfee.compress.pruning_plan(
+            network, 0.5, order="ordered", phase_steps=4, batch_norm_data=images
+        ),
+        "tfee.compress.cluster_weights": lambda: tfee.compress.cluster_weights(
+            network, 4
+        ),
+        "tfee.compress.ClusteringPlan": lambda: tfee.compress.ClusteringPlan(
+            network, 4
+        ),
+        "tfee.compress.sparsity_report": lambda: tfee.compress.sparsity_report(network),
     }
 
 

@@ -6,7 +6,7 @@
 //   cascade_main --float  < images.f32    float32 images (native byte order),
 //                                         quantized here as the header says
 //
-// Build with the Makefile or CMakeLists.txt beside it (see README.md), which
+// Build with the Makefile or CMakeLists.txt beside it (see docs/guide/firmware.md), which
 // set TFEE_MODEL to the export's `name` and TFEE_CASCADE_HEADER to its header.
 #include <cmath>
 #include <cstdint>

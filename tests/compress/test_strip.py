@@ -18,7 +18,7 @@ def _wrapped(model):
     ]
 
 
-def test_strip_undoes_prune_low_magnitude_and_leaves_its_input_wrapped():
+def test_strip_undoes_pruning_plan_and_leaves_its_input_wrapped():
     wrapped, _ = tfee.compress.pruning_plan(_tiny.network(), 0.5)
     stripped = tfee.compress.strip(wrapped)
     assert _wrapped(wrapped) and not _wrapped(stripped)

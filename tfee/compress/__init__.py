@@ -13,11 +13,9 @@ from tfee.compress.clustering import cluster_weights
 from tfee.compress.clustering import clustering_stages
 from tfee.compress.clustering import parse_clusters
 from tfee.compress.fold import fold_batch_norm
-
-# An old spelling a released README used; it warns once (not in __all__).
 from tfee.compress.pruning import PruningPlan
 from tfee.compress.pruning import prune
-from tfee.compress.pruning import prune_low_magnitude  # noqa: F401
+from tfee.compress.pruning import prune_low_magnitude  # noqa: F401  (old name)
 from tfee.compress.pruning import pruning_plan
 from tfee.compress.qat import ExitHeadQuantizeConfig
 from tfee.compress.qat import is_quantization_aware

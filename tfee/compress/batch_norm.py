@@ -26,11 +26,11 @@ def _is_batch_norm(layer):
     return isinstance(_graph.unwrap(layer), keras.layers.BatchNormalization)
 
 
-def batch_norm_layers(model):
-    """Names of the BatchNormalization layers of `model`, inputs first."""
-    return [
-        n.layer.name for n in _graph.ordered_nodes(model) if _is_batch_norm(n.layer)
-    ]
+def batch_norm_layers(model, nodes=None):
+    """Names of the BatchNormalization layers of `model`, inputs first
+    (`nodes`: its `ordered_nodes`, where the caller has them)."""
+    nodes = _graph.ordered_nodes(model) if nodes is None else nodes
+    return [n.layer.name for n in nodes if _is_batch_norm(n.layer)]
 
 
 def reestimate_batch_norm(
@@ -46,7 +46,7 @@ def reestimate_batch_norm(
 
     Args:
       model: a functional tf_keras model (a tfee network, pruned or not).
-      batch_norm_data: images preprocessed as for the model: a tf.batch_norm_data.Dataset of
+      batch_norm_data: images preprocessed as for the model: a tf.data.Dataset of
         images or (images, labels) tuples, batched or not, or an array.
       samples: how many images to use.
       batch_size: images per inference batch.

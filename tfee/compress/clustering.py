@@ -93,6 +93,9 @@ def parse_clusters(text):
 
 
 def _resolve(network, clusters, api):
+    """(groups, {layer: clusters}, frozen) for a network or its `Structure`."""
+    structure = structure_lib.structure_of(network, api)
+    network = structure.network
     scope = "section"
     targets = clusters
     if isinstance(clusters, dict) and any(
@@ -100,7 +103,7 @@ def _resolve(network, clusters, api):
     ):
         scope = "layer"
     groups, frozen = scopes.resolve(
-        network,
+        structure,
         targets,
         scope,
         api=api,
@@ -193,7 +196,9 @@ def cluster_weights(
             f"{api}: `init` must be one of {sorted(CENTROID_INITS)} or a "
             f"CentroidInitialization. Received: init={init!r}"
         )
-    _, per_layer, _ = _resolve(network, clusters, api)
+    _, per_layer, _ = _resolve(
+        structure_lib.read_structure(network, api), clusters, api
+    )
     dense = copy_network(network)
 
     def wrap(layer):
@@ -233,7 +238,11 @@ def _spelled_out(network, clusters):
     # One count for every section, spelled out so that a staged run clusters
     # them one stage each, like a dict of counts.
     return dict.fromkeys(
-        (section.index for section in structure_lib.sections(network)), clusters
+        (
+            section.index
+            for section in structure_lib.structure_of(network, "tfee.compress").sections
+        ),
+        clusters,
     )
 
 
@@ -266,8 +275,9 @@ def clustering_stages(network, clusters, staged=True):
     """
     api = "tfee.compress.clustering_stages"
     _check_network(network, api)
-    _resolve(network, clusters, api)
-    return _stages(network, clusters, staged)
+    structure = structure_lib.read_structure(network, api)
+    _resolve(structure, clusters, api)
+    return _stages(structure, clusters, staged)
 
 
 class _KeepZeros(keras.callbacks.Callback):
@@ -444,7 +454,8 @@ class ClusteringPlan:
         _checks.check_bool(fold_batch_norm, "fold_batch_norm", api)
         _checks.check_bool(preserve_sparsity, "preserve_sparsity", api)
         _checks.check_bool(cluster_per_channel, "cluster_per_channel", api)
-        _, _, frozen = _resolve(network, clusters, api)
+        structure = structure_lib.read_structure(network, api)
+        _, _, frozen = _resolve(structure, clusters, api)
         scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
         if isinstance(teacher, str):
             if teacher != "dense":
@@ -455,8 +466,8 @@ class ClusteringPlan:
             teacher = copy_network(network)
             teacher.trainable = False
         self.network = network
-        self.phases = _stages(network, clusters, staged)
-        self.clusters = _spelled_out(network, clusters)
+        self.phases = _stages(structure, clusters, staged)
+        self.clusters = _spelled_out(structure, clusters)
         self.staged = staged
         self.distill = distill
         self.teacher = teacher

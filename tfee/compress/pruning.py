@@ -118,8 +118,9 @@ def pruning_plan(
             f"{api}: `schedule` must be a tfee.compress.Schedule (Rounds, "
             f"ConstantSparsity, PolynomialDecay). Received: schedule={schedule!r}"
         )
+    structure = structure_lib.read_structure(network, api)
     groups, frozen = scopes.resolve(
-        network,
+        structure,
         sparsity,
         scope,
         api=api,
@@ -128,7 +129,7 @@ def pruning_plan(
         weights_of=scopes.prunable_weights,
     )
     scopes.warn_frozen(frozen, api, {layer.name: layer for layer in network.layers})
-    roles = scopes.layer_roles(network)
+    roles = scopes.layer_roles(structure)
     if order == "together":
         phases = [Phase(tuple(groups), schedule)]
     else:
@@ -148,10 +149,10 @@ def pruning_plan(
                 f"for order='ordered'. Received: schedule={schedule!r} "
                 f"(length {schedule.length})"
             )
-        split = scopes.split_by_role(network, groups)
+        split = scopes.split_by_role(structure, groups)
         heads = tuple(n for n, (_, role) in roles.items() if role == "heads")
         backbone = tuple(n for n, (_, role) in roles.items() if role == "backbone")
-        exit_names = [s.exit_name for s in structure_lib.sections(network)]
+        exit_names = [s.exit_name for s in structure.sections]
         phases = [
             Phase(
                 tuple(g for g in split if g.role == "backbone"),
@@ -175,7 +176,7 @@ def pruning_plan(
             return planned_pruning(layer)
         return layer
 
-    if batch_norm_data is None and batch_norm_layers(network):
+    if batch_norm_data is None and batch_norm_layers(network, structure.nodes):
         frozen_then = (
             "order='ordered' freezes the pruned backbone in phase 2, so its "
             if order == "ordered"

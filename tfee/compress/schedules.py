@@ -30,7 +30,7 @@ def _check_int(value, argument, api, minimum, allow=()):
                 "ConstantSparsity(target_sparsity, begin_step) and "
                 "PolynomialDecay(initial_sparsity, final_sparsity, begin_step, "
                 "end_step)): the target comes from `sparsity` of "
-                "tfee.compress.prune / prune_low_magnitude, per group; pass "
+                "tfee.compress.prune / pruning_plan, per group; pass "
                 "the steps by name."
             )
         raise ValueError(

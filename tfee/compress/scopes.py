@@ -113,7 +113,7 @@ def layer_roles(network):
     """{layer name: (section index, "backbone" or "heads")} for every layer
     of a network or its `Structure`."""
     roles = {}
-    for section in structure_lib.structure_of(network, "tfee.compress").sections:
+    for section in structure_lib.structure_of(network, "tfee.compress.scopes").sections:
         for name in section.backbone_layers:
             roles[name] = (section.index, "backbone")
         for name in section.head_layers:
@@ -133,7 +133,7 @@ def resolve(network, targets, scope, *, api, argument, check, weights_of):
     """Turns a scope and its targets into groups of compressible layers.
 
     Args:
-      network: a tfee early-exit network.
+      network: a tfee early-exit network, or its `tfee.Structure`.
       targets: a number, or a dict as the module docstring describes.
       scope: "global", "layer" or "section".
       api: the public function, for messages.
@@ -153,7 +153,9 @@ def resolve(network, targets, scope, *, api, argument, check, weights_of):
         raise ValueError(
             f"{api}: `scope` must be one of {list(SCOPES)}. Received: scope={scope!r}"
         )
-    roles = layer_roles(network)
+    structure = structure_lib.structure_of(network, api)
+    network = structure.network
+    roles = layer_roles(structure)
     order = [layer.name for layer in network.layers if layer.name in roles]
     layers = {layer.name: layer for layer in network.layers}
     frozen = [
@@ -276,7 +278,8 @@ def resolve(network, targets, scope, *, api, argument, check, weights_of):
 
 
 def split_by_role(network, groups):
-    """Splits every group into its backbone part and its heads part (ordered runs)."""
+    """Splits every group into its backbone part and its heads part (ordered
+    runs); `network` may be its `tfee.Structure`."""
     roles = layer_roles(network)
     result = []
     for group in groups:

@@ -28,9 +28,19 @@ def strip(network):
     require_functional_model(
         network, "tfee.compress.strip", argument="network", single_output=False
     )
+    if not _wrapped_layers(network):
+        # One clone instead of tfmot's two strips and the copy (an export of
+        # a plain network spent most of a second here).
+        return copy_network(network)
     stripped = tfmot.clustering.keras.strip_clustering(network)
     stripped = tfmot.sparsity.keras.strip_pruning(stripped)
     return copy_network(stripped)
+
+
+def _wrapped_layers(network):
+    """Names of the layers inside tfmot pruning or clustering wrappers."""
+    kinds = (PruneLowMagnitude, ClusterWeights)
+    return [layer.name for layer in network.layers if isinstance(layer, kinds)]
 
 
 def is_quantization_aware(network):
@@ -58,14 +68,7 @@ def _check_network(network, api):
     require_functional_model(network, api, argument="network", single_output=False)
     structure_lib.require_network(network, api)
     refuse_quantization_aware(network, api)
-    wrapped = [
-        layer.name
-        for layer in network.layers
-        if isinstance(
-            layer,
-            (PruneLowMagnitude, ClusterWeights),
-        )
-    ]
+    wrapped = _wrapped_layers(network)
     if wrapped:
         raise ValueError(
             f"{api}: `network` already has tfmot wrappers on {wrapped}; strip them "

@@ -20,22 +20,8 @@ from tfee import structure as structure_lib
 from tfee._keras import keras
 from tfee._keras import require_functional_model
 from tfee._keras import tf
-from tfee._tfmot import ClusterWeights
-from tfee._tfmot import PruneLowMagnitude
 
 __all__ = []
-
-
-def _copy(network):
-    """What `compress.strip` returns for a network without pruning or
-    clustering wrappers (the same weights, order and trainable flags), in one
-    clone instead of its three: the stage models call the layers again, so
-    an export never builds them on the caller's network."""
-    clone = keras.models.clone_model(network)
-    clone.set_weights(network.get_weights())
-    for source, target in zip(network.layers, clone.layers):
-        target.trainable = source.trainable
-    return clone
 
 
 def stripped_network(network, api):
@@ -51,15 +37,12 @@ def stripped_network(network, api):
     require_functional_model(network, api, argument="network", single_output=False)
     # A QAT network keeps its quantize wrappers: they carry the int8 ranges
     # it learned (and it holds no pruning or clustering wrappers to strip).
+    # Otherwise a copy, even without wrappers: the stage models call the
+    # layers again, and an export must not add nodes to the caller's network.
     if compress.is_quantization_aware(network):
         stripped = network
-    elif any(
-        isinstance(layer, (PruneLowMagnitude, ClusterWeights))
-        for layer in network.layers
-    ):
-        stripped = compress.strip(network)
     else:
-        stripped = _copy(network)
+        stripped = compress.strip(network)
     if not structure_lib.is_early_exit(stripped):
         raise ValueError(
             f"{api} expects a tfee early-exit network (outputs exit_1..exit_K, "

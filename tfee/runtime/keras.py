@@ -203,7 +203,7 @@ class DynamicPredictor:
         )
 
     def predict(self, images, batch_size=128):
-        """Runs the cascade over arrays or a tf.images dataset.
+        """Runs the cascade over arrays or a tf.data dataset.
 
         Args:
           images: an array (samples, ...), or a tf.data.Dataset of image batches
@@ -233,7 +233,7 @@ class DynamicPredictor:
             non_finite.append(blocked)
             results.append(self._run(batch, blocked))
         if not results:
-            raise ValueError(f"{api}: `data` is empty (0 batches).")
+            raise ValueError(f"{api}: `images` is empty (0 batches).")
         engine.warn_non_finite(np.concatenate(non_finite), api)
         return engine.CascadeResult.concatenate(results)
 

@@ -140,7 +140,7 @@ def convert_stage(structure, k, calibration, per_channel):
       per_channel: int8 weights with one scale per output channel.
     """
     stages = structure.derived(
-        ("micro int8 stages", per_channel),
+        ("micro int8 stages", per_channel, id(calibration)),
         lambda structure: _convert_all(structure, calibration, per_channel),
     )
     return stages[naming.stage_name(k)]
