@@ -37,11 +37,18 @@ def _same_outputs(model, converted, shape, tolerance=1e-5):
         lambda: keras3.applications.MobileNetV2(
             input_shape=SHAPE, alpha=0.35, weights=None, classes=5
         ),
-        lambda: keras3.applications.ResNet50V2(
-            input_shape=SHAPE, weights=None, classes=5
+        # The two big ones (20 s and 15 s) run with the long tests.
+        pytest.param(
+            lambda: keras3.applications.ResNet50V2(
+                input_shape=SHAPE, weights=None, classes=5
+            ),
+            marks=pytest.mark.long,
         ),
-        lambda: keras3.applications.EfficientNetB0(
-            input_shape=SHAPE, weights=None, classes=5
+        pytest.param(
+            lambda: keras3.applications.EfficientNetB0(
+                input_shape=SHAPE, weights=None, classes=5
+            ),
+            marks=pytest.mark.long,
         ),
     ],
     ids=["MobileNetV2_0.35", "ResNet50V2", "EfficientNetB0"],
