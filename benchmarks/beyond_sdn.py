@@ -69,6 +69,7 @@ from tfee import backbones
 from tfee import keras
 from tfee import recipes
 from tfee import report
+from tfee._files import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("beyond_epochs", 3, "Training epochs of every variant.")
@@ -228,8 +229,7 @@ def trained(name, data):
     )
     # Epochs run in this process only (a resumed run timed fewer).
     seconds = float(np.median(times)) if times else None
-    network.save(stem + ".partial.keras")
-    os.replace(stem + ".partial.keras", stem + ".keras")
+    write_atomically(stem + ".keras", network.save)
     with open(stem + ".json", "w") as f:
         json.dump({"seconds_per_epoch": seconds}, f)
     return network, seconds

@@ -38,6 +38,7 @@ import tfee.compress
 import tfee.policy
 from benchmarks import common
 from tfee import keras
+from tfee._files import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("pruning_levels", ["0.5", "0.7", "0.8", "0.9"], "Global sparsities.")
@@ -169,9 +170,7 @@ def plot(path, result):
     right.set_title("cascade calibrated on validation (same target)")
     right.legend(fontsize=8)
     figure.tight_layout()
-    partial = path + ".partial.png"
-    figure.savefig(partial, dpi=120)
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: figure.savefig(partial, dpi=120))
 
 
 def run(levels, steps, learning_rate, target_drop, argv=None):
@@ -235,8 +234,7 @@ def run(levels, steps, learning_rate, target_drop, argv=None):
             )
             train_seconds = time.time() - tick
             path = pruned_path(cache_dir, quick, order, level)
-            current.save(path + ".partial.keras")
-            os.replace(path + ".partial.keras", path)
+            write_atomically(path, current.save)
             row = {"level": level, "fine_tuning_seconds": round(train_seconds, 1)}
             row.update(measure(current, validation, test, dense_full, target_drop))
             rows.append(row)
