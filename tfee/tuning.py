@@ -21,7 +21,7 @@ from tfee import rules
 from tfee._checks import check_int
 from tfee.policy import evaluation as evaluation_lib
 from tfee.policy import outputs as outputs_lib
-from tfee.policy import policies
+from tfee.policy import threshold_policy as threshold_policy_lib
 
 __all__ = ["ExitTuner", "make_oracle", "threshold_evaluator", "threshold_policy"]
 
@@ -174,7 +174,7 @@ def threshold_policy(hp, num_exits, rule="max_softmax"):
     """
     rules.check_rule(rule, "tfee.tuning.threshold_policy")
     thresholds = [hp.Float(f"threshold_{k}", 0.0, 1.0) for k in range(1, num_exits)]
-    return policies.ThresholdPolicy(thresholds, rule=rule)
+    return threshold_policy_lib.ThresholdPolicy(thresholds, rule=rule)
 
 
 def threshold_evaluator(outputs, rule="max_softmax", macs_weight=0.5):

@@ -13,6 +13,7 @@ from tfee import rules
 from tfee.policy import DecisionPolicy
 from tfee.policy import Policy
 from tfee.policy import ThresholdPolicy
+from tfee.policy import compatibility
 from tfee.policy.decision import fit_decision
 
 SIGNALS = len(rules.DECISION_SIGNALS)
@@ -217,7 +218,7 @@ def test_an_ensemble_for_another_class_count_is_refused_by_name():
     with pytest.raises(ValueError, match="answers over 4 classes .* have 10"):
         policy.exit_indices(independent_exits(samples=50).logits)
     with pytest.raises(ValueError, match="`policy.ensemble` answers over 4 classes"):
-        tfee.policy.policies.check_ensemble_classes(policy, 10, "api")
+        compatibility.check_ensemble_classes(policy, 10, "api")
     with pytest.raises(ValueError, match="`weights` must be a rectangular array"):
         tfee.policy.ExitEnsemble([[1.0], [1.0, 2.0]], np.zeros((2, 3)))
     assert "ensemble=ExitEnsemble(4 exits, 4 classes)" in repr(policy)

@@ -31,7 +31,7 @@ from tfee._files import write_bytes_atomically
 from tfee._keras import tf
 from tfee.export import _calibration
 from tfee.export import _signatures
-from tfee.policy import policies
+from tfee.policy import compatibility
 from tfee.runtime import litert
 
 __all__ = ["ExportReport", "QUANTIZATIONS", "set_policy", "tflite", "gzipped_size"]
@@ -207,7 +207,7 @@ def set_policy(path, policy):
     exits = metadata["exits"]
     if policy is not None:
         learned = [e["confidence"] is not None for e in exits]
-        policies.check_policy(
+        compatibility.check_policy(
             policy,
             len(exits),
             learned,
@@ -437,7 +437,7 @@ def tflite(
         )
     names = _signatures.select_signatures(signatures, len(infos), api)
     if policy is not None:
-        policies.check_policy(
+        compatibility.check_policy(
             policy,
             len(infos),
             list(structure.learned),
@@ -445,7 +445,7 @@ def tflite(
             exit_macs=structure.exit_macs,
             classes=structure.num_classes,
         )
-        policies.check_ensemble_classes(policy, structure.num_classes, api)
+        compatibility.check_ensemble_classes(policy, structure.num_classes, api)
     channels = int(stripped.inputs[0].shape[-1])
     normalisation = input_normalisation.check_normalisation(
         normalisation, channels, api

@@ -40,12 +40,16 @@ from tfee import rules
 from tfee._checks import check_bool
 from tfee._checks import check_int
 from tfee.policy import _thresholds
+from tfee.policy import base_policy
+from tfee.policy import compatibility
 from tfee.policy import costs as costs_lib
 from tfee.policy import decision as decision_lib
+from tfee.policy import decision_policy
 from tfee.policy import ensemble as ensemble_lib
 from tfee.policy import evaluation as evaluate_lib
 from tfee.policy import outputs as outputs_lib
-from tfee.policy import policies
+from tfee.policy import patience_policy
+from tfee.policy import threshold_policy
 
 __all__ = ["Front", "FrontPoint", "UnreachableTargetWarning", "calibrate", "front"]
 
@@ -62,7 +66,7 @@ class UnreachableTargetWarning(UserWarning):
 class FrontPoint:
     """One setting on the accuracy-vs-MACs front."""
 
-    policy: policies.Policy
+    policy: base_policy.Policy
     accuracy: float
     mean_macs: float
     macs_fraction: float
@@ -137,8 +141,8 @@ def _quantiles(values, candidates):
 def _policy(thresholds, rule, model=None):
     clean = [None if not np.isfinite(t) else float(t) for t in thresholds]
     if rule == rules.DECISION:
-        return policies.DecisionPolicy(clean, model.weights, model.biases)
-    return policies.ThresholdPolicy(clean, rule=rule)
+        return decision_policy.DecisionPolicy(clean, model.weights, model.biases)
+    return threshold_policy.ThresholdPolicy(clean, rule=rule)
 
 
 # Per setting (arrays over settings): accuracy, mean MACs, and the second
@@ -188,7 +192,7 @@ def _shared_family(outputs, rule, candidates, model=None, costs=None):
         settings = np.arange(1, outputs.num_exits + 1)
         exits = np.stack(
             [
-                policies.PatiencePolicy(int(p), outputs.num_exits).exit_indices(
+                patience_policy.PatiencePolicy(int(p), outputs.num_exits).exit_indices(
                     outputs.logits
                 )
                 for p in settings
@@ -209,7 +213,7 @@ def _model(outputs, rule):
 
 def _make_policy(setting, rule, num_exits, model=None):
     if rule == "patience":
-        return policies.PatiencePolicy(int(setting), num_exits)
+        return patience_policy.PatiencePolicy(int(setting), num_exits)
     return _policy(setting, rule, model)
 
 
@@ -619,7 +623,7 @@ def calibrate(
     if exit_ensemble is not None:
         policy = _with_ensemble(policy, exit_ensemble)
     # Where it meets a network or file, the policy is checked to be theirs.
-    policy.fingerprint = policies.fingerprint(
+    policy.fingerprint = compatibility.fingerprint(
         None if outputs.sparse_macs else outputs.exit_macs, outputs.logits.shape[-1]
     )
     return policy
@@ -662,10 +666,10 @@ def _cost_text(cost, outputs, costs):
 
 def _with_ensemble(policy, exit_ensemble):
     """`policy` deciding on (and answering with) `exit_ensemble`'s answers."""
-    if isinstance(policy, policies.DecisionPolicy):
-        return policies.DecisionPolicy(
+    if isinstance(policy, decision_policy.DecisionPolicy):
+        return decision_policy.DecisionPolicy(
             policy.thresholds, policy.weights, policy.biases, ensemble=exit_ensemble
         )
-    return policies.ThresholdPolicy(
+    return threshold_policy.ThresholdPolicy(
         policy.thresholds, rule=policy.rule, ensemble=exit_ensemble
     )

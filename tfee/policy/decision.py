@@ -11,7 +11,7 @@ thresholds on its scores are then calibrated like any rule's
 import numpy as np
 
 from tfee import rules
-from tfee.policy import policies
+from tfee.policy import decision_policy
 
 __all__ = ["fit_decision"]
 
@@ -61,7 +61,7 @@ def fit_decision(outputs, l2=1.0):
         w, b = _logistic(signals[k], correct[k], l2)
         weights.append(w)
         biases.append(b)
-    return policies.DecisionPolicy(
+    return decision_policy.DecisionPolicy(
         [None] * (outputs.num_exits - 1),
         np.reshape(weights, (outputs.num_exits - 1, len(rules.DECISION_SIGNALS))),
         biases,

@@ -14,9 +14,10 @@ import numpy as np
 
 from tfee import rules
 from tfee._keras import keras
+from tfee.policy import base_policy
+from tfee.policy import compatibility
 from tfee.policy import costs as costs_lib
 from tfee.policy import outputs as outputs_lib
-from tfee.policy import policies
 
 __all__ = [
     "Evaluation",
@@ -226,11 +227,11 @@ def _cost_fields(costs, exit_indices):
 
 
 def _check_against(policy, outputs, api):
-    """`policies.check_policy` against cached outputs."""
+    """`compatibility.check_policy` against cached outputs."""
     learned = [False] * outputs.num_exits
     if outputs.confidences is not None:
         learned = list(np.any(np.isfinite(outputs.confidences), axis=1))
-    return policies.check_policy(
+    return compatibility.check_policy(
         policy,
         outputs.num_exits,
         learned,
@@ -269,8 +270,8 @@ def evaluate(source, dataset=None, policy=None, *, sparse=False, costs=None):
     api = "tfee.evaluate"
     if policy is None:
         raise ValueError(f"{api}: `policy` is required. Received: policy=None")
-    if not isinstance(policy, policies.Policy):
-        policies.check_policy(policy, None, None, api)
+    if not isinstance(policy, base_policy.Policy):
+        compatibility.check_policy(policy, None, None, api)
     outputs = _as_outputs(source, dataset, api, sparse)
     _check_against(policy, outputs, api)
     costs = costs_lib.check_costs(costs, outputs.num_exits, api)

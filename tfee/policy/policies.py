@@ -21,32 +21,15 @@ still there. NaN or infinite confidences (or logits) never let a sample leave.
 
 The base class and each kind live in modules of their own (`base_policy`,
 `threshold_policy`, `patience_policy`, `decision_policy`; whether a policy
-fits a network in `compatibility`); this module names them all and holds the
-table of kinds a saved policy may name (`KINDS`).
+fits a network in `compatibility`); this module holds the table of kinds a saved
+policy may name (`KINDS`).
 """
 
-from tfee.policy.base_policy import Policy
-from tfee.policy.base_policy import load_policy
-from tfee.policy.compatibility import check_ensemble_classes
-from tfee.policy.compatibility import check_fingerprint
-from tfee.policy.compatibility import check_policy
-from tfee.policy.compatibility import fingerprint
 from tfee.policy.decision_policy import DecisionPolicy
 from tfee.policy.patience_policy import PatiencePolicy
 from tfee.policy.threshold_policy import ThresholdPolicy
 
-__all__ = [
-    "DecisionPolicy",
-    "KINDS",
-    "PatiencePolicy",
-    "Policy",
-    "ThresholdPolicy",
-    "check_ensemble_classes",
-    "check_fingerprint",
-    "check_policy",
-    "fingerprint",
-    "load_policy",
-]
+__all__ = ["KINDS"]
 
 # The kinds a saved policy may name in its "type" (`Policy.from_dict`).
 KINDS = (ThresholdPolicy, PatiencePolicy, DecisionPolicy)

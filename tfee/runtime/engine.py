@@ -36,7 +36,9 @@ import numpy as np
 
 from tfee import rules
 from tfee._checks import check_int
-from tfee.policy import policies
+from tfee.policy import base_policy
+from tfee.policy import compatibility
+from tfee.policy import threshold_policy
 
 __all__ = [
     "CascadeResult",
@@ -247,14 +249,16 @@ def _row_scores(backend):
 
 
 def _is_plain_threshold(policy):
-    return isinstance(policy, policies.ThresholdPolicy) and policy.ensemble is None
+    return (
+        isinstance(policy, threshold_policy.ThresholdPolicy) and policy.ensemble is None
+    )
 
 
 def _check_policy_once(backend, policy):
-    """`policies.check_policy`, skipped where the backend checked this very
+    """`compatibility.check_policy`, skipped where the backend checked this very
     policy, unchanged, last (a batch-1 loop runs it on every image)."""
-    if not isinstance(policy, policies.Policy):  # Raises, naming the API.
-        policies.check_policy(
+    if not isinstance(policy, base_policy.Policy):  # Raises, naming the API.
+        compatibility.check_policy(
             policy, backend.num_exits, backend.learned, "tfee.runtime"
         )
     key = (
@@ -266,7 +270,9 @@ def _check_policy_once(backend, policy):
     )
     if getattr(backend, "_checked_policy", None) == key:
         return
-    policies.check_policy(policy, backend.num_exits, backend.learned, "tfee.runtime")
+    compatibility.check_policy(
+        policy, backend.num_exits, backend.learned, "tfee.runtime"
+    )
     backend._checked_policy = key
 
 

@@ -20,7 +20,8 @@ from tfee import rules
 from tfee import stages as stages_lib
 from tfee import structure as structure_lib
 from tfee._keras import tf
-from tfee.policy import policies
+from tfee.policy import compatibility
+from tfee.policy import threshold_policy
 from tfee.runtime import engine
 
 __all__ = ["DynamicPredictor"]
@@ -96,7 +97,7 @@ class DynamicPredictor:
         structure = structure_lib.read_structure(network, api)
         stage_models = stages_lib.stage_models(structure)
         learned = list(structure.learned)
-        policies.check_policy(
+        compatibility.check_policy(
             policy,
             structure.num_exits,
             learned,
@@ -109,7 +110,7 @@ class DynamicPredictor:
         self.input_shape = tuple(stage_models[0].inputs[0].shape[1:])
         self._backend = _Backend(stage_models, learned, list(structure.exit_macs))
         self._single = None  # The batch-1 graph, traced on first use.
-        if isinstance(policy, policies.ThresholdPolicy):
+        if isinstance(policy, threshold_policy.ThresholdPolicy):
             # An input of that graph, not constants in it: its program, and
             # so the logits it computes, do not depend on the thresholds.
             self._thresholds = tf.constant(
@@ -149,7 +150,7 @@ class DynamicPredictor:
         features = self._backend.prepare(images)
         if (
             features.shape[0] == 1
-            and isinstance(self.policy, policies.ThresholdPolicy)
+            and isinstance(self.policy, threshold_policy.ThresholdPolicy)
             and self.policy.ensemble is None
             and not blocked[0]  # The engine's input rule.
         ):
@@ -188,7 +189,7 @@ class DynamicPredictor:
             # A score within float round-off of its threshold, which the
             # numpy rules say stays, on the graph's own logits: the engine
             # runs the rest, with the exits decided so far closed.
-            rest = policies.ThresholdPolicy(
+            rest = threshold_policy.ThresholdPolicy(
                 [None] * (exit_index + 1)
                 + list(self.policy.thresholds[exit_index + 1 :]),
                 self.policy.rule,

@@ -16,8 +16,10 @@ from tfee import _flatbuffer
 from tfee import naming
 from tfee import rules
 from tfee._checks import check_int
+from tfee.policy import base_policy
+from tfee.policy import compatibility
 from tfee.policy import outputs as outputs_lib
-from tfee.policy import policies
+from tfee.policy import threshold_policy
 from tfee.policy.costs import ExitCosts
 from tfee.runtime import _litert
 from tfee.runtime import engine
@@ -159,7 +161,7 @@ def read_metadata(path):
 def embedded_policy(metadata):
     """The policy stored in a file's metadata, or None."""
     stored = metadata.get("policy")
-    return None if stored is None else policies.Policy.from_dict(stored)
+    return None if stored is None else base_policy.Policy.from_dict(stored)
 
 
 class _Backend:
@@ -324,7 +326,7 @@ class Cascade:
             policy = embedded_policy(self.metadata)
         self._backend = _Backend(interpreter, exits)
         if policy is not None:
-            policies.check_policy(
+            compatibility.check_policy(
                 policy,
                 len(stages),
                 learned,
@@ -492,7 +494,7 @@ class Cascade:
         count = self.num_exits
         rule = getattr(self.policy, "rule", None) or "max_softmax"
         leave_at = [
-            policies.ThresholdPolicy(
+            threshold_policy.ThresholdPolicy(
                 [1.0] * k + [0.0] * min(1, count - 1 - k) + [None] * (count - 2 - k),
                 rule,
             )

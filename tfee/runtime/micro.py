@@ -19,7 +19,8 @@ import tempfile
 import numpy as np
 
 from tfee import naming
-from tfee.policy import policies
+from tfee.policy import base_policy
+from tfee.policy import compatibility
 from tfee.runtime import engine
 from tfee.runtime.quantization import dequantize_output
 from tfee.runtime.quantization import quantize_input
@@ -374,9 +375,9 @@ class MicroCascade:
                     "policy=None, or before manifests recorded it); pass one. "
                     "Received: policy=None"
                 )
-            policy = policies.Policy.from_dict(data["policy"])
+            policy = base_policy.Policy.from_dict(data["policy"])
         self._backend = _Backend(data, os.path.dirname(os.path.abspath(manifest)))
-        self.policy = policies.check_policy(
+        self.policy = compatibility.check_policy(
             policy,
             data["num_exits"],
             self._backend.learned,

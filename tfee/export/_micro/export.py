@@ -30,7 +30,10 @@ from tfee.export._micro import manifest as manifest_lib
 from tfee.export._micro import measure
 from tfee.export._micro.result import MicroExport
 from tfee.export._micro.result import MicroStage
-from tfee.policy import policies
+from tfee.policy import compatibility
+from tfee.policy import decision_policy
+from tfee.policy import patience_policy
+from tfee.policy import threshold_policy
 from tfee.runtime import engine
 
 __all__ = ["COMPRESSIONS", "micro"]
@@ -59,14 +62,18 @@ def _check_compress(compress, api):
 def _check_policy(policy, structure, api):
     if policy is None:
         return None
-    kinds = (policies.ThresholdPolicy, policies.PatiencePolicy, policies.DecisionPolicy)
+    kinds = (
+        threshold_policy.ThresholdPolicy,
+        patience_policy.PatiencePolicy,
+        decision_policy.DecisionPolicy,
+    )
     if not isinstance(policy, kinds):
         raise TypeError(
             f"{api}: `policy` must be a tfee.ThresholdPolicy, tfee.PatiencePolicy "
             "or tfee.DecisionPolicy for the generated C++ loop, or None. Received: "
             f"policy={type(policy).__name__}"
         )
-    return policies.check_policy(
+    return compatibility.check_policy(
         policy,
         structure.num_exits,
         list(structure.learned),
@@ -215,7 +222,7 @@ def micro(
             stacklevel=2,
         )
     policy = _check_policy(policy, structure, api)
-    policies.check_ensemble_classes(policy, structure.num_classes, api)
+    compatibility.check_ensemble_classes(policy, structure.num_classes, api)
     calibration = _checks.check_images(
         representative, stripped, calibration_samples, api
     )
