@@ -10,6 +10,7 @@ import tfee
 import tfee.compress
 import tfee.export
 from tfee import _graph
+from tfee import tf
 
 # Every walk over a network's graph goes through these two: the forward walk
 # in topological order, and the backward walk from one tensor.
@@ -137,3 +138,13 @@ def test_a_structure_passed_on_is_not_read_again(network, walks):
     tfee.cost.analyze(structure)
     tfee.cost.analyze(structure, sparse=True)
     assert not walks
+
+
+def test_one_pass_dependencies_equal_the_backward_walk_of_every_tensor(tiny_resnet):
+    network = tfee.attach_exits(tiny_resnet, tfee.FlopsFractions([0.3, 0.6]))
+    nodes = _graph.ordered_nodes(network)
+    depends_on = _graph.dependencies(nodes)
+    tensors = [t for node in nodes for t in tf.nest.flatten(node.node.outputs)]
+    assert len(tensors) > 20
+    for tensor in tensors:
+        assert depends_on(tensor) == _graph.ancestors(tensor)

@@ -17,6 +17,7 @@ import tfee
 import tfee.export
 from tests import disk_cache
 from tfee import keras
+from tfee import naming
 
 INPUT_SHAPE = (8, 8, 1)
 
@@ -217,15 +218,18 @@ def exporting_micro(*args, **kwargs):
     `reuse_conversions` can hand them to later exports."""
     from tfee.export._micro import convert as convert_lib
 
-    convert, converted = convert_lib.convert_stage, {}
+    convert, converted = convert_lib.convert_all, {}
 
-    def recording(structure, k, calibration, per_channel):
-        converted[k] = convert(structure, k, calibration, per_channel)
+    def recording(structure, calibration, per_channel):
+        models = convert(structure, calibration, per_channel)
+        converted.update(
+            {naming.parse_signature(name)[1]: data for name, data in models.items()}
+        )
         converted["per_channel"] = per_channel
-        return converted[k]
+        return models
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(convert_lib, "convert_stage", recording)
+        patch.setattr(convert_lib, "convert_all", recording)
         export = tfee.export.micro(*args, **kwargs)
     _CONVERTED[export.directory] = converted
     return export
@@ -243,9 +247,13 @@ def reuse_conversions(export, patch):
 
     converted = _CONVERTED[export.directory]
 
-    def reuse(structure, k, calibration, per_channel):
+    def reuse(structure, calibration, per_channel):
         assert per_channel == converted["per_channel"], "converted otherwise"
-        return converted[k]
+        return {
+            naming.stage_name(k): data
+            for k, data in converted.items()
+            if isinstance(k, int)
+        }
 
-    patch.setattr(convert_lib, "convert_stage", reuse)
+    patch.setattr(convert_lib, "convert_all", reuse)
     return converted

@@ -65,8 +65,12 @@ def _kernel_positions(layer, attribute, positions, sparse):
     """MACs of a kernel applied at `positions` places: every weight once per place."""
     weight = getattr(layer, attribute)
     if isinstance(weight, tf.Variable):
-        values = np.asarray(keras.backend.get_value(weight))
-        used = np.count_nonzero(values) if sparse else values.size
+        if sparse:
+            used = np.count_nonzero(np.asarray(keras.backend.get_value(weight)))
+        else:
+            # Dense MACs need the shape only: no copy of the values (every
+            # structure read counts every layer).
+            used = int(np.prod(weight.shape))
     elif sparse:
         # Inside tfmot's quantize wrapper the attribute holds the symbolic
         # fake-quantized tensor of the wrapper's last trace: no values to

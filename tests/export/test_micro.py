@@ -228,7 +228,7 @@ def test_a_learned_decision_and_ensemble_cascade_compiles_against_real_tflm(
 
 
 def test_layers_micro_cannot_run_raise_before_conversion(images, tmp_path, monkeypatch):
-    monkeypatch.setattr(convert_lib, "convert_stage", None)
+    monkeypatch.setattr(convert_lib, "convert_all", None)
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b1")(inputs)
     x = keras.layers.Conv2D(4, 3, activation="gelu", name="b2")(x)

@@ -151,7 +151,7 @@ def test_the_lut_resolver_registers_decode_and_compiles_warning_free(exports, tm
 def test_bad_compress_values_raise_before_anything_is_written(
     network, images, tmp_path, monkeypatch, compress
 ):
-    monkeypatch.setattr(convert_lib, "convert_stage", None)
+    monkeypatch.setattr(convert_lib, "convert_all", None)
     with pytest.raises(
         ValueError,
         match=rf"`compress` must be one of \[None, 'lut'\].*"
@@ -209,7 +209,7 @@ def test_per_kernel_scales_on_unfolded_batch_norm_warn(
     def stop(*args):
         raise RuntimeError("stop before converting")
 
-    monkeypatch.setattr(convert_lib, "convert_stage", stop)
+    monkeypatch.setattr(convert_lib, "convert_all", stop)
     with pytest.warns(UserWarning, match="still has BatchNormalization.*Fold BN"):
         with pytest.raises(RuntimeError, match="stop before converting"):
             tfee.export.micro(network, str(tmp_path), images, per_channel=False)

@@ -120,3 +120,16 @@ def test_non_finite_logits_answer_no_class_and_count_as_wrong():
     )
     assert accuracy.exits["exit_1"] == 0.5
     assert accuracy.ensemble == 0.5
+
+
+def test_cached_outputs_answer_per_exit_accuracy_as_an_exit_accuracy():
+    from tests.policy.conftest import make_outputs
+
+    outputs = make_outputs(num_exits=3)
+    accuracy = outputs.exit_accuracy()
+    assert isinstance(accuracy, tfee.policy.ExitAccuracy)
+    assert accuracy == tfee.policy.ExitAccuracy.from_logits(
+        list(outputs.logits), outputs.labels
+    )
+    np.testing.assert_allclose(accuracy.per_exit(), outputs.correct().mean(axis=1))
+    assert list(accuracy.exits) == ["exit_1", "exit_2", "exit_3"]

@@ -233,12 +233,13 @@ def _from_saved_model(directory, keys):
         from tensorflow.lite.python import lite
 
         model_types = conversion_metadata_schema_py_generated.ModelType
-        base = lite.TFLiteConverterBase
-        saved_model_converter = lite.TFLiteSavedModelConverterV2
-        base._set_original_model_type(model_types.TF_SAVED_MODEL)
-    except (ImportError, AttributeError):
+        lite.TFLiteConverterBase._set_original_model_type(model_types.TF_SAVED_MODEL)
+        return lite.TFLiteSavedModelConverterV2(
+            directory, {tf.saved_model.SERVING}, keys
+        )
+    except (ImportError, AttributeError, TypeError):
+        # Another TensorFlow than the 2.21 these internals were read from.
         return tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=keys)
-    return saved_model_converter(directory, {tf.saved_model.SERVING}, keys)
 
 
 def run(converter):
@@ -254,8 +255,8 @@ def run(converter):
     conversion time. What the conversion leaves behind is still collected;
     anything older waits for the next collection. A caller who froze
     objects already keeps them frozen."""
-    frozen = gc.get_freeze_count() == 0
-    if frozen:
+    freezing = gc.get_freeze_count() == 0
+    if freezing:
         gc.freeze()
     try:
         with warnings.catch_warnings():
@@ -264,7 +265,7 @@ def run(converter):
             )
             return converter.convert()
     finally:
-        if frozen:
+        if freezing:
             gc.unfreeze()
 
 

@@ -19,7 +19,7 @@ __all__ = [
     "MICRO_OPS",
     "ConvertedStage",
     "check_layers",
-    "convert_stage",
+    "convert_all",
     "convert_stages",
 ]
 
@@ -120,34 +120,16 @@ def check_layers(network, api):
         )
 
 
-def convert_stage(structure, k, calibration, per_channel):
-    """Stage k of a network (its `Structure`) as its own int8 flatbuffer.
-
-    Every stage is converted in one converter call, the first time a stage
-    is asked for: one SavedModel holding the K `stage_k` signatures, one
-    calibration pass, then the file split into one model per signature
+def convert_all(structure, calibration, per_channel):
+    """{stage_k: its int8 flatbuffer} for a network (its `Structure`), from
+    one converter call: one SavedModel holding the K `stage_k` signatures,
+    one calibration pass, then the file split into one model per signature
     (`_flatbuffer.signature_models`). Each signature is calibrated on its own
-    inputs, so a stage quantizes as it would converted alone; the fixed cost
-    of a conversion (writing and loading the SavedModel, TensorFlow's
-    clean-up) is paid once instead of K times.
-
-    Args:
-      structure: the stripped network's `Structure`, one per export call
-        (the converted stages are kept in it).
-      k: the stage, 1..K.
-      calibration: every stage's calibration inputs, from
-        `_calibration.stage_inputs`.
-      per_channel: int8 weights with one scale per output channel.
-    """
-    stages = structure.derived(
-        ("micro int8 stages", per_channel, id(calibration)),
-        lambda structure: _convert_all(structure, calibration, per_channel),
-    )
-    return stages[naming.stage_name(k)]
-
-
-def _convert_all(structure, calibration, per_channel):
-    """{stage_k: its int8 flatbuffer}, from one conversion of every stage."""
+    inputs (`calibration`, from `_calibration.stage_inputs`), so a stage
+    quantizes as it would converted alone; the fixed cost of a conversion
+    (writing and loading the SavedModel, TensorFlow's clean-up) is paid once
+    instead of K times. `per_channel`: int8 weights with one scale per
+    output channel."""
     names = [naming.stage_name(k) for k in range(1, structure.num_exits + 1)]
     functions = _signatures.functions(structure, names, batch=1)
     _signatures.check_ops(functions, "tfee.export.micro")
@@ -185,14 +167,15 @@ def _described(model, ops):
 
 
 def convert_stages(structure, calibration, per_channel, api):
-    """[ConvertedStage per stage]: each stage converted by `convert_stage`
-    (stage k calibrated on `calibration[k - 1]`), its ops checked against
+    """[ConvertedStage per stage]: the stages converted by `convert_all`
+    (stage k calibrated on `calibration[k - 1]`), their ops checked against
     `MICRO_OPS`, and each handed-on input given the scale its producer
     writes where the two differ in the last bits (`_flatbuffer.chain_repairs`
     raises where they differ more)."""
     converted = []
+    models = convert_all(structure, calibration, per_channel)
     for k in range(1, structure.num_exits + 1):
-        data = convert_stage(structure, k, calibration, per_channel)
+        data = models[naming.stage_name(k)]
         ops = tuple(_flatbuffer.op_names(data, subgraph=0))
         unsupported = sorted(set(ops) - MICRO_OPS)
         if unsupported:
