@@ -21,6 +21,8 @@ ROOT = pathlib.Path(tfee.__file__).resolve().parent
 # Row: (its units: modules or packages, the other rows it may import). A
 # module may always import its own unit (a package's modules each other).
 # Rows are listed top (lowest) to bottom; every arrow points up this list.
+# The rows below "stages and costs" may read networks through all of these:
+_NETWORKS = ("base", "layers", "placement", "structure", "network", "stages and costs")
 LAYOUT = {
     # Leaf helpers under everything. They may use each other (all of them go
     # through the Keras door). _macs counts one layer's MACs: tfee.network
@@ -67,67 +69,20 @@ LAYOUT = {
     ),
     # Policies decide from outputs and costs; calibration and evaluation
     # stay beside them, so every runtime shares one decision.
-    "decision": (
-        ("tfee.policy",),
-        {"base", "layers", "placement", "network", "structure", "stages and costs"},
-    ),
+    "decision": (("tfee.policy",), {*_NETWORKS}),
     # One cascade engine runs a decision; it never makes its own.
-    "runtime": (
-        ("tfee.runtime",),
-        {
-            "base",
-            "layers",
-            "placement",
-            "network",
-            "structure",
-            "stages and costs",
-            "decision",
-        },
-    ),
+    "runtime": (("tfee.runtime",), {*_NETWORKS, "decision"}),
     # Training fits Keras networks; it runs no cascade and loads no data.
-    "training": (
-        ("tfee.training",),
-        {
-            "base",
-            "layers",
-            "placement",
-            "network",
-            "structure",
-            "stages and costs",
-            "decision",
-        },
-    ),
+    "training": (("tfee.training",), {*_NETWORKS, "decision"}),
     # Compression trains (distillation, fine-tuning) but never exports.
     "compress": (
         ("tfee.compress",),
-        {
-            "base",
-            "layers",
-            "placement",
-            "network",
-            "structure",
-            "stages and costs",
-            "decision",
-            "runtime",
-            "training",
-        },
+        {*_NETWORKS, "decision", "runtime", "training"},
     ),
     # Export strips compressed models and checks files with the runtime.
     "export": (
         ("tfee.export",),
-        {
-            "base",
-            "keras models",
-            "layers",
-            "placement",
-            "network",
-            "structure",
-            "stages and costs",
-            "decision",
-            "runtime",
-            "training",
-            "compress",
-        },
+        {*_NETWORKS, "keras models", "decision", "runtime", "training", "compress"},
     ),
     # Data sets and reference backbones are inputs to a pipeline, not parts
     # of the library's machinery: only the top row wires them in.
@@ -136,13 +91,8 @@ LAYOUT = {
     "top": (
         ("tfee", "tfee.report", "tfee.tuning", "tfee.recipes"),
         {
-            "base",
+            *_NETWORKS,
             "keras models",
-            "layers",
-            "placement",
-            "network",
-            "structure",
-            "stages and costs",
             "decision",
             "runtime",
             "training",
