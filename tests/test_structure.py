@@ -148,3 +148,20 @@ def test_one_pass_dependencies_equal_the_backward_walk_of_every_tensor(tiny_resn
     assert len(tensors) > 20
     for tensor in tensors:
         assert depends_on(tensor) == _graph.ancestors(tensor)
+
+
+def test_a_policy_meets_a_network_through_its_structure_by_exits_and_classes(
+    network, data
+):
+    from tfee.policy import compatibility
+
+    policy = tfee.calibrate(tfee.collect_outputs(network, data), max_accuracy_drop=0.05)
+    structure = tfee.read_structure(network)
+    assert compatibility.check_policy_for(policy, structure, "api") is policy
+    other = tfee.attach_exits(
+        tfee.backbones.small_cnn(num_classes=4, input_shape=(8, 8, 1), widths=(4, 8)),
+        ["block1_out"],
+        with_confidence=True,
+    )
+    with pytest.raises(ValueError, match="api: "):
+        compatibility.check_policy_for(policy, tfee.read_structure(other), "api")

@@ -437,15 +437,7 @@ def tflite(
         )
     names = _signatures.select_signatures(signatures, len(infos), api)
     if policy is not None:
-        compatibility.check_policy(
-            policy,
-            len(infos),
-            list(structure.learned),
-            api,
-            exit_macs=structure.exit_macs,
-            classes=structure.num_classes,
-        )
-        compatibility.check_ensemble_classes(policy, structure.num_classes, api)
+        compatibility.check_policy_for(policy, structure, api)
     channels = int(stripped.inputs[0].shape[-1])
     normalisation = input_normalisation.check_normalisation(
         normalisation, channels, api

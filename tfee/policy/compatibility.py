@@ -7,6 +7,7 @@ __all__ = [
     "check_ensemble_classes",
     "check_fingerprint",
     "check_policy",
+    "check_policy_for",
     "fingerprint",
 ]
 
@@ -113,3 +114,18 @@ def check_ensemble_classes(policy, classes, api):
             f"network's outputs. Received: policy.ensemble={ensemble!r}"
         )
     return policy
+
+
+def check_policy_for(policy, structure, api):
+    """`check_policy` and `check_ensemble_classes` against the network a
+    `tfee.Structure` was read from (its exits, learned confidences, exits'
+    MACs and class count): where a policy meets a Keras network."""
+    check_policy(
+        policy,
+        structure.num_exits,
+        list(structure.learned),
+        api,
+        exit_macs=structure.exit_macs,
+        classes=structure.num_classes,
+    )
+    return check_ensemble_classes(policy, structure.num_classes, api)

@@ -97,14 +97,7 @@ class DynamicPredictor:
         structure = structure_lib.read_structure(network, api)
         stage_models = stages_lib.stage_models(structure)
         learned = list(structure.learned)
-        compatibility.check_policy(
-            policy,
-            structure.num_exits,
-            learned,
-            api,
-            exit_macs=structure.exit_macs,
-            classes=structure.num_classes,
-        )
+        compatibility.check_policy_for(policy, structure, api)
         self._policy = policy
         self._stage_models = stage_models
         self.input_shape = tuple(stage_models[0].inputs[0].shape[1:])

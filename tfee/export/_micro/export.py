@@ -73,13 +73,7 @@ def _check_policy(policy, structure, api):
             "or tfee.DecisionPolicy for the generated C++ loop, or None. Received: "
             f"policy={type(policy).__name__}"
         )
-    return compatibility.check_policy(
-        policy,
-        structure.num_exits,
-        list(structure.learned),
-        api,
-        exit_macs=structure.exit_macs,
-    )
+    return compatibility.check_policy_for(policy, structure, api)
 
 
 def _remove_stale_stages(directory, name, num_stages):
@@ -222,7 +216,6 @@ def micro(
             stacklevel=2,
         )
     policy = _check_policy(policy, structure, api)
-    compatibility.check_ensemble_classes(policy, structure.num_classes, api)
     calibration = _checks.check_images(
         representative, stripped, calibration_samples, api
     )
